@@ -1,0 +1,40 @@
+# The two commands of the README, plus the developer's shortcuts.
+PYTHON ?= python3
+VENV ?= .venv
+
+.PHONY: run test dev lint docs clean
+
+## run: set up a virtual environment and run Donjon's main job on embedded defaults
+run: $(VENV)/.installed
+	$(VENV)/bin/donjon --help
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e .
+	touch $@
+
+## test: what CI runs: fresh venv, lint, types, layering, the whole test suite
+test:
+	bash .ci/run
+
+## dev: a development environment with the test extras
+dev:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e ".[test]"
+	touch $(VENV)/.installed
+
+## lint: the quick gates, in the development environment
+lint:
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/lint-imports
+
+## docs: regenerate the generated docs pages
+docs:
+	$(VENV)/bin/donjon rules markdown > docs/rules.md
+
+clean:
+	rm -rf $(VENV) .venv-ci build dist .pytest_cache .mypy_cache .ruff_cache

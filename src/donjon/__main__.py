@@ -1,0 +1,5 @@
+"""``python -m donjon``."""
+
+from donjon.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""The ``donjon`` command line: one module per sub-command, wired in ``main``."""

@@ -1,0 +1,77 @@
+"""What the global options decide, shared by every sub-command."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from donjon.app import Donjon, build
+from donjon.config import Settings, load_settings
+
+
+class OutputFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class ExitCode(enum.IntEnum):
+    """Documented exit codes of every ``donjon`` command."""
+
+    OK = 0  # clean: nothing at or above the threshold
+    FINDINGS = 1  # findings at or above the threshold, or a failed verification
+    ERROR = 2  # usage or runtime error
+
+
+@dataclass
+class CliState:
+    format: OutputFormat = OutputFormat.TEXT
+    quiet: bool = False
+    config_file: Path | None = None
+    home: Path | None = None
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    _settings: Settings | None = None
+    _app: Donjon | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.format is OutputFormat.JSON
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_file, home=self.home)
+        return self._settings
+
+    @property
+    def app(self) -> Donjon:
+        if self._app is None:
+            self._app = build(self.settings)
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+    def print_json(self, data: Any) -> None:
+        """Machine-readable output: plain JSON on stdout, nothing else."""
+        self.out.file.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+    def info(self, message: str) -> None:
+        """Human chatter on stderr, silenced by --quiet and in JSON mode."""
+        if not self.quiet and not self.json:
+            self.err.print(message)
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        obj = CliState()
+        ctx.find_root().obj = obj
+    return obj
