@@ -69,3 +69,9 @@ def test_bad_settings_files_get_clear_errors(tmp_path: Path, text: str, message:
 def test_a_named_but_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_database_url_defaults_to_sqlite_in_home(donjon_home: Path) -> None:
+    assert load_settings().sql_url == f"sqlite+pysqlite:///{donjon_home / 'donjon.db'}"
+    url = "postgresql://postgres@127.0.0.1/test"
+    assert load_settings(database_url=url).sql_url == url

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home, description="Donjon's data folder")
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql://...); default SQLite $DONJON_HOME/donjon.db",
+    )
     events: EventSettings = Field(default_factory=EventSettings)
 
     @classmethod
@@ -85,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.home / "donjon.db"
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite+pysqlite:///{self.database_path}"
 
     @property
     def blobs_dir(self) -> Path:
