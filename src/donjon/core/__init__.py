@@ -10,12 +10,23 @@ from donjon.core.decision import Decision, Effect
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.findings import Finding, Location, Subject
 from donjon.core.identity import Principal, PrincipalKind
-from donjon.core.ports import BlobStore, Clock, EventJournal, EventSink, KeyProvider, MetadataStore
+from donjon.core.ports import (
+    Authenticator,
+    Authorizer,
+    BlobStore,
+    Clock,
+    EventJournal,
+    EventSink,
+    KeyProvider,
+    MetadataStore,
+)
 from donjon.core.rules import Rule, RuleRegistry
 from donjon.core.severity import Severity
 
 __all__ = [
     "ArtifactRef",
+    "Authenticator",
+    "Authorizer",
     "BlobStore",
     "Clock",
     "Decision",

@@ -7,12 +7,14 @@ why these are Protocols and not base classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from donjon.core.artifacts import Digest
+from donjon.core.decision import Decision
 from donjon.core.events import SecurityEvent
+from donjon.core.identity import Principal
 
 
 @runtime_checkable
@@ -62,3 +64,32 @@ class KeyProvider(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Authenticator(Protocol):
+    """Turns a presented credential (API token, JWT) into a principal.
+
+    Raises ``donjon.errors.AuthenticationError`` for a missing, malformed,
+    expired or revoked credential; never returns an anonymous principal.
+    """
+
+    def authenticate(self, credential: str) -> Principal: ...
+
+
+class Authorizer(Protocol):
+    """Decides whether ``principal`` may do ``action`` on ``resource``.
+
+    Resources are paths: ``datasets/fraud/transactions``, ``models/fraud-clf``
+    (a version: ``models/fraud-clf@3``). Actions are ``<kind>.<verb>``:
+    ``dataset.read|write|list|delete``, ``model.read|write|list|promote|deploy|delete``,
+    ``admin``. ``context`` carries facts such as ``stage``, ``signed`` and
+    ``scan_clean``. Deny by default; an internal error denies too.
+    """
+
+    def authorize(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision: ...

@@ -90,8 +90,11 @@ def open_database(url: str, *, upgrade: bool = True, **engine_options: Any) -> D
     return database
 
 
-def migrate(database: Database, revision: str = "head") -> None:
-    """Upgrade the schema with Alembic; a StorageError says why it could not."""
+def migrate(database: Database, revision: str = "heads") -> None:
+    """Upgrade the schema with Alembic; a StorageError says why it could not.
+
+    ``heads``: each adapter's migrations may form their own branch from ``0001``.
+    """
     from alembic import command
     from alembic.config import Config
 
