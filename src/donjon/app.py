@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from donjon.catalog import rule_registry
 from donjon.config import Settings
 from donjon.core.bus import EventBus
 from donjon.core.rules import RuleRegistry
+from donjon.errors import ConfigError
 from donjon.soc.jsonl import JsonLinesSink
+
+if TYPE_CHECKING:
+    from donjon.audit import Ledger
+    from donjon.authz import CedarAuthorizer, CredentialAuthenticator, IdentityService
 
 
 @dataclass
@@ -43,3 +49,76 @@ def build(settings: Settings) -> Donjon:
     jsonl = JsonLinesSink(settings.events_path, fsync=settings.events.fsync)
     bus = EventBus([jsonl])
     return Donjon(settings=settings, bus=bus, rules=rule_registry(), _closers=[jsonl])
+
+
+# -- identities, authorisation and the audit ledger (issue 5: authz / audit) --------
+# Builders for the lead to wire into ``build``; each opens its own database handle.
+
+
+def build_ledger(settings: Settings) -> Ledger:
+    """The tamper-evident ledger (an ``EventJournal``) on ``settings.sql_url``."""
+    from donjon.audit import Ledger
+    from donjon.storage.ledger import SqlLedgerStore
+    from donjon.storage.ledger_keys import FileKeyProvider
+    from donjon.storage.sql import open_database
+
+    return Ledger(
+        SqlLedgerStore(open_database(settings.sql_url)),
+        keys=FileKeyProvider(settings.keys_dir),
+        key_id=settings.audit.key_id,
+        checkpoint_every=settings.audit.checkpoint_every,
+    )
+
+
+def build_identity(settings: Settings, bus: EventBus) -> IdentityService:
+    """Users, groups, service accounts and API tokens on ``settings.sql_url``."""
+    from donjon.authz import IdentityService
+    from donjon.storage.identity import SqlIdentityStore
+    from donjon.storage.sql import open_database
+
+    store = SqlIdentityStore(open_database(settings.sql_url))
+    return IdentityService(store, publish=bus.publish)
+
+
+def build_authenticator(settings: Settings, bus: EventBus) -> CredentialAuthenticator:
+    """The ``Authenticator`` port: API tokens, plus JWTs when an issuer is configured."""
+    from donjon.authz import (
+        CredentialAuthenticator,
+        JwksSource,
+        JwtAuthenticator,
+        TokenAuthenticator,
+    )
+    from donjon.storage.identity import SqlIdentityStore
+    from donjon.storage.sql import open_database
+
+    tokens = TokenAuthenticator(SqlIdentityStore(open_database(settings.sql_url)))
+    jwt = None
+    authz = settings.authz
+    if authz.jwt_issuer:
+        if not authz.jwt_audience:
+            raise ConfigError("authz.jwt_issuer is set but authz.jwt_audience is not")
+        jwks = JwksSource(path=authz.jwks_path, url=authz.jwks_url)
+        jwt = JwtAuthenticator(
+            jwks,
+            issuer=authz.jwt_issuer,
+            audience=authz.jwt_audience,
+            algorithms=authz.jwt_algorithms,
+            principal_claim=authz.jwt_principal_claim,
+            groups_claim=authz.jwt_groups_claim,
+        )
+    return CredentialAuthenticator(tokens, jwt, publish=bus.publish)
+
+
+def build_authorizer(settings: Settings, bus: EventBus) -> CedarAuthorizer:
+    """The ``Authorizer`` port: Cedar policies from ``settings.policy_path``.
+
+    A missing policy file is an empty policy set: everything is denied.
+    """
+    from donjon.authz import CedarAuthorizer, load_policies
+
+    path = settings.policy_path
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except OSError as e:
+        raise ConfigError(f"cannot read policy file {path}: {e}") from e
+    return CedarAuthorizer(load_policies(text, str(path)), publish=bus.publish)

@@ -51,6 +51,31 @@ class EventSettings(Section):
     fsync: bool = Field(default=False, description="force every event line to disk")
 
 
+class AuthzSettings(Section):
+    """Identities, tokens and Cedar policies (``donjon.authz``)."""
+
+    policy_path: Path | None = Field(
+        default=None, description="Cedar policy file; default $DONJON_HOME/policies.cedar"
+    )
+    token_ttl_days: int = Field(default=90, ge=1, le=3650, description="API token lifetime")
+    jwt_issuer: str | None = Field(default=None, description="trusted OIDC issuer (iss)")
+    jwt_audience: str | None = Field(default=None, description="this service's audience (aud)")
+    jwks_path: Path | None = Field(default=None, description="JWKS file of the issuer's keys")
+    jwks_url: str | None = Field(default=None, description="JWKS URL (fetched with httpx)")
+    jwt_algorithms: list[str] = Field(default=["RS256", "ES256"], description="allowed algs")
+    jwt_principal_claim: str = Field(default="sub", description="claim naming the principal")
+    jwt_groups_claim: str = Field(default="groups", description="claim listing the groups")
+
+
+class AuditSettings(Section):
+    """The tamper-evident ledger (``donjon.audit``)."""
+
+    checkpoint_every: int = Field(
+        default=1000, ge=0, description="sign a checkpoint every N entries (0: only by hand)"
+    )
+    key_id: str = Field(default="ledger", description="signing key under $DONJON_HOME/keys")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DONJON_",
@@ -66,6 +91,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL (postgresql://...); default SQLite $DONJON_HOME/donjon.db",
     )
     events: EventSettings = Field(default_factory=EventSettings)
+    authz: AuthzSettings = Field(default_factory=AuthzSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -101,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def policy_path(self) -> Path:
+        return self.authz.policy_path or self.home / "policies.cedar"
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:

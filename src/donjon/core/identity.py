@@ -21,6 +21,10 @@ class Principal:
     kind: PrincipalKind = PrincipalKind.USER
     display_name: str | None = None
     groups: tuple[str, ...] = ()
+    # The actions a scoped credential (an API token) may be used for, as patterns
+    # (``dataset.read``, ``model.*``, ``*``); ``None`` when the credential is not
+    # scoped. A scope only narrows what policies grant, it never widens it.
+    scopes: frozenset[str] | None = None
 
     @classmethod
     def anonymous(cls) -> Principal:

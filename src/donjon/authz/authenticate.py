@@ -1,0 +1,134 @@
+"""Authenticators: API tokens and OIDC / JWT bearer tokens, never anonymous.
+
+:class:`CredentialAuthenticator` implements the core ``Authenticator`` port: it
+takes a credential as presented (``djt_...``, a JWT, either optionally after
+``Bearer``), hands it to the token or JWT checker, and publishes one
+``authentication`` event per attempt, success or failure. Events and errors
+name the method and the token id, never the credential.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from donjon.authz.identity import IdentityStore, Publish, account_from_row
+from donjon.authz.jwt import JwtAuthenticator
+from donjon.authz.tokens import hash_token, hashes_match, looks_like_token
+from donjon.core.clock import SystemClock
+from donjon.core.events import EventKind, Outcome, SecurityEvent
+from donjon.core.identity import Principal
+from donjon.core.ports import Clock
+from donjon.core.severity import Severity
+from donjon.errors import AuthenticationError, StorageError
+
+SOURCE = "authz"
+
+
+class TokenAuthenticator:
+    """Checks ``djt_`` API tokens against the stored hashes."""
+
+    method = "token"
+
+    def __init__(self, store: IdentityStore, *, clock: Clock | None = None) -> None:
+        self._store = store
+        self._clock: Clock = clock or SystemClock()
+
+    def authenticate(self, credential: str) -> Principal:
+        return self.check(credential)[0]
+
+    def check(self, credential: str) -> tuple[Principal, str]:
+        """The principal and the token id; AuthenticationError says why not."""
+        if not looks_like_token(credential):
+            raise AuthenticationError("malformed API token")
+        presented = hash_token(credential)
+        row = self._store.find_token(presented)
+        if row is None or not hashes_match(str(row["hash"]), presented):
+            raise AuthenticationError("unknown API token")
+        token_id = str(row["id"])
+        now = self._clock.now()
+        if row.get("revoked_at") is not None:
+            raise AuthenticationError(f"API token {token_id} was revoked")
+        expires_at: datetime | None = row.get("expires_at")
+        if expires_at is not None and now >= expires_at:
+            raise AuthenticationError(f"API token {token_id} expired at {expires_at.isoformat()}")
+        account_row = self._store.get_account(str(row["owner"]))
+        if account_row is None:
+            raise AuthenticationError(f"API token {token_id} belongs to no account")
+        account = account_from_row(account_row)
+        if account.disabled:
+            raise AuthenticationError(f"account {account.id} is disabled")
+        return account.principal(frozenset(row.get("scopes") or ())), token_id
+
+
+class CredentialAuthenticator:
+    """The ``Authenticator`` port: API tokens and, when configured, JWTs."""
+
+    def __init__(
+        self,
+        tokens: TokenAuthenticator | None,
+        jwt: JwtAuthenticator | None = None,
+        *,
+        publish: Publish | None = None,
+    ) -> None:
+        if tokens is None and jwt is None:
+            raise ValueError("an authenticator needs API tokens, JWTs or both")
+        self._tokens = tokens
+        self._jwt = jwt
+        self._publish = publish
+
+    def authenticate(self, credential: str) -> Principal:
+        credential = (credential or "").strip()
+        if credential[:7].lower() == "bearer ":
+            credential = credential[7:].strip()
+        method = "none"
+        token_id: str | None = None
+        try:
+            if not credential:
+                raise AuthenticationError("no credential: anonymous access is not allowed")
+            if credential.startswith("djt_"):
+                method = "token"
+                if self._tokens is None:
+                    raise AuthenticationError("API tokens are not accepted here")
+                principal, token_id = self._tokens.check(credential)
+            elif credential.count(".") == 2:
+                method = "jwt"
+                if self._jwt is None:
+                    raise AuthenticationError("JWT bearer tokens are not configured")
+                principal = self._jwt.authenticate(credential)
+            else:
+                raise AuthenticationError("unrecognised credential: expected djt_... or a JWT")
+        except AuthenticationError as e:
+            self._event(None, method, Outcome.FAILURE, str(e), token_id)
+            raise
+        except StorageError as e:  # fail closed, and say so
+            self._event(None, method, Outcome.FAILURE, "identity store unavailable", token_id)
+            raise AuthenticationError("cannot check the credential right now") from e
+        self._event(principal, method, Outcome.SUCCESS, "authenticated", token_id)
+        return principal
+
+    def _event(
+        self,
+        principal: Principal | None,
+        method: str,
+        outcome: Outcome,
+        reason: str,
+        token_id: str | None,
+    ) -> None:
+        if self._publish is None:
+            return
+        who = str(principal) if principal else "unknown caller"
+        attributes: dict[str, object] = {"method": method, "reason": reason}
+        if token_id:
+            attributes["token_id"] = token_id
+        self._publish(
+            SecurityEvent(
+                kind=EventKind.AUTHENTICATION,
+                source=SOURCE,
+                action=f"authenticate.{method}",
+                message=f"{who}: {reason}",
+                severity=Severity.INFO if outcome is Outcome.SUCCESS else Severity.LOW,
+                outcome=outcome,
+                principal=principal,
+                attributes=attributes,
+            )
+        )
