@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 
 from donjon import __version__
+from donjon.cli import access as access_cmd
+from donjon.cli import audit as audit_cmd
 from donjon.cli import config as config_cmd
 from donjon.cli import events as events_cmd
 from donjon.cli import rules as rules_cmd
@@ -36,6 +38,8 @@ app = typer.Typer(
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(events_cmd.app, name="events")
+app.add_typer(access_cmd.app, name="access", no_args_is_help=True)
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def _show_version(value: bool) -> None:

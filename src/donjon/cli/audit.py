@@ -1,0 +1,152 @@
+"""``donjon audit``: verify, export and checkpoint the tamper-evident ledger.
+
+``verify`` exits 1 when the ledger was tampered with, naming the first bad
+entry, and publishes a DJ-LED-001 finding; a clean ledger exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from donjon.cli.state import CliState, ExitCode, state
+from donjon.errors import InputError, VerificationError
+
+if TYPE_CHECKING:
+    from donjon.audit import Checkpoint, Ledger
+
+app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
+
+
+def _ledger(cli: CliState) -> Ledger:
+    from donjon.app import build_ledger
+
+    return build_ledger(cli.settings)
+
+
+def _write_head(path: Path, checkpoint: Checkpoint) -> None:
+    path.write_text(json.dumps(checkpoint.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _read_head(path: Path) -> Checkpoint:
+    from donjon.audit import Checkpoint
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read head file {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise InputError(f"head file {path} is not a JSON object")
+    try:
+        return Checkpoint.from_dict(data)
+    except VerificationError as e:
+        raise InputError(f"head file {path}: {e}") from e
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    head: Annotated[
+        Path | None,
+        typer.Option("--head", help="A head file from `audit checkpoint --head` (truncation)."),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="PEM key to check signatures with.")
+    ] = None,
+) -> int:
+    """Check every entry's hash and link, the signed checkpoints and an exported head."""
+    from donjon.audit.rules import LEDGER_TAMPERED
+    from donjon.core.artifacts import ArtifactRef
+    from donjon.core.events import EventKind, Outcome, SecurityEvent
+    from donjon.core.findings import Finding, Location, Subject
+
+    cli = state(ctx)
+    anchor = _read_head(head) if head else None
+    pem = None
+    if public_key is not None:
+        try:
+            pem = public_key.read_bytes()
+        except OSError as e:
+            raise InputError(f"cannot read public key {public_key}: {e}") from e
+    result = _ledger(cli).verify(public_key_pem=pem, head=anchor)
+    where = cli.settings.sql_url if cli.settings.database_url is None else "database_url"
+    if result.ok:
+        cli.app.bus.publish(
+            SecurityEvent(
+                kind=EventKind.AUDIT,
+                source="audit",
+                action="audit.verify",
+                message=f"ledger verified: {result.entries} entries",
+                outcome=Outcome.SUCCESS,
+                attributes=result.to_dict(),
+            )
+        )
+    else:
+        first = result.issues[0]
+        finding = Finding(
+            rule=LEDGER_TAMPERED,
+            subject=Subject(artifact=ArtifactRef(f"ledger:{where}", kind="ledger")),
+            message=f"first bad entry {result.first_bad_seq}: {first.message}",
+            location=Location(record=str(result.first_bad_seq)),
+            evidence=result.to_dict(),
+        )
+        cli.app.bus.publish(SecurityEvent.of_finding(finding, "audit"))
+    if cli.json:
+        cli.print_json(result.to_dict())
+    elif result.ok:
+        cli.out.print(
+            f"ledger OK: {result.entries} entries, {result.checkpoints} signed checkpoints"
+            f"{', head file matches' if anchor else ''}; head {result.head_hash[:16]}"
+        )
+    else:
+        cli.out.print(f"ledger TAMPERED: first bad entry {result.first_bad_seq}")
+        for issue in result.issues:
+            cli.out.print(f"  [{issue.problem.value}] {issue.message}")
+    return ExitCode.OK if result.ok else ExitCode.FINDINGS
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="JSON-lines file (default: stdout).")
+    ] = None,
+    start: Annotated[int, typer.Option("--start", min=1, help="First entry to export.")] = 1,
+    head: Annotated[
+        Path | None, typer.Option("--head", help="Also sign the head and write it here.")
+    ] = None,
+) -> None:
+    """Write the ledger as JSON lines: {"seq", "prev", "hash", "entry"} per entry."""
+    cli = state(ctx)
+    ledger = _ledger(cli)
+    if output is None:
+        count = ledger.export(sys.stdout, start)
+    else:
+        with output.open("w", encoding="utf-8") as out:
+            count = ledger.export(out, start)
+    cli.info(f"exported {count} entries")
+    if head is not None:
+        _write_head(head, ledger.checkpoint())
+        cli.info(f"signed head written to {head}")
+
+
+@app.command("checkpoint")
+def checkpoint(
+    ctx: typer.Context,
+    head: Annotated[
+        Path | None, typer.Option("--head", help="Also write the signed head to this file.")
+    ] = None,
+) -> None:
+    """Sign the ledger's current head with the server's key and store the checkpoint."""
+    cli = state(ctx)
+    signed = _ledger(cli).checkpoint()
+    if head is not None:
+        _write_head(head, signed)
+    if cli.json:
+        cli.print_json(signed.to_dict())
+    else:
+        cli.out.print(f"checkpoint at entry {signed.seq}: {signed.hash}")
