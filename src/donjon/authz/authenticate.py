@@ -77,9 +77,10 @@ class CredentialAuthenticator:
         self._publish = publish
 
     def authenticate(self, credential: str) -> Principal:
-        credential = (credential or "").strip()
-        if credential[:7].lower() == "bearer ":
-            credential = credential[7:].strip()
+        parts = (credential or "").split(None, 1)
+        if parts and parts[0].lower() == "bearer":
+            parts = parts[1:]
+        credential = parts[0].strip() if parts else ""
         method = "none"
         token_id: str | None = None
         try:

@@ -160,7 +160,8 @@ class SqlIdentityStore:
             if group_id in account["groups"]:
                 return True
             statement: Any = memberships.insert().values(group_id=group_id, account_id=account_id)
-            return self._write(f"add {account_id} to {group_id}", statement) > 0
+            self._write(f"add {account_id} to {group_id}", statement)  # rowcount may be -1
+            return True
         statement = memberships.delete().where(
             memberships.c.group_id == group_id, memberships.c.account_id == account_id
         )
