@@ -196,6 +196,7 @@ def test_policy_that_breaks_the_schema_is_refused_with_its_name_and_line() -> No
 
 
 def test_duplicate_policy_ids_are_refused() -> None:
-    text = '@id("a") permit (principal, action, resource);\n@id("a") forbid (principal, action, resource);'
+    rule = "(principal, action, resource);"
+    text = f'@id("a") permit {rule}\n@id("a") forbid {rule}'
     with pytest.raises(PolicyError, match="used twice"):
         load_policies(text)
