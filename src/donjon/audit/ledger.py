@@ -190,15 +190,19 @@ class Ledger:
         seen: dict[int, str] = {0: GENESIS}
         issues: list[Issue] = []
         prev, expected = GENESIS, 1
+        highest = 0
         for seq, stored_prev, digest, body in self._store.rows():
+            highest = seq
+            if issues:
+                continue  # the chain is broken; only find where the table ends
             issue = _check_row(seq, expected, prev, stored_prev, digest, body)
             if issue is not None:
                 issues.append(issue)
-                break
+                continue
             if seq in anchors:
                 seen[seq] = digest
             prev, expected = digest, expected + 1
-        last = expected - 1
+        last = expected - 1 if not issues else highest
         head_seq, head_hash = self._store.head()
         if not issues and (head_seq, head_hash) != (last, prev):
             problem = Problem.TRUNCATED if head_seq > last else Problem.OUT_OF_ORDER
