@@ -21,6 +21,7 @@ from donjon.soc.jsonl import JsonLinesSink
 if TYPE_CHECKING:
     from donjon.audit import Ledger
     from donjon.authz import CedarAuthorizer, CredentialAuthenticator, IdentityService
+    from donjon.storage.sql import Database
 
 
 @dataclass
@@ -55,32 +56,36 @@ def build(settings: Settings) -> Donjon:
 # Builders for the lead to wire into ``build``; each opens its own database handle.
 
 
-def build_ledger(settings: Settings) -> Ledger:
-    """The tamper-evident ledger (an ``EventJournal``) on ``settings.sql_url``."""
+def build_ledger(settings: Settings, database: Database | None = None) -> Ledger:
+    """The tamper-evident ledger (an ``EventJournal``) on ``database`` or ``settings.sql_url``."""
     from donjon.audit import Ledger
     from donjon.storage.ledger import SqlLedgerStore
     from donjon.storage.ledger_keys import FileKeyProvider
     from donjon.storage.sql import open_database
 
     return Ledger(
-        SqlLedgerStore(open_database(settings.sql_url)),
+        SqlLedgerStore(database or open_database(settings.sql_url)),
         keys=FileKeyProvider(settings.keys_dir),
         key_id=settings.audit.key_id,
         checkpoint_every=settings.audit.checkpoint_every,
     )
 
 
-def build_identity(settings: Settings, bus: EventBus) -> IdentityService:
+def build_identity(
+    settings: Settings, bus: EventBus, database: Database | None = None
+) -> IdentityService:
     """Users, groups, service accounts and API tokens on ``settings.sql_url``."""
     from donjon.authz import IdentityService
     from donjon.storage.identity import SqlIdentityStore
     from donjon.storage.sql import open_database
 
-    store = SqlIdentityStore(open_database(settings.sql_url))
+    store = SqlIdentityStore(database or open_database(settings.sql_url))
     return IdentityService(store, publish=bus.publish)
 
 
-def build_authenticator(settings: Settings, bus: EventBus) -> CredentialAuthenticator:
+def build_authenticator(
+    settings: Settings, bus: EventBus, database: Database | None = None
+) -> CredentialAuthenticator:
     """The ``Authenticator`` port: API tokens, plus JWTs when an issuer is configured."""
     from donjon.authz import (
         CredentialAuthenticator,
@@ -91,7 +96,7 @@ def build_authenticator(settings: Settings, bus: EventBus) -> CredentialAuthenti
     from donjon.storage.identity import SqlIdentityStore
     from donjon.storage.sql import open_database
 
-    tokens = TokenAuthenticator(SqlIdentityStore(open_database(settings.sql_url)))
+    tokens = TokenAuthenticator(SqlIdentityStore(database or open_database(settings.sql_url)))
     jwt = None
     authz = settings.authz
     if authz.jwt_issuer:

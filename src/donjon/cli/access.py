@@ -22,6 +22,7 @@ from donjon.errors import InputError
 if TYPE_CHECKING:
     from donjon.authz import CedarAuthorizer, IdentityService
     from donjon.core.bus import EventBus
+    from donjon.storage.sql import Database
 
 app = typer.Typer(help="Who may do what: explain, who-can, users, groups, tokens.")
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -41,18 +42,36 @@ ContextOpt = Annotated[
 ]
 
 
-def _ledgered_bus(cli: CliState) -> EventBus:
+def sql_database(ctx: typer.Context) -> Database:
+    """One database handle per command, disposed when the command ends."""
+    root = ctx.find_root()
+    found = root.meta.get("donjon.sql")
+    if found is None:
+        from donjon.storage.sql import open_database
+
+        found = open_database(state(ctx).settings.sql_url)
+        root.meta["donjon.sql"] = found
+        root.call_on_close(found.dispose)
+    database: Database = found
+    return database
+
+
+def _ledgered_bus(ctx: typer.Context) -> EventBus:
     """The app's sinks with the audit ledger as the journal: admin changes are recorded."""
     from donjon.app import build_ledger
     from donjon.core.bus import EventBus
 
-    return EventBus(cli.app.bus.sinks, journal=build_ledger(cli.settings))
+    cli = state(ctx)
+    return EventBus(cli.app.bus.sinks, journal=build_ledger(cli.settings, sql_database(ctx)))
 
 
-def _identity(cli: CliState, bus: EventBus | None = None) -> IdentityService:
+def _identity(ctx: typer.Context, *, ledgered: bool = True) -> IdentityService:
+    """The identity service; changes are ledgered, read-only uses need not be."""
     from donjon.app import build_identity
 
-    return build_identity(cli.settings, bus or _ledgered_bus(cli))
+    cli = state(ctx)
+    bus = _ledgered_bus(ctx) if ledgered else cli.app.bus
+    return build_identity(cli.settings, bus, sql_database(ctx))
 
 
 def _authorizer(cli: CliState, policies: Path | None) -> CedarAuthorizer:
@@ -81,7 +100,7 @@ def parse_context(items: list[str] | None) -> dict[str, Any]:
     return context
 
 
-def _principal(cli: CliState, spec: str, groups: list[str] | None) -> Principal:
+def _principal(ctx: typer.Context, spec: str, groups: list[str] | None) -> Principal:
     """``alice`` (looked up), ``user:alice`` or ``service:ci`` (looked up when known)."""
     kind_text, sep, name = spec.partition(":")
     if not sep:
@@ -89,7 +108,7 @@ def _principal(cli: CliState, spec: str, groups: list[str] | None) -> Principal:
     kinds = {"user": PrincipalKind.USER, "service": PrincipalKind.SERVICE}
     if kind_text and kind_text not in kinds:
         raise typer.BadParameter("use NAME, user:NAME or service:NAME", param_hint="PRINCIPAL")
-    identity = _identity(cli, cli.app.bus)
+    identity = _identity(ctx, ledgered=False)
     try:
         account = identity.account(name)
     except InputError:
@@ -137,7 +156,7 @@ def explain(
     """Say whether PRINCIPAL may do ACTION on RESOURCE and which policies decided (1: denied)."""
     cli = state(ctx)
     facts = parse_context(context)
-    who = _principal(cli, principal, group)
+    who = _principal(ctx, principal, group)
     decision = _authorizer(cli, policies).decide(who, action, resource, facts)
     if cli.json:
         cli.print_json(_decision_dict(decision))
@@ -147,7 +166,7 @@ def explain(
         if who.groups:
             cli.out.print(f"  groups: {', '.join(who.groups)}")
         for reason in decision.reasons:
-            cli.out.print(f"  {reason}")
+            cli.out.print(f"  {reason}", markup=False)
     return ExitCode.OK if decision.allowed else ExitCode.FINDINGS
 
 
@@ -162,7 +181,7 @@ def who_can(
     """List the accounts that may do ACTION on RESOURCE, with the policies that permit it."""
     cli = state(ctx)
     facts = parse_context(context)
-    identity = _identity(cli, cli.app.bus)
+    identity = _identity(ctx, ledgered=False)
     principals = [a.principal() for a in identity.accounts() if not a.disabled]
     allowed = _authorizer(cli, policies).who_can(principals, action, resource, facts)
     if cli.json:
@@ -228,7 +247,7 @@ def add_user(
 ) -> None:
     """Create a user account."""
     cli = state(ctx)
-    identity = _identity(cli)
+    identity = _identity(ctx)
     identity.create_user(user_id, name)
     for g in group or []:
         identity.set_member(g, user_id)
@@ -244,7 +263,7 @@ def add_service(
 ) -> None:
     """Create a service account."""
     cli = state(ctx)
-    identity = _identity(cli)
+    identity = _identity(ctx)
     identity.create_service_account(account_id, name)
     for g in group or []:
         identity.set_member(g, account_id)
@@ -259,7 +278,7 @@ def add_service(
 def list_accounts(ctx: typer.Context) -> None:
     """List user and service accounts with their groups."""
     cli = state(ctx)
-    accounts = _identity(cli, cli.app.bus).accounts()
+    accounts = _identity(ctx, ledgered=False).accounts()
     if cli.json:
         cli.print_json(
             [
@@ -290,7 +309,7 @@ def list_accounts(ctx: typer.Context) -> None:
 def disable(ctx: typer.Context, account_id: Annotated[str, typer.Argument()]) -> None:
     """Disable an account (its tokens stop working at once)."""
     cli = state(ctx)
-    _identity(cli).set_disabled(account_id, True)
+    _identity(ctx).set_disabled(account_id, True)
     _done(cli, {"id": account_id, "disabled": True}, f"account {account_id} disabled")
 
 
@@ -302,7 +321,7 @@ def add_group(
 ) -> None:
     """Create a group."""
     cli = state(ctx)
-    _identity(cli).create_group(group_id, description)
+    _identity(ctx).create_group(group_id, description)
     _done(cli, {"id": group_id}, f"group {group_id} created")
 
 
@@ -314,7 +333,7 @@ def add_member(
 ) -> None:
     """Add an account to a group."""
     cli = state(ctx)
-    _identity(cli).set_member(group_id, account_id, True)
+    _identity(ctx).set_member(group_id, account_id, True)
     _done(cli, {"group": group_id, "account": account_id}, f"{account_id} joined {group_id}")
 
 
@@ -326,7 +345,7 @@ def remove_member(
 ) -> None:
     """Remove an account from a group."""
     cli = state(ctx)
-    _identity(cli).set_member(group_id, account_id, False)
+    _identity(ctx).set_member(group_id, account_id, False)
     _done(cli, {"group": group_id, "account": account_id}, f"{account_id} left {group_id}")
 
 
@@ -334,7 +353,7 @@ def remove_member(
 def list_groups(ctx: typer.Context) -> None:
     """List groups and their members."""
     cli = state(ctx)
-    groups = _identity(cli, cli.app.bus).groups()
+    groups = _identity(ctx, ledgered=False).groups()
     if cli.json:
         cli.print_json(
             [
@@ -365,7 +384,7 @@ def issue_token(
     """Issue an API token. Its secret is printed once, now, and never again."""
     cli = state(ctx)
     days = ttl_days or cli.settings.authz.token_ttl_days
-    issued = _identity(cli).issue_token(
+    issued = _identity(ctx).issue_token(
         account_id, scope or ["*"], timedelta(days=days), description
     )
     info = issued.info
@@ -395,7 +414,7 @@ def list_tokens(
 ) -> None:
     """List tokens (ids, owners, scopes, expiry; never the secrets)."""
     cli = state(ctx)
-    tokens = _identity(cli, cli.app.bus).tokens(account_id)
+    tokens = _identity(ctx, ledgered=False).tokens(account_id)
     rows: list[dict[str, Any]] = [
         {
             "id": t.id,
@@ -427,5 +446,5 @@ def list_tokens(
 def revoke_token(ctx: typer.Context, token_id: Annotated[str, typer.Argument()]) -> None:
     """Revoke a token by its id (tok_...)."""
     cli = state(ctx)
-    _identity(cli).revoke_token(token_id)
+    _identity(ctx).revoke_token(token_id)
     _done(cli, {"id": token_id, "revoked": True}, f"token {token_id} revoked")

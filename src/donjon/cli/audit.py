@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from donjon.cli.state import CliState, ExitCode, state
+from donjon.cli.state import ExitCode, state
 from donjon.errors import InputError, VerificationError
 
 if TYPE_CHECKING:
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 
 
-def _ledger(cli: CliState) -> Ledger:
+def _ledger(ctx: typer.Context) -> Ledger:
     from donjon.app import build_ledger
+    from donjon.cli.access import sql_database
 
-    return build_ledger(cli.settings)
+    return build_ledger(state(ctx).settings, sql_database(ctx))
 
 
 def _write_head(path: Path, checkpoint: Checkpoint) -> None:
@@ -72,7 +73,7 @@ def verify(
             pem = public_key.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read public key {public_key}: {e}") from e
-    result = _ledger(cli).verify(public_key_pem=pem, head=anchor)
+    result = _ledger(ctx).verify(public_key_pem=pem, head=anchor)
     where = cli.settings.sql_url if cli.settings.database_url is None else "database_url"
     if result.ok:
         cli.app.bus.publish(
@@ -105,7 +106,7 @@ def verify(
     else:
         cli.out.print(f"ledger TAMPERED: first bad entry {result.first_bad_seq}")
         for issue in result.issues:
-            cli.out.print(f"  [{issue.problem.value}] {issue.message}")
+            cli.out.print(f"  [{issue.problem.value}] {issue.message}", markup=False)
     return ExitCode.OK if result.ok else ExitCode.FINDINGS
 
 
@@ -122,7 +123,7 @@ def export(
 ) -> None:
     """Write the ledger as JSON lines: {"seq", "prev", "hash", "entry"} per entry."""
     cli = state(ctx)
-    ledger = _ledger(cli)
+    ledger = _ledger(ctx)
     if output is None:
         count = ledger.export(sys.stdout, start)
     else:
@@ -143,7 +144,7 @@ def checkpoint(
 ) -> None:
     """Sign the ledger's current head with the server's key and store the checkpoint."""
     cli = state(ctx)
-    signed = _ledger(cli).checkpoint()
+    signed = _ledger(ctx).checkpoint()
     if head is not None:
         _write_head(head, signed)
     if cli.json:
