@@ -50,7 +50,7 @@ class CedarAuthorizer:
     ) -> None:
         self._policies = policies
         self._publish = publish
-        self._cache: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[Resource, cedarpy.Entities]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -100,7 +100,7 @@ class CedarAuthorizer:
     ) -> Decision:
         if action not in ACTIONS:
             raise InputError(f"unknown action {action!r}")
-        target = Resource.parse(resource)
+        target, entities = self._entities(principal, resource)
         check_context(context)
         if not scope_allows(principal.scopes, action):
             scopes = ", ".join(sorted(principal.scopes or ())) or "none"
@@ -113,9 +113,7 @@ class CedarAuthorizer:
             "resource": {"type": target.type, "id": target.path},
             "context": context,
         }
-        result = cedarpy.is_authorized(
-            request, self._policies.policy_set, self._entities(principal, target)
-        )
+        result = cedarpy.is_authorized(request, self._policies.policy_set, entities)
         diagnostics = result.diagnostics
         matched = tuple(self._policies.name(p) for p in diagnostics.reasons)
         described = [self._policies.describe(p) for p in diagnostics.reasons]
@@ -138,23 +136,25 @@ class CedarAuthorizer:
             principal, action, resource, "no policy permits this request (deny by default)"
         )
 
-    def _entities(self, principal: Principal, target: Resource) -> cedarpy.Entities:
-        key = (principal.kind, principal.id, principal.groups, target.type, target.path)
+    def _entities(self, principal: Principal, resource: str) -> tuple[Resource, cedarpy.Entities]:
+        """The parsed resource and the request's entities, from an LRU cache when seen before."""
+        key = (principal.kind, principal.id, principal.groups, resource)
         with self._lock:
             found = self._cache.get(key)
             if found is not None:
                 self._cache.move_to_end(key)
                 return found
+        target = Resource.parse(resource)
         entities = {
             e["uid"]["type"] + "::" + e["uid"]["id"]: e
             for e in (*principal_entities(principal), *target.entities())
         }
         handle = cedarpy.Entities.from_json_str(json.dumps(list(entities.values())))
         with self._lock:
-            self._cache[key] = handle
+            self._cache[key] = (target, handle)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return handle
+        return target, handle
 
     def who_can(
         self,

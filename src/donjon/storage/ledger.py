@@ -10,11 +10,24 @@ does not rely on them (a database owner can drop them).
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, Text, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    select,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.errors import AuditError
@@ -52,7 +65,7 @@ checkpoints = Table(
 class SqlLedgerStore:
     """Implements ``donjon.audit.LedgerStore``."""
 
-    def __init__(self, database: Database, *, fetch_size: int = 10_000) -> None:
+    def __init__(self, database: Database, *, fetch_size: int = 20_000) -> None:
         self._db = database
         self._fetch = fetch_size
 
@@ -65,11 +78,8 @@ class SqlLedgerStore:
                     select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
                 ).one()
                 rows = build(int(current.seq), str(current.hash))
+                self._insert(connection, rows)
                 if rows:
-                    connection.execute(
-                        entries.insert(),
-                        [{"seq": s, "prev_hash": p, "hash": h, "body": b} for s, p, h, b in rows],
-                    )
                     last = rows[-1]
                     connection.execute(
                         head.update().where(head.c.id == 1).values(seq=last[0], hash=last[2])
@@ -78,6 +88,24 @@ class SqlLedgerStore:
                 return rows
         except SQLAlchemyError as e:
             raise AuditError(f"cannot append to the ledger: {e}") from e
+
+    def _insert(self, connection: Connection, rows: Sequence[Row]) -> None:
+        """Bulk insert on the driver: COPY on PostgreSQL, executemany on SQLite."""
+        if not rows:
+            return
+        if self._db.is_sqlite:
+            connection.exec_driver_sql(
+                "INSERT INTO audit_ledger (seq, prev_hash, hash, body) VALUES (?, ?, ?, ?)",
+                list(rows),
+            )
+            return
+        raw: Any = connection.connection.driver_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy("COPY audit_ledger (seq, prev_hash, hash, body) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     def head(self) -> tuple[int, str]:
         try:
@@ -90,17 +118,53 @@ class SqlLedgerStore:
         return int(row.seq), str(row.hash)
 
     def rows(self, start: int = 1) -> Iterator[Row]:
+        """Entries in ``seq`` order, read in keyset pages by a prefetching thread.
+
+        The next page is fetched while the caller hashes the current one, so
+        verification costs about max(database, hashing) rather than their sum.
+        """
+        pages: queue.Queue[list[Row] | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def fetch() -> None:
+            after = start - 1
+            try:
+                while not stop.is_set():
+                    page = self._page(after)
+                    if page:
+                        pages.put(page)
+                    if len(page) < self._fetch:
+                        break
+                    after = page[-1][0]
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                pages.put(e)
+                return
+            pages.put(None)
+
+        worker = threading.Thread(target=fetch, name="ledger-rows", daemon=True)
+        worker.start()
+        try:
+            while (page := pages.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                yield from page
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    pages.get(timeout=0.05)
+            worker.join()
+
+    def _page(self, after: int) -> list[Row]:
         query = (
             select(entries.c.seq, entries.c.prev_hash, entries.c.hash, entries.c.body)
-            .where(entries.c.seq >= start)
+            .where(entries.c.seq > after)
             .order_by(entries.c.seq)
+            .limit(self._fetch)
         )
         try:
             with self._db.engine.connect() as connection:
-                result = connection.execution_options(stream_results=True, yield_per=self._fetch)
-                for partition in result.execute(query).partitions():
-                    for seq, prev, digest, body in partition:
-                        yield int(seq), prev, digest, body
+                return [(int(a), b, c, d) for a, b, c, d in connection.execute(query)]
         except SQLAlchemyError as e:
             raise AuditError(f"cannot read the ledger: {e}") from e
 
