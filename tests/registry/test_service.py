@@ -25,7 +25,7 @@ from donjon.registry import (
 )
 from donjon.storage.blobs import DigestMismatch
 from donjon.storage.registry import versions as versions_table
-from tests.registry.conftest import ALICE, BOB, Vault
+from tests.registry.harness import ALICE, BOB, Vault
 
 
 def sha(data: bytes) -> Digest:
