@@ -51,6 +51,22 @@ class EventSettings(Section):
     fsync: bool = Field(default=False, description="force every event line to disk")
 
 
+class VaultSettings(Section):
+    """The vault server (``donjon server``) and its clients."""
+
+    host: str = Field(default="127.0.0.1", description="address the server binds")
+    port: int = Field(default=8470, ge=0, le=65535, description="port the server binds")
+    url: str = Field(
+        default="http://127.0.0.1:8470", description="the server clients talk to by default"
+    )
+    max_upload_bytes: int = Field(
+        default=10 << 30, ge=1, description="largest dataset or model upload accepted"
+    )
+    require_lineage: bool = Field(
+        default=True, description="promotion to prod needs the model's training datasets"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DONJON_",
@@ -66,6 +82,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL (postgresql://...); default SQLite $DONJON_HOME/donjon.db",
     )
     events: EventSettings = Field(default_factory=EventSettings)
+    vault: VaultSettings = Field(default_factory=VaultSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -6,7 +6,6 @@ then authorises each call. Errors are JSON ``{"error": code, "detail": ...}``
 with a 4xx status that says what went wrong; uploads and downloads stream.
 """
 
-
 import logging
 from dataclasses import dataclass
 from typing import Annotated, Any

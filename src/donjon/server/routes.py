@@ -7,7 +7,6 @@ anything is read or stored. Uploads are the raw request body
 thread; the announced ``X-Donjon-Digest`` is checked against what arrived.
 """
 
-
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
