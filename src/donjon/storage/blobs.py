@@ -47,11 +47,12 @@ class VerifyingReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size if size is not None and size >= 0 else -1)
+        read_all = size is None or size < 0
+        data = self._raw.read(-1 if read_all else size)
         if data:
             self._hash.update(data)
-        elif not self._done and size != 0:
-            self._done = True
+        if (read_all or (not data and size != 0)) and not self._done:
+            self._done = True  # at the end: the bytes served must be the bytes stored
             if self._hash.hexdigest() != self._digest.hex:
                 raise CorruptBlob(f"blob {self._digest} does not match its digest")
         return data
