@@ -74,6 +74,20 @@ class AuditSettings(Section):
         default=1000, ge=0, description="sign a checkpoint every N entries (0: only by hand)"
     )
     key_id: str = Field(default="ledger", description="signing key under $DONJON_HOME/keys")
+class VaultSettings(Section):
+    """The vault server (``donjon server``) and its clients."""
+
+    host: str = Field(default="127.0.0.1", description="address the server binds")
+    port: int = Field(default=8470, ge=0, le=65535, description="port the server binds")
+    url: str = Field(
+        default="http://127.0.0.1:8470", description="the server clients talk to by default"
+    )
+    max_upload_bytes: int = Field(
+        default=10 << 30, ge=1, description="largest dataset or model upload accepted"
+    )
+    require_lineage: bool = Field(
+        default=True, description="promotion to prod needs the model's training datasets"
+    )
 
 
 class Settings(BaseSettings):
@@ -93,6 +107,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     authz: AuthzSettings = Field(default_factory=AuthzSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    vault: VaultSettings = Field(default_factory=VaultSettings)
 
     @classmethod
     def settings_customise_sources(

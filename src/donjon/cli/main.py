@@ -19,8 +19,12 @@ from donjon import __version__
 from donjon.cli import access as access_cmd
 from donjon.cli import audit as audit_cmd
 from donjon.cli import config as config_cmd
+from donjon.cli import datasets as datasets_cmd
 from donjon.cli import events as events_cmd
+from donjon.cli import login as login_cmd
+from donjon.cli import models as models_cmd
 from donjon.cli import rules as rules_cmd
+from donjon.cli import server as server_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
 
@@ -40,6 +44,10 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(events_cmd.app, name="events")
 app.add_typer(access_cmd.app, name="access", no_args_is_help=True)
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(datasets_cmd.app, name="datasets")
+app.add_typer(models_cmd.app, name="models")
+app.command("login")(login_cmd.login)
+app.command("server")(server_cmd.server)
 
 
 def _show_version(value: bool) -> None:

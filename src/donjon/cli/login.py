@@ -1,0 +1,40 @@
+"""``donjon login``: check a token against a vault server and keep it (0600)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from donjon.cli.state import state
+from donjon.cli.vault_session import save_credentials
+
+
+def login(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Vault URL (default: settings vault.url).")
+    ] = None,
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="Read the token from standard input.")
+    ] = False,
+) -> None:
+    """Log in to a vault: the token is checked, then stored under DONJON_HOME (mode 0600)."""
+    from donjon.client import VaultClient
+
+    cli = state(ctx)
+    url = server or cli.settings.vault.url
+    if token_stdin:
+        token = sys.stdin.readline().strip()
+    else:
+        token = typer.prompt("API token", hide_input=True).strip()
+    if not token:
+        raise typer.BadParameter("an empty token", param_hint="token")
+    with VaultClient(url, token) as client:
+        me = client.whoami()
+    path = save_credentials(cli.settings.home, url, token)
+    if cli.json:
+        cli.print_json({"server": url, "principal": me, "credentials": str(path)})
+    else:
+        cli.info(f"logged in to {url} as {me['kind']}:{me['id']} (token kept in {path})")

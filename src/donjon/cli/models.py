@@ -1,0 +1,112 @@
+"""``donjon models push|pull|promote|list``: models in the vault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from donjon.cli.state import ExitCode, state
+from donjon.cli.vault_session import (
+    open_client,
+    parse_metadata,
+    show_record,
+    show_versions,
+)
+from donjon.errors import Conflict
+
+app = typer.Typer(help="Push, pull, promote and list models in the vault.", no_args_is_help=True)
+
+Server = Annotated[str | None, typer.Option("--server", help="Vault URL (default: login's).")]
+
+
+@app.command("push")
+def push(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud-clf.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    lineage: Annotated[
+        list[str] | None,
+        typer.Option("--lineage", "-l", help="A training dataset version, 'fraud/tx@3'."),
+    ] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", help="A JSON object.")] = None,
+    media_type: Annotated[str, typer.Option("--media-type")] = "application/octet-stream",
+    server: Server = None,
+) -> int:
+    """Upload FILE as the next version of model NAME (the server scans it)."""
+    cli = state(ctx)
+    with open_client(cli, server) as client:
+        record = client.push(
+            "model",
+            name,
+            file,
+            metadata=parse_metadata(metadata),
+            lineage=lineage or (),
+            media_type=media_type,
+        )
+    show_record(cli, "pushed", record)
+    if record["status"] == "quarantined":
+        cli.err.print(f"quarantined: {record['status_reason']}")
+        return ExitCode.FINDINGS
+    return ExitCode.OK
+
+
+@app.command("pull")
+def pull(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    dest: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write it.")],
+    version: Annotated[int | None, typer.Option("--version", "-v", min=1)] = None,
+    server: Server = None,
+) -> None:
+    """Download a model version (the latest by default); its digest is checked."""
+    cli = state(ctx)
+    with open_client(cli, server) as client:
+        record = client.pull("model", name, dest, version)
+    show_record(cli, "pulled", record)
+
+
+@app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(min=1)],
+    stage: Annotated[str, typer.Argument(help="dev, staging or prod.")],
+    server: Server = None,
+) -> int:
+    """Run the stage's admission gates and move the version; exit 1 if a gate refuses."""
+    cli = state(ctx)
+    if stage not in ("dev", "staging", "prod"):
+        raise typer.BadParameter("use dev, staging or prod", param_hint="STAGE")
+    with open_client(cli, server) as client:
+        try:
+            record = client.promote(name, version, stage)
+        except Conflict as e:
+            cli.err.print(f"not promoted: {e}")
+            return ExitCode.FINDINGS
+    show_record(cli, "promoted", record)
+    return ExitCode.OK
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(help="A name or a folder of names.")] = "",
+    versions: Annotated[
+        bool, typer.Option("--versions", help="List the versions of the model PREFIX.")
+    ] = False,
+    server: Server = None,
+) -> None:
+    """List model names (or, with --versions, one model's versions and stages)."""
+    cli = state(ctx)
+    with open_client(cli, server) as client:
+        if versions:
+            show_versions(cli, client.versions("model", prefix), f"model {prefix}")
+            return
+        names = client.names("model", prefix)
+    if cli.json:
+        cli.print_json(names)
+    else:
+        for found in names:
+            cli.out.print(found)

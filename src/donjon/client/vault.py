@@ -1,0 +1,217 @@
+"""``VaultClient``: push and pull datasets and models, checking digests at both ends.
+
+Uploads hash the file first and announce the digest (``X-Donjon-Digest``),
+so the server refuses bytes that changed on the way; downloads hash what
+arrives, compare it with the digest the server announced and with the
+version's record, and only then move the file into place (atomic rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from donjon.errors import (
+    AccessDenied,
+    AuthenticationError,
+    Conflict,
+    DonjonError,
+    InputError,
+    NotFound,
+    RegistryError,
+    VerificationError,
+)
+
+CHUNK = 1 << 20
+_COLLECTION = {"dataset": "datasets", "model": "models"}
+
+
+class VaultClient:
+    """A session with one vault server, authenticated by one bearer token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> VaultClient:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- calls -----------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/whoami")
+
+    def names(self, kind: str, prefix: str = "") -> list[str]:
+        found: list[str] = self._json("GET", f"/v1/{_c(kind)}", params={"prefix": prefix})["names"]
+        return found
+
+    def versions(self, kind: str, name: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._json("GET", f"/v1/{_c(kind)}/{name}/versions")[
+            "versions"
+        ]
+        return found
+
+    def get(self, kind: str, name: str, version: int | None = None) -> dict[str, Any]:
+        path = f"/v1/{_c(kind)}/{name}" + (f"/versions/{version}" if version else "")
+        return self._json("GET", path)
+
+    def gates(self, kind: str, name: str, version: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._json(
+            "GET", f"/v1/{_c(kind)}/{name}/versions/{version}/gates"
+        )["gates"]
+        return found
+
+    def push(
+        self,
+        kind: str,
+        name: str,
+        path: Path,
+        *,
+        metadata: dict[str, Any] | None = None,
+        lineage: Sequence[str] = (),
+        media_type: str = "application/octet-stream",
+    ) -> dict[str, Any]:
+        """Upload ``path`` as the next version of ``name``; returns the version record."""
+        digest = _sha256_file(path)
+        headers = {
+            "Content-Type": media_type,
+            "Content-Length": str(path.stat().st_size),
+            "X-Donjon-Digest": f"sha256:{digest}",
+        }
+        if metadata:
+            headers["X-Donjon-Metadata"] = json.dumps(metadata, separators=(",", ":"))
+        if lineage:
+            headers["X-Donjon-Lineage"] = ",".join(lineage)
+        return self._json(
+            "POST", f"/v1/{_c(kind)}/{name}/versions", content=_chunks(path), headers=headers
+        )
+
+    def pull(self, kind: str, name: str, dest: Path, version: int | None = None) -> dict[str, Any]:
+        """Download a version (the latest by default) to ``dest``; VerificationError on mismatch."""
+        record = self.get(kind, name, version)
+        number = record["version"]
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        hasher = hashlib.sha256()
+        try:
+            with self._http.stream("GET", f"/v1/{_c(kind)}/{name}/versions/{number}/blob") as r:
+                if r.status_code != 200:
+                    r.read()
+                    _raise(r)
+                announced = r.headers.get("X-Donjon-Digest", "")
+                with open(tmp, "xb") as out:
+                    for chunk in r.iter_bytes(CHUNK):
+                        hasher.update(chunk)
+                        out.write(chunk)
+            got = f"sha256:{hasher.hexdigest()}"
+            if got != announced or got != record["digest"]:
+                raise VerificationError(
+                    f"downloaded bytes have digest {got}; the server announced {announced} "
+                    f"and the record says {record['digest']}"
+                )
+            os.replace(tmp, dest)
+        except httpx.HTTPError as e:
+            raise RegistryError(f"download of {name}@{number} failed: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        return record
+
+    def promote(self, name: str, version: int, stage: str) -> dict[str, Any]:
+        return self._json(
+            "POST", f"/v1/models/{name}/versions/{version}/promote", json={"stage": stage}
+        )
+
+    def quarantine(self, kind: str, name: str, version: int, reason: str) -> dict[str, Any]:
+        path = f"/v1/{_c(kind)}/{name}/versions/{version}/quarantine"
+        return self._json("POST", path, json={"reason": reason})
+
+    def release(self, kind: str, name: str, version: int, reason: str) -> dict[str, Any]:
+        path = f"/v1/{_c(kind)}/{name}/versions/{version}/release"
+        return self._json("POST", path, json={"reason": reason})
+
+    def delete(self, kind: str, name: str, version: int, reason: str) -> dict[str, Any]:
+        path = f"/v1/{_c(kind)}/{name}/versions/{version}"
+        return self._json("DELETE", path, params={"reason": reason})
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise RegistryError(f"cannot reach the vault: {e}") from e
+        if response.status_code >= 400:
+            _raise(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def _c(kind: str) -> str:
+    try:
+        return _COLLECTION[kind]
+    except KeyError:
+        raise InputError(f"kind must be 'dataset' or 'model', not {kind!r}") from None
+
+
+def _raise(response: httpx.Response) -> None:
+    try:
+        body = response.json()
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+    except ValueError:
+        detail = response.text[:500]
+    message = f"{response.status_code}: {detail}"
+    status = response.status_code
+    error: type[DonjonError] = RegistryError
+    if status == 401:
+        error = AuthenticationError
+    elif status == 403:
+        error = AccessDenied
+    elif status in (404, 410):
+        error = NotFound
+    elif status == 409:
+        error = Conflict
+    elif status in (400, 413, 422):
+        error = InputError
+    raise error(message)
+
+
+def _sha256_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk

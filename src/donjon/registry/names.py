@@ -1,0 +1,64 @@
+"""Names of datasets and models, and the resource paths the authorizer sees.
+
+A name is one or more ``/``-separated segments of lower-case letters, digits,
+``.``, ``_`` and ``-``, each starting with a letter or digit: ``fraud/transactions``,
+``fraud-clf``. No empty, ``.`` or ``..`` segment, no leading ``/``, no
+backslash, no segment named ``versions`` (it is a word of the HTTP API), at
+most 200 characters. Names never reach the filesystem (blobs are keyed by
+digest) but they do reach URLs, logs and policies, so they are kept boring.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from donjon.errors import InputError
+
+MAX_NAME_LENGTH = 200
+_SEGMENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_RESERVED = frozenset({"versions"})
+
+
+class Kind(enum.StrEnum):
+    """What the vault keeps."""
+
+    DATASET = "dataset"
+    MODEL = "model"
+
+    @property
+    def collection(self) -> str:
+        """The first segment of resource paths: ``datasets`` or ``models``."""
+        return f"{self.value}s"
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid dataset or model name; InputError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise InputError("a name is required")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"name is longer than {MAX_NAME_LENGTH} characters")
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            raise InputError(f"invalid name {name!r}: empty, '.' or '..' segment")
+        if segment in _RESERVED:
+            raise InputError(f"invalid name {name!r}: {segment!r} is a reserved word")
+        if not _SEGMENT.match(segment) or segment.endswith("."):
+            raise InputError(
+                f"invalid name {name!r}: use lower-case letters, digits, '.', '_' and '-' "
+                "in '/'-separated segments that start with a letter or digit"
+            )
+    return name
+
+
+def resource(kind: Kind, name: str | None = None, version: int | None = None) -> str:
+    """The authorizer's resource path: ``datasets/fraud/tx``, ``models/fraud-clf@3``."""
+    if name is None:
+        return kind.collection
+    path = f"{kind.collection}/{name}"
+    return path if version is None else f"{path}@{version}"
+
+
+def action(kind: Kind, verb: str) -> str:
+    """``dataset.read``, ``model.promote``..."""
+    return f"{kind.value}.{verb}"

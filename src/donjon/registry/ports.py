@@ -1,0 +1,103 @@
+"""What the registry needs from outside: a catalogue store and admission gates.
+
+``donjon.storage.registry`` implements :class:`RegistryStore` on SQL;
+``donjon.app`` wires :class:`ScanGate` to the model scanner and the
+:class:`PromotionGate` s to the scanner's stored results, the signature
+verifier and the provenance checks. A test may pass any object of the right
+shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
+
+from donjon.core.artifacts import Digest
+from donjon.core.findings import Finding
+from donjon.registry.model import GateResult, Stage, Version
+
+
+class RegistryStore(Protocol):
+    """The catalogue of versions, in plain rows (storage adapters never import the registry).
+
+    A version row is a mapping with ``kind name number digest size media_type
+    metadata stage status status_reason status_by status_at created_by
+    created_at lineage`` (``lineage``: a list of ``[dataset name, number]``);
+    a gate row has ``gate passed target reasons details time``. Versions are
+    never updated except their stage and status, and every such change is
+    recorded as a transition.
+    """
+
+    def add_version(
+        self, row: Mapping[str, Any], gates: Sequence[Mapping[str, Any]] = ()
+    ) -> dict[str, Any]:
+        """Record ``row`` as the next version of its name (1, 2, 3...), atomically."""
+        ...
+
+    def get_version(self, kind: str, name: str, number: int) -> dict[str, Any] | None: ...
+
+    def latest_version(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+    def versions(self, kind: str, name: str) -> list[dict[str, Any]]: ...
+
+    def names(self, kind: str, prefix: str = "") -> list[str]: ...
+
+    def set_stage(
+        self, kind: str, name: str, number: int, stage: str, by: str, at: datetime
+    ) -> dict[str, Any]:
+        """Move a model version to ``stage`` and record the transition."""
+        ...
+
+    def set_status(
+        self, kind: str, name: str, number: int, status: str, reason: str, by: str, at: datetime
+    ) -> dict[str, Any]: ...
+
+    def add_gate_results(
+        self, kind: str, name: str, number: int, results: Sequence[Mapping[str, Any]]
+    ) -> None: ...
+
+    def gate_results(self, kind: str, name: str, number: int) -> list[dict[str, Any]]: ...
+
+
+class BlobReader(Protocol):
+    """Opens a version's bytes for a gate (scanner, signature verifier)."""
+
+    def __call__(self) -> BinaryIO: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScanVerdict:
+    """What the scanner said about a pushed model: clean or not, and why."""
+
+    clean: bool
+    findings: tuple[Finding, ...] = ()
+    summary: str = ""
+    details: Mapping[str, Any] | None = None
+
+
+class ScanGate(Protocol):
+    """Runs the model scanner on a pushed model; never loads the model."""
+
+    name: str
+
+    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateContext:
+    """What a promotion gate may look at besides the version's bytes."""
+
+    history: tuple[GateResult, ...]  # earlier gate results of this version, oldest first
+    lineage: tuple[Version | None, ...]  # the lineage's dataset versions (None if unknown)
+
+
+class PromotionGate(Protocol):
+    """One admission check run before a model version enters ``target``."""
+
+    name: str
+
+    def check(
+        self, version: Version, target: Stage, open_blob: BlobReader, context: GateContext
+    ) -> GateResult: ...

@@ -1,0 +1,431 @@
+"""The vault: every call authorised, every action recorded, nothing overwritten.
+
+:class:`Registry` takes a principal with each call (authentication happened at
+the edge), asks the :class:`~donjon.core.ports.Authorizer` (deny by default; an
+authorizer error denies) and publishes each decision and each action as a
+:class:`~donjon.core.events.SecurityEvent` on the bus. Bytes go to a
+content-addressed :class:`~donjon.core.ports.BlobStore`, the catalogue to a
+:class:`~donjon.registry.ports.RegistryStore`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO
+
+from donjon.core.artifacts import Digest
+from donjon.core.bus import EventBus
+from donjon.core.clock import SystemClock
+from donjon.core.decision import Decision
+from donjon.core.events import EventKind, Outcome, SecurityEvent
+from donjon.core.identity import Principal
+from donjon.core.ports import Authorizer, BlobStore, Clock
+from donjon.core.severity import Severity
+from donjon.errors import AccessDenied, InputError, NotFound
+from donjon.registry.errors import GateFailed, Gone, Quarantined
+from donjon.registry.gates import SCAN_GATE, passed, scan_clean
+from donjon.registry.model import GateResult, Stage, Status, Version, VersionRef
+from donjon.registry.names import Kind, action, check_name, resource
+from donjon.registry.ports import (
+    BlobReader,
+    GateContext,
+    PromotionGate,
+    RegistryStore,
+    ScanGate,
+)
+from donjon.registry.streams import LimitedReader
+
+log = logging.getLogger(__name__)
+
+SOURCE = "registry"
+MAX_METADATA_BYTES = 64 * 1024
+SIGNATURE_GATE = "signature"
+
+
+class Registry:
+    """Datasets and models under guard. Thread-safe; one per process."""
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        blobs: BlobStore,
+        authorizer: Authorizer,
+        bus: EventBus,
+        *,
+        scan_gate: ScanGate | None = None,
+        promotion_gates: Mapping[Stage, Sequence[PromotionGate]] | None = None,
+        clock: Clock | None = None,
+        max_blob_size: int | None = None,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.authorizer = authorizer
+        self.bus = bus
+        self.scan_gate = scan_gate
+        self.promotion_gates = dict(promotion_gates or {})
+        self.clock = clock or SystemClock()
+        self.max_blob_size = max_blob_size
+        # Catalogue changes and their events happen under one lock, so the
+        # events of one name come out in version order.
+        self._lock = threading.Lock()
+
+    # -- authorisation -------------------------------------------------------
+
+    def authorize(
+        self,
+        principal: Principal,
+        act: str,
+        res: str,
+        context: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Ask the authorizer, publish the decision, raise AccessDenied on deny."""
+        try:
+            decision = self.authorizer.authorize(principal, act, res, dict(context or {}))
+        except Exception as e:  # noqa: BLE001 - fail closed: an authorizer error denies
+            log.warning("authorizer failed on %s %s: %s", act, res, type(e).__name__)
+            decision = Decision.deny(principal, act, res, f"authorizer error: {type(e).__name__}")
+        if not isinstance(decision, Decision) or (
+            decision.action,
+            decision.resource,
+        ) != (act, res):
+            decision = Decision.deny(principal, act, res, "authorizer answered another question")
+        self.bus.publish(SecurityEvent.of_decision(decision, SOURCE, **dict(context or {})))
+        if not decision.allowed:
+            raise AccessDenied(f"{principal} may not {act} {res}")
+        return decision
+
+    # -- writing ---------------------------------------------------------------
+
+    def push(
+        self,
+        principal: Principal,
+        kind: Kind,
+        name: str,
+        stream: BinaryIO,
+        *,
+        expected: Digest | None = None,
+        media_type: str = "application/octet-stream",
+        metadata: Mapping[str, Any] | None = None,
+        lineage: Sequence[VersionRef] = (),
+    ) -> Version:
+        """Store a new version (the next number) of a dataset or model."""
+        name = check_name(name)
+        meta = _check_metadata(metadata)
+        refs = tuple(lineage)
+        if refs and kind is not Kind.MODEL:
+            raise InputError("only models have lineage")
+        if len(media_type) > 200 or not media_type.isprintable():
+            raise InputError("invalid media type")
+        act = action(kind, "write")
+        self.authorize(principal, act, resource(kind, name))
+        for ref in refs:
+            if self.store.get_version(Kind.DATASET.value, ref.name, ref.number) is None:
+                raise NotFound(f"lineage dataset {ref} does not exist")
+        reader = LimitedReader(stream, self.max_blob_size)
+        try:
+            digest = self.blobs.put(reader, expected)  # type: ignore[arg-type]
+        except Exception as e:
+            self._action_event(principal, act, resource(kind, name), Outcome.FAILURE, str(e))
+            raise
+        size = reader.count
+        gates: list[GateResult] = []
+        status, reason = Status.ACTIVE, None
+        if kind is Kind.MODEL and self.scan_gate is not None:
+            result = self._scan(self.scan_gate, name, digest)
+            gates.append(result)
+            if not result.passed:
+                status, reason = Status.QUARANTINED, "; ".join(result.reasons) or "scan not clean"
+        now = self.clock.now()
+        row = {
+            "kind": kind.value,
+            "name": name,
+            "digest": str(digest),
+            "size": size,
+            "media_type": media_type,
+            "metadata": meta,
+            "stage": Stage.DEV.value if kind is Kind.MODEL else None,
+            "status": status.value,
+            "status_reason": reason,
+            "status_by": str(principal) if reason else None,
+            "status_at": now if reason else None,
+            "created_by": str(principal),
+            "created_at": now,
+            "lineage": [[ref.name, ref.number] for ref in refs],
+        }
+        with self._lock:
+            version = Version.from_row(self.store.add_version(row, [g.to_row() for g in gates]))
+            for result in gates:
+                self._gate_event(principal, version, result)
+            self._action_event(
+                principal, act, version.resource, Outcome.SUCCESS, "stored", version=version
+            )
+        return version
+
+    def _scan(self, gate: ScanGate, name: str, digest: Digest) -> GateResult:
+        now = self.clock.now()
+        try:
+            verdict = gate.scan(name, digest, lambda: self.blobs.open(digest))
+        except Exception as e:  # noqa: BLE001 - fail closed: a scanner error is no pass
+            log.warning("scan gate failed on %s: %s", name, type(e).__name__)
+            return GateResult(SCAN_GATE, False, "push", (f"scanner error: {e}",), time=now)
+        reasons = tuple(f.message for f in verdict.findings) or (
+            (verdict.summary,) if verdict.summary else ()
+        )
+        details = {
+            "scanner": gate.name,
+            "findings": [
+                {"rule": f.rule.id, "severity": f.level.label, "message": f.message}
+                for f in verdict.findings
+            ],
+            **dict(verdict.details or {}),
+        }
+        return GateResult(SCAN_GATE, verdict.clean, "push", reasons, details, now)
+
+    def promote(self, principal: Principal, name: str, number: int, stage: Stage) -> Version:
+        """Run the target stage's gates, then move the model version; a failed gate raises."""
+        version = self._version(Kind.MODEL, name, number)
+        history = tuple(
+            GateResult.from_row(r) for r in self.store.gate_results(Kind.MODEL.value, name, number)
+        )
+        context = {
+            "stage": stage.value,
+            "scan_clean": scan_clean(history),
+            "signed": passed(history, SIGNATURE_GATE),
+        }
+        self.authorize(principal, action(Kind.MODEL, "promote"), version.resource, context)
+        _must_be_active(version)
+        lineage = tuple(self._find(Kind.DATASET, ref.name, ref.number) for ref in version.lineage)
+        gate_context = GateContext(history, lineage)
+        results = [
+            self._run_gate(gate, version, stage, gate_context)
+            for gate in self.promotion_gates.get(stage, ())
+        ]
+        with self._lock:
+            if results:
+                self.store.add_gate_results(
+                    Kind.MODEL.value, name, number, [r.to_row() for r in results]
+                )
+            for result in results:
+                self._gate_event(principal, version, result)
+            failed = [r for r in results if not r.passed]
+            if failed:
+                why = "; ".join(f"{r.gate}: {', '.join(r.reasons)}" for r in failed)
+                self._action_event(
+                    principal, "model.promote", version.resource, Outcome.FAILURE, why, stage=stage
+                )
+                raise GateFailed(f"{version.ref} stays in {version.stage}: {why}", results)
+            moved = Version.from_row(
+                self.store.set_stage(
+                    Kind.MODEL.value, name, number, stage.value, str(principal), self.clock.now()
+                )
+            )
+            self._action_event(
+                principal,
+                "model.promote",
+                moved.resource,
+                Outcome.SUCCESS,
+                f"{version.stage} -> {stage}",
+                version=moved,
+                stage=stage,
+            )
+        return moved
+
+    def _run_gate(
+        self, gate: PromotionGate, version: Version, stage: Stage, context: GateContext
+    ) -> GateResult:
+        opener: BlobReader = lambda: self.blobs.open(version.digest)  # noqa: E731
+        try:
+            result = gate.check(version, stage, opener, context)
+        except Exception as e:  # noqa: BLE001 - fail closed: a gate error fails the gate
+            log.warning("gate %s failed on %s: %s", gate.name, version.ref, type(e).__name__)
+            result = GateResult(gate.name, False, stage.value, (f"gate error: {e}",))
+        if result.time is None:
+            result = GateResult(
+                result.gate, result.passed, result.target, result.reasons, result.details,
+                self.clock.now(),
+            )  # fmt: skip
+        return result
+
+    def quarantine(
+        self, principal: Principal, kind: Kind, name: str, number: int, reason: str
+    ) -> Version:
+        return self._set_status(principal, kind, name, number, Status.QUARANTINED, reason)
+
+    def release(
+        self, principal: Principal, kind: Kind, name: str, number: int, reason: str
+    ) -> Version:
+        return self._set_status(principal, kind, name, number, Status.ACTIVE, reason)
+
+    def delete(
+        self, principal: Principal, kind: Kind, name: str, number: int, reason: str
+    ) -> Version:
+        """Tombstone a version: its record and events stay, its bytes are no longer served."""
+        return self._set_status(principal, kind, name, number, Status.TOMBSTONED, reason)
+
+    def _set_status(
+        self, principal: Principal, kind: Kind, name: str, number: int, status: Status, reason: str
+    ) -> Version:
+        reason = _check_reason(reason)
+        version = self._version(kind, name, number)
+        act = action(kind, "delete") if status is Status.TOMBSTONED else "admin"
+        self.authorize(principal, act, version.resource, {"status": status.value})
+        if version.status is Status.TOMBSTONED:
+            raise Gone(f"{kind.value} {version.ref} was deleted")
+        with self._lock:
+            changed = Version.from_row(
+                self.store.set_status(
+                    kind.value, name, number, status.value, reason, str(principal), self.clock.now()
+                )
+            )
+            self._action_event(
+                principal, act, changed.resource, Outcome.SUCCESS,
+                f"{version.status} -> {status}: {reason}", version=changed,
+            )  # fmt: skip
+        return changed
+
+    # -- reading ---------------------------------------------------------------
+
+    def get(
+        self, principal: Principal, kind: Kind, name: str, number: int | None = None
+    ) -> Version:
+        """A version's record (the latest when ``number`` is None)."""
+        name = check_name(name)
+        if number is None:
+            self.authorize(principal, action(kind, "read"), resource(kind, name))
+            latest = self.store.latest_version(kind.value, name)
+            if latest is None:
+                raise NotFound(f"no {kind.value} named {name!r}")
+            return Version.from_row(latest)
+        self.authorize(principal, action(kind, "read"), resource(kind, name, number))
+        return self._version(kind, name, number)
+
+    def open(
+        self, principal: Principal, kind: Kind, name: str, number: int | None = None
+    ) -> tuple[Version, BinaryIO]:
+        """A version's record and its bytes; only active versions are served."""
+        version = self.get(principal, kind, name, number)
+        _must_be_active(version)
+        stream = self.blobs.open(version.digest)
+        self._action_event(
+            principal, action(kind, "read"), version.resource, Outcome.SUCCESS, "served",
+            version=version,
+        )  # fmt: skip
+        return version, stream
+
+    def names(self, principal: Principal, kind: Kind, prefix: str = "") -> list[str]:
+        """Names under ``prefix`` (a name or a folder of names); needs list on it."""
+        prefix = prefix.strip("/")
+        if prefix:
+            check_name(prefix)
+        self.authorize(principal, action(kind, "list"), resource(kind, prefix or None))
+        found = self.store.names(kind.value, prefix)
+        return [n for n in found if not prefix or n == prefix or n.startswith(prefix + "/")]
+
+    def versions(self, principal: Principal, kind: Kind, name: str) -> list[Version]:
+        name = check_name(name)
+        self.authorize(principal, action(kind, "list"), resource(kind, name))
+        return [Version.from_row(row) for row in self.store.versions(kind.value, name)]
+
+    def gate_results(
+        self, principal: Principal, kind: Kind, name: str, number: int
+    ) -> list[GateResult]:
+        self.authorize(principal, action(kind, "read"), resource(kind, check_name(name), number))
+        self._version(kind, name, number)
+        return [GateResult.from_row(r) for r in self.store.gate_results(kind.value, name, number)]
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _find(self, kind: Kind, name: str, number: int) -> Version | None:
+        row = self.store.get_version(kind.value, name, number)
+        return None if row is None else Version.from_row(row)
+
+    def _version(self, kind: Kind, name: str, number: int) -> Version:
+        version = self._find(kind, check_name(name), number)
+        if version is None:
+            raise NotFound(f"no {kind.value} version {name}@{number}")
+        return version
+
+    def _action_event(
+        self,
+        principal: Principal,
+        act: str,
+        res: str,
+        outcome: Outcome,
+        detail: str,
+        *,
+        version: Version | None = None,
+        stage: Stage | None = None,
+    ) -> None:
+        attributes: dict[str, Any] = {"resource": res}
+        if version is not None:
+            attributes.update(
+                digest=str(version.digest), version=version.number, size=version.size,
+                status=version.status.value,
+            )  # fmt: skip
+            if version.stage is not None:
+                attributes["stage"] = version.stage.value
+        if stage is not None:
+            attributes["target_stage"] = stage.value
+        failed = outcome is Outcome.FAILURE
+        self.bus.publish(
+            SecurityEvent(
+                kind=EventKind.DATA_ACCESS,
+                source=SOURCE,
+                action=act,
+                message=f"{principal} {act} {res}: {detail}",
+                severity=Severity.LOW if failed else Severity.INFO,
+                outcome=outcome,
+                principal=principal,
+                attributes=attributes,
+            )
+        )
+
+    def _gate_event(self, principal: Principal, version: Version, result: GateResult) -> None:
+        verdict = "passed" if result.passed else "failed"
+        self.bus.publish(
+            SecurityEvent(
+                kind=EventKind.ACTIVITY,
+                source=SOURCE,
+                action=f"registry.gate.{result.gate}",
+                message=f"gate {result.gate} {verdict} for {version.resource} "
+                f"({result.target}): {'; '.join(result.reasons)}",
+                severity=Severity.INFO if result.passed else Severity.MEDIUM,
+                outcome=Outcome.SUCCESS if result.passed else Outcome.FAILURE,
+                principal=principal,
+                attributes={"resource": version.resource, **result.to_dict()},
+            )
+        )
+
+
+def _must_be_active(version: Version) -> None:
+    if version.status is Status.TOMBSTONED:
+        raise Gone(f"{version.kind.value} {version.ref} was deleted: {version.status_reason}")
+    if version.status is Status.QUARANTINED:
+        raise Quarantined(
+            f"{version.kind.value} {version.ref} is quarantined: {version.status_reason}"
+        )
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise InputError("metadata must be a JSON object with string keys")
+    try:
+        encoded = json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"metadata is not plain JSON: {e}") from e
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise InputError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    loaded: dict[str, Any] = json.loads(encoded)
+    return loaded
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 1000:
+        raise InputError("a reason of 1 to 1000 characters is required")
+    return reason

@@ -1,0 +1,211 @@
+"""The vault's HTTP API: a FastAPI app built from wired services.
+
+Every route but ``GET /health`` needs a bearer token, which the
+:class:`~donjon.core.ports.Authenticator` turns into a principal; the registry
+then authorises each call. Errors are JSON ``{"error": code, "detail": ...}``
+with a 4xx status that says what went wrong; uploads and downloads stream.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from donjon import __version__
+from donjon.core.bus import EventBus
+from donjon.core.events import EventKind, Outcome, SecurityEvent
+from donjon.core.identity import Principal, PrincipalKind
+from donjon.core.ports import Authenticator
+from donjon.core.severity import Severity
+from donjon.errors import (
+    AccessDenied,
+    AuthenticationError,
+    Conflict,
+    DonjonError,
+    InputError,
+    NotFound,
+)
+from donjon.registry import GateFailed, Gone, Registry, TooLarge
+from donjon.server import routes
+from donjon.server.schemas import HealthOut, WhoAmIOut
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BYTES = 1 << 20
+SOURCE = "server"
+
+_STATUS: list[tuple[type[DonjonError], int, str]] = [
+    (AuthenticationError, 401, "unauthenticated"),
+    (AccessDenied, 403, "forbidden"),
+    (TooLarge, 413, "too_large"),
+    (Gone, 410, "gone"),
+    (NotFound, 404, "not_found"),
+    (GateFailed, 409, "gate_failed"),
+    (Conflict, 409, "conflict"),
+    (InputError, 400, "bad_request"),
+]
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_upload_bytes: int = 10 << 30
+    max_json_bytes: int = MAX_JSON_BYTES
+
+
+def create_app(
+    registry: Registry,
+    authenticator: Authenticator,
+    bus: EventBus,
+    *,
+    limits: ServerLimits | None = None,
+) -> FastAPI:
+    """The FastAPI app of the vault; serve it with uvicorn."""
+    limits = limits or ServerLimits()
+    app = FastAPI(
+        title="Donjon vault",
+        version=__version__,
+        description="Zero-trust registry of datasets and models. Every route but /health "
+        "needs a bearer token; every call is authorised and recorded.",
+        openapi_url=None,  # published at /v1/openapi.json, behind authentication
+        docs_url=None,
+        redoc_url=None,
+    )
+    bearer = HTTPBearer(auto_error=False, description="A Donjon API token or an OIDC JWT.")
+
+    def current_principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            _auth_event(bus, "missing bearer token")
+            raise AuthenticationError("a bearer token is required")
+        try:
+            principal = authenticator.authenticate(credentials.credentials)
+        except AuthenticationError as e:
+            _auth_event(bus, str(e))
+            raise
+        except Exception as e:  # noqa: BLE001 - fail closed: an authenticator error refuses
+            log.warning("authenticator failed: %s", type(e).__name__)
+            _auth_event(bus, f"authenticator error: {type(e).__name__}")
+            raise AuthenticationError("the credential could not be checked") from None
+        if principal.kind is PrincipalKind.ANONYMOUS:
+            _auth_event(bus, "anonymous principal refused")
+            raise AuthenticationError("anonymous access is not allowed")
+        return principal
+
+    app.state.registry = registry
+    app.state.current_principal = current_principal
+    app.state.limits = limits
+
+    @app.get("/health", response_model=HealthOut, tags=["meta"], operation_id="health")
+    def health() -> dict[str, str]:
+        """Liveness: the only route that needs no token."""
+        return {"status": "ok"}
+
+    @app.get("/v1/whoami", response_model=WhoAmIOut, tags=["meta"], operation_id="whoami")
+    def whoami(principal: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
+        """The principal the token stands for."""
+        return {
+            "id": principal.id,
+            "kind": principal.kind.value,
+            "display_name": principal.display_name,
+            "groups": list(principal.groups),
+        }
+
+    @app.get("/v1/openapi.json", tags=["meta"], operation_id="openapi", include_in_schema=False)
+    def openapi(_: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
+        return app.openapi()
+
+    routes.add_vault_routes(app, current_principal)
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimit, limits=limits)
+    return app
+
+
+def _auth_event(bus: EventBus, reason: str) -> None:
+    bus.publish(
+        SecurityEvent(
+            kind=EventKind.AUTHENTICATION,
+            source=SOURCE,
+            action="authenticate",
+            message=f"authentication refused: {reason}",
+            severity=Severity.LOW,
+            outcome=Outcome.FAILURE,
+        )
+    )
+
+
+def error_response(status: int, code: str, detail: Any, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def donjon_error(request: Request, exc: Exception) -> JSONResponse:
+        for cls, status, code in _STATUS:
+            if isinstance(exc, cls):
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+                return error_response(status, code, str(exc), **headers)
+        log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return error_response(503, "unavailable", "the server could not complete the request")
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in errors
+        ]
+        return error_response(422, "invalid_request", detail)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        detail = exc.detail if isinstance(exc, StarletteHTTPException) else str(exc)
+        return error_response(status, code, detail)
+
+    app.add_exception_handler(DonjonError, donjon_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+class BodyLimit:
+    """Caps request bodies: uploads at ``max_upload_bytes``, anything else at ``max_json_bytes``.
+
+    A declared Content-Length over the cap is refused before a byte is read;
+    a chunked body is counted as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, limits: ServerLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "POST" and scope["path"].endswith("/versions")
+        limit = self.limits.max_upload_bytes if upload else self.limits.max_json_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            detail = f"request body is larger than the limit of {limit} bytes"
+            if not length.isdigit():
+                detail = "malformed Content-Length"
+            response = error_response(413 if length.isdigit() else 400, "too_large", detail)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise TooLarge(f"request body is larger than the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send)

@@ -1,0 +1,289 @@
+"""The vault's routes, the same for datasets and models (plus promotion for models).
+
+Names are paths (``fraud/transactions``), so routes use ``{name:path}``; the
+registry refuses names with ``..``, absolute paths or odd characters before
+anything is read or stored. Uploads are the raw request body
+(``application/octet-stream``), streamed to the blob store in a worker
+thread; the announced ``X-Donjon-Digest`` is checked against what arrived.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from donjon.core.artifacts import Digest
+from donjon.core.identity import Principal
+from donjon.errors import InputError
+from donjon.registry import Kind, Registry, Stage, VersionRef
+from donjon.server.schemas import (
+    ErrorOut,
+    GatesOut,
+    NamesOut,
+    PromoteIn,
+    ReasonIn,
+    VersionOut,
+    VersionsOut,
+)
+from donjon.server.streams import RequestReader, iterate
+
+MAX_HEADER_JSON = 16 * 1024
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in {
+        400: "bad input (name, digest, metadata)",
+        401: "no valid bearer token",
+        403: "not allowed",
+        404: "no such dataset, model or version",
+        409: "conflict: quarantined version or failed admission gate",
+        410: "the version was deleted (tombstoned)",
+        413: "upload larger than the server's limit",
+        422: "malformed request",
+    }.items()
+}
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def add_vault_routes(app: FastAPI, current_principal: Callable[..., Principal]) -> None:
+    for kind in Kind:
+        _add_kind_routes(app, kind, current_principal)
+    _add_promotion(app, current_principal)
+
+
+def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., Principal]) -> None:
+    base = f"/v1/{kind.collection}"
+    tag = kind.collection
+    Caller = Annotated[Principal, Depends(current_principal)]  # noqa: N806
+    Name = Annotated[str, Path(description=f"{kind.value} name, e.g. fraud/transactions")]  # noqa: N806
+    Number = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]  # noqa: N806
+
+    def registry(request: Request) -> Registry:
+        reg: Registry = request.app.state.registry
+        return reg
+
+    @app.get(
+        base, response_model=NamesOut, responses=ERRORS, tags=[tag], operation_id=f"list_{tag}"
+    )
+    def list_names(
+        request: Request,
+        principal: Caller,
+        prefix: Annotated[str, Query(max_length=200)] = "",
+    ) -> dict[str, Any]:
+        return {"names": registry(request).names(principal, kind, prefix)}
+
+    @app.get(
+        f"{base}/{{name:path}}/versions",
+        response_model=VersionsOut,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"list_{kind.value}_versions",
+    )
+    def list_versions(request: Request, principal: Caller, name: Name) -> dict[str, Any]:
+        found = registry(request).versions(principal, kind, name)
+        return {"versions": [v.to_dict() for v in found]}
+
+    @app.post(
+        f"{base}/{{name:path}}/versions",
+        response_model=VersionOut,
+        status_code=201,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"push_{kind.value}",
+        openapi_extra=UPLOAD_BODY,
+    )
+    async def push(
+        request: Request,
+        principal: Caller,
+        name: Name,
+        x_donjon_digest: Annotated[
+            str | None, Header(max_length=200, description="sha256:<hex> of the body")
+        ] = None,
+        x_donjon_metadata: Annotated[
+            str | None, Header(max_length=MAX_HEADER_JSON, description="a JSON object")
+        ] = None,
+        x_donjon_lineage: Annotated[
+            str | None,
+            Header(max_length=4096, description="models: dataset versions, 'name@3,other@1'"),
+        ] = None,
+        content_type: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """Upload a new version; the body is the raw bytes."""
+        expected = _digest(x_donjon_digest)
+        metadata = _metadata(x_donjon_metadata)
+        lineage = _lineage(x_donjon_lineage)
+        media_type = (content_type or "application/octet-stream").split(";")[0].strip()
+        reader = RequestReader(request.stream().__aiter__())
+        reg = registry(request)
+        version = await anyio.to_thread.run_sync(
+            lambda: reg.push(
+                principal,
+                kind,
+                name,
+                reader,  # type: ignore[arg-type]
+                expected=expected,
+                media_type=media_type or "application/octet-stream",
+                metadata=metadata,
+                lineage=lineage,
+            )
+        )
+        return version.to_dict()
+
+    @app.get(
+        f"{base}/{{name:path}}/versions/{{number}}",
+        response_model=VersionOut,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"get_{kind.value}_version",
+    )
+    def get_version(
+        request: Request, principal: Caller, name: Name, number: Number
+    ) -> dict[str, Any]:
+        return registry(request).get(principal, kind, name, number).to_dict()
+
+    @app.get(
+        f"{base}/{{name:path}}/versions/{{number}}/blob",
+        responses={
+            **ERRORS,
+            200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}},
+        },
+        tags=[tag],
+        operation_id=f"pull_{kind.value}",
+        response_class=StreamingResponse,
+    )
+    def pull(request: Request, principal: Caller, name: Name, number: Number) -> StreamingResponse:
+        """Download a version's bytes; ``X-Donjon-Digest`` lets the client check them."""
+        version, stream = registry(request).open(principal, kind, name, number)
+        return StreamingResponse(
+            iterate(stream),
+            media_type=version.media_type,
+            headers={
+                "Content-Length": str(version.size),
+                "X-Donjon-Digest": str(version.digest),
+                "ETag": f'"{version.digest}"',
+            },
+        )
+
+    @app.get(
+        f"{base}/{{name:path}}/versions/{{number}}/gates",
+        response_model=GatesOut,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"get_{kind.value}_gates",
+    )
+    def gates(request: Request, principal: Caller, name: Name, number: Number) -> dict[str, Any]:
+        results = registry(request).gate_results(principal, kind, name, number)
+        return {"gates": [r.to_dict() for r in results]}
+
+    for verb in ("quarantine", "release"):
+        _add_status_route(app, kind, verb, base, tag, Caller, Name, Number, registry)
+
+    @app.delete(
+        f"{base}/{{name:path}}/versions/{{number}}",
+        response_model=VersionOut,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"delete_{kind.value}_version",
+    )
+    def delete(
+        request: Request,
+        principal: Caller,
+        name: Name,
+        number: Number,
+        reason: Annotated[str, Query(min_length=1, max_length=1000)],
+    ) -> dict[str, Any]:
+        """Tombstone a version: the record stays, the bytes are no longer served."""
+        return registry(request).delete(principal, kind, name, number, reason).to_dict()
+
+    @app.get(
+        f"{base}/{{name:path}}",
+        response_model=VersionOut,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"get_{kind.value}",
+    )
+    def latest(request: Request, principal: Caller, name: Name) -> dict[str, Any]:
+        """The latest version's record."""
+        return registry(request).get(principal, kind, name).to_dict()
+
+
+def _add_status_route(
+    app: FastAPI,
+    kind: Kind,
+    verb: str,
+    base: str,
+    tag: str,
+    caller: Any,
+    name_t: Any,
+    number_t: Any,
+    registry: Callable[[Request], Registry],
+) -> None:
+    @app.post(
+        f"{base}/{{name:path}}/versions/{{number}}/{verb}",
+        response_model=VersionOut,
+        responses=ERRORS,
+        tags=[tag],
+        operation_id=f"{verb}_{kind.value}_version",
+    )
+    def change(
+        request: Request, principal: caller, name: name_t, number: number_t, body: ReasonIn
+    ) -> dict[str, Any]:
+        reg = registry(request)
+        act = reg.quarantine if verb == "quarantine" else reg.release
+        return act(principal, kind, name, number, body.reason).to_dict()
+
+
+def _add_promotion(app: FastAPI, current_principal: Callable[..., Principal]) -> None:
+    @app.post(
+        "/v1/models/{name:path}/versions/{number}/promote",
+        response_model=VersionOut,
+        responses=ERRORS,
+        tags=["models"],
+        operation_id="promote_model_version",
+    )
+    def promote(
+        request: Request,
+        principal: Annotated[Principal, Depends(current_principal)],
+        name: Annotated[str, Path()],
+        number: Annotated[int, Path(ge=1, le=2**31 - 1)],
+        body: PromoteIn,
+    ) -> dict[str, Any]:
+        """Run the target stage's admission gates, then move the version (409 if one fails)."""
+        reg: Registry = request.app.state.registry
+        return reg.promote(principal, name, number, Stage(body.stage)).to_dict()
+
+
+def _digest(text: str | None) -> Digest | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return Digest.parse(text.strip())
+    except ValueError as e:
+        raise InputError(f"X-Donjon-Digest: {e}") from None
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise InputError(f"X-Donjon-Metadata is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InputError("X-Donjon-Metadata must be a JSON object")
+    return value
+
+
+def _lineage(text: str | None) -> list[VersionRef]:
+    if text is None or not text.strip():
+        return []
+    return [VersionRef.parse(part) for part in text.split(",") if part.strip()]

@@ -1,0 +1,67 @@
+"""Bridges between the ASGI world (async chunks) and the blob store (sync streams)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Iterator
+from typing import BinaryIO
+
+import anyio.from_thread
+from starlette.requests import ClientDisconnect
+
+from donjon.errors import InputError
+
+DOWNLOAD_CHUNK = 1 << 20
+
+
+class RequestReader(io.RawIOBase):
+    """A blocking file-like view of a request body, for use in a worker thread.
+
+    Each ``read`` hops to the event loop once and gathers chunks until it has
+    ``size`` bytes (or the end), so memory stays at one read's worth and the
+    client is throttled by the consumer (backpressure).
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = bytearray()
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    async def _fill(self, size: int) -> None:
+        try:
+            while not self._eof and len(self._buffer) < size:
+                chunk = await self._chunks.__anext__()
+                if chunk:
+                    self._buffer += chunk
+                else:
+                    self._eof = True
+        except StopAsyncIteration:
+            self._eof = True
+        except ClientDisconnect as e:
+            raise InputError("the client went away during the upload; nothing was stored") from e
+
+    def read(self, size: int = -1) -> bytes:
+        want = size if size is not None and size >= 0 else 1 << 62
+        if not self._eof and len(self._buffer) < want:
+            anyio.from_thread.run(self._fill, want)
+        data = bytes(self._buffer[:want])
+        del self._buffer[:want]
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def iterate(stream: BinaryIO, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
+    """Yield a stream's bytes in chunks and close it (Starlette runs this in a thread)."""
+    try:
+        while chunk := stream.read(chunk_size):
+            yield chunk
+    finally:
+        stream.close()

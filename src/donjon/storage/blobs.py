@@ -1,0 +1,129 @@
+"""The BlobStore port on a folder: content-addressed, streamed, checked, atomic.
+
+Layout: ``<root>/sha256/<2 hex>/<64 hex>``; uploads are written to
+``<root>/tmp/`` (same file system), hashed as they stream, fsynced, compared
+with the expected digest when one was given and only then renamed into place
+(``os.replace`` is atomic). Keys are digests, validated by
+:class:`~donjon.core.artifacts.Digest`, so no name from a user ever becomes a
+path. Reads are checked too: :meth:`FileBlobStore.open` returns a stream that
+hashes what it serves and raises at the end if the bytes on disk changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from donjon.core.artifacts import Digest
+from donjon.errors import InputError, NotFound, StorageError
+
+CHUNK_SIZE = 1 << 20
+ALGORITHM = "sha256"
+
+
+class DigestMismatch(InputError):
+    """The uploaded bytes do not have the digest the client announced; nothing was stored."""
+
+
+class CorruptBlob(StorageError):
+    """Stored bytes no longer match their digest (disk corruption or tampering)."""
+
+
+class VerifyingReader(io.RawIOBase):
+    """Serves ``raw`` while hashing it; CorruptBlob at the end if the digest differs."""
+
+    def __init__(self, raw: BinaryIO, digest: Digest) -> None:
+        super().__init__()
+        self._raw = raw
+        self._digest = digest
+        self._hash = hashlib.new(digest.algorithm)
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        read_all = size is None or size < 0
+        data = self._raw.read(-1 if read_all else size)
+        if data:
+            self._hash.update(data)
+        if (read_all or (not data and size != 0)) and not self._done:
+            self._done = True  # at the end: the bytes served must be the bytes stored
+            if self._hash.hexdigest() != self._digest.hex:
+                raise CorruptBlob(f"blob {self._digest} does not match its digest")
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class FileBlobStore:
+    """Content-addressed blobs in a local folder."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self._tmp = self.root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / ALGORITHM).mkdir(exist_ok=True, mode=0o700)
+
+    def path(self, digest: Digest) -> Path:
+        if digest.algorithm != ALGORITHM:
+            raise InputError(f"this store keeps {ALGORITHM} blobs, not {digest.algorithm}")
+        return self.root / ALGORITHM / digest.hex[:2] / digest.hex
+
+    def put(self, stream: BinaryIO, expected: Digest | None = None) -> Digest:
+        if expected is not None and expected.algorithm != ALGORITHM:
+            raise InputError(f"this store checks {ALGORITHM} digests, not {expected.algorithm}")
+        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+        hasher = hashlib.sha256()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                while chunk := stream.read(CHUNK_SIZE):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                if self.fsync:
+                    os.fsync(out.fileno())
+            digest = Digest(ALGORITHM, hasher.hexdigest())
+            if expected is not None and digest != expected:
+                raise DigestMismatch(f"upload has digest {digest}, not the announced {expected}")
+            final = self.path(digest)
+            final.parent.mkdir(exist_ok=True, mode=0o700)
+            if final.exists():  # same bytes already stored: keep the first copy
+                tmp.unlink()
+            else:
+                os.replace(tmp, final)
+            return digest
+        except OSError as e:
+            raise StorageError(f"cannot store blob: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            raw = open(self.path(digest), "rb", buffering=0)  # noqa: SIM115 - caller closes
+        except FileNotFoundError as e:
+            raise NotFound(f"no blob {digest}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read blob {digest}: {e}") from e
+        return VerifyingReader(raw, digest)  # type: ignore[return-value]
+
+    def exists(self, digest: Digest) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: Digest) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError as e:
+            raise NotFound(f"no blob {digest}") from e

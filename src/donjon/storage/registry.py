@@ -1,0 +1,329 @@
+"""The registry's catalogue (``RegistryStore``) on SQL: SQLite or PostgreSQL.
+
+Tables (migration ``registry_0001``): ``registry_versions`` (one row per
+immutable version; only stage and status ever change), ``registry_lineage``
+(model version <- dataset versions), ``registry_gate_results`` and
+``registry_transitions`` (every stage and status change, append-only).
+Version numbers come from ``max + 1`` under a unique constraint; a writer that
+loses the race retries, so concurrent pushes never share or skip a number.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from donjon.errors import NotFound, StorageError
+from donjon.storage.sql import Database, metadata
+
+versions = Table(
+    "registry_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("digest", String(140), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("metadata", JSON(), nullable=False),
+    Column("stage", String(16), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("status_by", String(256), nullable=True),
+    Column("status_at", DateTime(timezone=True), nullable=True),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "name", "number", name="uq_registry_versions_kind_name_number"),
+)
+
+lineage = Table(
+    "registry_lineage",
+    metadata,
+    Column("version_id", Integer, ForeignKey("registry_versions.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("dataset", String(200), nullable=False),
+    Column("dataset_version", Integer, nullable=False),
+)
+
+gate_results = Table(
+    "registry_gate_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("registry_versions.id"), nullable=False, index=True),
+    Column("gate", String(100), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("reasons", JSON(), nullable=False),
+    Column("details", JSON(), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+transitions = Table(
+    "registry_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("registry_versions.id"), nullable=False, index=True),
+    Column("field", String(16), nullable=False),  # "stage" or "status"
+    Column("old", String(16), nullable=True),
+    Column("new", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("by", String(256), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+_RETRIES = 50
+_VERSION_FIELDS = (
+    "kind", "name", "digest", "size", "media_type", "metadata", "stage", "status",
+    "status_reason", "status_by", "status_at", "created_by", "created_at",
+)  # fmt: skip
+T = TypeVar("T")
+
+
+class SqlRegistryStore:
+    """RegistryStore on a :class:`~donjon.storage.sql.Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # -- writes ----------------------------------------------------------------
+
+    def add_version(
+        self, row: Mapping[str, Any], gates: Sequence[Mapping[str, Any]] = ()
+    ) -> dict[str, Any]:
+        for attempt in range(_RETRIES):
+            try:
+                with self._db.engine.begin() as conn:
+                    return self._insert(conn, row, gates)
+            except IntegrityError:
+                time.sleep(0.002 * (attempt + 1))  # another writer took the number: retry
+            except SQLAlchemyError as e:
+                raise StorageError(f"cannot record {row['kind']} {row['name']}: {e}") from e
+        raise StorageError(f"cannot allocate a version number for {row['name']}: contention")
+
+    def _insert(
+        self, conn: Connection, row: Mapping[str, Any], gates: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        kind, name = str(row["kind"]), str(row["name"])
+        current = conn.execute(
+            select(func.max(versions.c.number)).where(
+                versions.c.kind == kind, versions.c.name == name
+            )
+        ).scalar_one()
+        number = int(current or 0) + 1
+        values = {field: row.get(field) for field in _VERSION_FIELDS}
+        values.update(kind=kind, number=number, metadata=dict(row.get("metadata") or {}))
+        result = conn.execute(versions.insert().values(**values))
+        version_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        for position, (dataset, dataset_version) in enumerate(row.get("lineage") or ()):
+            conn.execute(
+                lineage.insert().values(
+                    version_id=version_id,
+                    position=position,
+                    dataset=str(dataset),
+                    dataset_version=int(dataset_version),
+                )
+            )
+        self._insert_gates(conn, version_id, gates)
+        return self._must_get(conn, kind, name, number)
+
+    def _insert_gates(
+        self, conn: Connection, version_id: int, gates: Sequence[Mapping[str, Any]]
+    ) -> None:
+        for gate in gates:
+            conn.execute(
+                gate_results.insert().values(
+                    version_id=version_id,
+                    gate=gate["gate"],
+                    passed=bool(gate["passed"]),
+                    target=gate["target"],
+                    reasons=list(gate.get("reasons") or ()),
+                    details=dict(gate.get("details") or {}),
+                    at=gate.get("time") or datetime.now(UTC),
+                )
+            )
+
+    def set_stage(
+        self, kind: str, name: str, number: int, stage: str, by: str, at: datetime
+    ) -> dict[str, Any]:
+        return self._change(kind, name, number, "stage", stage, None, by, at)
+
+    def set_status(
+        self, kind: str, name: str, number: int, status: str, reason: str, by: str, at: datetime
+    ) -> dict[str, Any]:
+        return self._change(kind, name, number, "status", status, reason, by, at)
+
+    def _change(
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        field: str,
+        value: str,
+        reason: str | None,
+        by: str,
+        at: datetime,
+    ) -> dict[str, Any]:
+        try:
+            with self._db.engine.begin() as conn:
+                row = self._row(conn, kind, name, number)
+                if row is None:
+                    raise NotFound(f"no {kind} version {name}@{number}")
+                changes: dict[str, Any] = {field: value}
+                if field == "status":
+                    changes.update(status_reason=reason, status_by=by, status_at=at)
+                conn.execute(versions.update().where(versions.c.id == row.id).values(**changes))
+                conn.execute(
+                    transitions.insert().values(
+                        version_id=row.id,
+                        field=field,
+                        old=getattr(row, field),
+                        new=value,
+                        reason=reason,
+                        by=by,
+                        at=at,
+                    )
+                )
+                return self._must_get(conn, kind, name, number)
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot change {name}@{number}: {e}") from e
+
+    def add_gate_results(
+        self, kind: str, name: str, number: int, results: Sequence[Mapping[str, Any]]
+    ) -> None:
+        try:
+            with self._db.engine.begin() as conn:
+                row = self._row(conn, kind, name, number)
+                if row is None:
+                    raise NotFound(f"no {kind} version {name}@{number}")
+                self._insert_gates(conn, row.id, results)
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot record gate results of {name}@{number}: {e}") from e
+
+    # -- reads -----------------------------------------------------------------
+
+    def get_version(self, kind: str, name: str, number: int) -> dict[str, Any] | None:
+        return self._read(lambda conn: self._get(conn, kind, name, number))
+
+    def latest_version(self, kind: str, name: str) -> dict[str, Any] | None:
+        def query(conn: Connection) -> dict[str, Any] | None:
+            number = conn.execute(
+                select(func.max(versions.c.number)).where(
+                    versions.c.kind == kind, versions.c.name == name
+                )
+            ).scalar_one()
+            return None if number is None else self._get(conn, kind, name, int(number))
+
+        return self._read(query)
+
+    def versions(self, kind: str, name: str) -> list[dict[str, Any]]:
+        def query(conn: Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                select(versions)
+                .where(versions.c.kind == kind, versions.c.name == name)
+                .order_by(versions.c.number)
+            ).all()
+            return [self._version(conn, row) for row in rows]
+
+        return self._read(query)
+
+    def names(self, kind: str, prefix: str = "") -> list[str]:
+        query = (
+            select(versions.c.name)
+            .where(versions.c.kind == kind, versions.c.name.startswith(prefix, autoescape=True))
+            .distinct()
+            .order_by(versions.c.name)
+        )
+        return self._read(lambda conn: [str(n) for n in conn.execute(query).scalars()])
+
+    def gate_results(self, kind: str, name: str, number: int) -> list[dict[str, Any]]:
+        def query(conn: Connection) -> list[dict[str, Any]]:
+            row = self._row(conn, kind, name, number)
+            if row is None:
+                return []
+            rows = conn.execute(
+                select(gate_results)
+                .where(gate_results.c.version_id == row.id)
+                .order_by(gate_results.c.id)
+            ).all()
+            return [
+                {
+                    "gate": r.gate,
+                    "passed": bool(r.passed),
+                    "target": r.target,
+                    "reasons": list(r.reasons),
+                    "details": dict(r.details),
+                    "time": _utc(r.at),
+                }
+                for r in rows
+            ]
+
+        return self._read(query)
+
+    def _read(self, query: Callable[[Connection], T]) -> T:
+        try:
+            with self._db.engine.connect() as conn:
+                return query(conn)
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read the registry: {e}") from e
+
+    def _row(self, conn: Connection, kind: str, name: str, number: int) -> Row[Any] | None:
+        return conn.execute(
+            select(versions).where(
+                versions.c.kind == kind,
+                versions.c.name == name,
+                versions.c.number == number,
+            )
+        ).first()
+
+    def _get(self, conn: Connection, kind: str, name: str, number: int) -> dict[str, Any] | None:
+        row = self._row(conn, kind, name, number)
+        return None if row is None else self._version(conn, row)
+
+    def _must_get(self, conn: Connection, kind: str, name: str, number: int) -> dict[str, Any]:
+        found = self._get(conn, kind, name, number)
+        if found is None:  # pragma: no cover - written in this same transaction
+            raise StorageError(f"{kind} {name}@{number} vanished")
+        return found
+
+    def _version(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
+        refs = conn.execute(
+            select(lineage.c.dataset, lineage.c.dataset_version)
+            .where(lineage.c.version_id == row.id)
+            .order_by(lineage.c.position)
+        ).all()
+        found = {field: getattr(row, field) for field in _VERSION_FIELDS}
+        found.update(
+            number=row.number,
+            metadata=dict(row.metadata),
+            created_at=_utc(row.created_at),
+            status_at=_utc(row.status_at) if row.status_at else None,
+            lineage=[[d, n] for d, n in refs],
+        )
+        return found
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; they were stored as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

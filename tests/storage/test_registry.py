@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import inspect, select
+
+from donjon.storage.registry import SqlRegistryStore, transitions
+from donjon.storage.sql import open_database
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def row(name: str = "fraud/tx", kind: str = "dataset", **extra: Any) -> dict[str, Any]:
+    base = {
+        "kind": kind,
+        "name": name,
+        "digest": "sha256:" + "ab" * 32,
+        "size": 3,
+        "media_type": "text/csv",
+        "metadata": {"rows": 2},
+        "stage": None,
+        "status": "active",
+        "status_reason": None,
+        "status_by": None,
+        "status_at": None,
+        "created_by": "user:alice",
+        "created_at": NOW,
+        "lineage": [],
+    }
+    return {**base, **extra}
+
+
+def test_migration_creates_the_registry_tables(database_url: str) -> None:
+    db = open_database(database_url)
+    try:
+        tables = set(inspect(db.engine).get_table_names())
+        assert {
+            "registry_versions",
+            "registry_lineage",
+            "registry_gate_results",
+            "registry_transitions",
+            "metadata_documents",
+        } <= tables
+    finally:
+        db.dispose()
+
+
+def test_versions_round_trip_with_lineage_and_gates(database_url: str) -> None:
+    db = open_database(database_url)
+    try:
+        store = SqlRegistryStore(db)
+        first = store.add_version(row())
+        assert first["number"] == 1
+        assert first["created_at"] == NOW
+        gate = {"gate": "scan", "passed": True, "target": "push", "reasons": ["clean"],
+                "details": {"scanner": "x"}, "time": NOW}  # fmt: skip
+        model = store.add_version(
+            row("fraud-clf", "model", stage="dev", lineage=[["fraud/tx", 1]]), [gate]
+        )
+        assert (model["number"], model["lineage"]) == (1, [["fraud/tx", 1]])
+        assert store.gate_results("model", "fraud-clf", 1) == [gate]
+        assert store.add_version(row())["number"] == 2
+        assert store.latest_version("dataset", "fraud/tx")["number"] == 2  # type: ignore[index]
+        assert store.get_version("dataset", "fraud/tx", 3) is None
+        assert store.latest_version("dataset", "nope") is None
+        assert store.names("dataset") == ["fraud/tx"]
+        assert store.names("model", "fraud") == ["fraud-clf"]
+        assert store.names("dataset", "fraud_") == []  # LIKE wildcards are escaped
+    finally:
+        db.dispose()
+
+
+def test_stage_and_status_changes_are_recorded_as_transitions(database_url: str) -> None:
+    db = open_database(database_url)
+    try:
+        store = SqlRegistryStore(db)
+        store.add_version(row("fraud-clf", "model", stage="dev"))
+        moved = store.set_stage("model", "fraud-clf", 1, "prod", "user:alice", NOW)
+        gone = store.set_status("model", "fraud-clf", 1, "tombstoned", "erasure", "user:bob", NOW)
+        assert moved["stage"] == "prod"
+        assert (gone["status"], gone["status_reason"], gone["status_by"]) == (
+            "tombstoned", "erasure", "user:bob",
+        )  # fmt: skip
+        with db.engine.connect() as conn:
+            history = conn.execute(
+                select(
+                    transitions.c.field, transitions.c.old, transitions.c.new, transitions.c.by
+                ).order_by(transitions.c.id)
+            ).all()
+        assert [tuple(h) for h in history] == [
+            ("stage", "dev", "prod", "user:alice"),
+            ("status", "active", "tombstoned", "user:bob"),
+        ]
+    finally:
+        db.dispose()
+
+
+def test_two_stores_racing_never_share_a_number(database_url: str) -> None:
+    """Two engines (two server processes) allocate numbers on the same database."""
+    dbs = [open_database(database_url) for _ in range(2)]
+    try:
+        stores = [SqlRegistryStore(db) for db in dbs]
+        numbers: list[int] = []
+        lock = threading.Lock()
+
+        def push(store: SqlRegistryStore) -> None:
+            for _ in range(10):
+                n = store.add_version(row("race"))["number"]
+                with lock:
+                    numbers.append(n)
+
+        threads = [threading.Thread(target=push, args=(stores[i % 2],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(numbers) == list(range(1, 41))
+        assert [v["number"] for v in stores[0].versions("dataset", "race")] == list(range(1, 41))
+    finally:
+        for db in dbs:
+            db.dispose()
