@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,8 @@ def _base(event: SecurityEvent, class_uid: int, activity_id: int) -> dict[str, A
     if event.outcome is not Outcome.UNKNOWN:
         out["status_id"] = 1 if event.outcome is Outcome.SUCCESS else 2
         out["status"] = event.outcome.value.capitalize()
+    if event.attributes:  # Donjon's own facts (``signed``, ``latency_ms``...) stay searchable
+        out["unmapped"] = json.loads(json.dumps(dict(event.attributes), default=str))
     return out
 
 
@@ -161,12 +164,14 @@ def _detection_finding(event: SecurityEvent) -> dict[str, Any]:
         resources = _resources_of_finding(f)
         if resources:
             out["resources"] = resources
-        out["unmapped"] = {
-            "location": f.location.key(),
-            "evidence": dict(f.evidence),
-            "owasp": list(rule.owasp),
-            "mitigations": list(rule.mitigations),
-        }
+        out.setdefault("unmapped", {}).update(
+            {
+                "location": f.location.key(),
+                "evidence": dict(f.evidence),
+                "owasp": list(rule.owasp),
+                "mitigations": list(rule.mitigations),
+            }
+        )
     elif event.kind is EventKind.ALERT:
         metric = str(attr(event, "metric") or event.action)
         info.update(
