@@ -146,13 +146,14 @@ class SocSettings(Section):
 class AlertRuleSettings(Section):
     metric: str = Field(description="watched metric, e.g. deny_ratio or requests:<principal>")
     severity: Literal["info", "low", "medium", "high", "critical"] = "medium"
-    k: float = Field(default=4.0, gt=0, description="band half-width in robust deviations")
-    min_width: float = Field(default=0.0, ge=0, description="smallest band half-width")
-    window: int = Field(default=30, ge=5, description="buckets the baseline learns from")
-    horizon: int = Field(default=5, ge=1, description="buckets ahead a trend is projected")
-    trend_points: int = Field(default=8, ge=4)
+    k: float = Field(default=4.5, gt=0, description="fences: quartiles +/- k inter-quartile ranges")
+    min_width: float = Field(default=0.0, ge=0, description="smallest distance band-median")
+    window: int = Field(default=120, ge=5, description="buckets the baseline learns from")
+    horizon: int = Field(default=10, ge=1, description="buckets ahead a trend is projected")
+    trend_points: int = Field(default=20, ge=4)
     upper_only: bool = Field(default=False, description="alert on rises only")
     absolute_high: float | None = Field(default=None, description="a fixed ceiling")
+    count: bool = Field(default=False, description="a count per bucket (Poisson floor)")
 
 
 class MonitorSettings(Section):
