@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from donjon.catalog import rule_registry
 from donjon.config import Settings
@@ -35,6 +35,7 @@ class Donjon:
     _closers: list[_Closer] = field(default_factory=list, repr=False)
     outbox: Outbox | None = None
     dispatcher: Dispatcher | None = None
+    metrics: Any = None  # donjon.monitor.metrics.DonjonMetrics when prometheus-client is there
 
     def deliver(self, timeout: float = 10.0) -> bool:
         """Deliver the outbox to every sink now; True when all caught up."""
@@ -64,7 +65,22 @@ def build(settings: Settings) -> Donjon:
         _closers=soc.closers,
         outbox=soc.outbox,
         dispatcher=soc.dispatcher,
+        metrics=build_metrics(soc),
     )
+
+
+def build_metrics(soc: SocWiring) -> Any:
+    """Prometheus metrics fed by the bus, with the outbox's lag; None without the extra."""
+    try:
+        from donjon.monitor.metrics import DonjonMetrics
+    except ImportError:
+        return None
+    metrics = DonjonMetrics()
+    soc.bus.subscribe(metrics)
+    if soc.dispatcher is not None:
+        dispatcher = soc.dispatcher
+        metrics.track_outbox(dispatcher.lag, dispatcher.store.dead_letters)
+    return metrics
 
 
 # -- SOC: the outbox, the sinks and their delivery ----------------------------

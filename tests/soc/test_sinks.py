@@ -6,7 +6,6 @@ import asyncio
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,8 @@ from donjon.storage.outbox import SqlOutboxStore
 from donjon.storage.sql import open_database
 from tests.soc.collector import Collector, Request, parse_concatenated_json
 from tests.soc.ocsf_schema import assert_valid_ocsf
-from tests.soc.rsyslog import Rsyslog, start_rsyslog
+from tests.soc.rsyslog import Rsyslog
 from tests.soc.samples import every_kind
-
-
-@pytest.fixture(scope="module")
-def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
-    server = start_rsyslog(tmp_path_factory.mktemp("rsyslog"))
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("protocol", ["udp", "tcp", "tls"])

@@ -18,6 +18,9 @@ import typer
 from donjon import __version__
 from donjon.cli import config as config_cmd
 from donjon.cli import events as events_cmd
+from donjon.cli import metrics as metrics_cmd
+from donjon.cli import monitor as monitor_cmd
+from donjon.cli import report as report_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
@@ -36,6 +39,9 @@ app = typer.Typer(
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(events_cmd.app, name="events")
+app.add_typer(metrics_cmd.app, name="metrics")
+app.add_typer(monitor_cmd.app, name="monitor")
+app.add_typer(report_cmd.app, name="report")
 
 
 def _show_version(value: bool) -> None:

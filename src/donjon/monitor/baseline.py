@@ -20,6 +20,7 @@ An alert is itself a :class:`SecurityEvent` of kind ALERT.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import math
 import statistics
 from collections import deque
@@ -113,7 +114,9 @@ class Alert:
         }
         if self.projected is not None:
             attributes.update(projected=self.projected, slope=self.slope, horizon=self.horizon)
+        key = f"{self.metric}|{self.kind}|{self.bucket}"
         return SecurityEvent(
+            uid=hashlib.sha256(key.encode()).hexdigest()[:32],  # re-runs are idempotent
             kind=EventKind.ALERT,
             source="monitor",
             action=f"monitor.{self.kind}",

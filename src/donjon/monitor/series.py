@@ -78,6 +78,8 @@ def build_series(events: Iterable[SecurityEvent], bucket_seconds: int = 60) -> d
     principals: set[str] = set()
     labels: set[str] = set()
     for event in events:
+        if event.kind is EventKind.ALERT:  # the monitor's own output is not traffic
+            continue
         b = buckets[int(event.time.timestamp()) // bucket_seconds * bucket_seconds]
         b.events += 1
         failed = event.outcome is Outcome.FAILURE
