@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -88,6 +88,117 @@ class VaultSettings(Section):
     require_lineage: bool = Field(
         default=True, description="promotion to prod needs the model's training datasets"
     )
+# -- SOC sinks and the outbox ([soc]) ----------------------------------------
+
+
+class _Sink(Section):
+    name: str | None = Field(default=None, description="cursor name; default the sink type")
+
+
+class JsonlSinkSettings(_Sink):
+    type: Literal["jsonl"]
+    path: Path
+    max_bytes: int | None = Field(default=None, gt=0)
+    backups: int = Field(default=5, ge=1)
+    fsync: bool = False
+
+
+class SyslogSinkSettings(_Sink):
+    type: Literal["syslog"]
+    host: str
+    port: int = Field(default=514, gt=0, lt=65536)
+    protocol: Literal["udp", "tcp", "tls"] = "tcp"
+    payload: Literal["ocsf", "cef", "text"] = "ocsf"
+    facility: str = "authpriv"
+    enterprise_number: int | None = Field(default=None, gt=0)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class HecSinkSettings(_Sink):
+    type: Literal["hec"]
+    url: str
+    token: SecretStr
+    index: str | None = None
+    format: Literal["ocsf", "ecs"] = "ocsf"
+    verify: bool = True
+
+
+class ElasticSinkSettings(_Sink):
+    type: Literal["elastic"]
+    url: str
+    index: str = "donjon-events"
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    verify: bool = True
+
+
+class WebhookSinkSettings(_Sink):
+    type: Literal["webhook"]
+    url: str
+    secret: SecretStr = Field(min_length=16)
+    format: Literal["ocsf", "ecs", "donjon"] = "ocsf"
+    verify: bool = True
+
+
+class NatsSinkSettings(_Sink):
+    type: Literal["nats"]
+    url: str = "nats://127.0.0.1:4222"
+    stream: str = "DONJON_EVENTS"
+    subject_prefix: str = "donjon.events"
+    format: Literal["ocsf", "ecs", "donjon"] = "ocsf"
+
+
+SinkSettings = Annotated[
+    JsonlSinkSettings
+    | SyslogSinkSettings
+    | HecSinkSettings
+    | ElasticSinkSettings
+    | WebhookSinkSettings
+    | NatsSinkSettings,
+    Field(discriminator="type"),
+]
+
+
+class SocSettings(Section):
+    """The durable outbox and the sinks it delivers to (besides the event file)."""
+
+    outbox: bool = Field(default=True, description="store events before acknowledging them")
+    outbox_url: str | None = Field(default=None, description="default: database_url / SQLite")
+    sinks: list[SinkSettings] = Field(default_factory=list)
+    jsonl_max_bytes: int | None = Field(default=None, gt=0, description="rotate the event file")
+    jsonl_backups: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    max_attempts: int = Field(default=5, ge=1, description="before an event is dead-lettered")
+    backoff_base: float = Field(default=0.5, gt=0)
+    backoff_max: float = Field(default=60.0, gt=0)
+    drain_on_close: float = Field(default=5.0, ge=0, description="seconds to deliver on exit")
+
+
+# -- metrics, baselines and alert rules ([monitor]) --------------------------
+
+
+class AlertRuleSettings(Section):
+    metric: str = Field(description="watched metric, e.g. deny_ratio or requests:<principal>")
+    severity: Literal["info", "low", "medium", "high", "critical"] = "medium"
+    k: float = Field(default=4.5, gt=0, description="fences: quartiles +/- k inter-quartile ranges")
+    min_width: float = Field(default=0.0, ge=0, description="smallest distance band-median")
+    window: int = Field(default=120, ge=5, description="buckets the baseline learns from")
+    horizon: int = Field(default=10, ge=1, description="buckets ahead a trend is projected")
+    trend_points: int = Field(default=20, ge=4)
+    upper_only: bool = Field(default=False, description="alert on rises only")
+    absolute_high: float | None = Field(default=None, description="a fixed ceiling")
+    count: bool = Field(default=False, description="a count per bucket (Poisson floor)")
+
+
+class MonitorSettings(Section):
+    bucket_seconds: int = Field(default=60, ge=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, lt=65536)
+    rules: list[AlertRuleSettings] = Field(default_factory=list)
+    tracing: bool = Field(default=False, description="OpenTelemetry spans, if installed")
 
 
 class Settings(BaseSettings):
@@ -108,6 +219,8 @@ class Settings(BaseSettings):
     authz: AuthzSettings = Field(default_factory=AuthzSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     vault: VaultSettings = Field(default_factory=VaultSettings)
+    soc: SocSettings = Field(default_factory=SocSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

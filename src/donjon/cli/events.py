@@ -52,3 +52,43 @@ def tail(
             event.message,
         )
     cli.out.print(table)
+
+
+@app.command("deliver")
+def deliver(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds to keep trying.")] = 30.0,
+) -> None:
+    """Deliver the outbox to every configured sink now (exit 1 if some sink lags behind)."""
+    cli = state(ctx)
+    dispatcher = cli.app.dispatcher
+    if dispatcher is None:
+        cli.info("the outbox is off ([soc] outbox = false): nothing to deliver")
+        return
+    caught_up = dispatcher.drain(timeout)
+    lag = dispatcher.lag()
+    if cli.json:
+        cli.print_json({"caught_up": caught_up, "lag": lag})
+    else:
+        for sink, behind in sorted(lag.items()):
+            cli.out.print(f"{sink}: {behind} event(s) behind")
+    if not caught_up:
+        raise typer.Exit(1)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    ctx: typer.Context,
+    sink: Annotated[str | None, typer.Option(help="Only this sink's.")] = None,
+) -> None:
+    """List the events parked after failed deliveries."""
+    cli = state(ctx)
+    dispatcher = cli.app.dispatcher
+    rows = dispatcher.store.dead_letters(sink) if dispatcher is not None else []
+    if cli.json:
+        cli.print_json(rows)
+        return
+    table = Table("sink", "seq", "uid", "attempts", "error", title="dead letters")
+    for row in rows:
+        table.add_row(row["sink"], str(row["seq"]), row["uid"], str(row["attempts"]), row["error"])
+    cli.out.print(table)

@@ -23,6 +23,9 @@ from donjon.cli import datasets as datasets_cmd
 from donjon.cli import events as events_cmd
 from donjon.cli import login as login_cmd
 from donjon.cli import models as models_cmd
+from donjon.cli import metrics as metrics_cmd
+from donjon.cli import monitor as monitor_cmd
+from donjon.cli import report as report_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli import server as server_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
@@ -48,6 +51,9 @@ app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(models_cmd.app, name="models")
 app.command("login")(login_cmd.login)
 app.command("server")(server_cmd.server)
+app.add_typer(metrics_cmd.app, name="metrics")
+app.add_typer(monitor_cmd.app, name="monitor")
+app.add_typer(report_cmd.app, name="report")
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""Watching the ML tasks Donjon guards: metrics, baselines and alerts."""

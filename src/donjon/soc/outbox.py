@@ -1,0 +1,282 @@
+"""Delivery without loss: the durable outbox and the per-sink dispatcher.
+
+:class:`Outbox` is the bus's journal: ``append`` returns only once the event is
+committed to the store (SQLite or PostgreSQL), so an acknowledged event
+survives a crash. Concurrent appends share one commit (group commit).
+
+:class:`Dispatcher` delivers stored events to each sink in order, from that
+sink's own cursor. A sink that raises :class:`SinkUnavailable` (down,
+refusing, timing out) is retried with exponential back-off for as long as it
+takes and catches up in order when it returns; any other error counts as an
+attempt against the event at the head of the queue, and after
+``max_attempts`` that event is parked in the dead-letter list and the cursor
+moves on. Delivery is at least once; sinks use the event uid as their
+idempotency key where the collector supports one (Elasticsearch ``_id``, NATS
+``Nats-Msg-Id``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from donjon.core.events import SecurityEvent
+from donjon.core.ports import EventSink
+from donjon.errors import DonjonError, ExportError
+
+log = logging.getLogger(__name__)
+
+
+class SinkUnavailable(ExportError):
+    """The collector cannot take events now (down, refused, timed out): retry later."""
+
+
+class OutboxStore(Protocol):
+    """What the outbox needs from storage (``donjon.storage.outbox.SqlOutboxStore``)."""
+
+    def append_many(self, rows: Sequence[tuple[str, str, datetime, str]]) -> int: ...
+
+    def read_after(self, position: int, limit: int) -> list[tuple[int, str, str]]: ...
+
+    def position(self, sink: str) -> int: ...
+
+    def advance(self, sink: str, position: int) -> None: ...
+
+    def add_dead_letter(self, sink: str, seq: int, uid: str, attempts: int, error: str) -> None: ...
+
+    def dead_letters(self, sink: str | None = None) -> list[dict[str, Any]]: ...
+
+    def last_seq(self) -> int: ...
+
+    def count_after(self, position: int) -> int: ...
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """A sink that sends many events in one request (HEC, ``_bulk``, one TCP write)."""
+
+    name: str
+
+    def emit(self, event: SecurityEvent) -> None: ...
+
+    def emit_batch(self, events: Sequence[SecurityEvent]) -> None: ...
+
+
+def _row(event: SecurityEvent) -> tuple[str, str, datetime, str]:
+    payload = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
+    return (event.uid, event.kind.value, event.time, payload)
+
+
+class Outbox:
+    """The durable journal of the event bus (``EventBus(journal=Outbox(store))``)."""
+
+    def __init__(self, store: OutboxStore) -> None:
+        self.store = store
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, tuple[str, str, datetime, str]]] = []
+        self._next_ticket = 1
+        self._committed = 0
+        self._writing = False
+        self._errors: dict[int, BaseException] = {}
+
+    def append(self, event: SecurityEvent) -> None:
+        """Return once ``event`` is committed; raise (and do not acknowledge) otherwise."""
+        row = _row(event)
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._queue.append((ticket, row))
+            while self._committed < ticket:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                self._writing = True
+                batch, self._queue = self._queue, []
+                self._cond.release()
+                error: BaseException | None = None
+                try:
+                    self.store.append_many([r for _, r in batch])
+                except BaseException as e:  # noqa: BLE001 - re-raised in every waiter
+                    error = e
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    if error is not None:
+                        for t, _ in batch:
+                            self._errors[t] = error
+                    self._committed = batch[-1][0]
+                    self._cond.notify_all()
+            failure = self._errors.pop(ticket, None)
+        if failure is not None:
+            raise failure
+
+    def append_many(self, events: Iterable[SecurityEvent]) -> int:
+        """Store many events in one transaction; how many were new (duplicates by uid skip)."""
+        return self.store.append_many([_row(e) for e in events])
+
+
+@dataclass
+class SinkState:
+    """Back-off state of one sink (in memory; the cursor itself is stored)."""
+
+    attempts: int = 0  # failed attempts on the event at the head (poison count)
+    failures: int = 0  # consecutive failed rounds (back-off exponent)
+    head_seq: int = 0
+    not_before: float = 0.0
+    last_error: str | None = None
+    delivered: int = 0
+    dead: int = 0
+
+
+@dataclass
+class Dispatcher:
+    """Delivers the outbox to its sinks; ``run_once`` / ``drain`` / ``start`` + ``stop``."""
+
+    store: OutboxStore
+    sinks: Sequence[EventSink]
+    batch_size: int = 500
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+    idle_wait: float = 0.2
+    clock: Callable[[], float] = time.monotonic
+    states: dict[str, SinkState] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.sinks]
+        if len(set(names)) != len(names):
+            raise ExportError(f"two sinks share a name (each keeps a cursor by name): {names}")
+        for name in names:
+            self.states.setdefault(name, SinkState())
+
+    def run_once(self) -> int:
+        """One delivery round over every sink that is not backing off; events delivered."""
+        return sum(self._deliver(sink) for sink in self.sinks)
+
+    def lag(self) -> dict[str, int]:
+        """Events stored but not yet delivered (or parked), per sink."""
+        return {s.name: self.store.count_after(self.store.position(s.name)) for s in self.sinks}
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Deliver until every sink is caught up or ``timeout`` passes; True if caught up."""
+        deadline = self.clock() + timeout
+        while True:
+            self.run_once()
+            if not any(self.lag().values()):
+                return True
+            now = self.clock()
+            if now >= deadline:
+                return False
+            waits = [st.not_before - now for st in self.states.values() if st.not_before > now]
+            time.sleep(max(0.001, min([*waits, deadline - now, self.idle_wait])))
+
+    def start(self) -> None:
+        """Deliver in a background thread until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="donjon-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_timeout: float = 0.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if drain_timeout > 0:
+            self.drain(drain_timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                moved = self.run_once()
+            except DonjonError:  # the store itself is unavailable: wait and retry
+                log.exception("outbox delivery round failed")
+                moved = 0
+            if not moved:
+                self._stop.wait(self.idle_wait)
+
+    # -- one sink ------------------------------------------------------------
+
+    def _deliver(self, sink: EventSink) -> int:
+        state = self.states[sink.name]
+        if self.clock() < state.not_before:
+            return 0
+        position = self.store.position(sink.name)
+        rows = self.store.read_after(position, self.batch_size)
+        if not rows:
+            return 0
+        events: list[tuple[int, str, SecurityEvent]] = []
+        for seq, uid, payload in rows:
+            try:
+                events.append((seq, uid, SecurityEvent.from_dict(json.loads(payload))))
+            except ValueError as bad:  # unreadable row: poison, whatever the sink
+                if events:
+                    break
+                self._park(sink, state, seq, uid, f"unreadable event: {bad}")
+                return 0
+        try:
+            if isinstance(sink, BatchSink) and len(events) > 1:
+                sink.emit_batch([event for _, _, event in events])
+            else:
+                events = events[:1]
+                sink.emit(events[0][2])
+        except SinkUnavailable as e:
+            self._back_off(sink, state, str(e))
+            return 0
+        except Exception as e:  # noqa: BLE001 - any sink error is a failed attempt
+            if len(events) > 1:  # isolate the poison event: go one by one from the head
+                events = events[:1]
+                try:
+                    sink.emit(events[0][2])
+                except SinkUnavailable as e2:
+                    self._back_off(sink, state, str(e2))
+                    return 0
+                except Exception as e2:  # noqa: BLE001
+                    return self._failed(sink, state, events[0], e2)
+            else:
+                return self._failed(sink, state, events[0], e)
+        last_seq = events[-1][0]
+        self.store.advance(sink.name, last_seq)
+        state.attempts, state.failures, state.not_before, state.last_error = 0, 0, 0.0, None
+        state.delivered += len(events)
+        return len(events)
+
+    def _failed(
+        self, sink: EventSink, state: SinkState, head: tuple[int, str, SecurityEvent], error: Any
+    ) -> int:
+        seq, uid, _ = head
+        if state.head_seq != seq:
+            state.head_seq, state.attempts = seq, 0
+        state.attempts += 1
+        message = f"{type(error).__name__}: {error}"
+        if state.attempts >= self.max_attempts:
+            self._park(sink, state, seq, uid, message)
+            return 0
+        self._back_off(sink, state, message)
+        return 0
+
+    def _park(self, sink: EventSink, state: SinkState, seq: int, uid: str, error: str) -> None:
+        log.error("outbox: event %s parked for sink %s: %s", uid, sink.name, error)
+        self.store.add_dead_letter(sink.name, seq, uid, max(state.attempts, 1), error)
+        self.store.advance(sink.name, seq)
+        state.attempts, state.failures, state.not_before = 0, 0, 0.0
+        state.dead += 1
+
+    def _back_off(self, sink: EventSink, state: SinkState, error: str) -> None:
+        state.failures += 1
+        exponent = min(state.failures, 16)
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (exponent - 1))
+        delay *= 0.75 + random.random() / 2  # noqa: S311 - jitter, not security
+        state.not_before = self.clock() + delay
+        state.last_error = error
+        log.warning("outbox: sink %s failed (%s); retry in %.2fs", sink.name, error, delay)

@@ -1,0 +1,168 @@
+"""The SOC outbox on SQL: events stored before they are acknowledged, per-sink cursors,
+dead letters.
+
+Sequence numbers are committed in order: on PostgreSQL each append takes a
+transaction-scoped advisory lock (SQLite has one writer anyway), so a reader
+never sees seq N+1 before seq N and a cursor can never skip an event. Appends
+are idempotent by event uid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from donjon.errors import StorageError
+from donjon.storage.sql import Database, metadata
+
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+_LOCK_KEY = 0x646A6F62  # "djob": the outbox's advisory lock on PostgreSQL
+
+events = Table(
+    "outbox_events",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("uid", String(64), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("payload", Text(), nullable=False),
+)
+cursors = Table(
+    "outbox_cursors",
+    metadata,
+    Column("sink", String(128), primary_key=True),
+    Column("position", BigInteger(), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+dead_letters = Table(
+    "outbox_dead_letters",
+    metadata,
+    Column("sink", String(128), primary_key=True),
+    Column("seq", BigInteger(), primary_key=True),
+    Column("uid", String(64), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("error", Text(), nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+)
+
+Row = tuple[str, str, datetime, str]  # uid, kind, time, payload (JSON)
+
+
+class SqlOutboxStore:
+    """Implements ``donjon.soc.outbox.OutboxStore`` on SQLite or PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        dialect = sqlite if database.is_sqlite else postgresql
+        self._insert = dialect.insert(events).on_conflict_do_nothing(index_elements=["uid"])
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def append_many(self, rows: Sequence[Row]) -> int:
+        """Store ``rows`` in one transaction; return how many were new (by uid)."""
+        if not rows:
+            return 0
+        values = [{"uid": u, "kind": k, "time": t, "payload": p} for u, k, t, p in rows]
+        try:
+            with self._db.engine.begin() as connection:
+                if not self._db.is_sqlite:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                result = connection.execute(self._insert, values)
+                return max(result.rowcount, 0)
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot store events in the outbox: {e}") from e
+
+    def read_after(self, position: int, limit: int) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` (seq, uid, payload) after ``position``, in order."""
+        query = (
+            select(events.c.seq, events.c.uid, events.c.payload)
+            .where(events.c.seq > position)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        return [(int(s), str(u), str(p)) for s, u, p in self._fetch(query)]
+
+    def position(self, sink: str) -> int:
+        query = select(cursors.c.position).where(cursors.c.sink == sink)
+        rows = self._fetch(query)
+        return int(rows[0][0]) if rows else 0
+
+    def advance(self, sink: str, position: int) -> None:
+        now = datetime.now(UTC)
+        try:
+            with self._db.engine.begin() as connection:
+                updated = connection.execute(
+                    cursors.update()
+                    .where(cursors.c.sink == sink, cursors.c.position < position)
+                    .values(position=position, updated_at=now)
+                ).rowcount
+                if not updated:
+                    exists = connection.execute(
+                        select(cursors.c.sink).where(cursors.c.sink == sink)
+                    ).first()
+                    if exists is None:
+                        connection.execute(
+                            cursors.insert().values(sink=sink, position=position, updated_at=now)
+                        )
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot move the outbox cursor of {sink}: {e}") from e
+
+    def add_dead_letter(self, sink: str, seq: int, uid: str, attempts: int, error: str) -> None:
+        row = {"sink": sink, "seq": seq, "uid": uid, "attempts": attempts, "error": error[:4000]}
+        row["failed_at"] = datetime.now(UTC)
+        try:
+            with self._db.engine.begin() as connection:
+                connection.execute(
+                    dead_letters.delete().where(
+                        dead_letters.c.sink == sink, dead_letters.c.seq == seq
+                    )
+                )
+                connection.execute(dead_letters.insert().values(**row))
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot park event {uid} for {sink}: {e}") from e
+
+    def dead_letters(self, sink: str | None = None) -> list[dict[str, Any]]:
+        query = select(dead_letters).order_by(dead_letters.c.sink, dead_letters.c.seq)
+        if sink is not None:
+            query = query.where(dead_letters.c.sink == sink)
+        return [dict(row._mapping) for row in self._rows(query)]
+
+    def payload(self, seq: int) -> str | None:
+        rows = self._fetch(select(events.c.payload).where(events.c.seq == seq))
+        return str(rows[0][0]) if rows else None
+
+    def last_seq(self) -> int:
+        rows = self._fetch(select(func.max(events.c.seq)))
+        return int(rows[0][0] or 0)
+
+    def count_after(self, position: int) -> int:
+        rows = self._fetch(select(func.count()).select_from(events).where(events.c.seq > position))
+        return int(rows[0][0])
+
+    def _fetch(self, query: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._rows(query)]
+
+    def _rows(self, query: Any) -> list[Any]:
+        try:
+            with self._db.engine.connect() as connection:
+                return list(connection.execute(query))
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read the outbox: {e}") from e

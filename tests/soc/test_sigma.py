@@ -1,0 +1,187 @@
+"""Sigma rules: validated offline with pySigma, converted to Splunk SPL and Elasticsearch,
+and evaluated against Donjon's own OCSF output so their field names are real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sigma.backends.elasticsearch import ESQLBackend, LuceneBackend
+from sigma.backends.splunk import SplunkBackend
+from sigma.collection import SigmaCollection
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionIdentifier,
+    ConditionNOT,
+    ConditionOR,
+)
+from sigma.correlations import SigmaCorrelationRule
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.types import SigmaCompareExpression, SigmaNumber, SigmaString
+from sigma.validation import SigmaValidator
+from sigma.validators.core import validators
+
+from donjon.core import Decision, Effect, EventKind, Outcome, SecurityEvent, Severity
+from donjon.soc.ocsf import to_ocsf
+from tests.conftest import REPO_ROOT
+from tests.factories import finding
+from tests.soc.samples import ALICE, SCRAPER, every_kind, extraction_finding
+
+RULES_DIR = REPO_ROOT / "rules" / "sigma"
+# These two download MITRE ATT&CK / D3FEND data at run time: left out offline.
+ONLINE_VALIDATORS = {"attacktag", "d3_fendtag"}
+
+
+@pytest.fixture(scope="module")
+def rules() -> SigmaCollection:
+    return SigmaCollection.load_ruleset([RULES_DIR])
+
+
+def test_rules_validate_offline(rules: SigmaCollection) -> None:
+    validator = SigmaValidator(
+        [cls for name, cls in validators.items() if name not in ONLINE_VALIDATORS]
+    )
+    assert len(rules.rules) >= 10
+    assert list(validator.validate_rules(rules)) == []
+    for rule in rules.rules:
+        if isinstance(rule, SigmaRule):
+            assert rule.logsource.product == "donjon"
+            assert rule.level is not None
+
+
+def test_a_broken_rule_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text(
+        "title: Dangling\nid: 0b6ad2f5-6c10-4b9e-9a6f-6f0e2d1d7a11\nstatus: test\n"
+        "logsource: {product: donjon}\n"
+        "detection:\n  selection: {class_uid: 2004}\n  unused: {class_uid: 6003}\n"
+        "  condition: selection\nlevel: low\n"
+    )
+    bad = SigmaCollection.load_ruleset([tmp_path])
+    issues = SigmaValidator([validators["dangling_detection"]]).validate_rules(bad)
+    assert [type(i).__name__ for i in issues] == ["DanglingDetectionIssue"]
+
+
+def test_rules_convert_to_splunk_and_elasticsearch(rules: SigmaCollection) -> None:
+    spl = SplunkBackend().convert(rules)
+    correlations = [r for r in rules.rules if isinstance(r, SigmaCorrelationRule)]
+    assert len(correlations) == 3
+    assert len(spl) == len(rules.rules) - len(correlations)  # a correlation embeds its base
+    joined = "\n".join(map(str, spl))
+    assert 'finding_info.attacks.sub_technique.uid="AML.T0024.002"' in joined
+    assert "stats count as event_count by _time actor.user.uid" in joined
+    assert "event_count >= 20" in joined
+    assert 'api.operation="model.promote"' in joined
+    base = SigmaCollection([r for r in rules.rules if isinstance(r, SigmaRule)])
+    lucene = "\n".join(map(str, LuceneBackend().convert(base)))
+    assert "class_uid:2004" in lucene
+    assert "severity_id:>=4" in lucene
+    esql = "\n".join(map(str, ESQLBackend().convert(rules)))
+    assert "class_uid==6003" in esql
+    assert "event_count >= 20" in esql
+
+
+# -- the rules against Donjon's own events -------------------------------------
+
+
+def _flatten(doc: Any, prefix: str = "") -> dict[str, list[Any]]:
+    """``a.b.c`` -> every value found there (arrays flatten like a SIEM's extraction)."""
+    out: dict[str, list[Any]] = {}
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            for k, v in _flatten(value, f"{prefix}{key}.").items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(doc, list):
+        for item in doc:
+            for k, v in _flatten(item, prefix).items():
+                out.setdefault(k, []).extend(v)
+    else:
+        out[prefix[:-1]] = [doc]
+    return out
+
+
+def _item_matches(item: SigmaDetectionItem, fields: dict[str, list[Any]]) -> bool:
+    found = fields.get(item.field or "", [])
+    for expected in item.value:
+        for actual in found:
+            if isinstance(expected, SigmaCompareExpression):
+                op = expected.op.name
+                num = expected.number.number
+                ok = {"GTE": actual >= num, "GT": actual > num, "LTE": actual <= num}.get(
+                    op, actual < num
+                )
+                if isinstance(actual, int | float) and ok:
+                    return True
+            elif (isinstance(expected, SigmaNumber) and actual == expected.number) or (
+                isinstance(expected, SigmaString)
+                and expected.to_plain().lower() == str(actual).lower()
+            ):
+                return True
+    return False
+
+
+def _detection_matches(det: SigmaDetection, fields: dict[str, list[Any]]) -> bool:
+    return all(
+        _detection_matches(i, fields) if isinstance(i, SigmaDetection) else _item_matches(i, fields)
+        for i in det.detection_items
+    )
+
+
+def _eval(node: Any, rule: SigmaRule, fields: dict[str, list[Any]]) -> bool:
+    if isinstance(node, ConditionAND):
+        return all(_eval(a, rule, fields) for a in node.args)
+    if isinstance(node, ConditionOR):
+        return any(_eval(a, rule, fields) for a in node.args)
+    if isinstance(node, ConditionNOT):
+        return not _eval(node.args[0], rule, fields)
+    if isinstance(node, ConditionIdentifier):
+        return _detection_matches(rule.detection.detections[node.identifier], fields)
+    if isinstance(node, SigmaDetection):
+        return _detection_matches(node, fields)
+    if isinstance(node, SigmaDetectionItem | ConditionFieldEqualsValueExpression):
+        return _item_matches(node, fields)  # type: ignore[arg-type]
+    raise AssertionError(f"unsupported condition node {node!r}")
+
+
+def matching_rules(rules: SigmaCollection, event: SecurityEvent) -> set[str]:
+    fields = _flatten(to_ocsf(event))
+    hits = set()
+    for rule in rules.rules:
+        if isinstance(rule, SigmaRule):
+            parsed = rule.detection.parsed_condition[0]
+            if _eval(parsed.parse(False), rule, fields):
+                hits.add(rule.title)
+    return hits
+
+
+def test_each_rule_fires_on_the_event_it_describes_and_not_on_the_others(
+    rules: SigmaCollection,
+) -> None:
+    pickle_rce = finding()  # DJ-TST-001 maps AML.T0011.000, severity high
+    promote = Decision(Effect.ALLOW, ALICE, "model.promote", "models/fraud-clf@4")
+    cases = {
+        "Donjon - Model Extraction Finding": SecurityEvent.of_finding(
+            extraction_finding(), "gateway", principal=SCRAPER
+        ),
+        "Donjon - Access Denied": every_kind()[3],
+        "Donjon - Failed Authentication": every_kind()[4],
+        "Donjon - Audit Ledger Verification Failed": every_kind()[10],
+        "Donjon - Malicious Model Artifact Pushed": SecurityEvent.of_finding(pickle_rce, "scan"),
+        "Donjon - Model Promoted Without a Valid Signature": SecurityEvent.of_decision(
+            promote, "registry", signed=False
+        ),
+        "Donjon - Monitored Metric Left Its Healthy Band": every_kind()[8],
+    }
+    for title, event in cases.items():
+        assert title in matching_rules(rules, event), title
+    benign = [
+        every_kind()[2],  # an allowed read
+        every_kind()[9],  # a ledger that verified
+        SecurityEvent.of_decision(promote, "registry", signed=True, signature_valid=True),
+        SecurityEvent(EventKind.ACTIVITY, "scan", "scan.run", "scanned 3 files", Severity.INFO,
+                      Outcome.SUCCESS),
+        SecurityEvent.of_finding(finding(severity=Severity.LOW), "scan"),
+    ]  # fmt: skip
+    for event in benign:
+        assert matching_rules(rules, event) == set(), event.message
