@@ -18,7 +18,10 @@ import typer
 from donjon import __version__
 from donjon.cli import config as config_cmd
 from donjon.cli import events as events_cmd
+from donjon.cli import keys as keys_cmd
 from donjon.cli import rules as rules_cmd
+from donjon.cli import sign as sign_cmd
+from donjon.cli import verify as verify_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
 
@@ -36,6 +39,9 @@ app = typer.Typer(
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(events_cmd.app, name="events")
+app.command("sign")(sign_cmd.sign)
+app.command("verify")(verify_cmd.verify)
+app.add_typer(keys_cmd.app, name="keys")
 
 
 def _show_version(value: bool) -> None:
