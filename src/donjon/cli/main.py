@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from donjon import __version__
+from donjon.cli import attest as attest_cmd
 from donjon.cli import config as config_cmd
 from donjon.cli import events as events_cmd
 from donjon.cli import keys as keys_cmd
@@ -42,6 +43,7 @@ app.add_typer(events_cmd.app, name="events")
 app.command("sign")(sign_cmd.sign)
 app.command("verify")(verify_cmd.verify)
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(attest_cmd.app, name="attest")
 
 
 def _show_version(value: bool) -> None:
