@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from donjon.cli.state import ExitCode, state
+from donjon.cli.state import CliState, ExitCode, state
 
 
 def verify(
@@ -32,6 +32,16 @@ def verify(
     ignore_unsigned_files: Annotated[
         bool, typer.Option("--ignore-unsigned-files", help="Do not fail on files added later.")
     ] = False,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="TOML verification policy.", dir_okay=False)
+    ] = None,
+    provenance: Annotated[
+        Path | None,
+        typer.Option("--provenance", help="Provenance file (default <MODEL>.provenance.json)."),
+    ] = None,
+    scan_result: Annotated[
+        Path | None, typer.Option("--scan-result", help="JSON result of the model's scan.")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Hashing threads (default: cores).")
     ] = None,
@@ -46,6 +56,8 @@ def verify(
     cli = state(ctx)
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
+    if policy is not None:
+        return run_policy(cli, model, policy, signature, provenance, scan_result)
     if not signature.is_file():
         raise typer.BadParameter(f"{signature} does not exist", param_hint="--signature")
     if (public_key is None) == (not certificate_chain):
@@ -91,3 +103,61 @@ def verify(
     else:
         cli.out.print(f"Verification succeeded: {model} (signer {signer})", markup=False)
     return ExitCode.OK
+
+
+def run_policy(
+    cli: CliState,
+    model: Path,
+    policy_path: Path,
+    signature: Path,
+    provenance: Path | None,
+    scan_result: Path | None,
+) -> int:
+    """``verify --policy``: every requirement checked, unmet ones listed, exit 1 if any."""
+    from donjon.core.events import SecurityEvent
+    from donjon.core.findings import Finding, Subject
+    from donjon.provenance import events
+    from donjon.provenance.policy import Policy, ScanResultFile, check_policy
+    from donjon.provenance.rules import POLICY_UNMET
+
+    policy = Policy.load(policy_path)
+    scan = ScanResultFile(scan_result) if scan_result is not None else None
+    result = check_policy(model, policy, signature=signature, provenance=provenance, scan=scan)
+    signature_problems = [r.problem for r in result.unmet if r.problem and r.section == "signature"]
+    cli.app.bus.publish_all(events.verification_failed(model, signature_problems))
+    for requirement in result.unmet:
+        if requirement.section == "signature" and requirement.problem:
+            continue
+        finding = Finding(
+            POLICY_UNMET,
+            Subject(model=str(model)),
+            str(requirement),
+            evidence={"section": requirement.section, "policy": str(policy_path)},
+        )
+        cli.app.bus.publish(SecurityEvent.of_finding(finding, events.SOURCE))
+    if result.passed:
+        cli.app.bus.publish(
+            events.activity(
+                "policy", f"{model} meets policy {policy_path.name}", ok=True, model=str(model)
+            )
+        )
+    if cli.json:
+        cli.print_json(
+            {
+                "model": str(model),
+                "policy": str(policy_path),
+                "passed": result.passed,
+                "subject_digest": result.subject_digest and f"sha256:{result.subject_digest}",
+                "unmet": [{"section": r.section, "message": r.message} for r in result.unmet],
+                "met": list(result.met),
+            }
+        )
+    elif result.passed:
+        cli.out.print(f"Policy passed: {model}", markup=False)
+        for line in result.met:
+            cli.out.print(f"  + {line}", markup=False)
+    else:
+        cli.err.print(f"Policy failed for {model}:", soft_wrap=True, markup=False)
+        for requirement in result.unmet:
+            cli.err.print(f"  - {requirement}", soft_wrap=True, markup=False)
+    return ExitCode.OK if result.passed else ExitCode.FINDINGS
