@@ -17,6 +17,7 @@ import typer
 
 from donjon import __version__
 from donjon.cli import attest as attest_cmd
+from donjon.cli import bom as bom_cmd
 from donjon.cli import config as config_cmd
 from donjon.cli import events as events_cmd
 from donjon.cli import keys as keys_cmd
@@ -44,6 +45,7 @@ app.command("sign")(sign_cmd.sign)
 app.command("verify")(verify_cmd.verify)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(attest_cmd.app, name="attest")
+app.command("bom")(bom_cmd.bom)
 
 
 def _show_version(value: bool) -> None:
