@@ -35,12 +35,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 BIN = Path(sys.executable).parent
 
 
-def make_model(folder: Path, shard_mb: int, small_files: int) -> int:
+def make_model(folder: Path, shard_mb: int, small_files: int, shards: int = 4) -> int:
     folder.mkdir(parents=True)
     block = os.urandom(1024 * 1024)
     total = 0
-    for shard in range(4):
-        with (folder / f"model-{shard:05d}-of-00004.safetensors").open("wb") as f:
+    for shard in range(shards):
+        with (folder / f"model-{shard:05d}-of-{shards:05d}.safetensors").open("wb") as f:
             for i in range(shard_mb):
                 f.write(i.to_bytes(8, "little") + block[8:])
         total += shard_mb * 1024 * 1024
@@ -94,6 +94,12 @@ def main() -> None:
     parser.add_argument("--small-files", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--single-file",
+        action="store_true",
+        help="one file of 4 x --shard-mb instead: Donjon signs it with the OMS 'shards' "
+        "method (--shard-size 256 MiB, parallel within the file), the peer with 'files'",
+    )
     args = parser.parse_args()
 
     peer = shutil.which("model_signing") or str(BIN / "model_signing")
@@ -102,7 +108,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="donjon-sign-bench-", dir=args.workdir))
     try:
         model = root / "model"
-        total = make_model(model, args.shard_mb, args.small_files)
+        if args.single_file:
+            total = make_model(model, 4 * args.shard_mb, args.small_files, shards=1)
+        else:
+            total = make_model(model, args.shard_mb, args.small_files)
         key = ec.generate_private_key(ec.SECP256R1())
         (root / "key.pem").write_bytes(
             key.private_bytes(
@@ -127,6 +136,7 @@ def main() -> None:
                 str(root / "key.pem"),
                 "--signature",
                 str(root / "donjon.sig"),
+                *(["--shard-size", str(256 * 1024 * 1024)] if args.single_file else []),
             ],
             "model_signing sign key": [
                 peer,
@@ -143,19 +153,34 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so load spikes hit both
             for name, argv in commands.items():
                 results[name].append(run(argv))
-        # Cross-verification: each bundle verifies with the other tool.
-        run(
-            [
-                peer,
-                "verify",
-                "key",
-                str(model),
-                "--signature",
-                str(root / "donjon.sig"),
-                "--public_key",
+        # Cross-verification: each bundle verifies with the other tool. The peer's 1.1.1
+        # CLI always re-hashes with the `files` method, so a `shards` bundle is verified
+        # through its Python API, which reads the method from the bundle.
+        peer_verify = [
+            peer,
+            "verify",
+            "key",
+            str(model),
+            "--signature",
+            str(root / "donjon.sig"),
+            "--public_key",
+            str(root / "pub.pem"),
+        ]
+        if args.single_file:
+            script = (
+                "import sys, model_signing; model_signing.verifying.Config()"
+                ".use_elliptic_key_verifier(public_key=sys.argv[1])"
+                ".verify(sys.argv[2], sys.argv[3])"
+            )
+            peer_verify = [
+                sys.executable,
+                "-c",
+                script,
                 str(root / "pub.pem"),
+                str(model),
+                str(root / "donjon.sig"),
             ]
-        )
+        run(peer_verify)
         run(
             [
                 *donjon,
@@ -169,8 +194,9 @@ def main() -> None:
             ]
         )
         rate = openssl_sha256_rate()
+        layout = f"1 x {4 * args.shard_mb}" if args.single_file else f"4 x {args.shard_mb}"
         print(
-            f"model: 4 x {args.shard_mb} MiB + {args.small_files} small files = "
+            f"model: {layout} MiB + {args.small_files} small files = "
             f"{total / 1e9:.2f} GB, {cores} cores, {args.repeat} runs each (median)"
         )
         print(f"{'tool':<26}{'wall s':>9}{'GB/s':>8}{'CPU s':>8}{'peak RSS MiB':>14}")

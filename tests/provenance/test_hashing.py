@@ -61,8 +61,6 @@ def test_special_files_are_refused(tmp_path: Path) -> None:
 
 def test_sockets_are_refused(tmp_path: Path) -> None:
     model = make_model(tmp_path / "m")
-    path = tmp_path / "s"
-    path.mkdir()
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(model / "sock"))
         with pytest.raises(InputError, match="not a regular file"):

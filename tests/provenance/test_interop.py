@@ -202,3 +202,34 @@ def test_the_peer_cli_verifies_a_bundle_from_the_donjon_cli(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Verification succeeded" in done.stdout
+
+
+@pytest.mark.parametrize("signed_by", ["donjon", "model_signing"])
+def test_shard_serialization_interoperates(
+    tmp_path: Path, keys: tuple[Path, Path], signed_by: str
+) -> None:
+    from donjon.provenance import HashOptions
+
+    model = make_model(tmp_path / "model", big=250_000)
+    sig = tmp_path / "shards.sig"
+    if signed_by == "donjon":
+        options = HashOptions(method="shards", shard_size=100_000)
+        sign_model(model, FileKeySigner.from_file(keys[0]), sig, options)
+    else:
+        hashing = model_signing.hashing.Config().use_shard_serialization(shard_size=100_000)
+        signing = model_signing.signing.Config().use_elliptic_key_signer(private_key=keys[0])
+        signing.set_hashing_config(hashing).sign(model, sig)
+    # model_signing 1.1.1 writes shard_size as a float (100000.0) and then cannot guess
+    # the serialization from its own bundle, so its verifier is told it; ours is not.
+    peer = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=keys[1])
+    peer.set_hashing_config(
+        model_signing.hashing.Config().use_shard_serialization(shard_size=100_000)
+    )
+    peer.verify(model, sig)
+    verified = verify_model(model, sig, KeyTrust(load_public_key(keys[1])))
+    assert "weights.bin:200000:250000" in verified.manifest.digests()
+    tamper_change(model, sig, tmp_path)
+    with pytest.raises(SignatureMismatch, match=r"weights\.bin:0:100000"):
+        verify_model(model, sig, KeyTrust(load_public_key(keys[1])))
+    with pytest.raises(ValueError, match=r"weights\.bin:0:100000"):
+        peer.verify(model, sig)

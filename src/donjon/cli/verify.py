@@ -57,6 +57,8 @@ def verify(
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
     if policy is not None:
+        if public_key is not None or certificate_chain:
+            raise typer.BadParameter("with --policy, the trusted keys come from the policy file")
         return run_policy(cli, model, policy, signature, provenance, scan_result)
     if not signature.is_file():
         raise typer.BadParameter(f"{signature} does not exist", param_hint="--signature")

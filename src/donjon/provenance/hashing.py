@@ -267,12 +267,17 @@ def build_manifest(
         tasks = [t for t in tasks if t[1][1].partition(":")[0] in wanted]
     workers = options.workers or os.cpu_count() or 1
 
+    # model_signing labels shard digests "<algorithm>-sharded-<shard size>"
+    label = options.algorithm
+    if options.method == "shards":
+        label = f"{options.algorithm}-sharded-{options.shard_size}"
+
     def run(task: Task) -> ManifestItem:
         path, name, start, end = task
         digest = hash_range(path, options.algorithm, start, end)
         if progress is not None:
             progress((end or path.stat().st_size) - start)
-        return ManifestItem(name, options.algorithm, digest)
+        return ManifestItem(name, label, digest)
 
     if workers == 1 or len(tasks) <= 1:
         items = [run(task) for _, task in tasks]

@@ -100,8 +100,19 @@ def compare(expected: Manifest, actual: Manifest) -> list[Problem]:
         problems.append(Problem("extra", f"extra file {name!r}: present but not signed", name))
     for name in sorted(signed.keys() - found.keys()):
         problems.append(Problem("missing", f"missing file {name!r}: signed but not found", name))
+    signed_alg = {item.name: item.algorithm for item in expected.items}
+    found_alg = {item.name: item.algorithm for item in actual.items}
     for name in sorted(signed.keys() & found.keys()):
-        if signed[name] != found[name]:
+        if signed_alg[name] != found_alg[name]:
+            problems.append(
+                Problem(
+                    "changed",
+                    f"file {name!r} was signed with {signed_alg[name]} but hashes "
+                    f"as {found_alg[name]}",
+                    name,
+                )
+            )
+        elif signed[name] != found[name]:
             problems.append(
                 Problem(
                     "changed",
