@@ -146,3 +146,12 @@ def test_keys_generate_list_export_and_sign_with_the_store(
     events = (donjon_home / "events.jsonl").read_text()
     assert "PRIVATE KEY" not in events
     assert "correct horse" not in events
+
+
+def test_a_missing_extra_is_a_clear_error() -> None:
+    from donjon.cli.sign import require
+    from donjon.errors import ConfigError
+
+    require("cryptography", "sign")
+    with pytest.raises(ConfigError, match=r"pip install 'donjon\[sign\]'"):
+        require("no_such_module_for_donjon", "sign")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from donjon.cli.sign import require
 from donjon.cli.state import ExitCode, state
 
 app = typer.Typer(help="Show and verify training-run provenance.", no_args_is_help=True)
@@ -32,6 +33,7 @@ def show(
     path: Annotated[Path, typer.Argument(help="A provenance file (<model>.provenance.json).")],
 ) -> None:
     """Print what a provenance file claims (its signature is NOT checked: use verify)."""
+    require("cryptography", "sign")
     from donjon.provenance.slsa import read_provenance
 
     cli = state(ctx)
@@ -55,13 +57,19 @@ def verify(
     model: Annotated[
         Path | None, typer.Option("--model", help="Check the provenance is about this model.")
     ] = None,
+    ignore_paths: Annotated[
+        list[str] | None,
+        typer.Option("--ignore-paths", help="Model paths to leave out (e.g. a signature)."),
+    ] = None,
 ) -> int:
     """Verify the DSSE signature with a builder key, and that its subject is MODEL."""
     from donjon.core.events import SecurityEvent
     from donjon.core.findings import Finding, Subject
+
+    require("cryptography", "sign")
     from donjon.provenance import events
     from donjon.provenance.errors import SignatureMismatch
-    from donjon.provenance.hashing import build_manifest
+    from donjon.provenance.hashing import HashOptions, build_manifest
     from donjon.provenance.keys import load_public_key
     from donjon.provenance.rules import PROVENANCE_INVALID
     from donjon.provenance.slsa import verify_provenance
@@ -70,7 +78,8 @@ def verify(
     if not path.is_file():
         raise typer.BadParameter(f"{path} does not exist", param_hint="PATH")
     keys = [load_public_key(p) for p in public_key]
-    digest = build_manifest(model).subject_digest if model is not None else None
+    options = HashOptions(ignore_paths=tuple(ignore_paths or ()))
+    digest = build_manifest(model, options).subject_digest if model is not None else None
     try:
         verified = verify_provenance(path, keys, subject_digest=digest)
     except SignatureMismatch as e:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.sign import require
 from donjon.cli.state import state
 
 
@@ -34,6 +35,7 @@ def bom(
     ] = None,
 ) -> None:
     """Write the ML-BOM (CycloneDX 1.6 JSON): model, datasets, model card."""
+    require("cyclonedx", "provenance")
     from donjon.provenance.bom import build_bom, write_bom
     from donjon.provenance.hashing import HashOptions, build_manifest
     from donjon.provenance.keys import load_public_key

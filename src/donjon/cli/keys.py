@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from donjon.cli.sign import passphrase_from_env
+from donjon.cli.sign import passphrase_from_env, require
 from donjon.cli.state import state
 
 app = typer.Typer(help="Generate and list signing keys.", no_args_is_help=True)
@@ -28,6 +28,7 @@ def generate(
     ] = None,
 ) -> None:
     """Create an ECDSA key pair for OMS signing."""
+    require("cryptography", "sign")
     from donjon.provenance import events
     from donjon.provenance.keys import CURVES, LocalKeyProvider
 
@@ -52,6 +53,7 @@ def list_keys(ctx: typer.Context) -> None:
     """List the keys in the key store (ids and public key hints)."""
     from cryptography.hazmat.primitives import serialization
 
+    require("cryptography", "sign")
     from donjon.provenance.keys import LocalKeyProvider, check_curve, key_hint
 
     cli = state(ctx)
@@ -87,6 +89,7 @@ def export_public(
     ] = None,
 ) -> None:
     """Print (or write) the PEM public key of KEY_ID."""
+    require("cryptography", "sign")
     from donjon.provenance.keys import LocalKeyProvider
 
     cli = state(ctx)

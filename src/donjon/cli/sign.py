@@ -8,6 +8,7 @@ The words follow ``model_signing sign key|certificate`` so users can switch:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated
@@ -15,8 +16,15 @@ from typing import Annotated
 import typer
 
 from donjon.cli.state import state
+from donjon.errors import ConfigError
 
 _HASHES = ("sha256", "blake3")
+
+
+def require(module: str, extra: str) -> None:
+    """A clear error, not a traceback, when an optional dependency is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"this command needs {module}: pip install 'donjon[{extra}]'")
 
 
 def passphrase_from_env(name: str | None) -> bytes | None:
@@ -76,6 +84,7 @@ def sign(
     ] = None,
 ) -> None:
     """Sign MODEL: hash every file, sign the manifest, write an OMS bundle."""
+    require("cryptography", "sign")
     from donjon.provenance import events
     from donjon.provenance.certs import CertificateSigner, load_certificates
     from donjon.provenance.dsse import Signer

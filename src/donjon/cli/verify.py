@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.sign import require
 from donjon.cli.state import CliState, ExitCode, state
 
 
@@ -47,6 +48,7 @@ def verify(
     ] = None,
 ) -> int:
     """Verify MODEL against its signature (and a policy); exit 1 on any failure."""
+    require("cryptography", "sign")
     from donjon.provenance import events
     from donjon.provenance.certs import load_certificates
     from donjon.provenance.errors import SignatureMismatch
@@ -118,6 +120,8 @@ def run_policy(
     """``verify --policy``: every requirement checked, unmet ones listed, exit 1 if any."""
     from donjon.core.events import SecurityEvent
     from donjon.core.findings import Finding, Subject
+
+    require("cryptography", "sign")
     from donjon.provenance import events
     from donjon.provenance.policy import Policy, ScanResultFile, check_policy
     from donjon.provenance.rules import POLICY_UNMET
