@@ -228,3 +228,22 @@ def test_the_signature_is_written_atomically(tmp_path: Path) -> None:
     write_key(tmp_path / "key.pem")
     sign_model(model, FileKeySigner.from_file(tmp_path / "key.pem"), tmp_path / "out" / "m.sig")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.sig"]
+
+
+def test_a_signed_but_unsupported_serialization_is_named(tmp_path: Path) -> None:
+    from donjon.provenance.bundle import Bundle, manifest_payload
+    from donjon.provenance.dsse import Envelope
+    from donjon.provenance.hashing import Manifest, build_manifest
+    from donjon.provenance.keys import key_hint
+
+    model = make_model(tmp_path / "model")
+    write_public(tmp_path / "pub.pem", write_key(tmp_path / "key.pem"))
+    signer = FileKeySigner.from_file(tmp_path / "key.pem")
+    real = build_manifest(model)
+    serialization = {"method": "files", "hash_type": "md5", "allow_symlinks": False}
+    odd = Manifest.of(real.model_name, real.items, serialization)
+    envelope = Envelope.sign(signer, manifest_payload(odd))
+    Bundle(envelope, key_hint=key_hint(signer.public_key)).write(tmp_path / "odd.sig")
+    with pytest.raises(SignatureMismatch) as e:
+        verify_model(model, tmp_path / "odd.sig", KeyTrust(load_public_key(tmp_path / "pub.pem")))
+    assert codes(e) == [("unsupported", None)]

@@ -22,7 +22,8 @@ class Problem:
 
     ``code`` is stable and machine-readable: ``changed``, ``missing``, ``extra``,
     ``wrong-key``, ``bad-signature``, ``untrusted-certificate``,
-    ``malformed-certificate``, ``malformed-signature``, ``unsupported``.
+    ``malformed-certificate``, ``malformed-signature``, ``unsupported``,
+    ``subject-mismatch`` (a provenance about another model).
     ``path`` names the model file concerned, when there is one.
     """
 

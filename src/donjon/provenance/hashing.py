@@ -29,6 +29,7 @@ from donjon.errors import InputError
 DEFAULT_IGNORED = (".git", ".gitattributes", ".github", ".gitignore")
 DEFAULT_SHARD_SIZE = 1_000_000_000
 BUFFER_SIZE = 4 * 1024 * 1024
+_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", 2)
 ALGORITHMS = ("sha256", "blake3")
 
 
@@ -59,6 +60,8 @@ def hash_range(
     buffer = bytearray(BUFFER_SIZE)
     view = memoryview(buffer)
     with path.open("rb", buffering=0) as f:
+        if hasattr(os, "posix_fadvise"):  # cold caches: ask for aggressive read-ahead
+            os.posix_fadvise(f.fileno(), start, 0 if end is None else end - start, _SEQUENTIAL)
         if start:
             f.seek(start)
         remaining = -1 if end is None else end - start
@@ -122,7 +125,7 @@ class HashOptions:
             values: dict[str, Any] = {
                 "algorithm": str(data["hash_type"]),
                 "method": str(data["method"]),
-                "allow_symlinks": bool(data["allow_symlinks"]),
+                "allow_symlinks": _flag(data["allow_symlinks"]),
                 "ignore_paths": tuple(str(p) for p in data.get("ignore_paths", ())),
                 "ignore_git_paths": False,
             }
@@ -132,6 +135,15 @@ class HashOptions:
             raise InputError(f"malformed serialization block: {e!r}") from e
         values.update(overrides)
         return cls(**values)
+
+
+def _flag(value: object) -> bool:
+    """A signed boolean; model_signing's compat manifests spell it as a string."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"allow_symlinks must be a boolean, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,9 +154,12 @@ def verify_model(
         )
     try:
         expected = manifest_from_statement(bundle.envelope.statement())
-        options = HashOptions.from_serialization(expected.serialization, workers=workers)
-    except (MalformedSignature, InputError) as e:
+    except MalformedSignature as e:
         raise _fail("malformed-signature", str(e)) from e
+    try:
+        options = HashOptions.from_serialization(expected.serialization, workers=workers)
+    except InputError as e:
+        raise _fail("unsupported", f"the signature's serialization is not supported: {e}") from e
     inside = signature_ignore(model, signature)
     if inside and model.is_dir():
         options = replace(options, ignore_paths=(*options.ignore_paths, inside))
