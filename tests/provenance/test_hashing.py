@@ -111,3 +111,23 @@ def test_a_single_file_model_is_named_like_model_signing_names_it(tmp_path: Path
     path.write_bytes(b"onnx")
     manifest = build_manifest(path)
     assert [i.name for i in manifest.items] == ["."]
+
+
+def test_memory_stays_flat_whatever_the_model_size(tmp_path: Path) -> None:
+    import tracemalloc
+
+    model = tmp_path / "m"
+    model.mkdir()
+    chunk = os.urandom(1024 * 1024)
+    for n in range(4):
+        with (model / f"shard-{n}").open("wb") as f:
+            for _ in range(12):
+                f.write(chunk)
+    tracemalloc.start()
+    try:
+        build_manifest(model, HashOptions(workers=2))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 48 MiB hashed with two 4 MiB buffers: far below the model's size
+    assert peak < 12 * 1024 * 1024, peak

@@ -13,7 +13,7 @@ from donjon.provenance import FileKeySigner, sign_model
 from donjon.provenance.attest import training_run
 from donjon.provenance.certs import CertificateSigner, load_certificates
 from donjon.provenance.keys import load_private_key
-from donjon.provenance.policy import Policy, ScanStatus, check_policy, gate
+from donjon.provenance.policy import Policy, PolicyGate, ScanStatus, check_policy, gate
 from donjon.soc import read_events
 from tests.provenance.pki import make_model, make_pki, write_key, write_public
 
@@ -174,5 +174,7 @@ def test_check_policy_is_a_python_function(tmp_path: Path) -> None:
     loaded = Policy.load(policy)
     result = check_policy(model, loaded, signature=sig, scan=FakeScan(CLEAN))
     assert result.passed
+    bound = PolicyGate(loaded, FakeScan(None))
+    assert [r.section for r in bound.check(model, sig).unmet] == ["scan"]
     assert result.subject_digest is not None
     assert load_certificates([]) == []

@@ -357,6 +357,19 @@ def _check_scan(
         met.append("scan: clean")
 
 
+class PolicyGate:
+    """A policy bound to its scan port: what the registry's promotion gate holds and calls."""
+
+    def __init__(self, policy: Policy, scan: ScanGate | None = None) -> None:
+        self.policy = policy
+        self.scan = scan
+
+    def check(self, model: Path, signature: Path, provenance: Path | None = None) -> PolicyResult:
+        return check_policy(
+            model, self.policy, signature=signature, provenance=provenance, scan=self.scan
+        )
+
+
 def gate(
     model: Path,
     policy_path: Path,
@@ -373,6 +386,7 @@ def gate(
 
 __all__: Sequence[str] = (
     "Policy",
+    "PolicyGate",
     "PolicyResult",
     "Requirement",
     "ScanGate",
