@@ -12,9 +12,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
 from donjon.cli.main import main
+from donjon.core import EventBus, MemorySink
 from donjon.errors import InputError
 from donjon.provenance import FileKeySigner, KeyTrust, SignatureMismatch, sign_model, verify_model
 from donjon.provenance.attest import SLSA_PREDICATE, training_run
+from donjon.provenance.hashing import build_manifest
 from donjon.provenance.keys import load_public_key
 from donjon.provenance.slsa import read_provenance, verify_provenance
 from tests.provenance.pki import make_model, write_key, write_public
@@ -28,7 +30,9 @@ def train(tmp_path: Path, builder_key: Path) -> tuple[Path, Path]:
     (data / "train.csv").write_text("\n".join(",".join(map(str, row)) for row in x[:50]))
     (tmp_path / "data.manifest.json").write_text('{"files": 1}')
     signer = FileKeySigner.from_file(builder_key)
-    with training_run(name="cancer-v1", builder="https://ci.example/runner", signer=signer) as run:
+    bus = EventBus([sink := MemorySink()])
+    builder = "https://ci.example/runner"
+    with training_run(name="cancer-v1", builder=builder, signer=signer, bus=bus) as run:
         run.input_dataset(data, manifest=tmp_path / "data.manifest.json")
         run.param("max_depth", 3)
         x_train, x_test, y_train, y_test = train_test_split(x, y, random_state=0)
@@ -41,6 +45,9 @@ def train(tmp_path: Path, builder_key: Path) -> tuple[Path, Path]:
         (folder / "tree.txt").write_text(str(model.tree_.feature.tolist()))
         run.output_model(folder)
     assert run.output_path is not None
+    (event,) = sink.events
+    assert event.action == "provenance.attest"
+    assert event.attributes["subjects"] == [f"sha256:{build_manifest(folder).subject_digest}"]
     return folder, run.output_path
 
 

@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from donjon.core.bus import EventBus
+from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.errors import InputError
 from donjon.provenance.dsse import Envelope, Signer, b64, statement_bytes
 from donjon.provenance.hashing import HashOptions, build_manifest, file_digest
@@ -252,10 +254,12 @@ def training_run(
     signer: Signer,
     output: str | Path | None = None,
     workdir: str | Path | None = None,
+    bus: EventBus | None = None,
 ) -> Iterator[TrainingRun]:
     """Record a training run; on a clean exit, sign and write its SLSA provenance.
 
     Nothing is written when the block raises (a failed run proves nothing).
+    With ``bus``, the attestation is published as a ``provenance.attest`` event.
     """
     run = TrainingRun(name=name, builder=builder, workdir=Path(workdir or Path.cwd()))
     yield run
@@ -264,3 +268,19 @@ def training_run(
     target = Path(output) if output is not None else provenance_path(run.model_paths[0])
     write_envelope(envelope, target, signer)
     run.output_path = target
+    if bus is not None:
+        bus.publish(
+            SecurityEvent(
+                kind=EventKind.ACTIVITY,
+                source="provenance",
+                action="provenance.attest",
+                message=f"training run {name!r} attested by {builder} into {target.name}",
+                outcome=Outcome.SUCCESS,
+                attributes={
+                    "run": name,
+                    "builder": builder,
+                    "provenance": str(target),
+                    "subjects": [f"sha256:{m['digest']['sha256']}" for m in run.models],
+                },
+            )
+        )
