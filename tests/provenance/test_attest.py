@@ -156,3 +156,44 @@ def test_attest_cli_show_and_verify(
     assert main(["attest", "verify", str(path), "--public-key", str(other)]) == 1
     assert "not signed by a trusted builder" in capsys.readouterr().err
     assert read_provenance(path).name == "cancer-v1"
+
+
+def test_git_commit_and_dirty_state_are_recorded(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    assert git is not None, "git is needed to record the source commit"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def run_git(*args: str) -> str:
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t"}
+        env |= {"GIT_COMMITTER_EMAIL": "t@e", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [git, "-C", str(repo), *args], capture_output=True, text=True, check=True, env=env
+        )
+        return done.stdout.strip()
+
+    run_git("init", "-q")
+    (repo / "train.py").write_text("print('train')\n")
+    run_git("add", "train.py")
+    run_git("commit", "-q", "-m", "init")
+    commit = run_git("rev-parse", "HEAD")
+    model = make_model(tmp_path / "model")
+    signer = FileKeySigner.from_file(keys[0])
+
+    def attest(name: str) -> dict[str, object]:
+        out = tmp_path / f"{name}.json"
+        with training_run(name=name, builder="b", signer=signer, workdir=repo, output=out) as run:
+            run.output_model(model)
+        (source,) = read_provenance(out).dependencies("source")
+        return source
+
+    clean = attest("clean")
+    assert clean["digest"] == {"gitCommit": commit}
+    assert clean["annotations"]["dirty"] is False  # type: ignore[index]
+    (repo / "train.py").write_text("print('patched')\n")
+    (repo / "notes.txt").write_text("untracked")
+    dirty = attest("dirty")
+    assert dirty["annotations"] == {"kind": "source", "dirty": True, "untracked_files": 1}

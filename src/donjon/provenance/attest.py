@@ -88,9 +88,16 @@ def git_state(folder: Path) -> dict[str, Any] | None:
     commit = run("rev-parse", "HEAD")
     if not commit:
         return None
-    status = run("status", "--porcelain", "--untracked-files=no")
+    status = run("status", "--porcelain", "--untracked-files=normal") or ""
+    lines = status.splitlines()
+    untracked = sum(1 for line in lines if line.startswith("??"))
     remote = run("config", "--get", "remote.origin.url") or ""
-    return {"commit": commit, "dirty": bool(status), "remote": remote}
+    return {
+        "commit": commit,
+        "dirty": len(lines) > untracked,  # tracked files changed since the commit
+        "untracked": untracked,
+        "remote": remote,
+    }
 
 
 def platform_info() -> dict[str, Any]:
@@ -193,7 +200,11 @@ class TrainingRun:
                 {
                     "uri": f"git+{git['remote']}@{git['commit']}" if git["remote"] else "git",
                     "digest": {"gitCommit": git["commit"]},
-                    "annotations": {"kind": "source", "dirty": git["dirty"]},
+                    "annotations": {
+                        "kind": "source",
+                        "dirty": git["dirty"],
+                        "untracked_files": git["untracked"],
+                    },
                 }
             )
         byproducts = [_byproduct("metrics.json", self.metrics)]
