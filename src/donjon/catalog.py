@@ -14,6 +14,7 @@ from functools import cache
 from donjon.core.rules import Rule, RuleRegistry
 
 RULE_MODULES: tuple[str, ...] = ("donjon.audit.rules",)
+RULE_MODULES: tuple[str, ...] = ("donjon.provenance.rules",)
 
 
 @cache

@@ -18,6 +18,8 @@ import typer
 from donjon import __version__
 from donjon.cli import access as access_cmd
 from donjon.cli import audit as audit_cmd
+from donjon.cli import attest as attest_cmd
+from donjon.cli import bom as bom_cmd
 from donjon.cli import config as config_cmd
 from donjon.cli import datasets as datasets_cmd
 from donjon.cli import events as events_cmd
@@ -28,6 +30,10 @@ from donjon.cli import monitor as monitor_cmd
 from donjon.cli import report as report_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli import server as server_cmd
+from donjon.cli import keys as keys_cmd
+from donjon.cli import rules as rules_cmd
+from donjon.cli import sign as sign_cmd
+from donjon.cli import verify as verify_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
 
@@ -54,6 +60,11 @@ app.command("server")(server_cmd.server)
 app.add_typer(metrics_cmd.app, name="metrics")
 app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(report_cmd.app, name="report")
+app.command("sign")(sign_cmd.sign)
+app.command("verify")(verify_cmd.verify)
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(attest_cmd.app, name="attest")
+app.command("bom")(bom_cmd.bom)
 
 
 def _show_version(value: bool) -> None:

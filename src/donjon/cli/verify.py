@@ -1,0 +1,169 @@
+"""``donjon verify``: check a model's OMS signature, and optionally a whole policy.
+
+``donjon verify MODEL --signature model.sig --public-key pub.pem`` (or
+``--certificate-chain ca.pem``) mirrors ``model_signing verify``. With
+``--policy policy.toml`` it also checks provenance, datasets, evaluation
+metrics and the scan result. Exit 0 verified, 1 failed verification, 2 usage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from donjon.cli.sign import require
+from donjon.cli.state import CliState, ExitCode, state
+
+
+def verify(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="Model folder or file to verify.")],
+    signature: Annotated[
+        Path, typer.Option("--signature", help="The OMS signature bundle.")
+    ] = Path("model.sig"),
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="PEM public key of the signer.")
+    ] = None,
+    certificate_chain: Annotated[
+        list[Path] | None,
+        typer.Option("--certificate-chain", help="Trusted PEM certificates (repeatable)."),
+    ] = None,
+    ignore_unsigned_files: Annotated[
+        bool, typer.Option("--ignore-unsigned-files", help="Do not fail on files added later.")
+    ] = False,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="TOML verification policy.", dir_okay=False)
+    ] = None,
+    provenance: Annotated[
+        Path | None,
+        typer.Option("--provenance", help="Provenance file (default <MODEL>.provenance.json)."),
+    ] = None,
+    scan_result: Annotated[
+        Path | None, typer.Option("--scan-result", help="JSON result of the model's scan.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Hashing threads (default: cores).")
+    ] = None,
+) -> int:
+    """Verify MODEL against its signature (and a policy); exit 1 on any failure."""
+    require("cryptography", "sign")
+    from donjon.provenance import events
+    from donjon.provenance.certs import load_certificates
+    from donjon.provenance.errors import SignatureMismatch
+    from donjon.provenance.keys import load_public_key
+    from donjon.provenance.verify import CertificateTrust, KeyTrust, Trust, verify_model
+
+    cli = state(ctx)
+    if not model.exists():
+        raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
+    if policy is not None:
+        if public_key is not None or certificate_chain:
+            raise typer.BadParameter("with --policy, the trusted keys come from the policy file")
+        return run_policy(cli, model, policy, signature, provenance, scan_result)
+    if not signature.is_file():
+        raise typer.BadParameter(f"{signature} does not exist", param_hint="--signature")
+    if (public_key is None) == (not certificate_chain):
+        raise typer.BadParameter("give exactly one of --public-key and --certificate-chain")
+    trust: Trust
+    if public_key is not None:
+        trust = KeyTrust(load_public_key(public_key))
+    else:
+        trust = CertificateTrust(load_certificates(certificate_chain or []))
+    try:
+        result = verify_model(
+            model, signature, trust, ignore_unsigned_files=ignore_unsigned_files, workers=workers
+        )
+    except SignatureMismatch as e:
+        cli.app.bus.publish_all(events.verification_failed(model, e.problems))
+        if cli.json:
+            cli.print_json(
+                {
+                    "model": str(model),
+                    "verified": False,
+                    "problems": [
+                        {"code": p.code, "path": p.path, "message": p.message} for p in e.problems
+                    ],
+                }
+            )
+        else:
+            cli.err.print(f"Verification failed for {model}:", soft_wrap=True, markup=False)
+            for problem in e.problems:
+                cli.err.print(f"  - {problem.message}", soft_wrap=True, markup=False)
+        return ExitCode.FINDINGS
+    signer = result.identity.subject if result.identity else f"key {result.key_hint[:16]}"
+    cli.app.bus.publish(events.verified(model, result.subject_digest, signer))
+    if cli.json:
+        cli.print_json(
+            {
+                "model": str(model),
+                "verified": True,
+                "subject_digest": f"sha256:{result.subject_digest}",
+                "signer": signer,
+                "files": len(result.manifest.items),
+            }
+        )
+    else:
+        cli.out.print(f"Verification succeeded: {model} (signer {signer})", markup=False)
+    return ExitCode.OK
+
+
+def run_policy(
+    cli: CliState,
+    model: Path,
+    policy_path: Path,
+    signature: Path,
+    provenance: Path | None,
+    scan_result: Path | None,
+) -> int:
+    """``verify --policy``: every requirement checked, unmet ones listed, exit 1 if any."""
+    from donjon.core.events import SecurityEvent
+    from donjon.core.findings import Finding, Subject
+
+    require("cryptography", "sign")
+    from donjon.provenance import events
+    from donjon.provenance.policy import Policy, ScanResultFile, check_policy
+    from donjon.provenance.rules import POLICY_UNMET
+
+    policy = Policy.load(policy_path)
+    scan = ScanResultFile(scan_result) if scan_result is not None else None
+    result = check_policy(model, policy, signature=signature, provenance=provenance, scan=scan)
+    signature_problems = [r.problem for r in result.unmet if r.problem and r.section == "signature"]
+    cli.app.bus.publish_all(events.verification_failed(model, signature_problems))
+    for requirement in result.unmet:
+        if requirement.section == "signature" and requirement.problem:
+            continue
+        finding = Finding(
+            POLICY_UNMET,
+            Subject(model=str(model)),
+            str(requirement),
+            evidence={"section": requirement.section, "policy": str(policy_path)},
+        )
+        cli.app.bus.publish(SecurityEvent.of_finding(finding, events.SOURCE))
+    if result.passed:
+        cli.app.bus.publish(
+            events.activity(
+                "policy", f"{model} meets policy {policy_path.name}", ok=True, model=str(model)
+            )
+        )
+    if cli.json:
+        cli.print_json(
+            {
+                "model": str(model),
+                "policy": str(policy_path),
+                "passed": result.passed,
+                "subject_digest": result.subject_digest and f"sha256:{result.subject_digest}",
+                "unmet": [{"section": r.section, "message": r.message} for r in result.unmet],
+                "met": list(result.met),
+            }
+        )
+    elif result.passed:
+        cli.out.print(f"Policy passed: {model}", markup=False)
+        for line in result.met:
+            cli.out.print(f"  + {line}", markup=False)
+    else:
+        cli.err.print(f"Policy failed for {model}:", soft_wrap=True, markup=False)
+        for requirement in result.unmet:
+            cli.err.print(f"  - {requirement}", soft_wrap=True, markup=False)
+    return ExitCode.OK if result.passed else ExitCode.FINDINGS

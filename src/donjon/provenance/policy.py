@@ -1,0 +1,397 @@
+"""Verification policies: what a model must prove before it is trusted or promoted.
+
+A policy is a TOML file (paths in it are relative to the file)::
+
+    [signature]
+    public_keys = ["keys/release.pub"]        # trusted signing keys, or
+    certificate_chain = ["pki/root.pem"]      # trusted CA certificates ...
+    identities = ["ml-release@example.com"]   # ... and the signer identities allowed
+
+    [provenance]
+    required = true
+    builder_keys = ["keys/builder.pub"]
+    builders = ["https://ci.example.com/runner"]
+    datasets_need_manifest = true
+    allow_dirty_source = false
+
+    [metrics]
+    accuracy = { min = 0.9 }
+    demographic_parity_difference = { max = 0.1 }
+
+    [scan]
+    required = true
+    max_severity = "low"                      # a finding above this fails
+
+:func:`check_policy` returns a :class:`PolicyResult`: passed, or the list of
+unmet requirements. The scan result reaches it through the :class:`ScanGate`
+port (a capability never imports another): the CLI passes a result file, the
+registry's promotion gate passes the wiring ``app.py`` gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from donjon.core.severity import Severity
+from donjon.errors import InputError
+from donjon.provenance.certs import load_certificates
+from donjon.provenance.errors import Problem, SignatureMismatch
+from donjon.provenance.hashing import HashOptions, build_manifest
+from donjon.provenance.keys import load_public_key
+from donjon.provenance.sign import signature_ignore
+from donjon.provenance.slsa import verify_provenance
+from donjon.provenance.verify import CertificateTrust, KeyTrust, Trust, verify_model
+
+_SECTIONS: dict[str, set[str]] = {
+    "signature": {"public_keys", "certificate_chain", "identities", "ignore_unsigned_files"},
+    "provenance": {
+        "required",
+        "builder_keys",
+        "builders",
+        "datasets_need_manifest",
+        "allow_dirty_source",
+    },
+    "metrics": set(),
+    "scan": {"required", "max_severity"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    public_keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
+    anchors: tuple[x509.Certificate, ...] = ()
+    identities: tuple[str, ...] = ()
+    ignore_unsigned_files: bool = False
+    provenance_required: bool = False
+    builder_keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
+    builders: tuple[str, ...] = ()
+    datasets_need_manifest: bool = False
+    allow_dirty_source: bool = True
+    metrics: dict[str, Bound] = field(default_factory=dict)
+    scan_required: bool = False
+    scan_max_severity: Severity = Severity.INFO
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise InputError(f"cannot read policy {path}: {e.strerror}") from e
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"policy {path} is not valid TOML: {e}") from e
+        return cls.from_dict(data, path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: Path) -> Policy:
+        for section, value in data.items():
+            if section not in _SECTIONS or not isinstance(value, dict):
+                raise InputError(f"policy: unknown section [{section}]")
+            unknown = set(value) - _SECTIONS[section] if section != "metrics" else set()
+            if unknown:
+                raise InputError(f"policy: unknown key(s) in [{section}]: {sorted(unknown)}")
+        sig, prov = data.get("signature", {}), data.get("provenance", {})
+        scan = data.get("scan", {})
+
+        def paths(section: dict[str, Any], key: str) -> list[Path]:
+            value = section.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"policy: {key} must be a list of paths")
+            return [base / v for v in value]
+
+        def strings(section: dict[str, Any], key: str) -> tuple[str, ...]:
+            value = section.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"policy: {key} must be a list of strings")
+            return tuple(value)
+
+        def flag(section: dict[str, Any], key: str, default: bool) -> bool:
+            value = section.get(key, default)
+            if not isinstance(value, bool):
+                raise InputError(f"policy: {key} must be true or false")
+            return value
+
+        metrics: dict[str, Bound] = {}
+        for name, bound in data.get("metrics", {}).items():
+            if not isinstance(bound, dict) or not set(bound) <= {"min", "max"} or not bound:
+                raise InputError(f"policy: metric {name} needs {{ min = x }} and/or {{ max = y }}")
+            if not all(isinstance(v, int | float) for v in bound.values()):
+                raise InputError(f"policy: bounds of metric {name} must be numbers")
+            metrics[name] = Bound(bound.get("min"), bound.get("max"))
+        try:
+            max_severity = Severity.parse(str(scan.get("max_severity", "info")))
+        except ValueError as e:
+            raise InputError(f"policy: {e}") from e
+        policy = cls(
+            public_keys=tuple(load_public_key(p) for p in paths(sig, "public_keys")),
+            anchors=tuple(load_certificates(paths(sig, "certificate_chain"))),
+            identities=strings(sig, "identities"),
+            ignore_unsigned_files=flag(sig, "ignore_unsigned_files", False),
+            provenance_required=flag(prov, "required", False),
+            builder_keys=tuple(load_public_key(p) for p in paths(prov, "builder_keys")),
+            builders=strings(prov, "builders"),
+            datasets_need_manifest=flag(prov, "datasets_need_manifest", False),
+            allow_dirty_source=flag(prov, "allow_dirty_source", True),
+            metrics=metrics,
+            scan_required=flag(scan, "required", False),
+            scan_max_severity=max_severity,
+        )
+        if not policy.public_keys and not policy.anchors:
+            raise InputError("policy: [signature] needs public_keys or certificate_chain")
+        if (policy.provenance_required or policy.metrics) and not policy.builder_keys:
+            raise InputError("policy: [provenance] needs builder_keys to trust provenance")
+        return policy
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatus:
+    """What the model scanner concluded about one model."""
+
+    findings: int
+    max_severity: Severity | None
+    source: str = "scan"
+
+
+class ScanGate(Protocol):
+    """Port to the scanner's verdict; ``None`` when the model was never scanned."""
+
+    def scan_status(self, model: Path) -> ScanStatus | None: ...
+
+
+class ScanResultFile:
+    """A ScanGate over a JSON result file: ``{"findings": [{"severity": "high"}, ...]}``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def scan_status(self, model: Path) -> ScanStatus | None:
+        if not self.path.is_file():
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            findings = data["findings"] if isinstance(data, dict) else data
+            levels = [Severity.parse(str(f["severity"])) for f in findings]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{self.path} is not a Donjon scan result: {e!r}") from e
+        return ScanStatus(len(levels), max(levels, default=None), str(self.path))
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One unmet requirement: which part of the policy, and why."""
+
+    section: str
+    message: str
+    problem: Problem | None = None
+
+    def __str__(self) -> str:
+        return f"{self.section}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    model: Path
+    unmet: tuple[Requirement, ...]
+    met: tuple[str, ...]
+    subject_digest: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.unmet
+
+
+def _check_signature(
+    model: Path, signature: Path, policy: Policy, unmet: list[Requirement], met: list[str]
+) -> str | None:
+    trusts: list[Trust] = [KeyTrust(k) for k in policy.public_keys]
+    if policy.anchors:
+        trusts.append(CertificateTrust(policy.anchors))
+    if not signature.is_file():
+        unmet.append(Requirement("signature", f"no signature file {signature}"))
+        return None
+    failures: list[Problem] = []
+    for trust in trusts:
+        try:
+            verified = verify_model(
+                model, signature, trust, ignore_unsigned_files=policy.ignore_unsigned_files
+            )
+        except SignatureMismatch as e:
+            failures.extend(e.problems)
+            if any(p.code in {"changed", "missing", "extra"} for p in e.problems):
+                break  # the content is wrong whoever signed it
+            continue
+        identity = verified.identity
+        if identity is not None and not _allowed(identity.matches, policy.identities):
+            message = f"signed by {identity.subject!r}, not an allowed identity"
+            unmet.append(Requirement("signature", message))
+            return verified.subject_digest
+        met.append("signature: signed by a trusted key or certificate identity")
+        return verified.subject_digest
+    seen: set[tuple[str, str]] = set()
+    for problem in failures:
+        if (problem.code, problem.message) not in seen:
+            seen.add((problem.code, problem.message))
+            unmet.append(Requirement("signature", problem.message, problem))
+    return None
+
+
+def _allowed(matches: Callable[[str], bool], identities: tuple[str, ...]) -> bool:
+    return not identities or any(matches(i) for i in identities)
+
+
+def _model_digest(model: Path, signature: Path) -> str:
+    options = HashOptions()
+    inside = signature_ignore(model, signature)
+    if inside and model.is_dir():
+        options = replace(options, ignore_paths=(inside,))
+    return build_manifest(model, options).subject_digest
+
+
+def check_policy(
+    model: Path,
+    policy: Policy,
+    *,
+    signature: Path,
+    provenance: Path | None = None,
+    scan: ScanGate | None = None,
+) -> PolicyResult:
+    """Check every requirement of ``policy`` for ``model``; never stops at the first."""
+    if not model.exists():
+        raise InputError(f"model {model} does not exist")
+    unmet: list[Requirement] = []
+    met: list[str] = []
+    digest = _check_signature(model, signature, policy, unmet, met)
+    _check_provenance(
+        model, policy, provenance, digest or _model_digest(model, signature), unmet, met
+    )
+    _check_scan(model, policy, scan, unmet, met)
+    return PolicyResult(model, tuple(unmet), tuple(met), digest)
+
+
+def _check_provenance(
+    model: Path,
+    policy: Policy,
+    path: Path | None,
+    digest: str,
+    unmet: list[Requirement],
+    met: list[str],
+) -> None:
+    wanted = policy.provenance_required or bool(policy.metrics) or policy.datasets_need_manifest
+    if not wanted:
+        return
+    path = path or model.with_name(model.name + ".provenance.json")
+    if not path.is_file():
+        unmet.append(Requirement("provenance", f"no provenance file {path.name}"))
+        return
+    try:
+        verified = verify_provenance(path, policy.builder_keys, subject_digest=digest)
+    except SignatureMismatch as e:
+        unmet += [Requirement("provenance", p.message, p) for p in e.problems]
+        return
+    doc = verified.provenance
+    if policy.builders and doc.builder not in policy.builders:
+        unmet.append(Requirement("provenance", f"builder {doc.builder!r} is not trusted"))
+    else:
+        met.append("provenance: signed by a trusted builder, about this model")
+    if policy.datasets_need_manifest:
+        datasets = doc.dependencies("dataset")
+        if not datasets:
+            unmet.append(Requirement("provenance", "the run recorded no input dataset"))
+        for dataset in datasets:
+            if not (dataset.get("annotations") or {}).get("manifest"):
+                name = dataset.get("name")
+                unmet.append(Requirement("datasets", f"input dataset {name!r} has no manifest"))
+    if not policy.allow_dirty_source:
+        for source in doc.dependencies("source"):
+            if (source.get("annotations") or {}).get("dirty"):
+                unmet.append(
+                    Requirement("provenance", "trained from a git work tree with local changes")
+                )
+    values = doc.metrics()
+    for name, bound in sorted(policy.metrics.items()):
+        value = values.get(name)
+        if value is None:
+            unmet.append(Requirement("metrics", f"{name} was not recorded"))
+        elif bound.minimum is not None and value < bound.minimum:
+            unmet.append(Requirement("metrics", f"{name} = {value:g} is below {bound.minimum:g}"))
+        elif bound.maximum is not None and value > bound.maximum:
+            unmet.append(Requirement("metrics", f"{name} = {value:g} is above {bound.maximum:g}"))
+        else:
+            met.append(f"metrics: {name} = {value:g} within bounds")
+
+
+def _check_scan(
+    model: Path,
+    policy: Policy,
+    scan: ScanGate | None,
+    unmet: list[Requirement],
+    met: list[str],
+) -> None:
+    if not policy.scan_required:
+        return
+    status = scan.scan_status(model) if scan is not None else None
+    if status is None:
+        unmet.append(Requirement("scan", "no scan result for this model"))
+    elif status.max_severity is not None and status.max_severity > policy.scan_max_severity:
+        unmet.append(
+            Requirement(
+                "scan",
+                f"{status.findings} finding(s), worst {status.max_severity.label} "
+                f"(allowed up to {policy.scan_max_severity.label})",
+            )
+        )
+    else:
+        met.append("scan: clean")
+
+
+class PolicyGate:
+    """A policy bound to its scan port: what the registry's promotion gate holds and calls."""
+
+    def __init__(self, policy: Policy, scan: ScanGate | None = None) -> None:
+        self.policy = policy
+        self.scan = scan
+
+    def check(self, model: Path, signature: Path, provenance: Path | None = None) -> PolicyResult:
+        return check_policy(
+            model, self.policy, signature=signature, provenance=provenance, scan=self.scan
+        )
+
+
+def gate(
+    model: Path,
+    policy_path: Path,
+    *,
+    signature: Path,
+    provenance: Path | None = None,
+    scan: ScanGate | None = None,
+) -> PolicyResult:
+    """The promotion gate's entry point: load the policy and check it."""
+    return check_policy(
+        model, Policy.load(policy_path), signature=signature, provenance=provenance, scan=scan
+    )
+
+
+__all__: Sequence[str] = (
+    "Policy",
+    "PolicyGate",
+    "PolicyResult",
+    "Requirement",
+    "ScanGate",
+    "ScanResultFile",
+    "ScanStatus",
+    "check_policy",
+    "gate",
+)
