@@ -170,3 +170,51 @@ def _finding_json(finding: Finding) -> dict[str, object]:
         "owasp": list(finding.rule.owasp),
         "fingerprint": finding.fingerprint,
     }
+
+
+@app.command("filter")
+def filter_cmd(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz data set.")],
+    policy: Annotated[
+        Path, typer.Option("--policy", "-p", help="Source policy (TOML, a [sources] table).")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "-o", help="Where admitted.* and quarantine.* go.")
+    ],
+    source_column: Annotated[
+        str | None, typer.Option("--source-column", help="Column holding each record's source.")
+    ] = None,
+    sources: Annotated[
+        Path | None,
+        typer.Option("--sources", help="Sidecar CSV with 'row' (or 'id') and 'source' columns."),
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Id column to join the sidecar on.")
+    ] = None,
+    fail_on: FailOn = "high",
+) -> None:
+    """Split DATA into admitted and quarantined records by source (nothing is deleted)."""
+    from donjon.data.sources import SourcePolicy, filter_dataset
+
+    cli = state(ctx)
+    floor = _severity(fail_on)
+    result = filter_dataset(
+        data,
+        out_dir,
+        SourcePolicy.load(policy),
+        source_column=source_column,
+        sources_file=sources,
+        id_column=id_column,
+    )
+    publish(cli, result.findings)
+    if cli.json:
+        cli.print_json(result.to_dict())
+    else:
+        summary = result.to_dict()
+        cli.out.print(f"admitted: {summary['admitted']}  quarantined: {summary['quarantined']}")
+        for reason, count in summary["reasons"].items():
+            cli.out.print(f"  {count:>7}  {reason}")
+        for name, path in result.outputs.items():
+            cli.out.print(f"{name}: {path}")
+    raise typer.Exit(exit_code(result.findings, floor))
