@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -218,3 +220,97 @@ def filter_cmd(
         for name, path in result.outputs.items():
             cli.out.print(f"{name}: {path}")
     raise typer.Exit(exit_code(result.findings, floor))
+
+
+class ReportFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    HTML = "html"
+
+
+@app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz (arrays X, y) file.")],
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", "-l", help="The label column (npz: 'y').")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Columns that are not features (ids, sources)."),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="An earlier version: test features and classes shift."),
+    ] = None,
+    image_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--image-shape", help="Record shape for the trigger search, e.g. 28x28 or 32x32x3."
+        ),
+    ] = None,
+    detector: Annotated[
+        list[str] | None, typer.Option("--detector", help="Run only these detectors.")
+    ] = None,
+    report: Annotated[
+        ReportFormat | None,
+        typer.Option("--report", help="Report format (default: the global --format)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the report to this file.")
+    ] = None,
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option("--dask-scheduler", help="Run the detectors on this Dask scheduler."),
+    ] = None,
+    fail_on: FailOn = "high",
+) -> None:
+    """Look for label manipulation, backdoor triggers, injected duplicates and shift."""
+    from donjon.data.check import DETECTORS, check
+    from donjon.data.report import render_check_html, render_check_text
+
+    cli = state(ctx)
+    floor = _severity(fail_on)
+    shape = _shape(image_shape)
+    if out is not None and out.exists():
+        raise typer.BadParameter(f"{out} already exists", param_hint="--out")
+    chosen = detector or list(DETECTORS)
+    with progress_bar(cli, f"check {data.name}", len(chosen)) as advance:
+        result = check(
+            data,
+            label_column=label_column,
+            exclude=tuple(exclude or ()),
+            baseline=baseline,
+            image_shape=shape,
+            detectors=chosen,
+            dask=dask_scheduler,
+            progress=advance,
+        )
+    publish(cli, result.findings)
+    kind = report or (ReportFormat.JSON if cli.json else ReportFormat.TEXT)
+    if kind is ReportFormat.JSON:
+        text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
+    elif kind is ReportFormat.HTML:
+        text = render_check_html(result)
+    else:
+        text = render_check_text(result) + "\n"
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+        cli.info(f"report written to {out}")
+    else:
+        cli.out.file.write(text)
+    raise typer.Exit(exit_code(result.findings, floor))
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(
+            "use HxW or HxWxC, e.g. 28x28", param_hint="--image-shape"
+        ) from None
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise typer.BadParameter("use HxW or HxWxC, e.g. 28x28", param_hint="--image-shape")
+    return shape
