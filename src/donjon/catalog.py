@@ -15,6 +15,7 @@ from donjon.core.rules import Rule, RuleRegistry
 
 RULE_MODULES: tuple[str, ...] = ("donjon.audit.rules",)
 RULE_MODULES: tuple[str, ...] = ("donjon.provenance.rules",)
+RULE_MODULES: tuple[str, ...] = ("donjon.data.rules",)
 
 
 @cache

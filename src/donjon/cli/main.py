@@ -22,6 +22,7 @@ from donjon.cli import attest as attest_cmd
 from donjon.cli import bom as bom_cmd
 from donjon.cli import config as config_cmd
 from donjon.cli import datasets as datasets_cmd
+from donjon.cli import data as data_cmd
 from donjon.cli import events as events_cmd
 from donjon.cli import login as login_cmd
 from donjon.cli import models as models_cmd
@@ -65,6 +66,7 @@ app.command("verify")(verify_cmd.verify)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(attest_cmd.app, name="attest")
 app.command("bom")(bom_cmd.bom)
+app.add_typer(data_cmd.app, name="data")
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,106 @@
+"""Label issues: confident learning (cleanlab) and a calibrated posterior per record.
+
+1. Out-of-sample probabilities from cross-validated models (or the user's own).
+2. cleanlab's confident joint estimates how often each class is labelled as each other
+   class, and prunes the likely label issues.
+3. Models refitted without the pruned rows give cleaner probabilities ``p(j | x)``.
+4. Each record's posterior that its label is wrong follows Bayes' rule with the estimated
+   noise matrix ``T[i][j] = P(label i | true class j)``, each off-diagonal cell shrunk toward
+   the average off-diagonal count (so an unobserved confusion is not treated as impossible):
+   ``P(true j | x, label i) ~ T[i][j] p(j | x)``.
+5. A record is flagged when that posterior exceeds 1/2: more likely wrong than right. No
+   noise rate is assumed; the threshold is the Bayes decision, the score the posterior.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from donjon.data import rules
+from donjon.data.detectors.base import DetectorResult, LabelledData, RecordFlag
+from donjon.data.detectors.models import out_of_sample_probs
+
+NAME = "label_issues"
+
+
+def _normalise(probs: np.ndarray) -> np.ndarray:
+    probs = np.clip(np.asarray(probs, dtype=float), 1e-6, None)
+    return np.asarray(probs / probs.sum(axis=1, keepdims=True))
+
+
+def noise_matrix(joint_counts: np.ndarray) -> np.ndarray:
+    """``T[i][j] = P(label i | true j)`` from confident-joint counts, with shrinkage."""
+    k = joint_counts.shape[0]
+    off = float(joint_counts.sum() - np.trace(joint_counts))
+    prior = off / max(k * (k - 1), 1)
+    counts = joint_counts + prior * (1 - np.eye(k)) + 1e-3
+    return np.asarray(counts / counts.sum(axis=0, keepdims=True))
+
+
+def label_posterior(probs: np.ndarray, labels: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """(n, k) posterior over the true class given features and the given label."""
+    post = noise[labels] * probs
+    return np.asarray(post / post.sum(axis=1, keepdims=True))
+
+
+def detect_label_issues(data: LabelledData, seed: int = 0) -> DetectorResult:
+    from cleanlab.count import estimate_joint
+    from cleanlab.filter import find_label_issues
+
+    if data.y is None or data.k < 2:
+        return DetectorResult(NAME, rules.LABEL_ISSUE, error="needs labels of at least 2 classes")
+    y, k, n = data.y, data.k, data.n
+    counts = np.bincount(y, minlength=k)
+    if counts.min() < 2:
+        return DetectorResult(NAME, rules.LABEL_ISSUE, error="every class needs 2 records or more")
+    supplied = data.pred_probs is not None
+    first = (
+        _normalise(data.pred_probs)
+        if data.pred_probs is not None
+        else _normalise(out_of_sample_probs(data.X, y, k, seed=seed))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cleanlab warns on tiny classes; results stand
+        pruned = find_label_issues(y, first, filter_by="prune_by_noise_rate")
+        joint = estimate_joint(y, first) * n
+    keep = np.flatnonzero(~pruned)
+    refit = supplied or len(np.unique(y[keep])) < k
+    clean = first if refit else _normalise(out_of_sample_probs(data.X, y, k, keep, seed))
+    noise = noise_matrix(joint)
+    posterior = label_posterior(clean, y, noise)
+    wrong = 1.0 - posterior[np.arange(n), y]
+    likely = posterior.argmax(axis=1)
+    flags = tuple(
+        RecordFlag(
+            int(i),
+            NAME,
+            rules.LABEL_ISSUE,
+            float(wrong[i]),
+            f"labelled {data.label_name(int(y[i]))!r} but looks like "
+            f"{data.label_name(int(likely[i]))!r} (p={clean[i, likely[i]]:.2f})",
+            {
+                "given": data.label_name(int(y[i])),
+                "likely": data.label_name(int(likely[i])),
+                "p_given": round(float(clean[i, y[i]]), 4),
+                "p_likely": round(float(clean[i, likely[i]]), 4),
+            },
+        )
+        for i in np.flatnonzero(wrong > 0.5)
+    )
+    est = noise * (1 - np.eye(k))
+    pairs = [
+        {"from": data.label_name(j), "to": data.label_name(i), "rate": round(float(est[i, j]), 4)}
+        for i, j in zip(
+            *np.unravel_index(np.argsort(est, axis=None)[::-1][:5], est.shape), strict=True
+        )
+    ]
+    summary = {
+        "cleanlab_issues": int(pruned.sum()),
+        "flagged": len(flags),
+        "estimated_noise_rate": round(float(1 - np.trace(joint) / n), 4),
+        "top_confusions": pairs,
+        "probabilities": "user-supplied" if supplied else "cross-validated scikit-learn models",
+    }
+    return DetectorResult(NAME, rules.LABEL_ISSUE, flags, summary)

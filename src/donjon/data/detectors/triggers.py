@@ -1,0 +1,191 @@
+"""Trigger-pattern search for image-like arrays (BadNets-style backdoors).
+
+A backdoor trigger is a small patch of fixed values stamped on records relabelled to one
+target class. The search needs no poison rate:
+
+1. For every square window (sides 1 to 4 pixels, every position), records sharing
+   exactly the same window content form groups.
+2. A group is a candidate when its labels are concentrated on one class far beyond that
+   class's share of the data (one-sided binomial test, Bonferroni-corrected over every
+   group tested).
+3. The decisive test: hide the window in every record (replace it by its median) and ask
+   each group record's nearest neighbours which class it belongs to. Natural patterns
+   (the empty centre of a zero) still look like their label; a trigger's records look
+   like the classes they were taken from. A candidate is a trigger when most of its
+   records (binomial test again) look like another class once the window is hidden.
+4. Every record that carries the patch and the target label is flagged; its score is the
+   probability, with the patch hidden, that it does not belong to the target class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from donjon.data import rules
+from donjon.data.detectors.base import DetectorResult, LabelledData, RecordFlag
+
+NAME = "trigger_search"
+MAX_SIDE = 4
+MIN_GROUP = 5
+ALPHA = 0.01
+MAX_CANDIDATES = 25
+NEIGHBOURS = 10
+
+
+@dataclass(frozen=True)
+class Candidate:
+    pixels: tuple[int, ...]  # flat feature indices of the window
+    rows: np.ndarray  # records carrying the content and the target label
+    target: int
+    log_p: float
+    box: tuple[int, int, int, int]  # top, left, height, width
+    values: tuple[float, ...]
+
+
+def infer_image_shape(d: int) -> tuple[int, ...] | None:
+    """(side, side) or (side, side, 3) when ``d`` allows it, else None."""
+    side = math.isqrt(d)
+    if side * side == d and side >= 4:
+        return (side, side)
+    if d % 3 == 0:
+        side = math.isqrt(d // 3)
+        if side * side * 3 == d and side >= 4:
+            return (side, side, 3)
+    return None
+
+
+def _windows(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, int, int, int]]]:
+    height, width = shape[0], shape[1]
+    channels = shape[2] if len(shape) == 3 else 1
+    grid = np.arange(height * width * channels).reshape(height, width, channels)
+    out = []
+    for side in range(1, MAX_SIDE + 1):
+        for top in range(height - side + 1):
+            for left in range(width - side + 1):
+                cells = grid[top : top + side, left : left + side, :].ravel()
+                out.append((tuple(int(c) for c in cells), (top, left, side, side)))
+    return out
+
+
+def _candidates(data: LabelledData, shape: tuple[int, ...]) -> list[Candidate]:
+    assert data.y is not None  # noqa: S101 - checked by the caller
+    y, k = data.y, data.k
+    share = np.bincount(y, minlength=k) / len(y)
+    found: list[Candidate] = []
+    windows = _windows(shape)
+    tests = 0
+    for pixels, box in windows:
+        block = np.ascontiguousarray(data.X[:, list(pixels)])
+        _, inverse, counts = np.unique(block, axis=0, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+        for group in np.flatnonzero(counts >= MIN_GROUP):
+            tests += 1
+            members = np.flatnonzero(inverse == group)
+            label_counts = np.bincount(y[members], minlength=k)
+            target = int(label_counts.argmax())
+            hits = int(label_counts[target])
+            if hits < MIN_GROUP:
+                continue
+            log_p = float(stats.binom.logsf(hits - 1, len(members), share[target]))
+            found.append(
+                Candidate(
+                    pixels,
+                    members[y[members] == target],
+                    target,
+                    log_p,
+                    box,
+                    tuple(float(v) for v in block[members[0]]),
+                )
+            )
+    threshold = math.log(ALPHA / max(tests, 1))
+    found = [c for c in found if c.log_p < threshold]
+    found.sort(key=lambda c: (c.log_p, -len(c.pixels)))
+    return _distinct(found)[:MAX_CANDIDATES]
+
+
+def _distinct(candidates: list[Candidate]) -> list[Candidate]:
+    """Drop candidates whose records mostly repeat a stronger candidate's."""
+    kept: list[Candidate] = []
+    for cand in candidates:
+        rows = set(cand.rows.tolist())
+        if all(len(rows & set(k.rows.tolist())) < 0.5 * len(rows) for k in kept):
+            kept.append(cand)
+    return kept
+
+
+def _masked_probs(data: LabelledData, cand: Candidate) -> np.ndarray:
+    """Class votes of each candidate row's nearest neighbours, the window hidden for all.
+
+    With the window set to its median in every record, a trigger can no longer be seen:
+    a poisoned record's neighbours are the records of the class it was taken from.
+    """
+    assert data.y is not None  # noqa: S101 - checked by the caller
+    X = data.X.copy()
+    X[:, list(cand.pixels)] = np.median(data.X[:, list(cand.pixels)], axis=0)
+    scaled = StandardScaler().fit_transform(X)
+    neighbours = min(NEIGHBOURS + 1, data.n)
+    index = NearestNeighbors(n_neighbors=neighbours).fit(scaled)
+    _, found = index.kneighbors(scaled[cand.rows])
+    probs = np.zeros((len(cand.rows), data.k))
+    for i, (row, near) in enumerate(zip(cand.rows, found, strict=True)):
+        near = near[near != row][: neighbours - 1]
+        probs[i] = np.bincount(data.y[near], minlength=data.k) / max(len(near), 1)
+    return probs
+
+
+def detect_triggers(data: LabelledData) -> DetectorResult:
+    if data.y is None or data.k < 2:
+        return DetectorResult(NAME, rules.BACKDOOR_TRIGGER, error="needs labels")
+    shape = data.image_shape or infer_image_shape(data.X.shape[1])
+    if shape is None or int(np.prod(shape)) != data.X.shape[1]:
+        return DetectorResult(
+            NAME, rules.BACKDOOR_TRIGGER, summary={"skipped": "features are not image-like"}
+        )
+    flags: list[RecordFlag] = []
+    triggers = []
+    flagged: set[int] = set()
+    candidates = _candidates(data, shape)
+    for cand in candidates:
+        rows = np.array([r for r in cand.rows if r not in flagged], dtype=int)
+        if len(rows) < MIN_GROUP:
+            continue
+        cand = Candidate(cand.pixels, rows, cand.target, cand.log_p, cand.box, cand.values)
+        probs = _masked_probs(data, cand)
+        elsewhere = probs.argmax(axis=1) != cand.target
+        # most of the group must look like other classes once the patch is hidden
+        if stats.binomtest(int(elsewhere.sum()), len(rows), 0.5, "greater").pvalue > ALPHA:
+            continue
+        top, left, height, width = cand.box
+        name = data.label_name(cand.target)
+        triggers.append(
+            {
+                "target": name,
+                "box": {"top": top, "left": left, "height": height, "width": width},
+                "values": list(cand.values),
+                "records": len(rows),
+                "look_like_other_classes": round(float(elsewhere.mean()), 3),
+            }
+        )
+        for row, p in zip(rows.tolist(), probs, strict=True):
+            flagged.add(row)
+            score = float(1.0 - p[cand.target])
+            flags.append(
+                RecordFlag(
+                    row,
+                    NAME,
+                    rules.BACKDOOR_TRIGGER,
+                    score,
+                    f"carries a fixed {height}x{width} patch at ({top}, {left}) shared by "
+                    f"{len(rows)} records labelled {name!r}; without it the record looks like "
+                    f"{data.label_name(int(p.argmax()))!r}",
+                    {"trigger": len(triggers) - 1, "p_target_without_patch": round(1 - score, 4)},
+                )
+            )
+    summary = {"image_shape": list(shape), "candidates": len(candidates), "triggers": triggers}
+    return DetectorResult(NAME, rules.BACKDOOR_TRIGGER, tuple(flags), summary)
