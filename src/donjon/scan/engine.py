@@ -32,10 +32,21 @@ def scan_source(ctx: Context, source: Source) -> None:
     with source.open() as fh:
         head = fh.read(512)
     fmt = sniff(head, source.name)
+    if fmt is Format.OTHER and _tail_is_zip(source):
+        fmt = Format.ZIP  # data prepended to a zip (polyglots, self-extractors)
     if source.depth == 0:
         ctx.formats.append(fmt.value)
     _extension_hint(ctx, source, fmt)
     _HANDLERS.get(fmt, _skip)(ctx, source)
+
+
+def _tail_is_zip(source: Source) -> bool:
+    with source.open() as fh:
+        if not fh.seekable():
+            return False
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 65558))
+        return b"PK\x05\x06" in fh.read(65558)
 
 
 def _extension_hint(ctx: Context, source: Source, fmt: Format) -> None:
