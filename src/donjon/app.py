@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from donjon.catalog import rule_registry
 from donjon.config import Settings
 from donjon.core.bus import EventBus
 from donjon.core.rules import RuleRegistry
 from donjon.soc.jsonl import JsonLinesSink
+
+if TYPE_CHECKING:
+    from donjon.scan.policy import ScanPolicy
 
 
 @dataclass
@@ -43,3 +47,22 @@ def build(settings: Settings) -> Donjon:
     jsonl = JsonLinesSink(settings.events_path, fsync=settings.events.fsync)
     bus = EventBus([jsonl])
     return Donjon(settings=settings, bus=bus, rules=rule_registry(), _closers=[jsonl])
+
+
+def scan_policy(settings: Settings) -> ScanPolicy:
+    """The scanner's policy from the ``[scan]`` settings (built-in lists plus the user's)."""
+    from donjon.scan.policy import ScanPolicy
+
+    scan = settings.scan
+    return ScanPolicy().with_extra(
+        allow=scan.allow,
+        deny=scan.deny,
+        max_seconds=scan.max_seconds,
+        max_opcodes=scan.max_opcodes,
+        max_nesting=scan.max_nesting,
+        max_members=scan.max_members,
+        max_member_bytes=scan.max_member_bytes,
+        max_total_bytes=scan.max_total_bytes,
+        max_ratio=scan.max_ratio,
+        workers=scan.workers,
+    )

@@ -51,6 +51,22 @@ class EventSettings(Section):
     fsync: bool = Field(default=False, description="force every event line to disk")
 
 
+class ScanSettings(Section):
+    """The model scanner: list extensions, bounds and parallelism (docs/scan.md)."""
+
+    allow: list[str] = Field(default_factory=list, description="extra allowed callables")
+    deny: list[str] = Field(default_factory=list, description="extra denied modules/callables")
+    fail_on: Literal["info", "low", "medium", "high", "critical"] = "medium"
+    max_seconds: float = Field(default=60.0, gt=0, description="time budget per file")
+    max_opcodes: int = Field(default=5_000_000, gt=0)
+    max_nesting: int = Field(default=8, gt=0, description="nested containers and pickles")
+    max_members: int = Field(default=100_000, gt=0, description="members per archive")
+    max_member_bytes: int = Field(default=512 << 20, gt=0, description="decompressed member")
+    max_total_bytes: int = Field(default=4 << 30, gt=0, description="decompressed archive")
+    max_ratio: float = Field(default=200.0, gt=1, description="compression ratio of a member")
+    workers: int = Field(default=0, ge=0, description="folder-scan processes; 0 = CPU count")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DONJON_",
@@ -62,6 +78,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Donjon's data folder")
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     events: EventSettings = Field(default_factory=EventSettings)
+    scan: ScanSettings = Field(default_factory=ScanSettings)
 
     @classmethod
     def settings_customise_sources(
