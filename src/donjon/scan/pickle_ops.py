@@ -6,7 +6,7 @@ and memo exactly as ``pickle`` would, without building real objects.
 
 from __future__ import annotations
 
-import ast
+import codecs
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -206,12 +206,14 @@ HANDLERS[b"\x8b"] = _long_n(4, "<i")
 
 @op(b"S")
 def _string(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
-    text = r.line()
+    text = r.line().rstrip()
+    if len(text) < 2 or text[:1] not in b"'\"" or text[-1:] != text[:1]:
+        raise Malformed("bad STRING literal")
     try:
-        value = ast.literal_eval(text.decode("latin-1"))
-    except (ValueError, SyntaxError) as e:
-        raise Malformed("bad STRING literal") from e
-    s.append(value)
+        value = codecs.escape_decode(text[1:-1])[0]  # what pickle itself does
+    except ValueError as e:
+        raise Malformed("bad STRING escape") from e
+    s.append(value.decode("latin-1"))
 
 
 @op(b"V")

@@ -258,7 +258,7 @@ def format_samples() -> dict[str, tuple[str, bytes]]:
         z.writestr(link_info, "/etc/passwd")
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("zeros.bin", bytes(64 << 20))
+        z.writestr("zeros.bin", bytes(8 << 20))
     tar_slip = io.BytesIO()
     with tarfile.open(fileobj=tar_slip, mode="w") as tar:
         slip = tarfile.TarInfo("../evil.sh")
