@@ -21,7 +21,8 @@ from donjon.scan.streams import LimitExceeded
 
 _COMPRESSED = {Format.GZIP: "gzip", Format.BZ2: "bz2", Format.XZ: "xz", Format.LZMA: "lzma",
                Format.ZLIB: "zlib"}  # fmt: skip
-_CODE_FORMATS = {Format.PICKLE, Format.ZIP, Format.NPY}
+# Below this many bytes a folder scans faster in one process than a pool starts.
+_PARALLEL_BYTES = 256 << 20
 
 
 def scan_source(ctx: Context, source: Source) -> None:
@@ -231,7 +232,8 @@ def scan_path(
         if on_file is not None:
             on_file(report)
 
-    if count > 1 and len(files) >= 8:
+    total = sum(os.path.getsize(f) for f in files)
+    if count > 1 and len(files) >= 4 and (total >= _PARALLEL_BYTES or workers is not None):
         _parallel(files, policy, count, accept)
     else:
         for path in files:
@@ -250,7 +252,8 @@ def _parallel(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
         futures = [pool.submit(_run_job, _Job(path, policy)) for path in files]
         for future in as_completed(futures):
