@@ -139,6 +139,10 @@ def scan_file(path: str, policy: ScanPolicy = DEFAULT_POLICY) -> FileReport:
         error = f"{path} vanished during the scan"
     except OSError as e:
         ctx.add(rules.SCN_BUDGET, f"read error inside the file: {e}")
+    except Exception as e:  # noqa: BLE001 - fail closed: a scanner fault is a finding, not a pass
+        ctx.add(
+            rules.SCN_BUDGET, f"scanner fault, file not fully analysed: {type(e).__name__}: {e}"
+        )
     fmt = ctx.formats[0] if ctx.formats else "unknown"
     return FileReport(
         path=path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -190,7 +191,8 @@ class PickleVM:
                 handler(self, reader, stack, marks, memo, offset)
                 if len(memo) > policy.max_memo:
                     raise Bound(f"memo larger than {policy.max_memo}")
-        except Malformed as e:
+        except (Malformed, ValueError, TypeError, IndexError, OverflowError, struct.error) as e:
+            # UnicodeDecodeError is a ValueError: pickle.load fails on all of these too.
             self._fault(rules.PKL_MALFORMED, f"malformed pickle: {e}", reader)
             if not self.plain:
                 self._salvage(reader)
