@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from donjon.storage.blobs import FileBlobStore
     from donjon.storage.sql import Database
 
+if TYPE_CHECKING:
+    from donjon.scan.policy import ScanPolicy
+
 
 @dataclass
 class Donjon:
@@ -374,3 +377,20 @@ def build_soc(settings: Settings) -> SocWiring:
 class _Disposer:
     def __init__(self, dispose: Callable[[], None]) -> None:
         self.close = dispose
+def scan_policy(settings: Settings) -> ScanPolicy:
+    """The scanner's policy from the ``[scan]`` settings (built-in lists plus the user's)."""
+    from donjon.scan.policy import ScanPolicy
+
+    scan = settings.scan
+    return ScanPolicy().with_extra(
+        allow=scan.allow,
+        deny=scan.deny,
+        max_seconds=scan.max_seconds,
+        max_opcodes=scan.max_opcodes,
+        max_nesting=scan.max_nesting,
+        max_members=scan.max_members,
+        max_member_bytes=scan.max_member_bytes,
+        max_total_bytes=scan.max_total_bytes,
+        max_ratio=scan.max_ratio,
+        workers=scan.workers,
+    )

@@ -16,6 +16,7 @@ from donjon.core.rules import Rule, RuleRegistry
 RULE_MODULES: tuple[str, ...] = ("donjon.audit.rules",)
 RULE_MODULES: tuple[str, ...] = ("donjon.provenance.rules",)
 RULE_MODULES: tuple[str, ...] = ("donjon.data.rules",)
+RULE_MODULES: tuple[str, ...] = ("donjon.scan.rules",)
 
 
 @cache

@@ -199,6 +199,20 @@ class MonitorSettings(Section):
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
     rules: list[AlertRuleSettings] = Field(default_factory=list)
     tracing: bool = Field(default=False, description="OpenTelemetry spans, if installed")
+class ScanSettings(Section):
+    """The model scanner: list extensions, bounds and parallelism (docs/scan.md)."""
+
+    allow: list[str] = Field(default_factory=list, description="extra allowed callables")
+    deny: list[str] = Field(default_factory=list, description="extra denied modules/callables")
+    fail_on: Literal["info", "low", "medium", "high", "critical"] = "medium"
+    max_seconds: float = Field(default=60.0, gt=0, description="time budget per file")
+    max_opcodes: int = Field(default=5_000_000, gt=0)
+    max_nesting: int = Field(default=8, gt=0, description="nested containers and pickles")
+    max_members: int = Field(default=100_000, gt=0, description="members per archive")
+    max_member_bytes: int = Field(default=512 << 20, gt=0, description="decompressed member")
+    max_total_bytes: int = Field(default=4 << 30, gt=0, description="decompressed archive")
+    max_ratio: float = Field(default=200.0, gt=1, description="compression ratio of a member")
+    workers: int = Field(default=0, ge=0, description="folder-scan processes; 0 = CPU count")
 
 
 class Settings(BaseSettings):
@@ -221,6 +235,7 @@ class Settings(BaseSettings):
     vault: VaultSettings = Field(default_factory=VaultSettings)
     soc: SocSettings = Field(default_factory=SocSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    scan: ScanSettings = Field(default_factory=ScanSettings)
 
     @classmethod
     def settings_customise_sources(

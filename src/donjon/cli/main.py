@@ -35,6 +35,7 @@ from donjon.cli import keys as keys_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli import sign as sign_cmd
 from donjon.cli import verify as verify_cmd
+from donjon.cli import scan as scan_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
 
@@ -67,6 +68,8 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(attest_cmd.app, name="attest")
 app.command("bom")(bom_cmd.bom)
 app.add_typer(data_cmd.app, name="data")
+app.command("scan")(scan_cmd.scan)
+app.command("samples")(scan_cmd.samples)
 
 
 def _show_version(value: bool) -> None:

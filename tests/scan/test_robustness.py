@@ -1,0 +1,118 @@
+"""Hostile and random input never crashes the scanner and never passes silently."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from donjon.core import Severity
+from donjon.scan import rules, scan_file
+from donjon.scan.pickle_vm import PickleVM, Reader
+from donjon.scan.policy import DEFAULT_POLICY, ScanPolicy
+from donjon.scan.samples import gguf, onnx_model, torch_zip
+from donjon.scan.samples_pickle import call, glob0, p2
+
+_BENIGN = pickle.dumps({"a": [1, 2.5, "x", b"y"], "b": (None, True)}, protocol=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_never_crash_the_interpreter(data: bytes) -> None:
+    PickleVM(ScanPolicy(max_opcodes=10_000)).run(Reader(io.BytesIO(data)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(_BENIGN) - 1), st.integers(0, 255))
+def test_mutated_pickles_never_crash(position: int, value: int) -> None:
+    data = bytearray(_BENIGN)
+    data[position] = value
+    PickleVM(DEFAULT_POLICY).run(Reader(io.BytesIO(bytes(data))))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(0, 400), st.integers(0, 255))
+def test_mutated_torch_zips_never_crash(tmp_path: Path, position: int, value: int) -> None:
+    data = bytearray(torch_zip(p2(call(glob0("os", "system"), "id"))))
+    data[position % len(data)] = value
+    target = tmp_path / "m.pt"
+    target.write_bytes(bytes(data))
+    report = scan_file(str(target))
+    assert report.error is None
+
+
+def test_truncated_gguf_is_a_finding(tmp_path: Path) -> None:
+    target = tmp_path / "m.gguf"
+    target.write_bytes(gguf("{{ messages }}")[:40])
+    (finding,) = scan_file(str(target)).findings
+    assert finding.rule is rules.GGF_MALFORMED
+
+
+def test_garbage_onnx_is_a_finding(tmp_path: Path) -> None:
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"\xff\xff\xff\xff")
+    assert [f.rule for f in scan_file(str(target)).findings] == [rules.ONX_MALFORMED]
+
+
+def test_onnx_external_data_inside_the_folder_is_clean(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones(4096, dtype=np.float32), "w")
+    node = helper.make_node("Add", ["x", "w"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096])],
+        [weight],
+    )
+    model = helper.make_model(graph)
+    target = tmp_path / "ext.onnx"
+    onnx.save_model(model, str(target), save_as_external_data=True, location="ext.data")
+    assert scan_file(str(target)).findings == ()
+    escape = tmp_path / "escape.onnx"
+    escape.write_bytes(onnx_model(["sub/../../outside.bin"], []))
+    assert [f.rule for f in scan_file(str(escape)).findings] == [rules.ONX_EXTERNAL]
+
+
+def test_an_unreadable_file_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    import os
+
+    target = tmp_path / "locked.pkl"
+    target.write_bytes(_BENIGN)
+    target.chmod(0)
+    try:
+        report = scan_file(str(target))
+    finally:
+        target.chmod(0o600)
+    if os.geteuid() == 0:  # root reads anything: then the file is simply clean
+        assert report.error is None
+    else:
+        assert report.error is not None
+
+
+def test_zip_member_count_bound_is_a_finding(tmp_path: Path) -> None:
+    target = tmp_path / "many.zip"
+    with zipfile.ZipFile(target, "w") as z:
+        for i in range(30):
+            z.writestr(f"f{i}.txt", "x")
+    from donjon.scan.engine import scan_file as scan
+
+    report = scan(str(target), ScanPolicy(max_members=10))
+    assert rules.ARC_MALFORMED in {f.rule for f in report.findings}
+    assert report.max_severity is Severity.MEDIUM
+
+
+def test_time_budget_is_a_finding(tmp_path: Path) -> None:
+    target = tmp_path / "long.pkl"
+    target.write_bytes(b"\x80\x04]" + b"N0" * 200_000 + b".")
+    report = scan_file(str(target), ScanPolicy(max_seconds=0.0))
+    assert {f.rule for f in report.findings} & {rules.PKL_BOUND, rules.SCN_BUDGET}
