@@ -13,7 +13,7 @@ from functools import cache
 
 from donjon.core.rules import Rule, RuleRegistry
 
-RULE_MODULES: tuple[str, ...] = ()
+RULE_MODULES: tuple[str, ...] = ("donjon.gateway.rules",)
 
 
 @cache

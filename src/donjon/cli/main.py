@@ -18,6 +18,7 @@ import typer
 from donjon import __version__
 from donjon.cli import config as config_cmd
 from donjon.cli import events as events_cmd
+from donjon.cli import gateway as gateway_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(events_cmd.app, name="events")
+app.add_typer(gateway_cmd.app, name="gateway")
 
 
 def _show_version(value: bool) -> None:
