@@ -17,6 +17,7 @@ RULE_MODULES: tuple[str, ...] = ("donjon.audit.rules",)
 RULE_MODULES: tuple[str, ...] = ("donjon.provenance.rules",)
 RULE_MODULES: tuple[str, ...] = ("donjon.data.rules",)
 RULE_MODULES: tuple[str, ...] = ("donjon.scan.rules",)
+RULE_MODULES: tuple[str, ...] = ("donjon.gateway.rules",)
 
 
 @cache

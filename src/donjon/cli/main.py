@@ -29,6 +29,7 @@ from donjon.cli import models as models_cmd
 from donjon.cli import metrics as metrics_cmd
 from donjon.cli import monitor as monitor_cmd
 from donjon.cli import report as report_cmd
+from donjon.cli import gateway as gateway_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli import server as server_cmd
 from donjon.cli import keys as keys_cmd
@@ -70,6 +71,7 @@ app.command("bom")(bom_cmd.bom)
 app.add_typer(data_cmd.app, name="data")
 app.command("scan")(scan_cmd.scan)
 app.command("samples")(scan_cmd.samples)
+app.add_typer(gateway_cmd.app, name="gateway")
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,191 @@
+"""``donjon gateway``: the inference firewall in front of a model server.
+
+``donjon gateway --upstream URL --config gateway.toml`` serves the reverse proxy;
+``donjon gateway profile DATA -o profile.json`` builds a reference profile;
+``donjon gateway key ID --principal NAME --file keys.json`` adds an API key.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from donjon.cli.state import ExitCode, state
+from donjon.errors import ConfigError, InputError
+
+app = typer.Typer(
+    help="Guard deployed models: authenticate, rate-limit, detect attacks, harden outputs.",
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Gateway config (TOML).", dir_okay=False)
+    ] = None,
+    upstream: Annotated[
+        str | None, typer.Option("--upstream", help="Model server URL (overrides the config).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the config, key file and profiles; exit.")
+    ] = False,
+) -> None:
+    """Serve the reverse proxy (when no sub-command is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        raise typer.BadParameter("give the gateway config with --config", param_hint="--config")
+    from donjon.gateway import build_pipeline, load_gateway_settings
+
+    cli = state(ctx)
+    settings = load_gateway_settings(config)
+    target = upstream or settings.upstream
+    if not target or not target.startswith(("http://", "https://")):
+        raise typer.BadParameter("an http(s) upstream URL is needed", param_hint="--upstream")
+    pipeline = build_pipeline(settings, bus=cli.app.bus)
+    summary = {
+        "upstream": target,
+        "listen": f"{host}:{port}",
+        "models": [
+            {"name": m.name, "routes": list(m.routes), "profile": m.profile is not None}
+            for m in pipeline.models
+        ],
+    }
+    if check:
+        if cli.json:
+            cli.print_json(summary)
+        else:
+            cli.out.print(f"gateway config OK: {len(pipeline.models)} model(s), upstream {target}")
+        raise typer.Exit(ExitCode.OK)
+    import uvicorn
+
+    from donjon.gateway.proxy import create_proxy
+
+    cli.info(f"donjon gateway on http://{host}:{port} -> {target}")
+    proxy = create_proxy(
+        pipeline, target, timeout=settings.upstream_timeout, metrics_path=settings.metrics_path
+    )
+    uvicorn.run(proxy, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("profile")
+def profile(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="Training data: CSV, JSON or JSON lines rows.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Profile file to write.")],
+    drop: Annotated[
+        list[str] | None,
+        typer.Option("--drop", help="Column (name or 0-based index) to leave out, e.g. a label."),
+    ] = None,
+    sample_size: Annotated[int, typer.Option(min=20, help="Rows kept for distances.")] = 2000,
+) -> None:
+    """Build the reference profile (feature statistics and a distance sample) from DATA."""
+    from donjon.gateway import build_profile
+
+    cli = state(ctx)
+    rows = _read_rows(data, drop or [])
+    built = build_profile(rows, sample_size=sample_size)
+    built.save(output)
+    summary = {
+        "profile": str(output),
+        "rows": built.count,
+        "features": built.features,
+        "sample": len(built.sample),
+        "quantum": built.quantum,
+        "ood_threshold": built.knn_threshold(0.99),
+    }
+    if cli.json:
+        cli.print_json(summary)
+    else:
+        cli.out.print(
+            f"profile of {built.count} rows x {built.features} features written to {output}"
+        )
+
+
+@app.command("key")
+def key(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="Key id (letters, digits, dashes).")],
+    principal: Annotated[str, typer.Option(help="Who the key authenticates.")],
+    file: Annotated[Path, typer.Option("--file", help="API key file (created if missing).")],
+    group: Annotated[list[str] | None, typer.Option(help="Group of the principal.")] = None,
+) -> None:
+    """Add an API key to the key file; the key is printed once and stored only as a hash."""
+    from donjon.gateway import new_api_key
+
+    cli = state(ctx)
+    doc: dict[str, Any] = {"keys": []}
+    if file.exists():
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+            keys = doc["keys"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"cannot read API key file {file}: {e}") from e
+        if any(entry.get("id") == key_id for entry in keys):
+            raise typer.BadParameter(f"key id {key_id!r} already exists in {file}")
+    try:
+        token, entry = new_api_key(key_id, principal, groups=group or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    doc["keys"].append(entry)
+    file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    file.chmod(0o600)
+    if cli.json:
+        cli.print_json({"id": key_id, "principal": principal, "key": token})
+    else:
+        cli.out.print(token)
+
+
+def _read_rows(path: Path, drop: list[str]) -> list[list[float]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from e
+    header: list[str] | None = None
+    table: Any
+    if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+        try:
+            if path.suffix.lower() == ".json":
+                doc = json.loads(text)
+                table = doc.get("inputs", doc.get("instances")) if isinstance(doc, dict) else doc
+            else:
+                table = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as e:
+            raise InputError(f"{path} is not valid JSON: {e}") from e
+        if not isinstance(table, list):
+            raise InputError(f"{path} must hold a list of rows")
+    else:
+        table = list(csv.reader(text.splitlines()))
+        if table and not _numeric(table[0][0] if table[0] else ""):
+            header, table = table[0], table[1:]
+    indexes = {_column(name, header) for name in drop}
+    try:
+        return [
+            [float(v) for i, v in enumerate(row) if i not in indexes] for row in table if row != []
+        ]
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{path}: every kept column must be numeric ({e})") from e
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _column(name: str, header: list[str] | None) -> int:
+    if name.isdigit():
+        return int(name)
+    if header is None or name not in header:
+        raise typer.BadParameter(f"no column named {name!r}", param_hint="--drop")
+    return header.index(name)

@@ -1,0 +1,215 @@
+"""Authentication port and the stand-alone authenticators: API keys and JWT.
+
+:class:`Authenticator` is the port: headers in, a :class:`Principal` out, or
+:class:`AuthenticationError`. The vault's identities plug in through it
+(``donjon.app`` wires them); on its own the gateway reads
+
+* an API-key file (JSON): keys look like ``djk_<id>_<secret>``; the file keeps
+  only ``sha256(key)``, looked up by id and compared in constant time;
+* a JWKS file: JWTs are verified with PyJWT against its public keys, with the
+  algorithms, issuer and audience configured, ``exp`` required.
+
+Keys travel as ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jwt
+
+from donjon.core.identity import Principal, PrincipalKind
+from donjon.errors import AuthenticationError, ConfigError
+
+KEY_PREFIX = "djk_"
+_KEY = re.compile(r"^djk_([A-Za-z0-9-]{1,64})_([A-Za-z0-9_-]{16,128})$")
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+class Authenticator(Protocol):
+    """Who is calling? Raise AuthenticationError when nobody valid is."""
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal: ...
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The bearer token or API key a request carries (header names lower-case)."""
+    value = headers.get("authorization")
+    if value is not None:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Authorization header must be 'Bearer <token>'")
+        return token.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key else None
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    key_id: str
+    principal: Principal
+    sha256: str
+
+
+class ApiKeyAuthenticator:
+    """API keys from a local key file; only hashes are stored."""
+
+    def __init__(self, entries: Sequence[KeyEntry]) -> None:
+        self._entries = {e.key_id: e for e in entries}
+
+    @classmethod
+    def from_file(cls, path: Path) -> ApiKeyAuthenticator:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            entries = [
+                KeyEntry(
+                    key_id=str(item["id"]),
+                    principal=Principal(
+                        str(item["principal"]),
+                        PrincipalKind(item.get("kind", "user")),
+                        groups=tuple(item.get("groups", ())),
+                    ),
+                    sha256=str(item["sha256"]).lower(),
+                )
+                for item in doc["keys"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"cannot read API key file {path}: {e}") from e
+        return cls(entries)
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        token = credential(headers)
+        if token is None:
+            raise AuthenticationError("no credentials")
+        return self.verify(token)
+
+    def verify(self, token: str) -> Principal:
+        match = _KEY.match(token)
+        entry = self._entries.get(match.group(1)) if match else None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        expected = entry.sha256 if entry else "0" * 64
+        if not hmac.compare_digest(digest, expected) or entry is None:
+            raise AuthenticationError("invalid API key")
+        return entry.principal
+
+
+def new_api_key(
+    key_id: str, principal: str, *, groups: Sequence[str] = (), kind: str = "user"
+) -> tuple[str, dict[str, Any]]:
+    """A fresh key (shown once) and the entry to store in the key file."""
+    if not _ID.match(key_id):
+        raise ValueError("key id must be 1-64 letters, digits or dashes")
+    token = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    entry = {
+        "id": key_id,
+        "principal": principal,
+        "kind": PrincipalKind(kind).value,
+        "groups": list(groups),
+        "sha256": hashlib.sha256(token.encode()).hexdigest(),
+    }
+    return token, entry
+
+
+class JwtAuthenticator:
+    """JWTs signed by a key of a local JWKS file."""
+
+    def __init__(
+        self,
+        jwks: Mapping[str, Any],
+        *,
+        audience: str | None,
+        issuer: str | None,
+        algorithms: Sequence[str] = ("RS256", "ES256", "EdDSA"),
+        groups_claim: str = "groups",
+        leeway: float = 30.0,
+    ) -> None:
+        try:
+            self._keys = jwt.PyJWKSet.from_dict(dict(jwks))
+        except jwt.PyJWTError as e:
+            raise ConfigError(f"invalid JWKS: {e}") from e
+        if any(a.upper().startswith("HS") or a.lower() == "none" for a in algorithms):
+            raise ConfigError("only asymmetric JWT algorithms are accepted")
+        self._audience = audience
+        self._issuer = issuer
+        self._algorithms = list(algorithms)
+        self._groups_claim = groups_claim
+        self._leeway = leeway
+
+    @classmethod
+    def from_file(cls, path: Path, **options: Any) -> JwtAuthenticator:
+        try:
+            jwks = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read JWKS file {path}: {e}") from e
+        return cls(jwks, **options)
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        token = credential(headers)
+        if token is None:
+            raise AuthenticationError("no credentials")
+        return self.verify(token)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._key(kid)
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.PyJWTError as e:
+            raise AuthenticationError(f"invalid JWT: {e}") from None
+        groups = claims.get(self._groups_claim) or ()
+        if not isinstance(groups, list | tuple):
+            groups = ()
+        return Principal(str(claims["sub"]), PrincipalKind.USER, groups=tuple(map(str, groups)))
+
+    def _key(self, kid: object) -> jwt.PyJWK:
+        if kid is None:
+            if len(self._keys.keys) == 1:
+                return self._keys.keys[0]
+            raise AuthenticationError("JWT has no 'kid' and the JWKS holds several keys")
+        for key in self._keys.keys:
+            if key.key_id == kid:
+                return key
+        raise AuthenticationError(f"JWT signed by an unknown key {str(kid)[:40]!r}")
+
+
+class ChainAuthenticator:
+    """API keys (``djk_...``) go to the key file, anything else to the JWT verifier."""
+
+    def __init__(
+        self,
+        api_keys: ApiKeyAuthenticator | None = None,
+        jwt_verifier: JwtAuthenticator | None = None,
+        *,
+        allow_anonymous: bool = False,
+    ) -> None:
+        self.api_keys = api_keys
+        self.jwt = jwt_verifier
+        self.allow_anonymous = allow_anonymous
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        token = credential(headers)
+        if token is None:
+            if self.allow_anonymous:
+                return Principal.anonymous()
+            raise AuthenticationError("no credentials: send 'Authorization: Bearer <token>'")
+        if token.startswith(KEY_PREFIX) and self.api_keys is not None:
+            return self.api_keys.verify(token)
+        if token.count(".") == 2 and self.jwt is not None:
+            return self.jwt.verify(token)
+        raise AuthenticationError("credential is neither a known API key nor an accepted JWT")

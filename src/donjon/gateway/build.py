@@ -1,0 +1,85 @@
+"""Build a :class:`Pipeline` from ``gateway.toml`` settings."""
+
+from __future__ import annotations
+
+import logging
+
+from donjon.core.bus import EventBus
+from donjon.errors import ConfigError
+from donjon.gateway.auth import (
+    ApiKeyAuthenticator,
+    Authenticator,
+    ChainAuthenticator,
+    JwtAuthenticator,
+)
+from donjon.gateway.guard import ModelGuard
+from donjon.gateway.metrics import GatewayMetrics
+from donjon.gateway.pipeline import Pipeline
+from donjon.gateway.profile import ReferenceProfile
+from donjon.gateway.quotas import Bucket, MemoryQuotas, QuotaStore, RedisQuotas
+from donjon.gateway.settings import GatewaySettings
+
+log = logging.getLogger("donjon.gateway")
+
+
+def build_authenticator(settings: GatewaySettings) -> Authenticator:
+    auth = settings.auth
+    keys = ApiKeyAuthenticator.from_file(auth.api_keys_file) if auth.api_keys_file else None
+    verifier = (
+        JwtAuthenticator.from_file(
+            auth.jwks_file,
+            audience=auth.jwt_audience,
+            issuer=auth.jwt_issuer,
+            algorithms=tuple(auth.jwt_algorithms),
+        )
+        if auth.jwks_file
+        else None
+    )
+    if keys is None and verifier is None and not auth.allow_anonymous:
+        raise ConfigError(
+            "the gateway needs auth.api_keys_file or auth.jwks_file "
+            "(or the explicitly insecure auth.allow_anonymous = true)"
+        )
+    if auth.allow_anonymous:
+        log.warning("gateway: anonymous callers are allowed (auth.allow_anonymous = true)")
+    return ChainAuthenticator(keys, verifier, allow_anonymous=auth.allow_anonymous)
+
+
+def build_quotas(settings: GatewaySettings) -> QuotaStore:
+    q = settings.quotas
+    if q.backend == "redis":
+        return RedisQuotas.from_url(q.redis_url, prefix=q.redis_prefix)
+    return MemoryQuotas()
+
+
+def build_pipeline(
+    settings: GatewaySettings,
+    *,
+    bus: EventBus | None = None,
+    authenticator: Authenticator | None = None,
+    quotas: QuotaStore | None = None,
+    metrics: GatewayMetrics | None = None,
+) -> Pipeline:
+    """Wire a pipeline; the authenticator port defaults to the key file / JWKS of the settings."""
+    guards = [
+        ModelGuard(
+            model,
+            profile=ReferenceProfile.load(model.profile) if model.profile else None,
+            window=settings.window,
+            max_principals=settings.max_principals,
+        )
+        for model in settings.models
+    ]
+    q = settings.quotas
+    return Pipeline(
+        guards,
+        authenticator or build_authenticator(settings),
+        quotas or build_quotas(settings),
+        principal_bucket=Bucket(q.principal_rate, q.principal_burst),
+        global_bucket=Bucket(q.global_rate, q.global_burst),
+        bus=bus,
+        metrics=metrics,
+        cooldown=settings.cooldown_seconds,
+        event_interval=settings.event_interval_seconds,
+        log_sample_rate=settings.log_sample_rate,
+    )

@@ -1,0 +1,105 @@
+"""Per-principal detector state with bounded memory.
+
+Each (model, principal) pair owns one :class:`PrincipalState`: a ring buffer of
+its last ``window`` queries in the profile's scaled space (float32) with the
+label the model gave each, and a few counters. The :class:`StateTable` keeps at
+most ``max_principals`` states and evicts the least recently seen, so memory is
+bounded by ``max_principals * window * features * 4`` bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from donjon.gateway.detectors import Action
+
+UNKNOWN = -1
+
+
+@dataclass
+class Neighbours:
+    """What the window says about one new query."""
+
+    distinct_near: int  # distinct earlier queries within the "near" radius
+    duplicates: int  # exact repeats (retries) in the window
+    near_labels: frozenset[int]  # known labels of the near queries
+    nearest: float  # distance to the nearest non-duplicate query (inf if none)
+
+
+@dataclass
+class PrincipalState:
+    window: int
+    features: int
+    rows: npt.NDArray[np.float32] = field(init=False)
+    labels: npt.NDArray[np.int32] = field(init=False)
+    size: int = 0
+    cursor: int = 0
+    queries: int = 0  # every row ever seen
+    ood: int = 0  # rows flagged out-of-distribution
+    blocked_until: dict[str, tuple[float, Action]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rows = np.zeros((self.window, self.features), dtype=np.float32)
+        self.labels = np.full(self.window, UNKNOWN, dtype=np.int32)
+
+    def neighbours(self, row: npt.NDArray[np.float64], near: float, dup: float) -> Neighbours:
+        if self.size == 0:
+            return Neighbours(0, 0, frozenset(), float("inf"))
+        diff = self.rows[: self.size] - row.astype(np.float32)
+        dist = np.sqrt((diff * diff).sum(axis=1))
+        is_dup = dist <= dup
+        is_near = (dist < near) & ~is_dup
+        labels = self.labels[: self.size][is_near]
+        others = dist[~is_dup]
+        return Neighbours(
+            distinct_near=int(is_near.sum()),
+            duplicates=int(is_dup.sum()),
+            near_labels=frozenset(int(v) for v in labels if v != UNKNOWN),
+            nearest=float(others.min()) if len(others) else float("inf"),
+        )
+
+    def push(self, row: npt.NDArray[np.float64]) -> int:
+        """Add a query (label unknown yet); return its slot for :meth:`label`."""
+        slot = self.cursor
+        self.rows[slot] = row
+        self.labels[slot] = UNKNOWN
+        self.cursor = (self.cursor + 1) % self.window
+        self.size = min(self.size + 1, self.window)
+        return slot
+
+    def label(self, slot: int, value: int) -> None:
+        self.labels[slot] = value
+
+
+class StateTable:
+    """At most ``max_principals`` states, least recently used evicted first."""
+
+    def __init__(self, *, window: int, features: int, max_principals: int) -> None:
+        if window < 2 or max_principals < 1:
+            raise ValueError("window must be >= 2 and max_principals >= 1")
+        self.window = window
+        self.features = features
+        self.max_principals = max_principals
+        self._states: OrderedDict[str, PrincipalState] = OrderedDict()
+        self.lock = threading.Lock()
+        self.evicted = 0
+
+    def get(self, key: str) -> PrincipalState:
+        state = self._states.get(key)
+        if state is None:
+            state = PrincipalState(self.window, self.features)
+            self._states[key] = state
+            while len(self._states) > self.max_principals:
+                self._states.popitem(last=False)
+                self.evicted += 1
+        else:
+            self._states.move_to_end(key)
+        return state
+
+    def __len__(self) -> int:
+        return len(self._states)

@@ -1,0 +1,185 @@
+"""One guarded model at run time: its contract, profile, detectors and state."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from donjon.core.identity import Principal
+from donjon.gateway.detectors import Action, Signal
+from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
+from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
+from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
+from donjon.gateway.detectors.ood import OodConfig, OodDetector
+from donjon.gateway.detectors.state import StateTable
+from donjon.gateway.hardening import Hardening
+from donjon.gateway.profile import ReferenceProfile
+from donjon.gateway.settings import ModelSettings
+from donjon.gateway.validation import InputContract
+
+DUPLICATE = 1e-4  # scaled distance under which two queries are the same record
+
+
+@dataclass
+class Inspection:
+    """What the detectors found on one request's rows."""
+
+    signals: list[Signal] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)  # window slot per row, -1 if not stored
+    ood_scores: list[float] = field(default_factory=list)
+
+
+class ModelGuard:
+    """Everything the pipeline needs to guard one model."""
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        *,
+        profile: ReferenceProfile | None,
+        window: int,
+        max_principals: int,
+    ) -> None:
+        s = settings
+        self.name = s.name
+        self.routes = tuple(s.routes)
+        self.api = s.api
+        self.allow = frozenset(s.allow)
+        features = s.features or (profile.features if profile else None)
+        self.contract = InputContract(
+            features=features,
+            min_value=s.min_value,
+            max_value=s.max_value,
+            integer=s.integer,
+            max_rows=s.max_rows,
+            max_body_bytes=s.max_body_bytes,
+        )
+        self.hardening = Hardening(s.hardening.top_k, s.hardening.decimals, s.hardening.label_only)
+        self.profile = profile
+        d = s.detectors
+        self.ood = (
+            OodDetector(profile, OodConfig(d.ood.action, d.ood.quantile, d.ood.check_grid))
+            if profile and d.ood.enabled
+            else None
+        )
+        self.evasion = (
+            EvasionDetector(
+                EvasionConfig(
+                    d.evasion.action,
+                    d.evasion.near_factor,
+                    d.evasion.min_near,
+                    d.evasion.min_labels,
+                )
+            )
+            if profile and d.evasion.enabled
+            else None
+        )
+        self.membership = (
+            MembershipDetector(MembershipConfig(d.membership.action, d.membership.min_near))
+            if profile and d.membership.enabled
+            else None
+        )
+        e = d.extraction
+        self.extraction = (
+            ExtractionDetector(
+                ExtractionConfig(
+                    e.action, e.null_rate, e.alpha, e.min_queries, e.budget, e.budget_action
+                )
+            )
+            if e.enabled
+            else None
+        )
+        self.near = (
+            d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
+        )
+        self.table = StateTable(
+            window=window,
+            features=profile.features if profile else 1,
+            max_principals=max_principals,
+        )
+
+    def matches(self, path: str) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in self.routes)
+
+    def authorised(self, principal: Principal) -> bool:
+        """Deny by default: the model's ``allow`` list names ids, ``group:<g>`` or ``*``."""
+        if "*" in self.allow or principal.id in self.allow:
+            return True
+        return any(f"group:{g}" in self.allow for g in principal.groups)
+
+    def inspect(self, principal: Principal, rows: npt.NDArray[np.float64]) -> Inspection:
+        """Run the detectors on each row in order, updating the principal's state."""
+        result = Inspection()
+        profile = self.profile
+        with self.table.lock:
+            state = self.table.get(principal.id)
+            if profile is None:
+                state.queries += len(rows)
+                result.slots = [-1] * len(rows)
+                if self.extraction is not None:
+                    result.signals += self.extraction.signals(state)
+                return result
+            scaled = profile.scaled(rows)
+            if self.ood is not None:
+                scores, off_grid = self.ood.scores(rows, scaled)
+            else:
+                scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
+            for i, row in enumerate(scaled):
+                state.queries += 1
+                near = state.neighbours(row, self.near, DUPLICATE)
+                found = self.evasion.signal(near) if self.evasion else None
+                if found is None and self.membership is not None:
+                    found = self.membership.signal(near)
+                if found is not None:
+                    result.signals.append(_at(found, state.queries))
+                result.slots.append(state.push(row) if near.duplicates == 0 else -1)
+                score = float(scores[i])
+                result.ood_scores.append(score)
+                if self.ood is not None and (ood := self.ood.signal(score, bool(off_grid[i]))):
+                    state.ood += 1
+                    result.signals.append(_at(ood, state.queries))
+                if self.extraction is not None:
+                    result.signals += [
+                        _at(s, state.queries) for s in self.extraction.signals(state)
+                    ]
+        return result
+
+    def record_labels(
+        self, principal: Principal, slots: list[int], labels: npt.NDArray[np.int64]
+    ) -> None:
+        with self.table.lock:
+            state = self.table.get(principal.id)
+            for slot, label in zip(slots, labels, strict=False):
+                if slot >= 0:
+                    state.label(slot, int(label))
+
+    def refusal(self, principal: Principal, now: float) -> tuple[str, Action] | None:
+        """The rule and action a principal is currently refused under, if any."""
+        with self.table.lock:
+            state = self.table.get(principal.id)
+            for rule_id, (until, action) in state.blocked_until.items():
+                if until > now:
+                    return rule_id, action
+        return None
+
+    def refuse(self, principal: Principal, signal: Signal, until: float) -> None:
+        with self.table.lock:
+            state = self.table.get(principal.id)
+            state.blocked_until[signal.rule.id] = (until, signal.action)
+
+
+def _at(signal: Signal, query_index: int) -> Signal:
+    evidence = {**signal.evidence, "query_index": query_index}
+    score = signal.score if math.isfinite(signal.score) else 0.0
+    return Signal(
+        signal.detector,
+        signal.rule,
+        signal.action,
+        score,
+        signal.threshold,
+        signal.message,
+        evidence,
+    )

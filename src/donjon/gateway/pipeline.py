@@ -1,0 +1,411 @@
+"""The one rule pipeline every request goes through, in both forms of the gateway.
+
+``admit``: request id, route, authenticate, authorise (per model, deny by
+default), sticky refusals, quotas (per principal, then global; cost = rows),
+validation, detectors. ``complete``: read the model's answer, feed labels back to
+the detectors, harden the output, account. Any unexpected error inside denies the
+request (500 ``gateway_error``) and emits a DJ-GW-009 event: fail closed.
+
+The pipeline does no I/O of its own besides the quota store and the event bus;
+the reverse proxy (:mod:`.proxy`) and the in-process wrapper
+(:mod:`.middleware`) feed it requests and forward what it admits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from donjon.core.bus import EventBus
+from donjon.core.decision import Decision
+from donjon.core.events import SecurityEvent
+from donjon.core.findings import Finding, Subject
+from donjon.core.identity import Principal
+from donjon.core.rules import Rule
+from donjon.core.severity import Severity
+from donjon.errors import AccessDenied, AuthenticationError, GatewayError
+from donjon.gateway.auth import Authenticator
+from donjon.gateway.detectors import Action, Signal
+from donjon.gateway.guard import ModelGuard
+from donjon.gateway.hardening import BadUpstreamResponse, harden, read_outputs
+from donjon.gateway.metrics import GatewayMetrics
+from donjon.gateway.quotas import Bucket, QuotaStore
+from donjon.gateway.rules import (
+    AUTH_FAILURE,
+    FAIL_CLOSED,
+    INVALID_REQUEST,
+    QUOTA_EXCEEDED,
+)
+from donjon.gateway.validation import ApiFormat, InvalidRequest, parse_request
+
+log = logging.getLogger("donjon.gateway")
+request_log = logging.getLogger("donjon.gateway.requests")
+SOURCE = "gateway"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    client: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer the gateway gives itself (a refusal), JSON-encoded by the caller."""
+
+    status: int
+    code: str
+    message: str
+    request_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    rule: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "request_id": self.request_id,
+        }
+        if self.rule:
+            error["rule"] = self.rule
+        return {"error": error}
+
+
+@dataclass
+class Admitted:
+    request_id: str
+    guard: ModelGuard
+    principal: Principal
+    fmt: ApiFormat
+    rows: int
+    slots: list[int]
+    started: float
+    spent: float  # seconds inside the pipeline so far
+    body_digest: str
+
+
+class Pipeline:
+    def __init__(
+        self,
+        models: Sequence[ModelGuard],
+        authenticator: Authenticator,
+        quotas: QuotaStore,
+        *,
+        principal_bucket: Bucket,
+        global_bucket: Bucket,
+        bus: EventBus | None = None,
+        metrics: GatewayMetrics | None = None,
+        cooldown: float = 900.0,
+        event_interval: float = 60.0,
+        log_sample_rate: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.models = tuple(models)
+        self.authenticator = authenticator
+        self.quotas = quotas
+        self.principal_bucket = principal_bucket
+        self.global_bucket = global_bucket
+        self.bus = bus
+        self.metrics = metrics or GatewayMetrics()
+        self.cooldown = cooldown
+        self.event_interval = event_interval
+        self.log_sample_rate = log_sample_rate
+        self.clock = clock
+        self._last_event: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._event_lock = threading.Lock()
+        self._sampler = random.Random()  # noqa: S311 - log sampling, not security
+
+    # -- admission --------------------------------------------------------
+
+    def route(self, path: str) -> ModelGuard | None:
+        return next((m for m in self.models if m.matches(path)), None)
+
+    def admit(self, request: GatewayRequest) -> Admitted | Reply:
+        started = self.clock()
+        request_id = request_id_of(request.headers)
+        try:
+            return self._admit(request, request_id, started)
+        except Exception as e:  # noqa: BLE001 - fail closed: any surprise denies
+            return self._fail_closed(request_id, request.path, e, started)
+
+    def _admit(self, request: GatewayRequest, request_id: str, started: float) -> Admitted | Reply:
+        guard = self.route(request.path)
+        if guard is None:
+            return Reply(404, "not_found", "no model is served at this path", request_id)
+        name = guard.name
+        try:
+            principal = self.authenticator.authenticate(request.headers)
+        except AuthenticationError as e:
+            self._finding(
+                AUTH_FAILURE, None, guard, request, request_id, f"authentication failed: {e}", {}
+            )
+            return self._refuse(
+                guard,
+                Reply(401, "unauthenticated", str(e), request_id, {"www-authenticate": "Bearer"}),
+            )
+        if not guard.authorised(principal):
+            decision = Decision.deny(
+                principal, "model.predict", f"model:{name}", "no rule of this model grants it"
+            )
+            self._publish(
+                SecurityEvent.of_decision(
+                    decision, SOURCE, request_id=request_id, path=request.path
+                )
+            )
+            return self._refuse(
+                guard, Reply(403, "forbidden", f"not allowed to query model {name!r}", request_id)
+            )
+        refused = guard.refusal(principal, self.clock())
+        if refused is not None:
+            return self._refuse(guard, _detector_reply(refused[0], refused[1], request_id))
+        try:
+            parsed = parse_request(request.body, guard.api, guard.contract)
+        except InvalidRequest as e:
+            self._finding(
+                INVALID_REQUEST, principal, guard, request, request_id, f"invalid request: {e}", {}
+            )
+            status = 413 if "exceeds" in str(e) and "bytes" in str(e) else 400
+            return self._refuse(guard, Reply(status, "invalid_request", str(e), request_id))
+        rows = parsed.rows
+        for key, bucket in (
+            (f"p:{principal.id}", self.principal_bucket),
+            ("global", self.global_bucket),
+        ):
+            quota = self.quotas.take(key, bucket, float(len(rows)))
+            if not quota.allowed:
+                self._finding(
+                    QUOTA_EXCEEDED,
+                    principal,
+                    guard,
+                    request,
+                    request_id,
+                    f"{'global' if key == 'global' else 'principal'} rate quota exceeded",
+                    {},
+                )
+                wait = max(1, int(np.ceil(quota.retry_after)))
+                return self._refuse(
+                    guard,
+                    Reply(
+                        429,
+                        "rate_limited",
+                        "rate quota exceeded",
+                        request_id,
+                        {"retry-after": str(wait)},
+                    ),
+                )
+        self.metrics.queries.labels(name).inc(len(rows))
+        inspection = guard.inspect(principal, rows)
+        for score in inspection.ood_scores:
+            self.metrics.ood_score.labels(name).observe(score)
+        reply = self._act(guard, principal, request, request_id, inspection.signals)
+        if reply is not None:
+            return self._refuse(guard, reply)
+        now = self.clock()
+        return Admitted(
+            request_id=request_id,
+            guard=guard,
+            principal=principal,
+            fmt=parsed.format,
+            rows=len(rows),
+            slots=inspection.slots,
+            started=started,
+            spent=now - started,
+            body_digest=hashlib.sha256(request.body).hexdigest()[:16],
+        )
+
+    def _act(
+        self,
+        guard: ModelGuard,
+        principal: Principal,
+        request: GatewayRequest,
+        request_id: str,
+        signals: list[Signal],
+    ) -> Reply | None:
+        refusal: Reply | None = None
+        for signal in signals:
+            self.metrics.signals.labels(guard.name, signal.detector, signal.action.value).inc()
+            severity = Severity.INFO if signal.action is Action.LOG else signal.rule.severity
+            self._finding(
+                signal.rule,
+                principal,
+                guard,
+                request,
+                request_id,
+                signal.message,
+                {**signal.evidence, "detector": signal.detector, "action": signal.action.value},
+                severity=severity,
+            )
+            if signal.action.refuses and refusal is None:
+                if signal.detector != "ood":  # per-input refusals are not sticky
+                    guard.refuse(principal, signal, self.clock() + self.cooldown)
+                refusal = _detector_reply(signal.rule.id, signal.action, request_id)
+        return refusal
+
+    # -- completion -------------------------------------------------------
+
+    def complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
+        """The status and body to return for the model's answer (hardened)."""
+        begin = self.clock()
+        try:
+            out_status, out_body = self._complete(admitted, status, body)
+        except Exception as e:  # noqa: BLE001 - fail closed
+            reply = self._fail_closed(admitted.request_id, admitted.guard.name, e, begin)
+            return reply.status, encode(reply.body())
+        now = self.clock()
+        spent = admitted.spent + (now - begin)
+        name = admitted.guard.name
+        self.metrics.overhead.labels(name).observe(spent)
+        self.metrics.latency.labels(name).observe(now - admitted.started)
+        self.metrics.requests.labels(name, "allow", str(out_status)).inc()
+        self._log_sample(admitted, out_status, now - admitted.started)
+        return out_status, out_body
+
+    def _complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
+        if status >= 400:
+            code = "upstream_error"
+            reply = Reply(
+                502 if status >= 500 else status,
+                code,
+                f"the model answered {status}",
+                admitted.request_id,
+            )
+            return reply.status, encode(reply.body())
+        try:
+            output = read_outputs(body, admitted.fmt)
+        except BadUpstreamResponse as e:
+            if admitted.guard.hardening.active:
+                raise  # never pass an answer we were told to harden but cannot read
+            log.warning("request %s: %s", admitted.request_id, e)
+            return status, body
+        if len(output.labels) == admitted.rows:
+            admitted.guard.record_labels(admitted.principal, admitted.slots, output.labels)
+        hardened = harden(output, admitted.guard.hardening)
+        return status, hardened if hardened is not None else body
+
+    # -- events, refusals, logs -------------------------------------------
+
+    def _refuse(self, guard: ModelGuard | None, reply: Reply) -> Reply:
+        self.metrics.requests.labels(guard.name if guard else "-", "deny", str(reply.status)).inc()
+        return reply
+
+    def _fail_closed(self, request_id: str, where: str, error: Exception, started: float) -> Reply:
+        log.error("request %s denied: gateway error", request_id, exc_info=error)
+        try:
+            finding = Finding(
+                FAIL_CLOSED,
+                Subject(endpoint=where),
+                f"gateway error, request denied: {type(error).__name__}",
+                evidence={"request_id": request_id},
+            )
+            self._publish(SecurityEvent.of_finding(finding, SOURCE, request_id=request_id))
+        except Exception:  # the bus failing must not turn a deny into a crash
+            log.exception("could not publish the fail-closed event for %s", request_id)
+        self.metrics.requests.labels("-", "deny", "500").inc()
+        message = "the gateway could not process this request; it was denied"
+        if isinstance(error, GatewayError | AccessDenied):
+            message = f"{message}: {error}"
+        return Reply(500, "gateway_error", message, request_id)
+
+    def _finding(
+        self,
+        rule: Rule,
+        principal: Principal | None,
+        guard: ModelGuard,
+        request: GatewayRequest,
+        request_id: str,
+        message: str,
+        evidence: dict[str, Any],
+        *,
+        severity: Severity | None = None,
+    ) -> None:
+        who = principal.id if principal else (request.client or "unknown")
+        if not self._due((who, rule.id)):
+            return
+        finding = Finding(
+            rule,
+            Subject(
+                model=guard.name,
+                principal=principal.id if principal else None,
+                endpoint=request.path,
+            ),
+            message,
+            severity=severity,
+            evidence={**evidence, "request_id": request_id, "client": request.client},
+        )
+        self._publish(SecurityEvent.of_finding(finding, SOURCE, principal=principal))
+
+    def _due(self, key: tuple[str, str]) -> bool:
+        """At most one event per (principal, rule) per ``event_interval`` seconds."""
+        now = self.clock()
+        with self._event_lock:
+            last = self._last_event.get(key)
+            if last is not None and now - last < self.event_interval:
+                return False
+            self._last_event[key] = now
+            self._last_event.move_to_end(key)
+            while len(self._last_event) > 100_000:
+                self._last_event.popitem(last=False)
+        return True
+
+    def _publish(self, event: SecurityEvent) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)
+
+    def _log_sample(self, admitted: Admitted, status: int, seconds: float) -> None:
+        if self.log_sample_rate <= 0 or self._sampler.random() >= self.log_sample_rate:
+            return
+        # redacted: who, what shape, a digest of the body; never the inputs or outputs
+        request_log.info(
+            "request_id=%s principal=%s model=%s rows=%d body_sha256=%s status=%d ms=%.2f",
+            admitted.request_id,
+            admitted.principal.id,
+            admitted.guard.name,
+            admitted.rows,
+            admitted.body_digest,
+            status,
+            seconds * 1000,
+        )
+
+
+def _detector_reply(rule_id: str, action: Action, request_id: str) -> Reply:
+    if action is Action.THROTTLE:
+        return Reply(
+            429,
+            "throttled",
+            "requests from this principal are throttled",
+            request_id,
+            {"retry-after": "60"},
+            rule_id,
+        )
+    return Reply(
+        403, "blocked", "request refused by the inference firewall", request_id, rule=rule_id
+    )
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    given = headers.get(REQUEST_ID_HEADER)
+    if given and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+
+    return json.dumps(doc, separators=(",", ":")).encode()

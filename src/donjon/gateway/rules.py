@@ -1,0 +1,146 @@
+"""Detection rules of the inference firewall (``DJ-GW-*``)."""
+
+from __future__ import annotations
+
+from donjon.core.rules import Rule
+from donjon.core.severity import Severity
+
+EVASION_PROBING = Rule(
+    id="DJ-GW-001",
+    title="Query-based evasion: a principal walks close queries across a decision boundary",
+    description=(
+        "Many distinct, near-identical queries from one principal whose answers straddle a "
+        "decision boundary: the signature of black-box decision attacks (HopSkipJump, "
+        "Boundary Attack, sign-OPT) searching for a minimal adversarial example. Exact "
+        "duplicates (retries) are not counted."
+    ),
+    remediation=(
+        "Block or throttle the principal, review its recent queries, and consider label-only "
+        "or coarsened outputs for this model."
+    ),
+    severity=Severity.HIGH,
+    atlas=("AML.T0043", "AML.T0015", "AML.T0040"),
+    owasp=("ML01",),
+    mitigations=("AML.M0015", "AML.M0004"),
+)
+
+EXTRACTION = Rule(
+    id="DJ-GW-002",
+    title="Model extraction: a principal's query distribution departs from the reference data",
+    description=(
+        "A sequential test on one principal's queries finds far more out-of-distribution "
+        "inputs than the per-input false-positive rate allows for natural traffic: synthetic "
+        "or augmented queries used to train a copy of the model (Jacobian augmentation, "
+        "KnockoffNets or CopycatCNN on surrogate data)."
+    ),
+    remediation=(
+        "Throttle or block the principal, lower its query budget, and harden this model's "
+        "outputs (top-k, rounding, label-only)."
+    ),
+    severity=Severity.HIGH,
+    atlas=("AML.T0024.002", "AML.T0040"),
+    owasp=("ML05",),
+    mitigations=("AML.M0004", "AML.M0002"),
+)
+
+QUERY_BUDGET = Rule(
+    id="DJ-GW-003",
+    title="Cumulative query budget exhausted",
+    description=(
+        "A principal has sent more queries to one model than its cumulative budget allows. "
+        "Extraction with natural data looks like normal traffic; a budget bounds how much of "
+        "the model any one principal can copy."
+    ),
+    remediation="Review whether the principal needs this volume; raise its budget explicitly.",
+    severity=Severity.MEDIUM,
+    atlas=("AML.T0024.002", "AML.T0034"),
+    owasp=("ML05",),
+    mitigations=("AML.M0004",),
+)
+
+ADVERSARIAL_INPUT = Rule(
+    id="DJ-GW-004",
+    title="Out-of-distribution or adversarial input",
+    description=(
+        "One input lies farther from the reference profile of the training data than the "
+        "calibrated per-input threshold (nearest-neighbour distance above its 99th "
+        "percentile on held-out reference data), or off the value grid of the training data: "
+        "the only per-request handle on one-shot transfer attacks."
+    ),
+    remediation="Inspect the input; if such inputs are legitimate, rebuild the profile with them.",
+    severity=Severity.MEDIUM,
+    atlas=("AML.T0043", "AML.T0015"),
+    owasp=("ML01",),
+    mitigations=("AML.M0015",),
+)
+
+MEMBERSHIP_PROBING = Rule(
+    id="DJ-GW-005",
+    title="Membership-inference probing: one record queried with many small perturbations",
+    description=(
+        "One principal sends many distinct, near-identical variants of the same record: the "
+        "query pattern of label-only and noise-robustness membership-inference attacks that "
+        "estimate how stable the model's answer is around a candidate training record."
+    ),
+    remediation="Block the principal and consider label-only outputs for sensitive models.",
+    severity=Severity.HIGH,
+    atlas=("AML.T0024.000", "AML.T0040"),
+    owasp=("ML04",),
+    mitigations=("AML.M0004", "AML.M0002"),
+)
+
+AUTH_FAILURE = Rule(
+    id="DJ-GW-006",
+    title="Request refused: missing or invalid credentials",
+    description="A request to a guarded model carried no valid API key or JWT.",
+    remediation="Check the caller's credentials; repeated failures may be credential stuffing.",
+    severity=Severity.LOW,
+    atlas=("AML.T0040", "AML.T0012"),
+    mitigations=("AML.M0019",),
+)
+
+QUOTA_EXCEEDED = Rule(
+    id="DJ-GW-007",
+    title="Rate quota exceeded",
+    description="A principal, or the gateway as a whole, exceeded its token-bucket rate quota.",
+    remediation="Slow the client down or raise its quota explicitly.",
+    severity=Severity.LOW,
+    atlas=("AML.T0034", "AML.T0029"),
+    owasp=("LLM10",),
+    mitigations=("AML.M0004",),
+)
+
+INVALID_REQUEST = Rule(
+    id="DJ-GW-008",
+    title="Request rejected by validation",
+    description=(
+        "A request did not match the model's declared input contract (shape, dtype, value "
+        "range, size, body format)."
+    ),
+    remediation="Fix the client; repeated malformed requests may be fuzzing of the model API.",
+    severity=Severity.LOW,
+    atlas=("AML.T0040",),
+    owasp=("ML01",),
+    mitigations=("AML.M0015",),
+)
+
+FAIL_CLOSED = Rule(
+    id="DJ-GW-009",
+    title="Gateway error: request denied (fail closed)",
+    description="An unexpected error inside the gateway's pipeline; the request was denied.",
+    remediation="Read the gateway's log for the request id and fix the cause.",
+    severity=Severity.MEDIUM,
+    mitigations=("AML.M0019",),
+)
+
+RULES: tuple[Rule, ...] = (
+    EVASION_PROBING,
+    EXTRACTION,
+    QUERY_BUDGET,
+    ADVERSARIAL_INPUT,
+    MEMBERSHIP_PROBING,
+    AUTH_FAILURE,
+    QUOTA_EXCEEDED,
+    INVALID_REQUEST,
+    FAIL_CLOSED,
+)

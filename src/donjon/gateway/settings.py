@@ -1,0 +1,139 @@
+"""The gateway's own configuration file (``gateway.toml``), validated by pydantic.
+
+Relative paths (key file, JWKS, profiles) are read relative to the file. Unknown
+keys are errors. See ``docs/gateway.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from donjon.errors import ConfigError
+from donjon.gateway.detectors import Action
+from donjon.gateway.validation import ApiFormat
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthConfig(_Section):
+    api_keys_file: Path | None = None
+    jwks_file: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    allow_anonymous: bool = False
+
+
+class QuotaConfig(_Section):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "donjon:gw:quota:"
+    principal_rate: float = Field(default=50.0, gt=0)
+    principal_burst: float = Field(default=500.0, gt=0)
+    global_rate: float = Field(default=20_000.0, gt=0)
+    global_burst: float = Field(default=40_000.0, gt=0)
+
+
+class EvasionSettings(_Section):
+    enabled: bool = True
+    action: Action = Action.BLOCK
+    near_factor: float = Field(default=0.5, gt=0)
+    min_near: int = Field(default=4, ge=1)
+    min_labels: int = Field(default=2, ge=1)
+
+
+class MembershipSettings(_Section):
+    enabled: bool = True
+    action: Action = Action.BLOCK
+    min_near: int = Field(default=12, ge=1)
+
+
+class OodSettings(_Section):
+    enabled: bool = True
+    action: Action = Action.LOG
+    quantile: float = Field(default=0.99, gt=0.5, lt=1)
+    check_grid: bool = True
+
+
+class ExtractionSettings(_Section):
+    enabled: bool = True
+    action: Action = Action.BLOCK
+    null_rate: float = Field(default=0.05, gt=0, lt=1)
+    alpha: float = Field(default=1e-6, gt=0, lt=1)
+    min_queries: int = Field(default=10, ge=1)
+    budget: int | None = Field(default=100_000, ge=1)
+    budget_action: Action = Action.THROTTLE
+
+
+class DetectorSettings(_Section):
+    evasion: EvasionSettings = Field(default_factory=EvasionSettings)
+    membership: MembershipSettings = Field(default_factory=MembershipSettings)
+    ood: OodSettings = Field(default_factory=OodSettings)
+    extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+
+
+class HardeningSettings(_Section):
+    top_k: int | None = Field(default=None, ge=1)
+    decimals: int | None = Field(default=None, ge=0, le=12)
+    label_only: bool = False
+
+
+class ModelSettings(_Section):
+    name: str
+    routes: list[str] = Field(min_length=1)
+    api: ApiFormat = ApiFormat.AUTO
+    allow: list[str] = Field(default_factory=list)
+    features: int | None = Field(default=None, ge=1)
+    min_value: float | None = None
+    max_value: float | None = None
+    integer: bool = False
+    max_rows: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=64)
+    profile: Path | None = None
+    hardening: HardeningSettings = Field(default_factory=HardeningSettings)
+    detectors: DetectorSettings = Field(default_factory=DetectorSettings)
+
+
+class GatewaySettings(_Section):
+    upstream: str | None = None
+    upstream_timeout: float = Field(default=30.0, gt=0)
+    window: int = Field(default=128, ge=2, le=4096)
+    max_principals: int = Field(default=2000, ge=1)
+    cooldown_seconds: float = Field(default=900.0, ge=0)
+    event_interval_seconds: float = Field(default=60.0, ge=0)
+    log_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    metrics_path: str | None = "/metrics"
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    quotas: QuotaConfig = Field(default_factory=QuotaConfig)
+    models: list[ModelSettings] = Field(min_length=1)
+
+
+def load_gateway_settings(path: Path) -> GatewaySettings:
+    """Read and validate ``gateway.toml``; ConfigError names the bad key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read gateway config {path}: {e}") from e
+    try:
+        settings = GatewaySettings.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid gateway config {path}: {problems}") from e
+    base = path.parent
+    auth = settings.auth
+    for name in ("api_keys_file", "jwks_file"):
+        value = getattr(auth, name)
+        if value is not None and not value.is_absolute():
+            setattr(auth, name, base / value)
+    for model in settings.models:
+        if model.profile is not None and not model.profile.is_absolute():
+            model.profile = base / model.profile
+    return settings
