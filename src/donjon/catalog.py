@@ -13,11 +13,13 @@ from functools import cache
 
 from donjon.core.rules import Rule, RuleRegistry
 
-RULE_MODULES: tuple[str, ...] = ("donjon.audit.rules",)
-RULE_MODULES: tuple[str, ...] = ("donjon.provenance.rules",)
-RULE_MODULES: tuple[str, ...] = ("donjon.data.rules",)
-RULE_MODULES: tuple[str, ...] = ("donjon.scan.rules",)
-RULE_MODULES: tuple[str, ...] = ("donjon.gateway.rules",)
+RULE_MODULES: tuple[str, ...] = (
+    "donjon.audit.rules",
+    "donjon.data.rules",
+    "donjon.gateway.rules",
+    "donjon.provenance.rules",
+    "donjon.scan.rules",
+)
 
 
 @cache

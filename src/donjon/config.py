@@ -74,6 +74,11 @@ class AuditSettings(Section):
         default=1000, ge=0, description="sign a checkpoint every N entries (0: only by hand)"
     )
     key_id: str = Field(default="ledger", description="signing key under $DONJON_HOME/keys")
+    ledger: bool = Field(
+        default=True, description="record every event in the ledger before it is acknowledged"
+    )
+
+
 class VaultSettings(Section):
     """The vault server (``donjon server``) and its clients."""
 
@@ -88,6 +93,8 @@ class VaultSettings(Section):
     require_lineage: bool = Field(
         default=True, description="promotion to prod needs the model's training datasets"
     )
+
+
 # -- SOC sinks and the outbox ([soc]) ----------------------------------------
 
 
@@ -199,6 +206,8 @@ class MonitorSettings(Section):
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
     rules: list[AlertRuleSettings] = Field(default_factory=list)
     tracing: bool = Field(default=False, description="OpenTelemetry spans, if installed")
+
+
 class ScanSettings(Section):
     """The model scanner: list extensions, bounds and parallelism (docs/scan.md)."""
 

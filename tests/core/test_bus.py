@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from donjon.core import EventBus, EventKind, MemorySink, SecurityEvent
+from donjon.core import EventBus, EventKind, JournalChain, MemorySink, SecurityEvent
 
 
 class BrokenSink:
@@ -84,3 +84,24 @@ def test_subscribe_adds_a_sink() -> None:
     bus.subscribe(sink)
     bus.publish_all([event(), event()])
     assert len(sink.events) == 2
+
+
+def test_a_journal_chain_stores_in_order_and_stops_at_the_first_failure() -> None:
+    order: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def append(self, e: SecurityEvent) -> None:
+            order.append(self.name)
+
+    sink = MemorySink()
+    EventBus([sink], journal=JournalChain(Named("ledger"), Named("outbox"))).publish(event())
+    assert order == ["ledger", "outbox"]
+    assert len(sink.events) == 1
+    bus = EventBus([sink], journal=JournalChain(FailingJournal(), Named("never")))
+    with pytest.raises(OSError, match="disk full"):
+        bus.publish(event())
+    assert order == ["ledger", "outbox"]
+    assert len(sink.events) == 1

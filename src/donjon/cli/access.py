@@ -57,12 +57,21 @@ def sql_database(ctx: typer.Context) -> Database:
 
 
 def _ledgered_bus(ctx: typer.Context) -> EventBus:
-    """The app's sinks with the audit ledger as the journal: admin changes are recorded."""
+    """A bus whose journal includes the audit ledger: admin changes are always recorded.
+
+    The app's bus journals every event in the ledger unless ``audit.ledger`` is
+    off; then admin changes still go to the ledger, ahead of the app's journal.
+    """
     from donjon.app import build_ledger
-    from donjon.core.bus import EventBus
+    from donjon.core.bus import EventBus, JournalChain
 
     cli = state(ctx)
-    return EventBus(cli.app.bus.sinks, journal=build_ledger(cli.settings, sql_database(ctx)))
+    if cli.settings.audit.ledger:
+        return cli.app.bus
+    ledger = build_ledger(cli.settings, sql_database(ctx))
+    outbox = cli.app.outbox
+    journal = ledger if outbox is None else JournalChain(ledger, outbox)
+    return EventBus(cli.app.bus.sinks, journal=journal)
 
 
 def _identity(ctx: typer.Context, *, ledgered: bool = True) -> IdentityService:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from donjon.cli.state import state
-from donjon.config import find_config_file
 
 app = typer.Typer(help="Inspect Donjon's settings.", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ app = typer.Typer(help="Inspect Donjon's settings.", no_args_is_help=True)
 @app.command("show")
 def show(ctx: typer.Context) -> None:
     """Print the effective settings (flags > DONJON_* variables > settings file > defaults)."""
+    from donjon.config import find_config_file
+
     cli = state(ctx)
     settings = cli.settings
     data = settings.model_dump(mode="json")

@@ -17,26 +17,25 @@ import typer
 
 from donjon import __version__
 from donjon.cli import access as access_cmd
-from donjon.cli import audit as audit_cmd
 from donjon.cli import attest as attest_cmd
+from donjon.cli import audit as audit_cmd
 from donjon.cli import bom as bom_cmd
 from donjon.cli import config as config_cmd
-from donjon.cli import datasets as datasets_cmd
 from donjon.cli import data as data_cmd
+from donjon.cli import datasets as datasets_cmd
 from donjon.cli import events as events_cmd
+from donjon.cli import gateway as gateway_cmd
+from donjon.cli import keys as keys_cmd
 from donjon.cli import login as login_cmd
-from donjon.cli import models as models_cmd
 from donjon.cli import metrics as metrics_cmd
+from donjon.cli import models as models_cmd
 from donjon.cli import monitor as monitor_cmd
 from donjon.cli import report as report_cmd
-from donjon.cli import gateway as gateway_cmd
 from donjon.cli import rules as rules_cmd
+from donjon.cli import scan as scan_cmd
 from donjon.cli import server as server_cmd
-from donjon.cli import keys as keys_cmd
-from donjon.cli import rules as rules_cmd
 from donjon.cli import sign as sign_cmd
 from donjon.cli import verify as verify_cmd
-from donjon.cli import scan as scan_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
 

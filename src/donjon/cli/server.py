@@ -30,7 +30,7 @@ def server(
     if database_url is not None:
         settings = load_settings(cli.config_file, home=cli.home, database_url=database_url)
         cli._settings = settings
-    authenticator, authorizer = vault_access(settings)
+    authenticator, authorizer = vault_access(settings, cli.app.bus)
     services = build_vault(settings, authenticator, authorizer, cli.app.bus)
     app = create_app(
         services.registry,

@@ -6,13 +6,14 @@ import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from donjon.app import Donjon, build
-from donjon.config import Settings, load_settings
+if TYPE_CHECKING:  # imported when first used: `donjon --help` stays fast
+    from donjon.app import Donjon
+    from donjon.config import Settings
 
 
 class OutputFormat(enum.StrEnum):
@@ -46,12 +47,16 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from donjon.config import load_settings
+
             self._settings = load_settings(self.config_file, home=self.home)
         return self._settings
 
     @property
     def app(self) -> Donjon:
         if self._app is None:
+            from donjon.app import build
+
             self._app = build(self.settings)
         return self._app
 

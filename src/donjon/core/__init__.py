@@ -4,7 +4,7 @@ Standard library only, no I/O (enforced by import-linter).
 """
 
 from donjon.core.artifacts import ArtifactRef, Digest
-from donjon.core.bus import Delivery, EventBus, MemorySink
+from donjon.core.bus import Delivery, EventBus, JournalChain, MemorySink
 from donjon.core.clock import ManualClock, SystemClock
 from donjon.core.decision import Decision, Effect
 from donjon.core.events import EventKind, Outcome, SecurityEvent
@@ -38,6 +38,7 @@ __all__ = [
     "EventKind",
     "EventSink",
     "Finding",
+    "JournalChain",
     "KeyProvider",
     "Location",
     "ManualClock",

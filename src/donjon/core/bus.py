@@ -68,6 +68,21 @@ class EventBus:
         return [self.publish(event) for event in events]
 
 
+class JournalChain:
+    """Several journals as one (the audit ledger, then the outbox).
+
+    Each must store the event before it is acknowledged; the first that fails
+    stops the chain and the error reaches the publisher.
+    """
+
+    def __init__(self, *journals: EventJournal) -> None:
+        self.journals = journals
+
+    def append(self, event: SecurityEvent) -> None:
+        for journal in self.journals:
+            journal.append(event)
+
+
 class MemorySink:
     """Keeps events in a list: for tests, the dashboard's recent view and the CLI."""
 

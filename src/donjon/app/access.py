@@ -1,0 +1,97 @@
+"""Access wiring: identities and tokens, Cedar policies and the audit ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from donjon.config import Settings
+from donjon.core.bus import EventBus
+from donjon.core.ports import Authenticator, Authorizer
+from donjon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from donjon.audit import Ledger
+    from donjon.authz import CedarAuthorizer, CredentialAuthenticator, IdentityService
+    from donjon.storage.sql import Database
+
+
+def build_ledger(settings: Settings, database: Database | None = None) -> Ledger:
+    """The tamper-evident ledger (an ``EventJournal``) on ``database`` or ``settings.sql_url``."""
+    from donjon.audit import Ledger
+    from donjon.storage.ledger import SqlLedgerStore
+    from donjon.storage.ledger_keys import FileKeyProvider
+    from donjon.storage.sql import open_database
+
+    return Ledger(
+        SqlLedgerStore(database or open_database(settings.sql_url)),
+        keys=FileKeyProvider(settings.keys_dir),
+        key_id=settings.audit.key_id,
+        checkpoint_every=settings.audit.checkpoint_every,
+    )
+
+
+def build_identity(
+    settings: Settings, bus: EventBus, database: Database | None = None
+) -> IdentityService:
+    """Users, groups, service accounts and API tokens on ``settings.sql_url``."""
+    from donjon.authz import IdentityService
+    from donjon.storage.identity import SqlIdentityStore
+    from donjon.storage.sql import open_database
+
+    store = SqlIdentityStore(database or open_database(settings.sql_url))
+    return IdentityService(store, publish=bus.publish)
+
+
+def build_authenticator(
+    settings: Settings, bus: EventBus, database: Database | None = None
+) -> CredentialAuthenticator:
+    """The ``Authenticator`` port: API tokens, plus JWTs when an issuer is configured."""
+    from donjon.authz import (
+        CredentialAuthenticator,
+        JwksSource,
+        JwtAuthenticator,
+        TokenAuthenticator,
+    )
+    from donjon.storage.identity import SqlIdentityStore
+    from donjon.storage.sql import open_database
+
+    tokens = TokenAuthenticator(SqlIdentityStore(database or open_database(settings.sql_url)))
+    jwt = None
+    authz = settings.authz
+    if authz.jwt_issuer:
+        if not authz.jwt_audience:
+            raise ConfigError("authz.jwt_issuer is set but authz.jwt_audience is not")
+        jwks = JwksSource(path=authz.jwks_path, url=authz.jwks_url)
+        jwt = JwtAuthenticator(
+            jwks,
+            issuer=authz.jwt_issuer,
+            audience=authz.jwt_audience,
+            algorithms=authz.jwt_algorithms,
+            principal_claim=authz.jwt_principal_claim,
+            groups_claim=authz.jwt_groups_claim,
+        )
+    return CredentialAuthenticator(tokens, jwt, publish=bus.publish)
+
+
+def build_authorizer(settings: Settings, bus: EventBus) -> CedarAuthorizer:
+    """The ``Authorizer`` port: Cedar policies from ``settings.policy_path``.
+
+    A missing policy file is an empty policy set: everything is denied.
+    """
+    from donjon.authz import CedarAuthorizer, load_policies
+
+    path = settings.policy_path
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except OSError as e:
+        raise ConfigError(f"cannot read policy file {path}: {e}") from e
+    return CedarAuthorizer(load_policies(text, str(path)), publish=bus.publish)
+
+
+def vault_access(settings: Settings, bus: EventBus) -> tuple[Authenticator, Authorizer]:
+    """The vault's authenticator and authorizer, wired from settings.
+
+    There is no anonymous or allow-all mode: with no policy file every request
+    is denied (fail closed).
+    """
+    return build_authenticator(settings, bus), build_authorizer(settings, bus)

@@ -1,0 +1,69 @@
+"""The wired application: settings, the bus with its journals, rules and delivery."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from donjon.app.access import build_ledger
+from donjon.app.soc import Closer, Disposer, build_metrics, build_soc
+from donjon.catalog import rule_registry
+from donjon.config import Settings
+from donjon.core.bus import EventBus
+from donjon.core.rules import RuleRegistry
+from donjon.soc.outbox import Dispatcher, Outbox
+
+
+@dataclass
+class Donjon:
+    """The wired application. Close it to flush and release sinks."""
+
+    settings: Settings
+    bus: EventBus
+    rules: RuleRegistry
+    _closers: list[Closer] = field(default_factory=list, repr=False)
+    outbox: Outbox | None = None
+    dispatcher: Dispatcher | None = None
+    metrics: Any = None  # donjon.monitor.metrics.DonjonMetrics when prometheus-client is there
+
+    def deliver(self, timeout: float = 10.0) -> bool:
+        """Deliver the outbox to every sink now; True when all caught up."""
+        return self.dispatcher.drain(timeout) if self.dispatcher is not None else True
+
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop(self.settings.soc.drain_on_close)
+        for closer in self._closers:
+            closer.close()
+
+    def __enter__(self) -> Donjon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build(settings: Settings) -> Donjon:
+    """Wire the embedded defaults, or the production adapters the settings name."""
+    logging.getLogger("donjon").setLevel(settings.log_level.upper())
+    database = None
+    ledger = None
+    closers: list[Closer] = []
+    if settings.audit.ledger or settings.soc.outbox:
+        from donjon.storage.sql import open_database
+
+        database = open_database(settings.sql_url)
+        closers.append(Disposer(database.dispose))
+    if settings.audit.ledger:
+        ledger = build_ledger(settings, database)
+    soc = build_soc(settings, database, ledger)
+    return Donjon(
+        settings=settings,
+        bus=soc.bus,
+        rules=rule_registry(),
+        _closers=[*soc.closers, *closers],
+        outbox=soc.outbox,
+        dispatcher=soc.dispatcher,
+        metrics=build_metrics(soc),
+    )
