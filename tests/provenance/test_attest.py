@@ -197,3 +197,15 @@ def test_git_commit_and_dirty_state_are_recorded(tmp_path: Path, keys: tuple[Pat
     (repo / "notes.txt").write_text("untracked")
     dirty = attest("dirty")
     assert dirty["annotations"] == {"kind": "source", "dirty": True, "untracked_files": 1}
+
+
+def test_a_model_named_dot_gets_its_folders_provenance(
+    tmp_path: Path, keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model(tmp_path / "model")
+    monkeypatch.chdir(model)
+    signer = FileKeySigner.from_file(keys[0])
+    with training_run(name="dot", builder="b", signer=signer) as run:
+        digest = run.output_model(".")
+    assert run.output_path == tmp_path / "model.provenance.json"
+    verify_provenance(run.output_path, [load_public_key(keys[1])], subject_digest=digest)

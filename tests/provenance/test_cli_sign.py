@@ -138,6 +138,9 @@ def test_keys_generate_list_export_and_sign_with_the_store(
     sig = str(tmp_path / "m.sig")
     sign = ["sign", str(model), "--key", "release", "--signature", sig]
     assert main(sign) == 2  # encrypted: no passphrase given
+    failed = [e for e in read_events(donjon_home / "events.jsonl") if e.action == "provenance.sign"]
+    assert [e.outcome.value for e in failed] == ["failure"]
+    assert "needs a passphrase" in failed[0].message
     assert main([*sign, "--passphrase-env", "RELEASE_PASSPHRASE"]) == 0
     assert (
         main(["verify", str(model), "--signature", sig, "--public-key", str(tmp_path / "rel.pub")])

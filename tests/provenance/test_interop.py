@@ -232,3 +232,26 @@ def test_shard_serialization_interoperates(
         verify_model(model, sig, KeyTrust(load_public_key(keys[1])))
     with pytest.raises(ValueError, match=r"weights\.bin:0:100000"):
         peer.verify(model, sig)
+
+
+@pytest.mark.parametrize("signed_by", ["donjon", "model_signing"])
+def test_blake3_bundles_interoperate(
+    tmp_path: Path, keys: tuple[Path, Path], signed_by: str
+) -> None:
+    from donjon.provenance import HashOptions
+
+    model = make_model(tmp_path / "model")
+    sig = tmp_path / "b3.sig"
+    if signed_by == "donjon":
+        sign_model(model, FileKeySigner.from_file(keys[0]), sig, HashOptions(algorithm="blake3"))
+    else:
+        hashing = model_signing.hashing.Config().use_file_serialization(hashing_algorithm="blake3")
+        signing = model_signing.signing.Config().use_elliptic_key_signer(private_key=keys[0])
+        signing.set_hashing_config(hashing).sign(model, sig)
+    peer_verify_key(model, keys[1], sig)
+    verify_model(model, sig, KeyTrust(load_public_key(keys[1])))
+    tamper_change(model, sig, tmp_path)
+    with pytest.raises(SignatureMismatch, match=r"weights\.bin"):
+        verify_model(model, sig, KeyTrust(load_public_key(keys[1])))
+    with pytest.raises(ValueError, match=r"weights\.bin"):
+        peer_verify_key(model, keys[1], sig)

@@ -247,3 +247,26 @@ def test_a_signed_but_unsupported_serialization_is_named(tmp_path: Path) -> None
     with pytest.raises(SignatureMismatch) as e:
         verify_model(model, tmp_path / "odd.sig", KeyTrust(load_public_key(tmp_path / "pub.pem")))
     assert codes(e) == [("unsupported", None)]
+
+
+def test_resource_names_outside_the_model_are_never_read(tmp_path: Path) -> None:
+    """A trusted but hostile manifest naming '../secret' only reports it missing."""
+    from donjon.provenance.bundle import Bundle, manifest_payload
+    from donjon.provenance.dsse import Envelope
+    from donjon.provenance.hashing import Manifest, ManifestItem, build_manifest
+    from donjon.provenance.keys import key_hint
+
+    model = make_model(tmp_path / "model")
+    (tmp_path / "secret").write_text("outside")
+    write_public(tmp_path / "pub.pem", write_key(tmp_path / "key.pem"))
+    signer = FileKeySigner.from_file(tmp_path / "key.pem")
+    real = build_manifest(model)
+    items = [*real.items, ManifestItem("../secret", "sha256", "00" * 32)]
+    hostile = Manifest.of(real.model_name, items, real.serialization)
+    envelope = Envelope.sign(signer, manifest_payload(hostile))
+    Bundle(envelope, key_hint=key_hint(signer.public_key)).write(tmp_path / "h.sig")
+    trust = KeyTrust(load_public_key(tmp_path / "pub.pem"))
+    for only_signed in (False, True):
+        with pytest.raises(SignatureMismatch) as e:
+            verify_model(model, tmp_path / "h.sig", trust, ignore_unsigned_files=only_signed)
+        assert codes(e) == [("missing", "../secret")]

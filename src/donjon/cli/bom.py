@@ -36,6 +36,7 @@ def bom(
 ) -> None:
     """Write the ML-BOM (CycloneDX 1.6 JSON): model, datasets, model card."""
     require("cyclonedx", "provenance")
+    from donjon.provenance.attest import provenance_path
     from donjon.provenance.bom import build_bom, write_bom
     from donjon.provenance.hashing import HashOptions, build_manifest
     from donjon.provenance.keys import load_public_key
@@ -45,7 +46,7 @@ def bom(
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
     manifest = build_manifest(model, HashOptions(ignore_paths=tuple(ignore_paths or ())))
-    path = provenance or model.with_name(model.name + ".provenance.json")
+    path = provenance or provenance_path(model)
     doc: Provenance | None = None
     verified = False
     if path.is_file():

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from donjon.cli.state import state
-from donjon.errors import ConfigError
+from donjon.errors import ConfigError, DonjonError
 
 _HASHES = ("sha256", "blake3")
 
@@ -104,36 +104,42 @@ def sign(
         raise typer.BadParameter(f"use one of {', '.join(_HASHES)}", param_hint="--hash")
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
-    secret = passphrase_from_env(passphrase_env)
-    signer: Signer | None = None
-    if private_key is not None:
-        if signing_certificate is not None:
-            key = load_private_key(private_key, secret)
-            leaves = load_certificates([signing_certificate])
-            if len(leaves) != 1:
-                raise typer.BadParameter(
-                    "must hold exactly one certificate", param_hint="--signing-certificate"
-                )
-            leaf = leaves[0]
-            chain = load_certificates(certificate_chain or [])
-            signer = CertificateSigner(key, leaf, chain)
-        else:
-            signer = FileKeySigner.from_file(private_key, secret)
-    elif key_id is not None:
-        provider = LocalKeyProvider(cli.settings.keys_dir, lambda _id: secret)
-        signer = ProviderSigner(provider, key_id)
-    if signer is None:  # unreachable: exactly one of the two options is set
-        raise typer.BadParameter("give exactly one of --private-key and --key")
-    options = HashOptions(
-        algorithm=hash_algorithm,
-        method="shards" if shard_size else "files",
-        shard_size=shard_size or HashOptions().shard_size,
-        allow_symlinks=allow_symlinks,
-        ignore_paths=tuple(ignore_paths or ()),
-        ignore_git_paths=ignore_git_paths,
-        workers=workers,
-    )
-    result = sign_model(model, signer, signature, options)
+    try:
+        secret = passphrase_from_env(passphrase_env)
+        signer: Signer | None = None
+        if private_key is not None:
+            if signing_certificate is not None:
+                key = load_private_key(private_key, secret)
+                leaves = load_certificates([signing_certificate])
+                if len(leaves) != 1:
+                    raise typer.BadParameter(
+                        "must hold exactly one certificate", param_hint="--signing-certificate"
+                    )
+                leaf = leaves[0]
+                chain = load_certificates(certificate_chain or [])
+                signer = CertificateSigner(key, leaf, chain)
+            else:
+                signer = FileKeySigner.from_file(private_key, secret)
+        elif key_id is not None:
+            provider = LocalKeyProvider(cli.settings.keys_dir, lambda _id: secret)
+            signer = ProviderSigner(provider, key_id)
+        if signer is None:  # unreachable: exactly one of the two options is set
+            raise typer.BadParameter("give exactly one of --private-key and --key")
+        options = HashOptions(
+            algorithm=hash_algorithm,
+            method="shards" if shard_size else "files",
+            shard_size=shard_size or HashOptions().shard_size,
+            allow_symlinks=allow_symlinks,
+            ignore_paths=tuple(ignore_paths or ()),
+            ignore_git_paths=ignore_git_paths,
+            workers=workers,
+        )
+        result = sign_model(model, signer, signature, options)
+    except DonjonError as e:
+        cli.app.bus.publish(
+            events.activity("sign", f"signing {model} failed: {e}", ok=False, model=str(model))
+        )
+        raise
     cli.app.bus.publish(events.signed(model, result.subject_digest, signature, result.key_hint))
     if cli.json:
         cli.print_json(

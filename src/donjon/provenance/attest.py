@@ -245,6 +245,8 @@ def _byproduct(name: str, value: Any) -> dict[str, Any]:
 
 def provenance_path(model: Path) -> Path:
     """Where the provenance of ``model`` lives by default: ``<model>.provenance.json``."""
+    if not model.name:  # "." or "/": name the folder itself
+        model = model.resolve()
     return model.with_name(model.name + PROVENANCE_SUFFIX)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,13 +53,24 @@ def _new_hasher(algorithm: str) -> _Hasher:
     raise InputError(f"unsupported hash algorithm {algorithm!r}; use one of {ALGORITHMS}")
 
 
+_LOCAL = threading.local()
+
+
+def _buffer() -> memoryview:
+    """This thread's read buffer: allocated once, reused for every file it hashes."""
+    view: memoryview | None = getattr(_LOCAL, "view", None)
+    if view is None:
+        view = memoryview(bytearray(BUFFER_SIZE))
+        _LOCAL.view = view
+    return view
+
+
 def hash_range(
     path: Path, algorithm: str = "sha256", start: int = 0, end: int | None = None
 ) -> str:
-    """Hex digest of ``path[start:end]``, streamed through one reused buffer."""
+    """Hex digest of ``path[start:end]``, streamed through this thread's reused buffer."""
     hasher = _new_hasher(algorithm)
-    buffer = bytearray(BUFFER_SIZE)
-    view = memoryview(buffer)
+    view = _buffer()
     with path.open("rb", buffering=0) as f:
         if hasattr(os, "posix_fadvise"):  # cold caches: ask for aggressive read-ahead
             os.posix_fadvise(f.fileno(), start, 0 if end is None else end - start, _SEQUENTIAL)

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from donjon.core.severity import Severity
 from donjon.errors import InputError
+from donjon.provenance.attest import provenance_path
 from donjon.provenance.certs import load_certificates
 from donjon.provenance.errors import Problem, SignatureMismatch
 from donjon.provenance.hashing import HashOptions, build_manifest
@@ -292,7 +293,7 @@ def _check_provenance(
     wanted = policy.provenance_required or bool(policy.metrics) or policy.datasets_need_manifest
     if not wanted:
         return
-    path = path or model.with_name(model.name + ".provenance.json")
+    path = path or provenance_path(model)
     if not path.is_file():
         unmet.append(Requirement("provenance", f"no provenance file {path.name}"))
         return
