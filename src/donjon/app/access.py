@@ -91,7 +91,12 @@ def build_authorizer(settings: Settings, bus: EventBus) -> CedarAuthorizer:
 def vault_access(settings: Settings, bus: EventBus) -> tuple[Authenticator, Authorizer]:
     """The vault's authenticator and authorizer, wired from settings.
 
-    There is no anonymous or allow-all mode: with no policy file every request
-    is denied (fail closed).
+    There is no anonymous or allow-all mode. Without a policy file nothing could
+    ever be allowed, so the vault refuses to start and says what to write.
     """
+    if not settings.policy_path.is_file():
+        raise ConfigError(
+            f"the vault needs access control: no Cedar policy file at {settings.policy_path} "
+            "(set authz.policy_path; docs/access.md has an example)"
+        )
     return build_authenticator(settings, bus), build_authorizer(settings, bus)
