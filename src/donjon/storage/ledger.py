@@ -156,17 +156,25 @@ class SqlLedgerStore:
             worker.join()
 
     def _page(self, after: int) -> list[Row]:
-        query = (
-            select(entries.c.seq, entries.c.prev_hash, entries.c.hash, entries.c.body)
-            .where(entries.c.seq > after)
-            .order_by(entries.c.seq)
-            .limit(self._fetch)
+        # The driver's own cursor: plain tuples, no Row objects (half the cost per entry).
+        marker = "?" if self._db.is_sqlite else "%s"
+        sql = (
+            "SELECT seq, prev_hash, hash, body FROM audit_ledger "  # noqa: S608 - constants only
+            f"WHERE seq > {marker} ORDER BY seq LIMIT {int(self._fetch)}"
         )
         try:
             with self._db.engine.connect() as connection:
-                return [(int(a), b, c, d) for a, b, c, d in connection.execute(query)]
-        except SQLAlchemyError as e:
+                raw: Any = connection.connection.driver_connection
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql, (after,))
+                    page: list[Row] = cursor.fetchall()
+                finally:
+                    cursor.close()
+                connection.rollback()
+        except Exception as e:  # SQLAlchemy's and the driver's own (sqlite3, psycopg) errors
             raise AuditError(f"cannot read the ledger: {e}") from e
+        return page
 
     def add_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
         row = dict(checkpoint)
