@@ -130,6 +130,8 @@ def test_bad_configuration_is_a_config_error(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="exactly one"):
         JwksSource()
+    with pytest.raises(ConfigError, match="must be https"):
+        JwksSource(url="http://idp.example.test/jwks.json")
     (tmp_path / "bad.json").write_text("{not json")
     checker = JwtAuthenticator(
         JwksSource(path=tmp_path / "bad.json"),
