@@ -214,3 +214,17 @@ def test_a_failed_append_is_never_acknowledged() -> None:
     with pytest.raises(AuditError, match="database is down"):
         bus.publish(event("w", 0))
     assert sink.events == [], "a sink never sees an event the journal did not store"
+
+
+def test_small_pages_read_the_whole_chain(
+    ledger: Ledger, database: Database, tmp_path: Path
+) -> None:
+    from donjon.storage.ledger import SqlLedgerStore
+    from donjon.storage.ledger_keys import FileKeyProvider
+
+    paged = Ledger(SqlLedgerStore(database, fetch_size=7), keys=FileKeyProvider(tmp_path / "keys"))
+    assert [row[0] for row in SqlLedgerStore(database, fetch_size=7).rows(5)] == list(range(5, 31))
+    result = paged.verify()
+    assert (result.ok, result.entries) == (True, N)
+    _delete(database)
+    assert paged.verify().first_bad_seq == 15
