@@ -7,6 +7,7 @@ audit ledger. A token's secret is printed once, when it is issued.
 
 from __future__ import annotations
 
+import getpass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,7 @@ import typer
 from rich.table import Table
 
 from donjon.cli.state import CliState, state
+from donjon.core.identity import Principal, PrincipalKind
 
 if TYPE_CHECKING:
     from donjon.authz import IdentityService
@@ -55,7 +57,16 @@ def identity_service(ctx: typer.Context, *, ledgered: bool = True) -> IdentitySe
 
     cli = state(ctx)
     bus = _ledgered_bus(ctx) if ledgered else cli.app.bus
-    return build_identity(cli.settings, bus, sql_database(ctx))
+    return build_identity(cli.settings, bus, sql_database(ctx), local_operator())
+
+
+def local_operator() -> Principal:
+    """Who runs a local administration command: the operating-system user."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):
+        name = "unknown"
+    return Principal(f"local:{name}", PrincipalKind.USER, "local administrator")
 
 
 def _done(cli: CliState, data: dict[str, Any], text: str) -> None:
