@@ -13,7 +13,9 @@ from functools import cache
 
 from donjon.core.rules import Rule, RuleRegistry
 
-RULE_MODULES: tuple[str, ...] = ("donjon.audit.rules",)
+RULE_MODULES: tuple[str, ...] = (
+    "donjon.audit.rules",
+)
 
 
 @cache
