@@ -141,6 +141,11 @@ def test_bad_configuration_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="cannot read JWKS"):
         checker.authenticate(token())
+    events: list[SecurityEvent] = []
+    guarded = CredentialAuthenticator(None, checker, publish=events.append)
+    with pytest.raises(AuthenticationError, match="cannot check the credential right now"):
+        guarded.authenticate(token())
+    assert events[-1].outcome.value == "failure"
 
 
 class _Jwks(BaseHTTPRequestHandler):
