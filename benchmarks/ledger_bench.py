@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -99,6 +100,26 @@ def run(kind: str, url: str, args: argparse.Namespace, tmp: Path) -> list[tuple[
         )
         seconds = timed(lambda: [ledger.append(e) for e in events(single_n)])
         rows.append((f"{kind}: single appends ({single_n})", f"{single_n / seconds:,.0f}/s"))
+        threads = 8
+        per_thread = max(1, single_n // threads)
+
+        def concurrent() -> None:
+            workers = [
+                threading.Thread(target=lambda: [ledger.append(e) for e in events(per_thread)])
+                for _ in range(threads)
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+
+        seconds = timed(concurrent)
+        rows.append(
+            (
+                f"{kind}: single appends, {threads} threads (group commit)",
+                f"{threads * per_thread / seconds:,.0f}/s",
+            )
+        )
         seconds = timed(lambda: [ledger.append_many(b) for b in batches(args.appends, args.batch)])
         batched = args.appends / seconds
         rows.append(

@@ -14,6 +14,7 @@ from functools import cache
 from donjon.core.rules import Rule, RuleRegistry
 
 RULE_MODULES: tuple[str, ...] = (
+    # one module per line, so each capability's line merges on its own
     "donjon.audit.rules",
     "donjon.data.rules",
     "donjon.gateway.rules",

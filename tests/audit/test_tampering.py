@@ -182,3 +182,49 @@ def test_the_ledger_table_is_append_only(ledger: Ledger, database: Database) -> 
         with pytest.raises(DatabaseError, match="append-only"), database.engine.begin() as c:
             c.execute(text(statement))
     assert ledger.verify().ok
+
+
+class _BrokenStore:
+    """A LedgerStore whose database is gone."""
+
+    def append(self, build: object) -> list[tuple[int, str, str, str]]:
+        from donjon.errors import AuditError
+
+        raise AuditError("database is down")
+
+    def head(self) -> tuple[int, str]:
+        return 0, "0" * 64
+
+    def rows(self, start: int = 1) -> Iterator[tuple[int, str, str, str]]:
+        return iter(())
+
+    def add_checkpoint(self, checkpoint: object) -> None:
+        raise AssertionError("unreachable")
+
+    def checkpoints(self) -> list[dict[str, object]]:
+        return []
+
+
+def test_a_failed_append_is_never_acknowledged() -> None:
+    from donjon.core import EventBus, MemorySink
+    from donjon.errors import AuditError
+
+    sink = MemorySink()
+    bus = EventBus([sink], journal=Ledger(_BrokenStore()))
+    with pytest.raises(AuditError, match="database is down"):
+        bus.publish(event("w", 0))
+    assert sink.events == [], "a sink never sees an event the journal did not store"
+
+
+def test_small_pages_read_the_whole_chain(
+    ledger: Ledger, database: Database, tmp_path: Path
+) -> None:
+    from donjon.storage.ledger import SqlLedgerStore
+    from donjon.storage.ledger_keys import FileKeyProvider
+
+    paged = Ledger(SqlLedgerStore(database, fetch_size=7), keys=FileKeyProvider(tmp_path / "keys"))
+    assert [row[0] for row in SqlLedgerStore(database, fetch_size=7).rows(5)] == list(range(5, 31))
+    result = paged.verify()
+    assert (result.ok, result.entries) == (True, N)
+    _delete(database)
+    assert paged.verify().first_bad_seq == 15

@@ -200,3 +200,15 @@ def test_duplicate_policy_ids_are_refused() -> None:
     text = f'@id("a") permit {rule}\n@id("a") forbid {rule}'
     with pytest.raises(PolicyError, match="used twice"):
         load_policies(text)
+
+
+def test_a_forbid_that_errors_still_denies() -> None:
+    """Cedar skips a policy whose evaluation errors, which would let the permit win: we deny."""
+    policies = load_policies(
+        '@id("all") permit (principal, action, resource);\n'
+        '@id("overflowing-forbid") forbid (principal, action, resource)\n'
+        "  when { 9223372036854775807 + 1 > 0 };\n"
+    )
+    decision = CedarAuthorizer(policies).authorize(Principal("x"), "dataset.read", "datasets/a")
+    assert not decision.allowed
+    assert decision.reasons[0].startswith("policy error (denied)")

@@ -112,10 +112,10 @@ def test_token_is_shown_once_and_recorded_without_secret(
     events = (home / "events.jsonl").read_text()
     assert tokens[0]["id"] in events
     assert secret not in events
-    assert [e.action for e in read_events(home / "events.jsonl")][-2:] == [
-        "token.issue",
-        "token.revoke",
-    ]
+    recorded = list(read_events(home / "events.jsonl"))
+    assert [e.action for e in recorded][-2:] == ["token.issue", "token.revoke"]
+    assert recorded[-1].principal is not None
+    assert recorded[-1].principal.id.startswith("local:"), "the operator is named"
     code, out, _ = run(capsys, "audit", "export")
     assert secret not in out
     assert '"token.issue"' in out, "admin changes are written to the ledger"

@@ -130,6 +130,8 @@ def test_bad_configuration_is_a_config_error(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="exactly one"):
         JwksSource()
+    with pytest.raises(ConfigError, match="must be https"):
+        JwksSource(url="http://idp.example.test/jwks.json")
     (tmp_path / "bad.json").write_text("{not json")
     checker = JwtAuthenticator(
         JwksSource(path=tmp_path / "bad.json"),
@@ -139,6 +141,11 @@ def test_bad_configuration_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="cannot read JWKS"):
         checker.authenticate(token())
+    events: list[SecurityEvent] = []
+    guarded = CredentialAuthenticator(None, checker, publish=events.append)
+    with pytest.raises(AuthenticationError, match="cannot check the credential right now"):
+        guarded.authenticate(token())
+    assert events[-1].outcome.value == "failure"
 
 
 class _Jwks(BaseHTTPRequestHandler):

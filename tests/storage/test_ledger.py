@@ -155,3 +155,22 @@ def test_checkpoints_are_idempotent_and_need_a_key(database_url: str, tmp_path: 
         assert (tmp_path / "keys" / "ledger.key.pem").stat().st_mode & 0o777 == 0o600
     finally:
         db.dispose()
+
+
+def test_signing_keys_are_private_and_refused_when_exposed(tmp_path: Path) -> None:
+    from donjon.errors import StorageError
+    from donjon.storage.ledger_keys import FileKeyProvider
+
+    keys = FileKeyProvider(tmp_path / "keys")
+    signature = keys.sign("ledger", b"payload")
+    assert signature
+    assert keys.key_ids() == ["ledger"]
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    private = tmp_path / "keys" / "ledger.key.pem"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE" not in repr(keys)
+    private.chmod(0o644)
+    with pytest.raises(StorageError, match="readable by others"):
+        FileKeyProvider(tmp_path / "keys").sign("ledger", b"payload")
+    with pytest.raises(StorageError, match="no signing key"):
+        FileKeyProvider(tmp_path / "none", create=False).sign("ledger", b"x")

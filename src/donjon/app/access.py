@@ -12,6 +12,7 @@ from donjon.errors import ConfigError
 if TYPE_CHECKING:
     from donjon.audit import Ledger
     from donjon.authz import CedarAuthorizer, CredentialAuthenticator, IdentityService
+    from donjon.core.identity import Principal
     from donjon.storage.sql import Database
 
 
@@ -31,15 +32,18 @@ def build_ledger(settings: Settings, database: Database | None = None) -> Ledger
 
 
 def build_identity(
-    settings: Settings, bus: EventBus, database: Database | None = None
+    settings: Settings,
+    bus: EventBus,
+    database: Database | None = None,
+    actor: Principal | None = None,
 ) -> IdentityService:
-    """Users, groups, service accounts and API tokens on ``settings.sql_url``."""
+    """Users, groups, service accounts and API tokens; ``actor`` is who changes them."""
     from donjon.authz import IdentityService
     from donjon.storage.identity import SqlIdentityStore
     from donjon.storage.sql import open_database
 
     store = SqlIdentityStore(database or open_database(settings.sql_url))
-    return IdentityService(store, publish=bus.publish)
+    return IdentityService(store, publish=bus.publish, actor=actor)
 
 
 def build_authenticator(

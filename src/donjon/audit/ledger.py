@@ -12,6 +12,8 @@ import base64
 import enum
 import hashlib
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
@@ -27,7 +29,9 @@ from donjon.audit.chain import (
 from donjon.core.clock import SystemClock
 from donjon.core.events import SecurityEvent
 from donjon.core.ports import Clock, KeyProvider
-from donjon.errors import VerificationError
+from donjon.errors import AuditError, DonjonError, VerificationError
+
+log = logging.getLogger(__name__)
 
 # (seq, prev_hash, hash, body)
 Row = tuple[int, str, str, str]
@@ -98,6 +102,23 @@ class Verification:
         }
 
 
+@dataclass
+class _Pending:
+    """One caller's events waiting for a group commit."""
+
+    events: list[SecurityEvent]
+    done: bool = False
+    seqs: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def result(self) -> list[int]:
+        if self.error is not None:
+            raise AuditError(f"the ledger append failed: {self.error}") from self.error
+        if len(self.seqs) != len(self.events):
+            raise AuditError("the ledger append was not committed")
+        return self.seqs
+
+
 class Ledger:
     """The audit ledger. ``append`` makes it the bus's ``EventJournal``."""
 
@@ -119,6 +140,9 @@ class Ledger:
         self._every = checkpoint_every
         self._clock: Clock = clock or SystemClock()
         self.name = name
+        self._turn = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
 
     # -- writing -------------------------------------------------------------
 
@@ -126,10 +150,37 @@ class Ledger:
         self.append_many([event])
 
     def append_many(self, events: Iterable[SecurityEvent]) -> list[int]:
-        """Append ``events`` in one transaction; returns their sequence numbers."""
-        batch = list(events)
-        if not batch:
+        """Append ``events`` in one transaction; returns their sequence numbers.
+
+        Concurrent callers are group-committed: while one transaction is being
+        written, the next callers queue, and the first of them writes all their
+        events in the following transaction. Each caller returns only once its
+        own events are committed (or raises the error that prevented it), so an
+        event is never acknowledged before it is stored.
+        """
+        mine = _Pending(list(events))
+        if not mine.events:
             return []
+        with self._turn:
+            self._queue.append(mine)
+            while self._writing and not mine.done:
+                self._turn.wait()
+            if mine.done:
+                return mine.result()
+            self._writing = True
+            group, self._queue = self._queue, []
+        try:
+            self._write(group)
+        finally:
+            with self._turn:
+                self._writing = False
+                for pending in group:
+                    pending.done = True
+                self._turn.notify_all()
+        return mine.result()
+
+    def _write(self, group: list[_Pending]) -> None:
+        batch = [event for pending in group for event in pending.events]
 
         def build(head_seq: int, head_hash: str) -> list[Row]:
             rows: list[Row] = []
@@ -142,12 +193,23 @@ class Ledger:
                 prev = digest
             return rows
 
-        rows = self._store.append(build)
+        try:
+            rows = self._store.append(build)
+        except Exception as e:  # every waiter gets the error; none is acknowledged
+            for pending in group:
+                pending.error = e
+            raise
+        start = 0
+        for pending in group:
+            pending.seqs = [row[0] for row in rows[start : start + len(pending.events)]]
+            start += len(pending.events)
         if self._every and self._keys is not None:
             for seq, _prev, digest, _body in rows:
                 if seq % self._every == 0:
-                    self._sign_and_store(seq, digest)
-        return [row[0] for row in rows]
+                    try:
+                        self._sign_and_store(seq, digest)
+                    except DonjonError:  # the entries are stored; the next checkpoint covers them
+                        log.exception("could not sign the ledger checkpoint at entry %d", seq)
 
     def checkpoint(self) -> Checkpoint:
         """Sign the current head now (also what ``donjon audit checkpoint`` does)."""

@@ -9,6 +9,7 @@ name the method and the token id, never the credential.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from donjon.authz.identity import IdentityStore, Publish, account_from_row
@@ -19,9 +20,10 @@ from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.identity import Principal
 from donjon.core.ports import Clock
 from donjon.core.severity import Severity
-from donjon.errors import AuthenticationError, StorageError
+from donjon.errors import AuthenticationError, ConfigError, StorageError
 
 SOURCE = "authz"
+log = logging.getLogger(__name__)
 
 
 class TokenAuthenticator:
@@ -101,8 +103,9 @@ class CredentialAuthenticator:
         except AuthenticationError as e:
             self._event(None, method, Outcome.FAILURE, str(e), token_id)
             raise
-        except StorageError as e:  # fail closed, and say so
-            self._event(None, method, Outcome.FAILURE, "identity store unavailable", token_id)
+        except (StorageError, ConfigError) as e:  # a broken store or JWKS: fail closed
+            log.error("cannot check a %s credential: %s", method, e)
+            self._event(None, method, Outcome.FAILURE, "credential checker unavailable", token_id)
             raise AuthenticationError("cannot check the credential right now") from e
         self._event(principal, method, Outcome.SUCCESS, "authenticated", token_id)
         return principal

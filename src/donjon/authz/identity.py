@@ -111,11 +111,18 @@ def check_name(what: str, name: str) -> str:
 
 class IdentityService:
     def __init__(
-        self, store: IdentityStore, *, clock: Clock | None = None, publish: Publish | None = None
+        self,
+        store: IdentityStore,
+        *,
+        clock: Clock | None = None,
+        publish: Publish | None = None,
+        actor: Principal | None = None,
     ) -> None:
+        """``actor`` is who makes the changes (the events' principal), when known."""
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self._publish = publish
+        self._actor = actor
 
     # -- accounts and groups ----------------------------------------------
 
@@ -247,6 +254,7 @@ class IdentityService:
                     message=message,
                     severity=Severity.INFO,
                     outcome=Outcome.SUCCESS,
+                    principal=self._actor,
                     attributes=attributes,
                 )
             )

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt as pyjwt
 
@@ -45,6 +46,11 @@ class JwksSource:
     ) -> None:
         if (path is None) == (url is None):
             raise ConfigError("a JWKS needs exactly one of a file path or a URL")
+        if url is not None:
+            parsed = urlsplit(url)
+            loopback = parsed.hostname in ("127.0.0.1", "::1", "localhost")
+            if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+                raise ConfigError(f"a JWKS URL must be https (plain http only on loopback): {url}")
         self._path = path
         self._url = url
         self._ttl = ttl

@@ -7,28 +7,22 @@ to the audit ledger. A token's secret is printed once, when it is issued.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from donjon.cli.access_admin import group_app, identity_service, service_app, token_app, user_app
 from donjon.cli.state import CliState, ExitCode, state
 from donjon.core.decision import Decision
 from donjon.core.identity import Principal, PrincipalKind
 from donjon.errors import InputError
 
 if TYPE_CHECKING:
-    from donjon.authz import CedarAuthorizer, IdentityService
-    from donjon.core.bus import EventBus
-    from donjon.storage.sql import Database
+    from donjon.authz import CedarAuthorizer
 
 app = typer.Typer(help="Who may do what: explain, who-can, users, groups, tokens.")
-user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
-service_app = typer.Typer(help="Service accounts (for machines and pipelines).")
-group_app = typer.Typer(help="Groups of accounts.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens: issue (shown once), list, revoke.")
 policy_app = typer.Typer(help="The Cedar policy file.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(service_app, name="service-account", no_args_is_help=True)
@@ -40,47 +34,6 @@ ContextOpt = Annotated[
     list[str] | None,
     typer.Option("--context", "-x", help="A request fact k=v (stage=prod, signed=true)."),
 ]
-
-
-def sql_database(ctx: typer.Context) -> Database:
-    """One database handle per command, disposed when the command ends."""
-    root = ctx.find_root()
-    found = root.meta.get("donjon.sql")
-    if found is None:
-        from donjon.storage.sql import open_database
-
-        found = open_database(state(ctx).settings.sql_url)
-        root.meta["donjon.sql"] = found
-        root.call_on_close(found.dispose)
-    database: Database = found
-    return database
-
-
-def _ledgered_bus(ctx: typer.Context) -> EventBus:
-    """A bus whose journal includes the audit ledger: admin changes are always recorded.
-
-    The app's bus journals every event in the ledger unless ``audit.ledger`` is
-    off; then admin changes still go to the ledger, ahead of the app's journal.
-    """
-    from donjon.app import build_ledger
-    from donjon.core.bus import EventBus, JournalChain
-
-    cli = state(ctx)
-    if cli.settings.audit.ledger:
-        return cli.app.bus
-    ledger = build_ledger(cli.settings, sql_database(ctx))
-    outbox = cli.app.outbox
-    journal = ledger if outbox is None else JournalChain(ledger, outbox)
-    return EventBus(cli.app.bus.sinks, journal=journal)
-
-
-def _identity(ctx: typer.Context, *, ledgered: bool = True) -> IdentityService:
-    """The identity service; changes are ledgered, read-only uses need not be."""
-    from donjon.app import build_identity
-
-    cli = state(ctx)
-    bus = _ledgered_bus(ctx) if ledgered else cli.app.bus
-    return build_identity(cli.settings, bus, sql_database(ctx))
 
 
 def _authorizer(cli: CliState, policies: Path | None) -> CedarAuthorizer:
@@ -117,7 +70,7 @@ def _principal(ctx: typer.Context, spec: str, groups: list[str] | None) -> Princ
     kinds = {"user": PrincipalKind.USER, "service": PrincipalKind.SERVICE}
     if kind_text and kind_text not in kinds:
         raise typer.BadParameter("use NAME, user:NAME or service:NAME", param_hint="PRINCIPAL")
-    identity = _identity(ctx, ledgered=False)
+    identity = identity_service(ctx, ledgered=False)
     try:
         account = identity.account(name)
     except InputError:
@@ -190,7 +143,7 @@ def who_can(
     """List the accounts that may do ACTION on RESOURCE, with the policies that permit it."""
     cli = state(ctx)
     facts = parse_context(context)
-    identity = _identity(ctx, ledgered=False)
+    identity = identity_service(ctx, ledgered=False)
     principals = [a.principal() for a in identity.accounts() if not a.disabled]
     allowed = _authorizer(cli, policies).who_can(principals, action, resource, facts)
     if cli.json:
@@ -235,225 +188,3 @@ def show_schema(ctx: typer.Context) -> None:
     from donjon.authz import SCHEMA
 
     state(ctx).out.file.write(SCHEMA.lstrip())
-
-
-# -- administration --------------------------------------------------------------
-
-
-def _done(cli: CliState, data: dict[str, Any], text: str) -> None:
-    if cli.json:
-        cli.print_json(data)
-    else:
-        cli.out.print(text)
-
-
-@user_app.command("add")
-def add_user(
-    ctx: typer.Context,
-    user_id: Annotated[str, typer.Argument(help="e.g. alice")],
-    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Join a group.")] = None,
-) -> None:
-    """Create a user account."""
-    cli = state(ctx)
-    identity = _identity(ctx)
-    identity.create_user(user_id, name)
-    for g in group or []:
-        identity.set_member(g, user_id)
-    _done(cli, {"id": user_id, "kind": "user", "groups": group or []}, f"user {user_id} created")
-
-
-@service_app.command("add")
-def add_service(
-    ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="e.g. ci-bot")],
-    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Join a group.")] = None,
-) -> None:
-    """Create a service account."""
-    cli = state(ctx)
-    identity = _identity(ctx)
-    identity.create_service_account(account_id, name)
-    for g in group or []:
-        identity.set_member(g, account_id)
-    _done(
-        cli,
-        {"id": account_id, "kind": "service", "groups": group or []},
-        f"service account {account_id} created",
-    )
-
-
-@user_app.command("list")
-def list_accounts(ctx: typer.Context) -> None:
-    """List user and service accounts with their groups."""
-    cli = state(ctx)
-    accounts = _identity(ctx, ledgered=False).accounts()
-    if cli.json:
-        cli.print_json(
-            [
-                {
-                    "id": a.id,
-                    "kind": a.kind.value,
-                    "name": a.display_name,
-                    "disabled": a.disabled,
-                    "groups": list(a.groups),
-                }
-                for a in accounts
-            ]
-        )
-        return
-    table = Table("id", "kind", "name", "groups", "disabled", title=f"{len(accounts)} accounts")
-    for a in accounts:
-        table.add_row(
-            a.id,
-            a.kind.value,
-            a.display_name or "",
-            ", ".join(a.groups),
-            "yes" if a.disabled else "",
-        )
-    cli.out.print(table)
-
-
-@user_app.command("disable")
-def disable(ctx: typer.Context, account_id: Annotated[str, typer.Argument()]) -> None:
-    """Disable an account (its tokens stop working at once)."""
-    cli = state(ctx)
-    _identity(ctx).set_disabled(account_id, True)
-    _done(cli, {"id": account_id, "disabled": True}, f"account {account_id} disabled")
-
-
-@group_app.command("add")
-def add_group(
-    ctx: typer.Context,
-    group_id: Annotated[str, typer.Argument(help="e.g. fraud-analysts")],
-    description: Annotated[str, typer.Option("--description", "-d")] = "",
-) -> None:
-    """Create a group."""
-    cli = state(ctx)
-    _identity(ctx).create_group(group_id, description)
-    _done(cli, {"id": group_id}, f"group {group_id} created")
-
-
-@group_app.command("add-member")
-def add_member(
-    ctx: typer.Context,
-    group_id: Annotated[str, typer.Argument()],
-    account_id: Annotated[str, typer.Argument()],
-) -> None:
-    """Add an account to a group."""
-    cli = state(ctx)
-    _identity(ctx).set_member(group_id, account_id, True)
-    _done(cli, {"group": group_id, "account": account_id}, f"{account_id} joined {group_id}")
-
-
-@group_app.command("remove-member")
-def remove_member(
-    ctx: typer.Context,
-    group_id: Annotated[str, typer.Argument()],
-    account_id: Annotated[str, typer.Argument()],
-) -> None:
-    """Remove an account from a group."""
-    cli = state(ctx)
-    _identity(ctx).set_member(group_id, account_id, False)
-    _done(cli, {"group": group_id, "account": account_id}, f"{account_id} left {group_id}")
-
-
-@group_app.command("list")
-def list_groups(ctx: typer.Context) -> None:
-    """List groups and their members."""
-    cli = state(ctx)
-    groups = _identity(ctx, ledgered=False).groups()
-    if cli.json:
-        cli.print_json(
-            [
-                {"id": g["id"], "description": g["description"], "members": g["members"]}
-                for g in groups
-            ]
-        )
-        return
-    table = Table("group", "members", "description", title=f"{len(groups)} groups")
-    for g in groups:
-        table.add_row(g["id"], ", ".join(g["members"]), g["description"])
-    cli.out.print(table)
-
-
-@token_app.command("issue")
-def issue_token(
-    ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account the token acts as.")],
-    scope: Annotated[
-        list[str] | None,
-        typer.Option("--scope", "-s", help="dataset.read, model.*, admin or * (repeatable)."),
-    ] = None,
-    ttl_days: Annotated[
-        int | None, typer.Option("--ttl-days", min=1, help="Lifetime (default: settings').")
-    ] = None,
-    description: Annotated[str, typer.Option("--description", "-d")] = "",
-) -> None:
-    """Issue an API token. Its secret is printed once, now, and never again."""
-    cli = state(ctx)
-    days = ttl_days or cli.settings.authz.token_ttl_days
-    issued = _identity(ctx).issue_token(
-        account_id, scope or ["*"], timedelta(days=days), description
-    )
-    info = issued.info
-    expires = info.expires_at.isoformat() if info.expires_at else None
-    if cli.json:
-        cli.print_json(
-            {
-                "id": info.id,
-                "account": info.owner,
-                "scopes": list(info.scopes),
-                "expires_at": expires,
-                "token": issued.secret,
-            }
-        )
-        return
-    cli.info(f"token {info.id} for {info.owner}, scopes {' '.join(info.scopes)}, expires {expires}")
-    cli.info("store it now: it is shown once and cannot be recovered")
-    cli.out.print(issued.secret)
-
-
-@token_app.command("list")
-def list_tokens(
-    ctx: typer.Context,
-    account_id: Annotated[
-        str | None, typer.Option("--account", help="Only this account's.")
-    ] = None,
-) -> None:
-    """List tokens (ids, owners, scopes, expiry; never the secrets)."""
-    cli = state(ctx)
-    tokens = _identity(ctx, ledgered=False).tokens(account_id)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": t.id,
-            "account": t.owner,
-            "scopes": list(t.scopes),
-            "created_at": t.created_at.isoformat(),
-            "expires_at": t.expires_at.isoformat() if t.expires_at else None,
-            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
-            "description": t.description,
-        }
-        for t in tokens
-    ]
-    if cli.json:
-        cli.print_json(rows)
-        return
-    table = Table("id", "account", "scopes", "expires", "revoked", title=f"{len(rows)} tokens")
-    for r in rows:
-        table.add_row(
-            r["id"],
-            r["account"],
-            " ".join(r["scopes"]),
-            r["expires_at"] or "never",
-            r["revoked_at"] or "",
-        )
-    cli.out.print(table)
-
-
-@token_app.command("revoke")
-def revoke_token(ctx: typer.Context, token_id: Annotated[str, typer.Argument()]) -> None:
-    """Revoke a token by its id (tok_...)."""
-    cli = state(ctx)
-    _identity(ctx).revoke_token(token_id)
-    _done(cli, {"id": token_id, "revoked": True}, f"token {token_id} revoked")

@@ -24,7 +24,7 @@ app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 
 def _ledger(ctx: typer.Context) -> Ledger:
     from donjon.app import build_ledger
-    from donjon.cli.access import sql_database
+    from donjon.cli.access_admin import sql_database
 
     return build_ledger(state(ctx).settings, sql_database(ctx))
 

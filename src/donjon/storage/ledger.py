@@ -118,11 +118,35 @@ class SqlLedgerStore:
         return int(row.seq), str(row.hash)
 
     def rows(self, start: int = 1) -> Iterator[Row]:
-        """Entries in ``seq`` order, read in keyset pages by a prefetching thread.
+        """Entries in ``seq`` order.
 
-        The next page is fetched while the caller hashes the current one, so
-        verification costs about max(database, hashing) rather than their sum.
+        SQLite: one cursor stepped lazily in this thread (the fastest path; WAL
+        keeps writers going meanwhile). PostgreSQL: keyset pages fetched by a
+        thread while the caller hashes the previous page, so verification costs
+        about max(network, hashing) rather than their sum.
         """
+        if self._db.is_sqlite:
+            return self._sqlite_rows(start)
+        return self._prefetched_rows(start)
+
+    def _sqlite_rows(self, start: int) -> Iterator[Row]:
+        try:
+            with self._db.engine.connect() as connection:
+                raw: Any = connection.connection.driver_connection
+                cursor = raw.execute(
+                    "SELECT seq, prev_hash, hash, body FROM audit_ledger WHERE seq >= ? "
+                    "ORDER BY seq",
+                    (start,),
+                )
+                try:
+                    yield from cursor
+                finally:
+                    cursor.close()
+                    connection.rollback()
+        except Exception as e:  # SQLAlchemy's and sqlite3's own errors
+            raise AuditError(f"cannot read the ledger: {e}") from e
+
+    def _prefetched_rows(self, start: int) -> Iterator[Row]:
         pages: queue.Queue[list[Row] | BaseException | None] = queue.Queue(maxsize=2)
         stop = threading.Event()
 
@@ -156,17 +180,25 @@ class SqlLedgerStore:
             worker.join()
 
     def _page(self, after: int) -> list[Row]:
-        query = (
-            select(entries.c.seq, entries.c.prev_hash, entries.c.hash, entries.c.body)
-            .where(entries.c.seq > after)
-            .order_by(entries.c.seq)
-            .limit(self._fetch)
+        # The driver's own cursor: plain tuples, no Row objects (half the cost per entry).
+        marker = "?" if self._db.is_sqlite else "%s"
+        sql = (
+            "SELECT seq, prev_hash, hash, body FROM audit_ledger "  # noqa: S608 - constants only
+            f"WHERE seq > {marker} ORDER BY seq LIMIT {int(self._fetch)}"
         )
         try:
             with self._db.engine.connect() as connection:
-                return [(int(a), b, c, d) for a, b, c, d in connection.execute(query)]
-        except SQLAlchemyError as e:
+                raw: Any = connection.connection.driver_connection
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql, (after,))
+                    page: list[Row] = cursor.fetchall()
+                finally:
+                    cursor.close()
+                connection.rollback()
+        except Exception as e:  # SQLAlchemy's and the driver's own (sqlite3, psycopg) errors
             raise AuditError(f"cannot read the ledger: {e}") from e
+        return page
 
     def add_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
         row = dict(checkpoint)
