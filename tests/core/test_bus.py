@@ -1,5 +1,6 @@
 import logging
 import threading
+from collections.abc import Sequence
 
 import pytest
 
@@ -105,3 +106,21 @@ def test_a_journal_chain_stores_in_order_and_stops_at_the_first_failure() -> Non
         bus.publish(event())
     assert order == ["ledger", "outbox"]
     assert len(sink.events) == 1
+
+
+def test_publish_all_stores_a_batch_in_one_journal_call() -> None:
+    calls: list[int] = []
+
+    class Batching:
+        def append(self, e: SecurityEvent) -> None:
+            calls.append(1)
+
+        def append_many(self, events: Sequence[SecurityEvent]) -> None:
+            calls.append(len(events))
+
+    sink = MemorySink()
+    bus = EventBus([sink], journal=JournalChain(Batching(), Batching()))
+    deliveries = bus.publish_all([event() for _ in range(5)])
+    assert calls == [5, 5]
+    assert len(sink.events) == 5
+    assert [d.delivered for d in deliveries] == [("memory",)] * 5

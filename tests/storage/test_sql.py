@@ -55,3 +55,21 @@ def test_postgres_url_spellings_use_psycopg() -> None:
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_a_migrated_database_is_recognised_without_loading_alembic(database_url: str) -> None:
+    from donjon.storage.sql import schema_is_current
+
+    db = open_database(database_url)
+    try:
+        assert schema_is_current(db)
+        with db.engine.begin() as connection:
+            connection.execute(text("DELETE FROM metadata_documents WHERE namespace = 'donjon'"))
+        assert not schema_is_current(db)
+    finally:
+        db.dispose()
+    again = open_database(database_url)  # migrates again and records the fingerprint
+    try:
+        assert schema_is_current(again)
+    finally:
+        again.dispose()

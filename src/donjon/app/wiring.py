@@ -21,11 +21,15 @@ class Donjon:
 
     settings: Settings
     bus: EventBus
-    rules: RuleRegistry
     _closers: list[Closer] = field(default_factory=list, repr=False)
     outbox: Outbox | None = None
     dispatcher: Dispatcher | None = None
     metrics: Any = None  # donjon.monitor.metrics.DonjonMetrics when prometheus-client is there
+
+    @property
+    def rules(self) -> RuleRegistry:
+        """Every rule Donjon ships (imported on first use: it loads every capability)."""
+        return rule_registry()
 
     def deliver(self, timeout: float = 10.0) -> bool:
         """Deliver the outbox to every sink now; True when all caught up."""
@@ -61,7 +65,6 @@ def build(settings: Settings) -> Donjon:
     return Donjon(
         settings=settings,
         bus=soc.bus,
-        rules=rule_registry(),
         _closers=[*soc.closers, *closers],
         outbox=soc.outbox,
         dispatcher=soc.dispatcher,

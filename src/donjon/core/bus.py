@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from donjon.core.events import SecurityEvent
-from donjon.core.ports import EventJournal, EventSink
+from donjon.core.ports import BatchJournal, EventJournal, EventSink
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ class EventBus:
     def publish(self, event: SecurityEvent) -> Delivery:
         if self._journal is not None:
             self._journal.append(event)
+        return self._fan_out(event)
+
+    def publish_all(self, events: Iterable[SecurityEvent]) -> list[Delivery]:
+        """Publish a batch: one journal transaction for all of it when the journal can."""
+        batch = list(events)
+        if self._journal is not None and batch:
+            append_batch(self._journal, batch)
+        return [self._fan_out(event) for event in batch]
+
+    def _fan_out(self, event: SecurityEvent) -> Delivery:
         delivered: list[str] = []
         failed: list[str] = []
         for sink in self._sinks:
@@ -64,8 +74,13 @@ class EventBus:
                 delivered.append(sink.name)
         return Delivery(event, tuple(delivered), tuple(failed))
 
-    def publish_all(self, events: Iterable[SecurityEvent]) -> list[Delivery]:
-        return [self.publish(event) for event in events]
+
+def append_batch(journal: EventJournal, events: Sequence[SecurityEvent]) -> None:
+    if isinstance(journal, BatchJournal):
+        journal.append_many(events)
+    else:
+        for event in events:
+            journal.append(event)
 
 
 class JournalChain:
@@ -81,6 +96,10 @@ class JournalChain:
     def append(self, event: SecurityEvent) -> None:
         for journal in self.journals:
             journal.append(event)
+
+    def append_many(self, events: Sequence[SecurityEvent]) -> None:
+        for journal in self.journals:
+            append_batch(journal, events)
 
 
 class MemorySink:

@@ -7,7 +7,7 @@ why these are Protocols and not base classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -30,6 +30,15 @@ class EventJournal(Protocol):
     """Durable store an event is written to before it is acknowledged."""
 
     def append(self, event: SecurityEvent) -> None: ...
+
+
+@runtime_checkable
+class BatchJournal(Protocol):
+    """A journal that stores many events in one transaction (the bus prefers it)."""
+
+    def append(self, event: SecurityEvent) -> None: ...
+
+    def append_many(self, events: Sequence[SecurityEvent]) -> object: ...
 
 
 class BlobStore(Protocol):

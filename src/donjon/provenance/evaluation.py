@@ -39,7 +39,7 @@ def evaluate(
             demographic_parity_difference,
             equalized_odds_difference,
         )
-        from sklearn.metrics import (  # type: ignore[import-untyped]
+        from sklearn.metrics import (
             accuracy_score,
             f1_score,
             precision_score,

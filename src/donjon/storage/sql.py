@@ -9,11 +9,24 @@ upgraded in place.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Engine,
+    MetaData,
+    bindparam,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from donjon.errors import StorageError
@@ -85,9 +98,36 @@ def open_database(url: str, *, upgrade: bool = True, **engine_options: Any) -> D
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     database = Database(engine)
-    if upgrade:
+    if upgrade and not schema_is_current(database):
         migrate(database)
     return database
+
+
+def migrations_fingerprint() -> str:
+    """A digest of every migration script: it changes whenever the schema may."""
+    digest = hashlib.sha256()
+    for script in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        digest.update(script.name.encode() + b"\0" + script.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def schema_is_current(database: Database) -> bool:
+    """True when the last migration run recorded today's fingerprint.
+
+    Loading Alembic and its scripts costs far more than one query, and every
+    command opens the database: this keeps start-up fast once migrated.
+    """
+    query = text(
+        "SELECT value FROM metadata_documents WHERE namespace = 'donjon' AND key = 'schema'"
+    )
+    try:
+        with database.engine.connect() as connection:
+            value = connection.execute(query).scalar_one_or_none()
+    except SQLAlchemyError:  # a fresh database: no table yet
+        return False
+    if isinstance(value, str):  # SQLite hands JSON back as text through text()
+        value = json.loads(value)
+    return isinstance(value, dict) and value.get("migrations") == migrations_fingerprint()
 
 
 def migrate(database: Database, revision: str = "heads") -> None:
@@ -104,5 +144,20 @@ def migrate(database: Database, revision: str = "heads") -> None:
         with database.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            if revision == "heads":
+                _record_fingerprint(connection)
     except SQLAlchemyError as e:
         raise StorageError(f"cannot migrate {database.url}: {e}") from e
+
+
+def _record_fingerprint(connection: Connection) -> None:
+    value = json.dumps({"migrations": migrations_fingerprint()})
+    where = "WHERE namespace = 'donjon' AND key = 'schema'"
+    connection.execute(text(f"DELETE FROM metadata_documents {where}"))  # noqa: S608
+    connection.execute(
+        text(
+            "INSERT INTO metadata_documents (namespace, key, value, updated_at) "
+            "VALUES ('donjon', 'schema', :value, :now)"
+        ).bindparams(bindparam("value", type_=JSON), now=datetime.now(UTC)),
+        {"value": json.loads(value)},
+    )
