@@ -145,3 +145,19 @@ def test_concurrent_publishers_share_commits_and_lose_nothing(db: Database) -> N
 def test_two_sinks_with_one_name_are_refused(db: Database) -> None:
     with pytest.raises(ExportError, match="share a name"):
         Dispatcher(SqlOutboxStore(db), [Recorder("x"), Recorder("x")])
+
+
+def test_publish_all_stores_a_batch_in_one_transaction_before_fan_out(db: Database) -> None:
+    store = SqlOutboxStore(db)
+    seen: list[int] = []
+
+    class Probe:
+        name = "probe"
+
+        def emit(self, event: SecurityEvent) -> None:
+            seen.append(store.count_after(0))  # everything is stored before the first fan-out
+
+    bus = EventBus([Probe()], journal=Outbox(store))
+    deliveries = bus.publish_all([ev(i) for i in range(25)])
+    assert [d.delivered for d in deliveries] == [("probe",)] * 25
+    assert seen == [25] * 25

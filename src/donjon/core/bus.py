@@ -50,6 +50,9 @@ class EventBus:
     def publish(self, event: SecurityEvent) -> Delivery:
         if self._journal is not None:
             self._journal.append(event)
+        return self._fan_out(event)
+
+    def _fan_out(self, event: SecurityEvent) -> Delivery:
         delivered: list[str] = []
         failed: list[str] = []
         for sink in self._sinks:
@@ -65,6 +68,13 @@ class EventBus:
         return Delivery(event, tuple(delivered), tuple(failed))
 
     def publish_all(self, events: Iterable[SecurityEvent]) -> list[Delivery]:
+        """Publish many events; a journal with ``append_many`` stores them in one go
+        (all acknowledged together, or none) before any is fanned out."""
+        events = list(events)
+        append_many = getattr(self._journal, "append_many", None)
+        if len(events) > 1 and callable(append_many):
+            append_many(events)
+            return [self._fan_out(event) for event in events]
         return [self.publish(event) for event in events]
 
 
