@@ -202,7 +202,7 @@ def build_soc(settings: Settings) -> SocWiring:
         backoff_base=soc.backoff_base,
         backoff_max=soc.backoff_max,
     )
-    closers.append(disposer)
+    closers += [outbox, disposer]
     return SocWiring(EventBus(journal=outbox), sinks, closers, outbox, dispatcher)
 
 

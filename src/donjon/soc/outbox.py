@@ -18,6 +18,7 @@ idempotency key where the collector supports one (Elasticsearch ``_id``, NATS
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -84,52 +85,85 @@ def _row(event: SecurityEvent) -> tuple[str, str, datetime, str]:
     return (event.uid, event.kind.value, event.time, jsonfast.dumps(event.to_dict()))
 
 
-class Outbox:
-    """The durable journal of the event bus (``EventBus(journal=Outbox(store))``)."""
+class _Pending:
+    """One append waiting for its commit: a lock its writer releases, and the outcome."""
 
-    def __init__(self, store: OutboxStore) -> None:
+    __slots__ = ("done", "error", "row")
+
+    def __init__(self, row: tuple[str, str, datetime, str]) -> None:
+        self.row = row
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+
+class Outbox:
+    """The durable journal of the event bus (``EventBus(journal=Outbox(store))``).
+
+    Appends from many threads are committed together by one writer thread
+    (group commit): each caller blocks until the transaction holding its event
+    has committed, and only then is the event acknowledged.
+    """
+
+    def __init__(self, store: OutboxStore, *, max_batch: int = 1000) -> None:
         self.store = store
-        self._cond = threading.Condition()
-        self._queue: list[tuple[int, tuple[str, str, datetime, str]]] = []
-        self._next_ticket = 1
-        self._committed = 0
-        self._writing = False
-        self._errors: dict[int, BaseException] = {}
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def append(self, event: SecurityEvent) -> None:
         """Return once ``event`` is committed; raise (and do not acknowledge) otherwise."""
-        row = _row(event)
-        with self._cond:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._queue.append((ticket, row))
-            while self._committed < ticket:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                self._writing = True
-                batch, self._queue = self._queue, []
-                self._cond.release()
-                error: BaseException | None = None
-                try:
-                    self.store.append_many([r for _, r in batch])
-                except BaseException as e:  # noqa: BLE001 - re-raised in every waiter
-                    error = e
-                finally:
-                    self._cond.acquire()
-                    self._writing = False
-                    if error is not None:
-                        for t, _ in batch:
-                            self._errors[t] = error
-                    self._committed = batch[-1][0]
-                    self._cond.notify_all()
-            failure = self._errors.pop(ticket, None)
-        if failure is not None:
-            raise failure
+        pending = _Pending(_row(event))
+        self._ensure_writer()
+        self._queue.put(pending)
+        pending.done.acquire()
+        if pending.error is not None:
+            raise pending.error
 
     def append_many(self, events: Iterable[SecurityEvent]) -> int:
         """Store many events in one transaction; how many were new (duplicates by uid skip)."""
         return self.store.append_many([_row(e) for e in events])
+
+    def close(self) -> None:
+        """Stop the writer thread (appends after this start a new one)."""
+        with self._start_lock:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+                self._writer = None
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            with self._start_lock:
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(
+                        target=self._write_loop, name="donjon-outbox-writer", daemon=True
+                    )
+                    self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                self.store.append_many([p.row for p in batch])
+            except BaseException as e:  # noqa: BLE001 - re-raised in every waiting caller
+                for p in batch:
+                    p.error = e
+            for p in batch:
+                p.done.release()
 
 
 @dataclass
