@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from donjon.catalog import rule_registry
 from donjon.config import Settings
@@ -19,6 +19,9 @@ from donjon.core.ports import EventSink
 from donjon.core.rules import RuleRegistry
 from donjon.soc.jsonl import JsonLinesSink
 from donjon.soc.outbox import Dispatcher, Outbox
+
+if TYPE_CHECKING:
+    from donjon.monitor.metrics import DonjonMetrics
 
 
 class _Closer(Protocol):
@@ -35,7 +38,7 @@ class Donjon:
     _closers: list[_Closer] = field(default_factory=list, repr=False)
     outbox: Outbox | None = None
     dispatcher: Dispatcher | None = None
-    metrics: Any = None  # donjon.monitor.metrics.DonjonMetrics when prometheus-client is there
+    metrics: DonjonMetrics | None = None  # when prometheus-client is installed
 
     def deliver(self, timeout: float = 10.0) -> bool:
         """Deliver the outbox to every sink now; True when all caught up."""
@@ -69,7 +72,7 @@ def build(settings: Settings) -> Donjon:
     )
 
 
-def build_metrics(soc: SocWiring) -> Any:
+def build_metrics(soc: SocWiring) -> DonjonMetrics | None:
     """Prometheus metrics fed by the bus, with the outbox's lag; None without the extra."""
     try:
         from donjon.monitor.metrics import DonjonMetrics
@@ -192,7 +195,13 @@ def build_soc(settings: Settings) -> SocWiring:
     closers: list[_Closer] = [s for s in sinks if hasattr(s, "close")]  # type: ignore[misc]
     if not settings.soc.outbox:
         return SocWiring(EventBus(sinks), sinks, closers)
-    outbox, disposer = build_outbox(settings)
+    try:
+        outbox, disposer = build_outbox(settings)
+    except ImportError:  # the core install has no SQL driver: best effort, and say so
+        logging.getLogger("donjon").warning(
+            "events are not stored before delivery: install donjon[soc] for the durable outbox"
+        )
+        return SocWiring(EventBus(sinks), sinks, closers)
     soc = settings.soc
     dispatcher = Dispatcher(
         outbox.store,

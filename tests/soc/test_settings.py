@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,28 @@ def test_bad_sink_settings_are_config_errors(tmp_path: Path, text: str, problem:
     with pytest.raises(ConfigError, match=problem):
         load_settings(config)
     assert main(["--config", str(config), "events", "deliver"]) == 2
+
+
+def test_without_sqlalchemy_events_still_reach_the_event_file(donjon_home: Path) -> None:
+    """The core install (no SQL extra) falls back to best-effort delivery, with a warning."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    script = (
+        "import sys; sys.modules['sqlalchemy'] = None\n"
+        "from donjon.app import build\nfrom donjon.config import load_settings\n"
+        "from tests.soc.samples import every_kind\n"
+        "app = build(load_settings())\nassert app.outbox is None\n"
+        "app.bus.publish_all(every_kind())\napp.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "DONJON_HOME": str(donjon_home)}, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "install donjon[soc]" in done.stderr
+    from donjon.soc.jsonl import read_all_events
+
+    assert len(list(read_all_events(donjon_home / "events.jsonl"))) == 12
