@@ -161,3 +161,19 @@ def test_publish_all_stores_a_batch_in_one_transaction_before_fan_out(db: Databa
     deliveries = bus.publish_all([ev(i) for i in range(25)])
     assert [d.delivered for d in deliveries] == [("probe",)] * 25
     assert seen == [25] * 25
+
+
+def test_draining_while_the_background_thread_delivers_sends_nothing_twice(db: Database) -> None:
+    store = SqlOutboxStore(db)
+    outbox = Outbox(store)
+    sink = Recorder()
+    dispatcher = Dispatcher(store, [sink], batch_size=3, idle_wait=0.001)
+    dispatcher.start()
+    try:
+        sent = [ev(i) for i in range(60)]
+        for e in sent:
+            outbox.append(e)
+        assert dispatcher.drain(10)
+    finally:
+        dispatcher.stop()
+    assert [e.uid for e in sink.events] == [e.uid for e in sent]

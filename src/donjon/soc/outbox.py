@@ -193,6 +193,7 @@ class Dispatcher:
     clock: Callable[[], float] = time.monotonic
     states: dict[str, SinkState] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _round: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -203,8 +204,13 @@ class Dispatcher:
             self.states.setdefault(name, SinkState())
 
     def run_once(self) -> int:
-        """One delivery round over every sink that is not backing off; events delivered."""
-        return sum(self._deliver(sink) for sink in self.sinks)
+        """One delivery round over every sink that is not backing off; events delivered.
+
+        Rounds never overlap (a ``drain`` while the background thread runs waits its
+        turn), so two rounds never send the same batch from the same cursor.
+        """
+        with self._round:
+            return sum(self._deliver(sink) for sink in self.sinks)
 
     def lag(self) -> dict[str, int]:
         """Events stored but not yet delivered (or parked), per sink."""
