@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -177,3 +178,22 @@ def test_draining_while_the_background_thread_delivers_sends_nothing_twice(db: D
     finally:
         dispatcher.stop()
     assert [e.uid for e in sink.events] == [e.uid for e in sent]
+
+
+def test_the_event_file_gets_stored_payloads_as_they_are_and_never_a_corrupt_row(
+    db: Database, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from donjon.soc.jsonl import JsonLinesSink, read_events
+
+    store = SqlOutboxStore(db)
+    outbox = Outbox(store)
+    outbox.append(first := ev(1))
+    store.append_many([("bad-uid", "activity", datetime.now(UTC), '{"uid":"bad-uid"}')])
+    outbox.append(second := ev(2))
+    sink = JsonLinesSink(tmp_path / "events.jsonl")
+    assert Dispatcher(store, [sink]).drain(5)
+    sink.close()
+    assert list(read_events(tmp_path / "events.jsonl")) == [first, second]
+    assert [d["uid"] for d in store.dead_letters("jsonl")] == ["bad-uid"]
