@@ -205,7 +205,6 @@ class MonitorSettings(Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
     rules: list[AlertRuleSettings] = Field(default_factory=list)
-    tracing: bool = Field(default=False, description="OpenTelemetry spans, if installed")
 
 
 class ScanSettings(Section):

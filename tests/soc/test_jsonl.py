@@ -44,3 +44,31 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text(good + "\n\n" + '{"schema": 1}\n')
     with pytest.raises(ExportError, match=r"events.jsonl:3: not a Donjon event"):
         list(read_events(path))
+
+
+def test_rotation_keeps_backups_and_reading_sees_every_event_once(tmp_path: Path) -> None:
+    from donjon.soc.jsonl import event_files, read_all_events
+
+    path = tmp_path / "events.jsonl"
+    sink = JsonLinesSink(path, max_bytes=2500, backups=3)
+    events = [SecurityEvent.of_finding(finding(), "scan") for _ in range(12)]
+    for event in events[:6]:
+        sink.emit(event)
+    sink.emit_batch(events[6:])
+    sink.close()
+    files = event_files(path)
+    assert files[-1] == path
+    assert [f.name for f in files[:-1]] == ["events.jsonl.3", "events.jsonl.2", "events.jsonl.1"]
+    assert all(f.stat().st_size <= 2500 for f in files)
+    kept = list(read_all_events(path))
+    assert kept == events[-len(kept) :]  # the oldest rotated away, the rest in order
+    assert len(kept) < len(events)
+    sink = JsonLinesSink(path, max_bytes=10**6)
+    sink.emit(events[0])  # a re-delivered event: read once
+    sink.close()
+    assert [e.uid for e in read_all_events(path)].count(events[0].uid) <= 1
+
+
+def test_rotation_size_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="positive"):
+        JsonLinesSink(tmp_path / "e.jsonl", max_bytes=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -145,3 +146,54 @@ def test_concurrent_publishers_share_commits_and_lose_nothing(db: Database) -> N
 def test_two_sinks_with_one_name_are_refused(db: Database) -> None:
     with pytest.raises(ExportError, match="share a name"):
         Dispatcher(SqlOutboxStore(db), [Recorder("x"), Recorder("x")])
+
+
+def test_publish_all_stores_a_batch_in_one_transaction_before_fan_out(db: Database) -> None:
+    store = SqlOutboxStore(db)
+    seen: list[int] = []
+
+    class Probe:
+        name = "probe"
+
+        def emit(self, event: SecurityEvent) -> None:
+            seen.append(store.count_after(0))  # everything is stored before the first fan-out
+
+    bus = EventBus([Probe()], journal=Outbox(store))
+    deliveries = bus.publish_all([ev(i) for i in range(25)])
+    assert [d.delivered for d in deliveries] == [("probe",)] * 25
+    assert seen == [25] * 25
+
+
+def test_draining_while_the_background_thread_delivers_sends_nothing_twice(db: Database) -> None:
+    store = SqlOutboxStore(db)
+    outbox = Outbox(store)
+    sink = Recorder()
+    dispatcher = Dispatcher(store, [sink], batch_size=3, idle_wait=0.001)
+    dispatcher.start()
+    try:
+        sent = [ev(i) for i in range(60)]
+        for e in sent:
+            outbox.append(e)
+        assert dispatcher.drain(10)
+    finally:
+        dispatcher.stop()
+    assert [e.uid for e in sink.events] == [e.uid for e in sent]
+
+
+def test_the_event_file_gets_stored_payloads_as_they_are_and_never_a_corrupt_row(
+    db: Database, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from donjon.soc.jsonl import JsonLinesSink, read_events
+
+    store = SqlOutboxStore(db)
+    outbox = Outbox(store)
+    outbox.append(first := ev(1))
+    store.append_many([("bad-uid", "activity", datetime.now(UTC), '{"uid":"bad-uid"}')])
+    outbox.append(second := ev(2))
+    sink = JsonLinesSink(tmp_path / "events.jsonl")
+    assert Dispatcher(store, [sink]).drain(5)
+    sink.close()
+    assert list(read_events(tmp_path / "events.jsonl")) == [first, second]
+    assert [d["uid"] for d in store.dead_letters("jsonl")] == ["bad-uid"]

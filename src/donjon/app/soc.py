@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from donjon.config import Settings
 from donjon.core.bus import EventBus, JournalChain
@@ -13,6 +14,7 @@ from donjon.soc.jsonl import JsonLinesSink
 from donjon.soc.outbox import Dispatcher, Outbox
 
 if TYPE_CHECKING:
+    from donjon.monitor.metrics import DonjonMetrics
     from donjon.storage.sql import Database
 
 
@@ -136,7 +138,13 @@ def build_soc(
     closers: list[Closer] = [s for s in sinks if hasattr(s, "close")]  # type: ignore[misc]
     if not settings.soc.outbox:
         return SocWiring(EventBus(sinks, journal=ledger), sinks, closers)
-    outbox, disposer = build_outbox(settings, database)
+    try:
+        outbox, disposer = build_outbox(settings, database)
+    except ImportError:  # the core install has no SQL driver: best effort, and say so
+        logging.getLogger("donjon").warning(
+            "events are not stored before delivery: install donjon[soc] for the durable outbox"
+        )
+        return SocWiring(EventBus(sinks, journal=ledger), sinks, closers)
     soc = settings.soc
     dispatcher = Dispatcher(
         outbox.store,
@@ -157,7 +165,7 @@ class Disposer:
         self.close = dispose
 
 
-def build_metrics(soc: SocWiring) -> Any:
+def build_metrics(soc: SocWiring) -> DonjonMetrics | None:
     """Prometheus metrics fed by the bus, with the outbox's lag; None without the extra."""
     try:
         from donjon.monitor.metrics import DonjonMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from donjon.app.access import build_ledger
 from donjon.app.soc import Closer, Disposer, build_metrics, build_soc
@@ -13,6 +13,9 @@ from donjon.config import Settings
 from donjon.core.bus import EventBus
 from donjon.core.rules import RuleRegistry
 from donjon.soc.outbox import Dispatcher, Outbox
+
+if TYPE_CHECKING:
+    from donjon.monitor.metrics import DonjonMetrics
 
 
 @dataclass
@@ -24,7 +27,7 @@ class Donjon:
     _closers: list[Closer] = field(default_factory=list, repr=False)
     outbox: Outbox | None = None
     dispatcher: Dispatcher | None = None
-    metrics: Any = None  # donjon.monitor.metrics.DonjonMetrics when prometheus-client is there
+    metrics: DonjonMetrics | None = None  # when prometheus-client is installed
 
     @property
     def rules(self) -> RuleRegistry:
@@ -51,16 +54,25 @@ class Donjon:
 def build(settings: Settings) -> Donjon:
     """Wire the embedded defaults, or the production adapters the settings name."""
     logging.getLogger("donjon").setLevel(settings.log_level.upper())
-    database = None
-    ledger = None
+    database, ledger = None, None
     closers: list[Closer] = []
     if settings.audit.ledger or settings.soc.outbox:
-        from donjon.storage.sql import open_database
-
-        database = open_database(settings.sql_url)
-        closers.append(Disposer(database.dispose))
-    if settings.audit.ledger:
-        ledger = build_ledger(settings, database)
+        try:
+            from donjon.storage.sql import open_database
+        except ImportError:  # the core install (scanning only) has no SQL driver
+            logging.getLogger("donjon").warning(
+                "no ledger and no durable outbox: install donjon[soc,audit] to record events"
+            )
+        else:
+            database = open_database(settings.sql_url)
+            closers.append(Disposer(database.dispose))
+    if settings.audit.ledger and database is not None:
+        try:
+            ledger = build_ledger(settings, database)
+        except ImportError:
+            logging.getLogger("donjon").warning(
+                "events are not ledgered: install donjon[audit] for the tamper-evident ledger"
+            )
     soc = build_soc(settings, database, ledger)
     return Donjon(
         settings=settings,

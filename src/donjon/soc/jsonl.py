@@ -16,6 +16,7 @@ from typing import IO
 
 from donjon.core.events import SecurityEvent
 from donjon.errors import ExportError
+from donjon.soc import jsonfast
 
 
 class JsonLinesSink:
@@ -48,9 +49,11 @@ class JsonLinesSink:
         self.emit_batch([event])
 
     def emit_batch(self, events: Sequence[SecurityEvent]) -> None:
-        lines = [
-            json.dumps(e.to_dict(), separators=(",", ":"), sort_keys=True) + "\n" for e in events
-        ]
+        self.emit_payloads([jsonfast.dumps(e.to_dict()) for e in events])
+
+    def emit_payloads(self, payloads: Sequence[str]) -> None:
+        """Append events already in their JSON form (the outbox's stored payloads)."""
+        lines = [p + "\n" for p in payloads]
         with self._lock:
             try:
                 for line in lines:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -112,6 +113,9 @@ class SyslogSink:
     def _close(self) -> None:
         if self._sock is not None:
             try:
+                if isinstance(self._sock, ssl.SSLSocket):
+                    with contextlib.suppress(OSError, ssl.SSLError):
+                        self._sock.unwrap()  # close_notify: a clean end for the server
                 self._sock.close()
             finally:
                 self._sock = None

@@ -62,6 +62,17 @@ dead_letters = Table(
 )
 
 Row = tuple[str, str, datetime, str]  # uid, kind, time, payload (JSON)
+_SQLITE_READ = "SELECT seq, uid, payload FROM outbox_events WHERE seq > ? ORDER BY seq LIMIT ?"
+_SQLITE_INSERT = (
+    "INSERT OR IGNORE INTO outbox_events (uid, kind, time, payload) VALUES (?, ?, ?, ?)"
+)
+
+
+def _sqlite_time(t: datetime) -> str:
+    """SQLAlchemy's own SQLite DateTime storage format, in UTC: ``2026-11-27 12:00:00.000000``."""
+    if t.utcoffset():
+        t = t.astimezone(UTC)
+    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class SqlOutboxStore:
@@ -80,18 +91,28 @@ class SqlOutboxStore:
         """Store ``rows`` in one transaction; return how many were new (by uid)."""
         if not rows:
             return 0
-        values = [{"uid": u, "kind": k, "time": t, "payload": p} for u, k, t, p in rows]
         try:
             with self._db.engine.begin() as connection:
-                if not self._db.is_sqlite:
+                if self._db.is_sqlite:  # the hot path: one driver-level executemany
+                    values = [(u, k, _sqlite_time(t), p) for u, k, t, p in rows]
+                    result = connection.exec_driver_sql(_SQLITE_INSERT, values)
+                else:
                     connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-                result = connection.execute(self._insert, values)
+                    params = [{"uid": u, "kind": k, "time": t, "payload": p} for u, k, t, p in rows]
+                    result = connection.execute(self._insert, params)
                 return max(result.rowcount, 0)
         except SQLAlchemyError as e:
             raise StorageError(f"cannot store events in the outbox: {e}") from e
 
     def read_after(self, position: int, limit: int) -> list[tuple[int, str, str]]:
         """Up to ``limit`` (seq, uid, payload) after ``position``, in order."""
+        if self._db.is_sqlite:  # the hot path: rows straight from the driver
+            try:
+                with self._db.engine.connect() as connection:
+                    found = connection.exec_driver_sql(_SQLITE_READ, (position, limit)).fetchall()
+            except SQLAlchemyError as e:
+                raise StorageError(f"cannot read the outbox: {e}") from e
+            return [(int(s), str(u), str(p)) for s, u, p in found]
         query = (
             select(events.c.seq, events.c.uid, events.c.payload)
             .where(events.c.seq > position)

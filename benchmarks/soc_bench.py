@@ -1,0 +1,279 @@
+"""SOC delivery benchmark: throughput and zero loss, with peers measured in the same run.
+
+    .venv/bin/python benchmarks/soc_bench.py [--events 50000] [--syslog-events 50000]
+                                             [--outage 120] [--database-url URL]
+
+1. bus -> durable outbox (SQLite WAL, or --database-url) -> JSON-lines sink, events/s,
+   next to a plain JSON-lines file write of the same events with the same serialiser
+   (no store, no acknowledgement: what durability costs). Once with many threads
+   publishing one event at a time, once with ``publish_all`` batches.
+2. RFC 5424 over TCP into a real rsyslogd, events/s, next to Python's
+   logging.handlers.SysLogHandler over TCP sending the same messages.
+3. A Splunk-HEC collector down for --outage seconds while publishers keep going:
+   events lost (must be 0), order kept, catch-up time.
+Targets (issue 6): >= 20,000 events/s for 1, >= 5,000 events/s for 2, 0 lost in 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from donjon.core import (  # noqa: E402
+    Decision,
+    Effect,
+    EventBus,
+    EventKind,
+    Principal,
+    PrincipalKind,
+    SecurityEvent,
+    Severity,
+)
+from donjon.soc import jsonfast  # noqa: E402
+from donjon.soc.hec import HecSink  # noqa: E402
+from donjon.soc.jsonl import JsonLinesSink, read_all_events  # noqa: E402
+from donjon.soc.outbox import Dispatcher, Outbox  # noqa: E402
+from donjon.soc.syslog import format_syslog  # noqa: E402
+from donjon.soc.syslog_sink import SyslogSink  # noqa: E402
+from donjon.storage.outbox import SqlOutboxStore  # noqa: E402
+from donjon.storage.sql import open_database  # noqa: E402
+
+CLIENT = Principal("svc-bench", PrincipalKind.SERVICE)
+
+
+def make_events(n: int) -> list[SecurityEvent]:
+    out = []
+    for i in range(n):
+        if i % 10 == 0:
+            out.append(
+                SecurityEvent(EventKind.ACTIVITY, "scan", "scan.run", f"scanned file {i}",
+                              Severity.INFO, attributes={"files": 1})
+            )  # fmt: skip
+        else:
+            effect = Effect.DENY if i % 7 == 0 else Effect.ALLOW
+            decision = Decision(effect, CLIENT, "model.infer", "models/fraud-clf@3")
+            out.append(SecurityEvent.of_decision(decision, "gateway", latency_ms=12.5))
+    return out
+
+
+def _publish(bus: EventBus, events: list[SecurityEvent], threads: int, batch: int) -> None:
+    """``threads`` publishers; each publishes one event at a time (batch 1) or
+    ``publish_all`` of ``batch`` events (one commit for the batch)."""
+    chunks = [events[i::threads] for i in range(threads)]
+
+    def run(chunk: list[SecurityEvent]) -> None:
+        if batch <= 1:
+            for e in chunk:
+                bus.publish(e)
+        else:
+            for i in range(0, len(chunk), batch):
+                bus.publish_all(chunk[i : i + batch])
+
+    workers = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def bench_outbox_jsonl(
+    n: int, url: str | None, folder: Path, threads: int, batch: int
+) -> dict[str, float]:
+    events = make_events(n)
+    folder = folder / f"outbox-{threads}-{batch}"
+    folder.mkdir()
+    db = open_database(url or f"sqlite+pysqlite:///{folder / 'bench.db'}")
+    store = SqlOutboxStore(db)
+    sink = JsonLinesSink(folder / "events.jsonl")
+    bus = EventBus(journal=Outbox(store))
+    dispatcher = Dispatcher(store, [sink], batch_size=2000, idle_wait=0.01)
+    t0, c0 = time.perf_counter(), time.process_time()
+    dispatcher.start()
+    _publish(bus, events, threads, batch)
+    publish_s = time.perf_counter() - t0
+    dispatcher.stop(drain_timeout=120)
+    total_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    sink.close()
+    delivered = sum(1 for _ in read_all_events(folder / "events.jsonl"))
+    db.dispose()
+    # the peer: append the same events to a JSON-lines file, no store, no acknowledgement
+    t0, c0 = time.perf_counter(), time.process_time()
+    with (folder / "plain.jsonl").open("w", encoding="utf-8") as f:
+        for e in events:
+            f.write(jsonfast.dumps(e.to_dict()) + "\n")
+    plain_s, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"events": n, "delivered": delivered, "publish_eps": n / publish_s,
+            "end_to_end_eps": n / total_s,
+            "plain_file_eps": n / plain_s, "cpu_eps": n / cpu_s,
+            "plain_cpu_eps": n / plain_cpu}  # fmt: skip
+
+
+def bench_syslog(n: int, folder: Path) -> dict[str, float]:
+    sys.path.insert(0, str(ROOT))
+    from tests.soc.rsyslog import start_rsyslog
+
+    server = start_rsyslog(folder / "rsyslog")
+    try:
+        events = make_events(n)
+        sink = SyslogSink("127.0.0.1", server.tcp_port, protocol="tcp", payload="cef")
+        t0 = time.perf_counter()
+        for i in range(0, n, 1000):
+            sink.emit_batch(events[i : i + 1000])
+        sent_s = time.perf_counter() - t0
+        got = len(server.wait_for(n, timeout=120))
+        ours_s = time.perf_counter() - t0
+        sink.close()
+        # the peer: the standard library's SysLogHandler over TCP, same messages
+        handler = logging.handlers.SysLogHandler(
+            ("127.0.0.1", server.tcp_port), socktype=socket.SOCK_STREAM
+        )
+        handler.append_nul = False
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("bench.syslog")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.addHandler(handler)
+        messages = [format_syslog(e, payload="cef") for e in events]
+        t0 = time.perf_counter()
+        for m in messages:  # the handler prefixes its own <PRI>; send ours after it
+            logger.warning("%s\n", m.split(" ", 1)[1])
+        peer_sent_s = time.perf_counter() - t0
+        peer_got = len(server.wait_for(got + n, timeout=120)) - got
+        peer_s = time.perf_counter() - t0
+        handler.close()
+    finally:
+        server.stop()
+    return {"events": n, "received": got, "eps": n / ours_s, "send_eps": n / sent_s,
+            "peer_received": peer_got, "peer_eps": n / peer_s,
+            "peer_send_eps": n / peer_sent_s}  # fmt: skip
+
+
+def bench_outage(outage_s: float, folder: Path, rate: int) -> dict[str, float]:
+    from tests.soc.collector import Collector, parse_concatenated_json
+    from tests.soc.rsyslog import free_port
+
+    def ok(_r: object) -> tuple[int, dict[str, object]]:
+        return 200, {"text": "Success", "code": 0}
+
+    port = free_port()
+    db = open_database(f"sqlite+pysqlite:///{folder / 'outage.db'}")
+    store = SqlOutboxStore(db)
+    bus = EventBus(journal=Outbox(store))
+    sink = HecSink(f"http://127.0.0.1:{port}", "bench-token")
+    dispatcher = Dispatcher(store, [sink], batch_size=500, backoff_base=0.2, backoff_max=5)
+    dispatcher.start()
+    published: list[str] = []
+    stop = threading.Event()
+
+    def publisher() -> None:
+        while not stop.is_set():
+            for e in make_events(rate // 10):
+                bus.publish(e)
+                published.append(e.uid)  # acknowledged
+            time.sleep(0.1)
+
+    before = Collector(ok).start(port)
+    worker = threading.Thread(target=publisher)
+    worker.start()
+    time.sleep(2)
+    before.stop()  # the collector goes down
+    time.sleep(outage_s)
+    max_lag = max(dispatcher.lag().values())
+    after = Collector(ok).start(port)  # and comes back
+    back = time.perf_counter()
+    time.sleep(2)
+    stop.set()
+    worker.join()
+    caught_up = dispatcher.drain(300)
+    catch_up_s = time.perf_counter() - back
+    dispatcher.stop()
+    after.stop()
+    db.dispose()
+    received = [
+        o["fields"]["donjon_uid"]
+        for c in (before, after)
+        for r in c.requests
+        for o in parse_concatenated_json(r.body)
+    ]
+    first: dict[str, int] = {}
+    for uid in received:
+        first.setdefault(uid, len(first))
+    order = {uid: i for i, uid in enumerate(published)}
+    positions = [order[u] for u in first if u in order]
+    return {"published": len(published), "max_lag": max_lag, "caught_up": caught_up,
+            "lost": len(set(published) - set(first)), "duplicates": len(received) - len(first),
+            "in_order": positions == sorted(positions), "catch_up_s": catch_up_s}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--syslog-events", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=32, help="one-at-a-time publishers")
+    parser.add_argument("--batch", type=int, default=500, help="publish_all batch size")
+    parser.add_argument("--outage", type=float, default=120.0, help="seconds the sink is down")
+    parser.add_argument("--outage-rate", type=int, default=500, help="events/s during it")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.CRITICAL)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        a = bench_outbox_jsonl(args.events, args.database_url, folder, args.threads, 1)
+        b = bench_outbox_jsonl(args.events, args.database_url, folder, 4, args.batch)
+        s = bench_syslog(args.syslog_events, folder)
+        o = bench_outage(args.outage, folder, args.outage_rate)
+    print("\n| path | Donjon events/s | peer | peer events/s | ratio | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| bus -> outbox -> JSON lines ({a['events']:,} events, {args.threads} publishers) | "
+        f"{a['end_to_end_eps']:,.0f} | plain JSON-lines write (no store) | "
+        f"{a['plain_file_eps']:,.0f} | {a['end_to_end_eps'] / a['plain_file_eps']:.2f} | "
+        f">= 20,000 | {'yes' if a['end_to_end_eps'] >= 20_000 else 'NO'} |"
+    )
+    print(
+        f"| bus.publish_all({args.batch}) -> outbox -> JSON lines (4 publishers) | "
+        f"{b['end_to_end_eps']:,.0f} | plain JSON-lines write (no store) | "
+        f"{b['plain_file_eps']:,.0f} | {b['end_to_end_eps'] / b['plain_file_eps']:.2f} | "
+        f">= 20,000 | {'yes' if b['end_to_end_eps'] >= 20_000 else 'NO'} |"
+    )
+    print(
+        f"| RFC 5424 over TCP into rsyslog ({s['events']:,} events) | {s['eps']:,.0f} | "
+        f"logging.SysLogHandler over TCP | {s['peer_eps']:,.0f} | "
+        f"{s['eps'] / s['peer_eps']:.2f} | >= 5,000 | {'yes' if s['eps'] >= 5_000 else 'NO'} |"
+    )
+    print(
+        f"\nper CPU-second of the process (less sensitive to other load on the machine): "
+        f"{a['cpu_eps']:,.0f} one at a time, {b['cpu_eps']:,.0f} batched, plain write "
+        f"{b['plain_cpu_eps']:,.0f}; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"acknowledged publish rate: {a['publish_eps']:,.0f} events/s one at a time, "
+        f"{b['publish_eps']:,.0f} batched; delivered {a['delivered']:,} and "
+        f"{b['delivered']:,} of {a['events']:,}; rsyslog received {s['received']:,} (Donjon), "
+        f"{s['peer_received']:,} (peer)"
+    )
+    print(
+        f"sink outage of {args.outage:.0f} s at ~{args.outage_rate} events/s: "
+        f"{o['published']:,} published, lag peaked at {o['max_lag']:,}, lost {o['lost']}, "
+        f"re-sent {o['duplicates']}, "
+        f"in order: {o['in_order']}, caught up: {o['caught_up']} in {o['catch_up_s']:.1f} s"
+    )
+    ok = a["delivered"] == b["delivered"] == a["events"] and s["received"] >= s["events"]
+    ok = ok and o["lost"] == 0
+    return 0 if ok and o["in_order"] and o["caught_up"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
