@@ -60,9 +60,10 @@ def build(settings: Settings) -> Donjon:
         try:
             from donjon.storage.sql import open_database
         except ImportError:  # the core install (scanning only) has no SQL driver
-            logging.getLogger("donjon").warning(
-                "no ledger and no durable outbox: install donjon[soc,audit] to record events"
-            )
+            if settings.audit.ledger:
+                logging.getLogger("donjon").warning(
+                    "events are not ledgered: install donjon[audit] for the tamper-evident ledger"
+                )
         else:
             database = open_database(settings.sql_url)
             closers.append(Disposer(database.dispose))
