@@ -4,14 +4,19 @@ VENV ?= .venv
 
 .PHONY: run test dev lint docs clean
 
-## run: set up a virtual environment and run Donjon's main job on embedded defaults
+SAMPLES ?= donjon-samples
+
+## run: set up a virtual environment and run Donjon's main job on embedded defaults:
+## write a folder of benign and malicious model files, then scan it (exit 1 = findings)
 run: $(VENV)/.installed
-	$(VENV)/bin/donjon --help
+	$(VENV)/bin/donjon samples $(SAMPLES)
+	$(VENV)/bin/donjon scan $(SAMPLES) || [ $$? -eq 1 ]
+	$(VENV)/bin/donjon events tail -n 5 --min-severity high
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e .
+	$(VENV)/bin/python -m pip install -q -e ".[all]"
 	touch $@
 
 ## test: what CI runs: fresh venv, lint, types, layering, the whole test suite
@@ -37,4 +42,4 @@ docs:
 	$(VENV)/bin/donjon rules markdown > docs/rules.md
 
 clean:
-	rm -rf $(VENV) .venv-ci build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-ci build dist .pytest_cache .mypy_cache .ruff_cache $(SAMPLES)

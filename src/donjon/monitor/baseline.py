@@ -105,15 +105,17 @@ class Alert:
         attributes: dict[str, object] = {
             "metric": self.metric,
             "alert": self.kind,
-            "value": self.value,
-            "low": self.band.low,
-            "high": self.band.high,
-            "center": self.band.center,
+            "value": finite(self.value),
+            "low": finite(self.band.low),  # an open side of the band is null, not -inf
+            "high": finite(self.band.high),
+            "center": finite(self.band.center),
             "trend": direction,
             "bucket": bucket_time(self.bucket).isoformat(),
         }
         if self.projected is not None:
-            attributes.update(projected=self.projected, slope=self.slope, horizon=self.horizon)
+            attributes.update(
+                projected=finite(self.projected), slope=finite(self.slope), horizon=self.horizon
+            )
         key = f"{self.metric}|{self.kind}|{self.bucket}"
         return SecurityEvent(
             uid=hashlib.sha256(key.encode()).hexdigest()[:32],  # re-runs are idempotent
@@ -246,3 +248,8 @@ def evaluate(
         if rule is not None:
             alerts += evaluate_series(all_series[name], rule)
     return sorted(alerts, key=lambda a: (a.bucket, a.metric))
+
+
+def finite(value: float | None) -> float | None:
+    """JSON (and the ledger's canonical JSON) has no infinities or NaN: those become null."""
+    return value if value is not None and math.isfinite(value) else None
