@@ -215,6 +215,7 @@ def main() -> int:
 
     size = args.size_mb * MB
     rows: list[tuple[str, str, float, float]] = []
+    floor_put = floor_get = float("nan")
     with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
         root = Path(tmp)
         payload = root / "payload.bin"
@@ -249,6 +250,21 @@ def main() -> int:
             proc.terminate()
             proc.wait()
 
+        # the floor under any HTTP server: hash + write (+ fsync) and read + hash, in process
+        from donjon.storage.blobs import FileBlobStore
+
+        store = FileBlobStore(root / "floor")
+        start = time.perf_counter()
+        with open(payload, "rb") as src:
+            digest = store.put(src)
+        floor_put = size / MB / (time.perf_counter() - start)
+        start = time.perf_counter()
+        with store.open(digest) as blob:
+            while blob.read(MB):
+                pass
+        floor_get = size / MB / (time.perf_counter() - start)
+        store.path(digest).unlink()
+
         proc, url = spawn("http.server", root)
         try:
             dest = root / "plain.bin"
@@ -269,6 +285,10 @@ def main() -> int:
     for name, direction, rate, rss in rows:
         ratio = "" if name == "donjon vault" else f"{vault[direction] / rate:>11.2f}x"
         print(f"{name:<24}{direction:<10}{rate:>9.0f}{rss:>13.0f}{ratio:>12}")
+    print(f"{'blob store, no HTTP':<24}{'put':<10}{floor_put:>9.0f}")
+    print(f"{'blob store, no HTTP':<24}{'get':<10}{floor_get:>9.0f}")
+    load = os.getloadavg()[0]
+    print(f"load average during the run: {load:.1f} on {os.cpu_count()} CPUs")
     client_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"client peak RSS: {client_rss:.0f} MB; target: >= 200 MB/s each way, memory flat")
     ok = all(vault[d] >= 200 for d in ("upload", "download"))
