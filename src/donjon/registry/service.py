@@ -119,7 +119,9 @@ class Registry:
             raise InputError("invalid media type")
         act = action(kind, "write")
         self.authorize(principal, act, resource(kind, name))
-        for ref in refs:
+        for ref in refs:  # naming training data needs the right to read it: no probing
+            data = resource(Kind.DATASET, ref.name, ref.number)
+            self.authorize(principal, action(Kind.DATASET, "read"), data, {"lineage_of": name})
             if self.store.get_version(Kind.DATASET.value, ref.name, ref.number) is None:
                 raise NotFound(f"lineage dataset {ref} does not exist")
         reader = LimitedReader(stream, self.max_blob_size)
