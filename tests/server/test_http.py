@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from donjon.client import VaultClient
 from donjon.core.events import EventKind, Outcome
-from donjon.errors import AccessDenied, AuthenticationError, Conflict, InputError
+from donjon.errors import AccessDenied, AuthenticationError, Conflict, InputError, RegistryError
 from donjon.storage.registry import versions as versions_table
 from tests.server.conftest import MAX_UPLOAD, Served
 
@@ -250,3 +250,17 @@ def test_the_openapi_document_is_published_to_authenticated_callers(served: Serv
 def test_client_refuses_bad_kinds(served: Served) -> None:
     with VaultClient(served.url, served.token("alice")) as alice, pytest.raises(InputError):
         alice.names("notebook")
+
+
+def test_bytes_changed_on_disk_never_reach_the_destination(served: Served, tmp_path: Path) -> None:
+    seed(served, tmp_path)
+    with VaultClient(served.url, served.token("alice")) as alice:
+        record = alice.get("dataset", "fraud/tx", 1)
+        blob = served.vault.blobs_dir / "sha256" / record["digest"][7:9] / record["digest"][7:]
+        original = blob.read_bytes()
+        blob.write_bytes(original.replace(b"10,0", b"10,1"))  # same size, one label flipped
+        dest = tmp_path / "flipped.csv"
+        with pytest.raises(RegistryError):
+            alice.pull("dataset", "fraud/tx", dest)
+        assert not dest.exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []

@@ -59,9 +59,17 @@ class RequestReader(io.RawIOBase):
 
 
 def iterate(stream: BinaryIO, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
-    """Yield a stream's bytes in chunks and close it (Starlette runs this in a thread)."""
+    """Yield a stream's bytes in chunks and close it (Starlette runs this in a thread).
+
+    Reads one chunk ahead, so a verifying stream that finds the bytes changed
+    (it raises at the end) stops the response before its last chunk leaves:
+    the client sees a truncated body, never a complete wrong one.
+    """
     try:
-        while chunk := stream.read(chunk_size):
+        chunk = stream.read(chunk_size)
+        while chunk:
+            following = stream.read(chunk_size)
             yield chunk
+            chunk = following
     finally:
         stream.close()
