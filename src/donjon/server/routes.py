@@ -122,7 +122,8 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         metadata = _metadata(x_donjon_metadata)
         lineage = _lineage(x_donjon_lineage)
         media_type = (content_type or "application/octet-stream").split(";")[0].strip()
-        reader = RequestReader(request.stream().__aiter__())
+        idle = request.app.state.limits.upload_idle_seconds
+        reader = RequestReader(request.stream().__aiter__(), idle)
         reg = registry(request)
         version = await anyio.to_thread.run_sync(
             lambda: reg.push(

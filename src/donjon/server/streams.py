@@ -6,6 +6,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from typing import BinaryIO
 
+import anyio
 import anyio.from_thread
 from starlette.requests import ClientDisconnect
 
@@ -22,9 +23,10 @@ class RequestReader(io.RawIOBase):
     client is throttled by the consumer (backpressure).
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], idle_timeout: float = 60.0) -> None:
         super().__init__()
         self._chunks = chunks
+        self._idle_timeout = idle_timeout
         self._buffer = bytearray()
         self._eof = False
 
@@ -34,7 +36,8 @@ class RequestReader(io.RawIOBase):
     async def _fill(self, size: int) -> None:
         try:
             while not self._eof and len(self._buffer) < size:
-                chunk = await self._chunks.__anext__()
+                with anyio.fail_after(self._idle_timeout):
+                    chunk = await self._chunks.__anext__()
                 if chunk:
                     self._buffer += chunk
                 else:
@@ -43,6 +46,10 @@ class RequestReader(io.RawIOBase):
             self._eof = True
         except ClientDisconnect as e:
             raise InputError("the client went away during the upload; nothing was stored") from e
+        except TimeoutError as e:
+            raise InputError(
+                f"the upload stalled for {self._idle_timeout:g} s; nothing was stored"
+            ) from e
 
     def read(self, size: int = -1) -> bytes:
         want = size if size is not None and size >= 0 else 1 << 62
