@@ -8,53 +8,78 @@ from typing import BinaryIO
 
 import anyio
 import anyio.from_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.requests import ClientDisconnect
 
 from donjon.errors import InputError
 
 DOWNLOAD_CHUNK = 1 << 20
+PREFETCH_CHUNKS = 16  # request chunks buffered ahead of the consumer (each <= ~256 KiB)
 
 
 class RequestReader(io.RawIOBase):
     """A blocking file-like view of a request body, for use in a worker thread.
 
-    Each ``read`` hops to the event loop once and gathers chunks until it has
-    ``size`` bytes (or the end), so memory stays at one read's worth and the
-    client is throttled by the consumer (backpressure).
+    :meth:`pump` (a task on the event loop) receives the body into a small
+    bounded buffer while the worker hashes and writes what came before, so
+    network and disk overlap; when the buffer is full the pump waits, the
+    server stops reading the socket and the client is throttled
+    (backpressure, memory flat). Each ``read`` hops to the event loop once
+    and takes every chunk already there.
     """
 
     def __init__(self, chunks: AsyncIterator[bytes], idle_timeout: float = 60.0) -> None:
         super().__init__()
         self._chunks = chunks
         self._idle_timeout = idle_timeout
+        send, receive = anyio.create_memory_object_stream[bytes](PREFETCH_CHUNKS)
+        self._send: MemoryObjectSendStream[bytes] = send
+        self._receive: MemoryObjectReceiveStream[bytes] = receive
         self._buffer = bytearray()
         self._eof = False
+        self._error: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
-    async def _fill(self, size: int) -> None:
+    async def pump(self) -> None:
+        """Move the body into the buffer; run it beside the worker, cancel it after."""
+        async with self._send:
+            try:
+                while True:
+                    with anyio.fail_after(self._idle_timeout):
+                        chunk = await self._chunks.__anext__()
+                    if chunk:
+                        await self._send.send(chunk)
+            except StopAsyncIteration:
+                pass
+            except ClientDisconnect:
+                self._error = InputError("the client went away during the upload")
+            except TimeoutError:
+                self._error = InputError(
+                    f"the upload stalled for {self._idle_timeout:g} s; nothing was stored"
+                )
+            except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
+                self._error = e
+
+    async def _take(self, size: int) -> None:
         try:
-            while not self._eof and len(self._buffer) < size:
-                with anyio.fail_after(self._idle_timeout):
-                    chunk = await self._chunks.__anext__()
-                if chunk:
-                    self._buffer += chunk
-                else:
-                    self._eof = True
-        except StopAsyncIteration:
+            self._buffer += await self._receive.receive()
+            while len(self._buffer) < size:
+                self._buffer += self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except anyio.EndOfStream:
             self._eof = True
-        except ClientDisconnect as e:
-            raise InputError("the client went away during the upload; nothing was stored") from e
-        except TimeoutError as e:
-            raise InputError(
-                f"the upload stalled for {self._idle_timeout:g} s; nothing was stored"
-            ) from e
 
     def read(self, size: int = -1) -> bytes:
         want = size if size is not None and size >= 0 else 1 << 62
-        if not self._eof and len(self._buffer) < want:
-            anyio.from_thread.run(self._fill, want)
+        while not self._eof and len(self._buffer) < want:
+            anyio.from_thread.run(self._take, want)
+            if size is not None and size >= 0:
+                break  # return what is there; the caller asks again
+        if self._eof and self._error is not None:
+            raise self._error
         data = bytes(self._buffer[:want])
         del self._buffer[:want]
         return data
@@ -63,6 +88,11 @@ class RequestReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+    def close(self) -> None:
+        self._send.close()
+        self._receive.close()
+        super().close()
 
 
 def iterate(stream: BinaryIO, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
