@@ -293,3 +293,17 @@ def test_a_stalled_upload_is_dropped_and_stores_nothing(tmp_path: Path) -> None:
         assert vault.registry.store.names("dataset") == []
     finally:
         vault.db.dispose()
+
+
+def test_a_wrongly_announced_digest_is_refused(served: Served, tmp_path: Path) -> None:
+    seed(served, tmp_path)
+    before = state(served)
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"the real weights")
+    wrong = "sha256:" + hashlib.sha256(b"the signed weights").hexdigest()
+    with VaultClient(served.url, served.token("alice")) as alice:
+        with pytest.raises(InputError, match="announced"):
+            alice.push("model", "fraud-clf", src, digest=wrong)
+        right = "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
+        assert state(served) == before
+        assert alice.push("model", "fraud-clf", src, digest=right)["digest"] == right
