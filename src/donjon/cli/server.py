@@ -34,7 +34,6 @@ def server(
     settings = cli.settings
     if database_url is not None:
         settings = load_settings(cli.config_file, home=cli.home, database_url=database_url)
-        cli._settings = settings
     authenticator, authorizer = vault_access(settings)
     services = build_vault(settings, authenticator, authorizer, cli.app.bus)
     app = create_app(
