@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import BinaryIO
 
@@ -98,15 +100,52 @@ class RequestReader(io.RawIOBase):
 def iterate(stream: BinaryIO, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
     """Yield a stream's bytes in chunks and close it (Starlette runs this in a thread).
 
-    Reads one chunk ahead, so a verifying stream that finds the bytes changed
-    (it raises at the end) stops the response before its last chunk leaves:
-    the client sees a truncated body, never a complete wrong one.
+    A reader thread keeps up to ``PREFETCH_CHUNKS`` chunks ready, so reading
+    and hashing overlap sending (memory stays bounded). The last chunk is held
+    back until the stream reached its end: a verifying stream that finds the
+    bytes changed raises there, and the client sees a truncated body, never a
+    complete wrong one.
     """
+    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                chunk = stream.read(chunk_size)
+                _offer(ready, stop, chunk or None)
+                if not chunk:
+                    return
+        except Exception as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            _offer(ready, stop, e)
+        finally:
+            stream.close()
+
+    reader = threading.Thread(target=produce, name="donjon-blob-reader", daemon=True)
+    reader.start()
     try:
-        chunk = stream.read(chunk_size)
-        while chunk:
-            following = stream.read(chunk_size)
-            yield chunk
-            chunk = following
+        held = ready.get()
+        while isinstance(held, bytes):
+            following = ready.get()
+            if isinstance(following, BaseException):
+                raise following
+            yield held
+            held = following
+        if isinstance(held, BaseException):
+            raise held
     finally:
-        stream.close()
+        stop.set()
+        reader.join(timeout=5)
+
+
+def _offer(
+    ready: queue.Queue[bytes | BaseException | None],
+    stop: threading.Event,
+    item: bytes | BaseException | None,
+) -> None:
+    while not stop.is_set():
+        try:
+            ready.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
