@@ -27,7 +27,7 @@ class RequestReader(io.RawIOBase):
     network and disk overlap; when the buffer is full the pump waits, the
     server stops reading the socket and the client is throttled
     (backpressure, memory flat). Each ``read`` hops to the event loop once
-    and takes every chunk already there.
+    and gathers a whole read's worth.
     """
 
     def __init__(self, chunks: AsyncIterator[bytes], idle_timeout: float = 60.0) -> None:
@@ -66,20 +66,15 @@ class RequestReader(io.RawIOBase):
 
     async def _take(self, size: int) -> None:
         try:
-            self._buffer += await self._receive.receive()
             while len(self._buffer) < size:
-                self._buffer += self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            pass
+                self._buffer += await self._receive.receive()
         except anyio.EndOfStream:
             self._eof = True
 
     def read(self, size: int = -1) -> bytes:
         want = size if size is not None and size >= 0 else 1 << 62
-        while not self._eof and len(self._buffer) < want:
-            anyio.from_thread.run(self._take, want)
-            if size is not None and size >= 0:
-                break  # return what is there; the caller asks again
+        if not self._eof and len(self._buffer) < want:
+            anyio.from_thread.run(self._take, want)  # one hop per read
         if self._eof and self._error is not None:
             raise self._error
         data = bytes(self._buffer[:want])
