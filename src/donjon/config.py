@@ -93,6 +93,13 @@ class VaultSettings(Section):
     require_lineage: bool = Field(
         default=True, description="promotion to prod needs the model's training datasets"
     )
+    s3_bucket: str | None = Field(
+        default=None, description="keep blobs in this S3 bucket instead of $DONJON_HOME/blobs"
+    )
+    s3_prefix: str = Field(default="", description="key prefix inside the bucket")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph); default AWS"
+    )
 
 
 # -- SOC sinks and the outbox ([soc]) ----------------------------------------

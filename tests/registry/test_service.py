@@ -234,6 +234,17 @@ def test_promotion_runs_the_gates_and_a_failure_leaves_the_stage(vault: Vault) -
     ]
 
 
+def test_naming_lineage_needs_read_access_to_the_datasets(vault: Vault) -> None:
+    grant_datasets(vault)
+    vault.authorizer.allow("bob", "model.write", "models/fraud-clf")
+    reg = vault.registry
+    reg.push(ALICE, Kind.DATASET, "fraud/tx", io.BytesIO(b"rows"))
+    for ref in (VersionRef("fraud/tx", 1), VersionRef("fraud/tx", 9)):  # same answer either way
+        with pytest.raises(AccessDenied, match=r"dataset\.read datasets/fraud/tx@"):
+            reg.push(BOB, Kind.MODEL, "fraud-clf", io.BytesIO(b"m"), lineage=[ref])
+    assert row_count(vault) == 1
+
+
 def test_promotion_context_carries_stage_and_facts(vault: Vault) -> None:
     vault.authorizer.allow("alice", "model.write", "models/fraud-clf")
     vault.authorizer.allow(

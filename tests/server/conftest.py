@@ -33,7 +33,7 @@ class Served:
         return self.tokens[who]
 
 
-def build_app(vault: Vault) -> tuple[FastAPI, dict[str, str]]:
+def build_app(vault: Vault, limits: ServerLimits | None = None) -> tuple[FastAPI, dict[str, str]]:
     principals = {
         "alice": Principal("alice"),
         "bob": Principal("bob"),
@@ -46,7 +46,7 @@ def build_app(vault: Vault) -> tuple[FastAPI, dict[str, str]]:
         vault.registry,
         authenticator,
         vault.registry.bus,
-        limits=ServerLimits(max_upload_bytes=MAX_UPLOAD, max_json_bytes=64 * 1024),
+        limits=limits or ServerLimits(max_upload_bytes=MAX_UPLOAD, max_json_bytes=64 * 1024),
     )
     return app, tokens
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,11 @@ from sqlalchemy import func, select
 
 from donjon.client import VaultClient
 from donjon.core.events import EventKind, Outcome
-from donjon.errors import AccessDenied, AuthenticationError, Conflict, InputError
+from donjon.errors import AccessDenied, AuthenticationError, Conflict, InputError, RegistryError
+from donjon.server import ServerLimits
 from donjon.storage.registry import versions as versions_table
-from tests.server.conftest import MAX_UPLOAD, Served
+from tests.registry.harness import make_vault
+from tests.server.conftest import MAX_UPLOAD, Served, build_app, serve
 
 pytestmark = pytest.mark.integration
 
@@ -250,3 +254,56 @@ def test_the_openapi_document_is_published_to_authenticated_callers(served: Serv
 def test_client_refuses_bad_kinds(served: Served) -> None:
     with VaultClient(served.url, served.token("alice")) as alice, pytest.raises(InputError):
         alice.names("notebook")
+
+
+def test_bytes_changed_on_disk_never_reach_the_destination(served: Served, tmp_path: Path) -> None:
+    seed(served, tmp_path)
+    with VaultClient(served.url, served.token("alice")) as alice:
+        record = alice.get("dataset", "fraud/tx", 1)
+        blob = served.vault.blobs_dir / "sha256" / record["digest"][7:9] / record["digest"][7:]
+        original = blob.read_bytes()
+        blob.write_bytes(original.replace(b"10,0", b"10,1"))  # same size, one label flipped
+        dest = tmp_path / "flipped.csv"
+        with pytest.raises(RegistryError):
+            alice.pull("dataset", "fraud/tx", dest)
+        assert not dest.exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_a_stalled_upload_is_dropped_and_stores_nothing(tmp_path: Path) -> None:
+    vault = make_vault(f"sqlite+pysqlite:///{tmp_path / 'v.db'}", tmp_path / "blobs")
+    vault.authorizer.allow("alice", "dataset.write", "datasets/fraud")
+    app, tokens = build_app(vault, ServerLimits(upload_idle_seconds=0.3))
+
+    def slow() -> Iterator[bytes]:
+        yield b"first part "
+        time.sleep(1.5)
+        yield b"the rest"
+
+    try:
+        with serve(app) as url:
+            r = httpx.post(
+                f"{url}/v1/datasets/fraud/tx/versions",
+                content=slow(),
+                headers={"Authorization": f"Bearer {tokens['alice']}"},
+            )
+        assert r.status_code == 400
+        assert "stalled" in r.json()["detail"]
+        assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+        assert vault.registry.store.names("dataset") == []
+    finally:
+        vault.db.dispose()
+
+
+def test_a_wrongly_announced_digest_is_refused(served: Served, tmp_path: Path) -> None:
+    seed(served, tmp_path)
+    before = state(served)
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"the real weights")
+    wrong = "sha256:" + hashlib.sha256(b"the signed weights").hexdigest()
+    with VaultClient(served.url, served.token("alice")) as alice:
+        with pytest.raises(InputError, match="announced"):
+            alice.push("model", "fraud-clf", src, digest=wrong)
+        right = "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
+        assert state(served) == before
+        assert alice.push("model", "fraud-clf", src, digest=right)["digest"] == right

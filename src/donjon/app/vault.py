@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 
 from donjon.config import Settings
 from donjon.core.bus import EventBus
-from donjon.core.ports import Authenticator, Authorizer
+from donjon.core.ports import Authenticator, Authorizer, BlobStore
 from donjon.registry.model import Stage
 from donjon.registry.ports import PromotionGate, ScanGate
 
 if TYPE_CHECKING:
     from donjon.registry import Registry
-    from donjon.storage.blobs import FileBlobStore
     from donjon.storage.sql import Database
 
 
@@ -29,7 +28,7 @@ class VaultServices:
     registry: Registry
     authenticator: Authenticator
     database: Database
-    blobs: FileBlobStore
+    blobs: BlobStore
     bus: EventBus
 
     def close(self) -> None:
@@ -57,7 +56,16 @@ def build_vault(
     from donjon.storage.sql import open_database
 
     database = open_database(settings.sql_url)
-    blobs = FileBlobStore(settings.blobs_dir)
+    blobs: BlobStore
+    if settings.vault.s3_bucket:
+        import boto3  # credentials: the standard AWS chain, never Donjon's settings
+
+        from donjon.storage.s3_blobs import S3BlobStore
+
+        client = boto3.client("s3", endpoint_url=settings.vault.s3_endpoint_url)
+        blobs = S3BlobStore(client, settings.vault.s3_bucket, settings.vault.s3_prefix)
+    else:
+        blobs = FileBlobStore(settings.blobs_dir)
     if promotion_gates is None:
         prod: list[PromotionGate] = [RequireCleanScan()]
         if settings.vault.require_lineage:

@@ -21,8 +21,9 @@ def login(
     ] = False,
 ) -> None:
     """Log in to a vault: the token is checked, then stored under DONJON_HOME (mode 0600)."""
-    from donjon.client import VaultClient
+    from donjon.cli.vault_session import client_class
 
+    VaultClient = client_class()  # noqa: N806
     cli = state(ctx)
     url = server or cli.settings.vault.url
     if token_stdin:

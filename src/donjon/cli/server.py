@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from donjon.cli.state import state
+from donjon.errors import ConfigError
 
 
 def server(
@@ -19,11 +20,15 @@ def server(
     ] = None,
 ) -> None:
     """Serve the vault (datasets and models) over HTTP; every route but /health needs a token."""
-    import uvicorn
+    try:
+        import uvicorn
+
+        from donjon.server import ServerLimits, create_app
+    except ImportError as e:
+        raise ConfigError(f"the vault server needs: pip install 'donjon[server]' ({e})") from e
 
     from donjon.app import build_vault, vault_access
     from donjon.config import load_settings
-    from donjon.server import ServerLimits, create_app
 
     cli = state(ctx)
     settings = cli.settings

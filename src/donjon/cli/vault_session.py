@@ -52,8 +52,18 @@ def load_credentials(home: Path) -> tuple[str, str]:
         raise ConfigError(f"cannot read {path}: {type(e).__name__}; run 'donjon login'") from None
 
 
+def client_class() -> type[VaultClient]:
+    try:
+        from donjon.client import VaultClient
+    except ImportError as e:
+        raise ConfigError(
+            f"the vault client needs httpx: pip install 'donjon[client]' ({e})"
+        ) from e
+    return VaultClient
+
+
 def open_client(cli: CliState, server: str | None = None) -> VaultClient:
-    from donjon.client import VaultClient
+    VaultClient = client_class()  # noqa: N806
 
     saved_server, token = load_credentials(cli.settings.home)
     return VaultClient(server or saved_server, token)

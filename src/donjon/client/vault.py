@@ -98,13 +98,19 @@ class VaultClient:
         metadata: dict[str, Any] | None = None,
         lineage: Sequence[str] = (),
         media_type: str = "application/octet-stream",
+        digest: str | None = None,
     ) -> dict[str, Any]:
-        """Upload ``path`` as the next version of ``name``; returns the version record."""
-        digest = _sha256_file(path)
+        """Upload ``path`` as the next version of ``name``; returns the version record.
+
+        The file is hashed first unless ``digest`` (``sha256:<hex>``, e.g. from a
+        signed manifest) is given; either way the server refuses bytes that do
+        not match it.
+        """
+        announced = digest or f"sha256:{_sha256_file(path)}"
         headers = {
             "Content-Type": media_type,
             "Content-Length": str(path.stat().st_size),
-            "X-Donjon-Digest": f"sha256:{digest}",
+            "X-Donjon-Digest": announced,
         }
         if metadata:
             headers["X-Donjon-Metadata"] = json.dumps(metadata, separators=(",", ":"))

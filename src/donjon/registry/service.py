@@ -10,7 +10,6 @@ content-addressed :class:`~donjon.core.ports.BlobStore`, the catalogue to a
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,12 +19,13 @@ from donjon.core.artifacts import Digest
 from donjon.core.bus import EventBus
 from donjon.core.clock import SystemClock
 from donjon.core.decision import Decision
-from donjon.core.events import EventKind, Outcome, SecurityEvent
+from donjon.core.events import Outcome, SecurityEvent
 from donjon.core.identity import Principal
 from donjon.core.ports import Authorizer, BlobStore, Clock
-from donjon.core.severity import Severity
 from donjon.errors import AccessDenied, InputError, NotFound
-from donjon.registry.errors import GateFailed, Gone, Quarantined
+from donjon.registry.checks import check_metadata, check_reason, must_be_active
+from donjon.registry.errors import GateFailed, Gone
+from donjon.registry.events import SOURCE, action_event, gate_event
 from donjon.registry.gates import SCAN_GATE, passed, scan_clean
 from donjon.registry.model import GateResult, Stage, Status, Version, VersionRef
 from donjon.registry.names import Kind, action, check_name, resource
@@ -40,8 +40,6 @@ from donjon.registry.streams import LimitedReader
 
 log = logging.getLogger(__name__)
 
-SOURCE = "registry"
-MAX_METADATA_BYTES = 64 * 1024
 SIGNATURE_GATE = "signature"
 
 
@@ -113,7 +111,7 @@ class Registry:
     ) -> Version:
         """Store a new version (the next number) of a dataset or model."""
         name = check_name(name)
-        meta = _check_metadata(metadata)
+        meta = check_metadata(metadata)
         refs = tuple(lineage)
         if refs and kind is not Kind.MODEL:
             raise InputError("only models have lineage")
@@ -121,7 +119,9 @@ class Registry:
             raise InputError("invalid media type")
         act = action(kind, "write")
         self.authorize(principal, act, resource(kind, name))
-        for ref in refs:
+        for ref in refs:  # naming training data needs the right to read it: no probing
+            data = resource(Kind.DATASET, ref.name, ref.number)
+            self.authorize(principal, action(Kind.DATASET, "read"), data, {"lineage_of": name})
             if self.store.get_version(Kind.DATASET.value, ref.name, ref.number) is None:
                 raise NotFound(f"lineage dataset {ref} does not exist")
         reader = LimitedReader(stream, self.max_blob_size)
@@ -196,7 +196,7 @@ class Registry:
             "signed": passed(history, SIGNATURE_GATE),
         }
         self.authorize(principal, action(Kind.MODEL, "promote"), version.resource, context)
-        _must_be_active(version)
+        must_be_active(version)
         lineage = tuple(self._find(Kind.DATASET, ref.name, ref.number) for ref in version.lineage)
         gate_context = GateContext(history, lineage)
         results = [
@@ -268,7 +268,7 @@ class Registry:
     def _set_status(
         self, principal: Principal, kind: Kind, name: str, number: int, status: Status, reason: str
     ) -> Version:
-        reason = _check_reason(reason)
+        reason = check_reason(reason)
         version = self._version(kind, name, number)
         act = action(kind, "delete") if status is Status.TOMBSTONED else "admin"
         self.authorize(principal, act, version.resource, {"status": status.value})
@@ -307,7 +307,7 @@ class Registry:
     ) -> tuple[Version, BinaryIO]:
         """A version's record and its bytes; only active versions are served."""
         version = self.get(principal, kind, name, number)
-        _must_be_active(version)
+        must_be_active(version)
         stream = self.blobs.open(version.digest)
         self._action_event(
             principal, action(kind, "read"), version.resource, Outcome.SUCCESS, "served",
@@ -348,84 +348,8 @@ class Registry:
             raise NotFound(f"no {kind.value} version {name}@{number}")
         return version
 
-    def _action_event(
-        self,
-        principal: Principal,
-        act: str,
-        res: str,
-        outcome: Outcome,
-        detail: str,
-        *,
-        version: Version | None = None,
-        stage: Stage | None = None,
-    ) -> None:
-        attributes: dict[str, Any] = {"resource": res}
-        if version is not None:
-            attributes.update(
-                digest=str(version.digest), version=version.number, size=version.size,
-                status=version.status.value,
-            )  # fmt: skip
-            if version.stage is not None:
-                attributes["stage"] = version.stage.value
-        if stage is not None:
-            attributes["target_stage"] = stage.value
-        failed = outcome is Outcome.FAILURE
-        self.bus.publish(
-            SecurityEvent(
-                kind=EventKind.DATA_ACCESS,
-                source=SOURCE,
-                action=act,
-                message=f"{principal} {act} {res}: {detail}",
-                severity=Severity.LOW if failed else Severity.INFO,
-                outcome=outcome,
-                principal=principal,
-                attributes=attributes,
-            )
-        )
+    def _action_event(self, *args: Any, **kwargs: Any) -> None:
+        self.bus.publish(action_event(*args, **kwargs))
 
     def _gate_event(self, principal: Principal, version: Version, result: GateResult) -> None:
-        verdict = "passed" if result.passed else "failed"
-        self.bus.publish(
-            SecurityEvent(
-                kind=EventKind.ACTIVITY,
-                source=SOURCE,
-                action=f"registry.gate.{result.gate}",
-                message=f"gate {result.gate} {verdict} for {version.resource} "
-                f"({result.target}): {'; '.join(result.reasons)}",
-                severity=Severity.INFO if result.passed else Severity.MEDIUM,
-                outcome=Outcome.SUCCESS if result.passed else Outcome.FAILURE,
-                principal=principal,
-                attributes={"resource": version.resource, **result.to_dict()},
-            )
-        )
-
-
-def _must_be_active(version: Version) -> None:
-    if version.status is Status.TOMBSTONED:
-        raise Gone(f"{version.kind.value} {version.ref} was deleted: {version.status_reason}")
-    if version.status is Status.QUARANTINED:
-        raise Quarantined(
-            f"{version.kind.value} {version.ref} is quarantined: {version.status_reason}"
-        )
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
-        raise InputError("metadata must be a JSON object with string keys")
-    try:
-        encoded = json.dumps(dict(metadata), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"metadata is not plain JSON: {e}") from e
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise InputError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
-    loaded: dict[str, Any] = json.loads(encoded)
-    return loaded
-
-
-def _check_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason or len(reason) > 1000:
-        raise InputError("a reason of 1 to 1000 characters is required")
-    return reason
+        self.bus.publish(gate_event(principal, version, result))

@@ -56,6 +56,7 @@ _STATUS: list[tuple[type[DonjonError], int, str]] = [
 class ServerLimits:
     max_upload_bytes: int = 10 << 30
     max_json_bytes: int = MAX_JSON_BYTES
+    upload_idle_seconds: float = 60.0  # a stalled upload is dropped (and its thread freed)
 
 
 def create_app(

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -122,20 +123,34 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         metadata = _metadata(x_donjon_metadata)
         lineage = _lineage(x_donjon_lineage)
         media_type = (content_type or "application/octet-stream").split(";")[0].strip()
-        reader = RequestReader(request.stream().__aiter__())
+        idle = request.app.state.limits.upload_idle_seconds
+        reader = RequestReader(request.stream().__aiter__(), idle)
         reg = registry(request)
-        version = await anyio.to_thread.run_sync(
-            lambda: reg.push(
-                principal,
-                kind,
-                name,
-                reader,  # type: ignore[arg-type]
-                expected=expected,
-                media_type=media_type or "application/octet-stream",
-                metadata=metadata,
-                lineage=lineage,
-            )
-        )
+        failure: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(reader.pump)
+                try:
+                    version = await anyio.to_thread.run_sync(
+                        lambda: reg.push(
+                            principal,
+                            kind,
+                            name,
+                            reader,  # type: ignore[arg-type]
+                            expected=expected,
+                            media_type=media_type or "application/octet-stream",
+                            metadata=metadata,
+                            lineage=lineage,
+                        )
+                    )
+                except Exception as e:  # noqa: BLE001 - re-raised below, outside the task group
+                    failure = e
+                finally:
+                    tasks.cancel_scope.cancel()  # stop the pump: done, or the push failed early
+        finally:
+            reader.close()
+        if failure is not None:
+            raise failure
         return version.to_dict()
 
     @app.get(

@@ -3,51 +3,80 @@
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import BinaryIO
 
+import anyio
 import anyio.from_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.requests import ClientDisconnect
 
 from donjon.errors import InputError
 
 DOWNLOAD_CHUNK = 1 << 20
+PREFETCH_CHUNKS = 16  # request chunks buffered ahead of the consumer (each <= ~256 KiB)
 
 
 class RequestReader(io.RawIOBase):
     """A blocking file-like view of a request body, for use in a worker thread.
 
-    Each ``read`` hops to the event loop once and gathers chunks until it has
-    ``size`` bytes (or the end), so memory stays at one read's worth and the
-    client is throttled by the consumer (backpressure).
+    :meth:`pump` (a task on the event loop) receives the body into a small
+    bounded buffer while the worker hashes and writes what came before, so
+    network and disk overlap; when the buffer is full the pump waits, the
+    server stops reading the socket and the client is throttled
+    (backpressure, memory flat). Each ``read`` hops to the event loop once
+    and gathers a whole read's worth.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], idle_timeout: float = 60.0) -> None:
         super().__init__()
         self._chunks = chunks
+        self._idle_timeout = idle_timeout
+        send, receive = anyio.create_memory_object_stream[bytes](PREFETCH_CHUNKS)
+        self._send: MemoryObjectSendStream[bytes] = send
+        self._receive: MemoryObjectReceiveStream[bytes] = receive
         self._buffer = bytearray()
         self._eof = False
+        self._error: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
-    async def _fill(self, size: int) -> None:
+    async def pump(self) -> None:
+        """Move the body into the buffer; run it beside the worker, cancel it after."""
+        async with self._send:
+            try:
+                while True:
+                    with anyio.fail_after(self._idle_timeout):
+                        chunk = await self._chunks.__anext__()
+                    if chunk:
+                        await self._send.send(chunk)
+            except StopAsyncIteration:
+                pass
+            except ClientDisconnect:
+                self._error = InputError("the client went away during the upload")
+            except TimeoutError:
+                self._error = InputError(
+                    f"the upload stalled for {self._idle_timeout:g} s; nothing was stored"
+                )
+            except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
+                self._error = e
+
+    async def _take(self, size: int) -> None:
         try:
-            while not self._eof and len(self._buffer) < size:
-                chunk = await self._chunks.__anext__()
-                if chunk:
-                    self._buffer += chunk
-                else:
-                    self._eof = True
-        except StopAsyncIteration:
+            while len(self._buffer) < size:
+                self._buffer += await self._receive.receive()
+        except anyio.EndOfStream:
             self._eof = True
-        except ClientDisconnect as e:
-            raise InputError("the client went away during the upload; nothing was stored") from e
 
     def read(self, size: int = -1) -> bytes:
         want = size if size is not None and size >= 0 else 1 << 62
         if not self._eof and len(self._buffer) < want:
-            anyio.from_thread.run(self._fill, want)
+            anyio.from_thread.run(self._take, want)  # one hop per read
+        if self._eof and self._error is not None:
+            raise self._error
         data = bytes(self._buffer[:want])
         del self._buffer[:want]
         return data
@@ -57,11 +86,61 @@ class RequestReader(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    def close(self) -> None:
+        self._send.close()
+        self._receive.close()
+        super().close()
+
 
 def iterate(stream: BinaryIO, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
-    """Yield a stream's bytes in chunks and close it (Starlette runs this in a thread)."""
+    """Yield a stream's bytes in chunks and close it (Starlette runs this in a thread).
+
+    A reader thread keeps up to ``PREFETCH_CHUNKS`` chunks ready, so reading
+    and hashing overlap sending (memory stays bounded). The last chunk is held
+    back until the stream reached its end: a verifying stream that finds the
+    bytes changed raises there, and the client sees a truncated body, never a
+    complete wrong one.
+    """
+    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                chunk = stream.read(chunk_size)
+                _offer(ready, stop, chunk or None)
+                if not chunk:
+                    return
+        except Exception as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            _offer(ready, stop, e)
+        finally:
+            stream.close()
+
+    reader = threading.Thread(target=produce, name="donjon-blob-reader", daemon=True)
+    reader.start()
     try:
-        while chunk := stream.read(chunk_size):
-            yield chunk
+        held = ready.get()
+        while isinstance(held, bytes):
+            following = ready.get()
+            if isinstance(following, BaseException):
+                raise following
+            yield held
+            held = following
+        if isinstance(held, BaseException):
+            raise held
     finally:
-        stream.close()
+        stop.set()
+        reader.join(timeout=5)
+
+
+def _offer(
+    ready: queue.Queue[bytes | BaseException | None],
+    stop: threading.Event,
+    item: bytes | BaseException | None,
+) -> None:
+    while not stop.is_set():
+        try:
+            ready.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue

@@ -1,0 +1,43 @@
+"""``donjon.app.build_vault``: settings in, a working vault out (embedded defaults)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from donjon.app import build_vault, vault_access
+from donjon.config import load_settings
+from donjon.core.bus import EventBus, MemorySink
+from donjon.errors import AccessDenied, ConfigError
+from donjon.registry import GateFailed, Kind, Stage, TooLarge
+from tests.registry.fakes import TableAuthorizer, TokenAuthenticator
+from tests.registry.harness import ALICE, BOB
+
+
+def test_build_vault_wires_sqlite_blobs_and_default_gates(donjon_home: Path) -> None:
+    settings = load_settings(vault={"require_lineage": True, "max_upload_bytes": 1000})
+    authorizer = TableAuthorizer()
+    authorizer.allow("alice", "model.write", "models/m")
+    authorizer.allow("alice", "model.promote", "models/m")
+    sink = MemorySink()
+    services = build_vault(settings, TokenAuthenticator({}), authorizer, EventBus([sink]))
+    try:
+        version = services.registry.push(ALICE, Kind.MODEL, "m", io.BytesIO(b"weights"))
+        assert (donjon_home / "donjon.db").is_file()
+        assert services.blobs.path(version.digest).is_relative_to(donjon_home / "blobs")
+        with pytest.raises(GateFailed, match="never scanned"):  # no scanner wired: not clean
+            services.registry.promote(ALICE, "m", 1, Stage.STAGING)
+        with pytest.raises(AccessDenied):
+            services.registry.push(BOB, Kind.MODEL, "m", io.BytesIO(b"x"))
+        with pytest.raises(TooLarge, match="limit of 1000"):
+            services.registry.push(ALICE, Kind.MODEL, "m", io.BytesIO(b"x" * 1001))
+        assert sink.events
+    finally:
+        services.close()
+
+
+def test_no_access_control_means_no_vault(donjon_home: Path) -> None:
+    with pytest.raises(ConfigError, match="access control"):
+        vault_access(load_settings())
