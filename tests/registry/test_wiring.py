@@ -38,6 +38,29 @@ def test_build_vault_wires_sqlite_blobs_and_default_gates(donjon_home: Path) -> 
         services.close()
 
 
-def test_no_access_control_means_no_vault(donjon_home: Path) -> None:
-    with pytest.raises(ConfigError, match="access control"):
-        vault_access(load_settings())
+def test_no_policy_file_means_no_vault(donjon_home: Path) -> None:
+    with pytest.raises(ConfigError, match="access control: no Cedar policy file"):
+        vault_access(load_settings(), EventBus())
+
+
+def test_vault_access_wires_tokens_and_cedar_policies(donjon_home: Path) -> None:
+    from donjon.app import build_identity
+    from donjon.core import Principal
+
+    donjon_home.mkdir(parents=True, exist_ok=True)
+    (donjon_home / "policies.cedar").write_text(
+        '@id("alice-reads")\npermit (principal == User::"alice", '
+        'action == Action::"dataset.read", resource in Collection::"datasets/fraud");\n'
+    )
+    settings = load_settings()
+    sink = MemorySink()
+    bus = EventBus([sink])
+    identity = build_identity(settings, bus)
+    identity.create_user("alice")
+    token = identity.issue_token("alice").secret
+    authenticator, authorizer = vault_access(settings, bus)
+    alice = authenticator.authenticate(token)
+    assert alice.id == "alice"
+    assert authorizer.authorize(alice, "dataset.read", "datasets/fraud/transactions").allowed
+    assert not authorizer.authorize(alice, "dataset.write", "datasets/fraud/transactions").allowed
+    assert not authorizer.authorize(Principal("bob"), "dataset.read", "datasets/fraud/x").allowed
