@@ -116,3 +116,22 @@ def test_time_budget_is_a_finding(tmp_path: Path) -> None:
     target.write_bytes(b"\x80\x04]" + b"N0" * 200_000 + b".")
     report = scan_file(str(target), ScanPolicy(max_seconds=0.0))
     assert {f.rule for f in report.findings} & {rules.PKL_BOUND, rules.SCN_BUDGET}
+
+
+def test_hugging_face_cache_layout_is_scanned_per_file(tmp_path: Path) -> None:
+    from donjon.scan import scan_path
+
+    repo = tmp_path / "models--org--name"
+    blobs, snap = repo / "blobs", repo / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    (blobs / "1f2e").write_bytes(p2(call(glob0("os", "system"), "id")))
+    (blobs / "9a9a").write_bytes(b'{"hidden_size": 8}')
+    (snap / "pytorch_model.bin").symlink_to(blobs / "1f2e")
+    (snap / "config.json").symlink_to(blobs / "9a9a")
+    (snap / "escape.bin").symlink_to("/etc/hostname")
+    report = scan_path(tmp_path, workers=1)
+    names = sorted(Path(r.path).name for r in report.files)
+    assert names == ["config.json", "pytorch_model.bin"]
+    flagged = {Path(r.path).name for r in report.files if r.findings}
+    assert flagged == {"pytorch_model.bin"}

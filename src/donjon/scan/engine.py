@@ -155,15 +155,33 @@ def scan_file(path: str, policy: ScanPolicy = DEFAULT_POLICY) -> FileReport:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root``, each content once.
+
+    Symbolic links to files inside ``root`` (a Hugging Face cache's
+    ``snapshots/`` pointing into ``blobs/``) are reported under the link's
+    readable name and their target is not scanned a second time; links that
+    leave ``root`` are not followed.
+    """
     if root.is_file():
         yield root
         return
+    base = root.resolve()
+    links: list[Path] = []
+    plain: list[Path] = []
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
         for name in sorted(files):
             path = Path(folder) / name
-            if path.is_file() and not path.is_symlink():
-                yield path
+            (links if path.is_symlink() else plain).append(path)
+    seen: set[Path] = set()
+    for path in links:
+        target = path.resolve()
+        if target.is_file() and (base in target.parents) and target not in seen:
+            seen.add(target)
+            yield path
+    for path in plain:
+        if path.resolve() not in seen and path.is_file():
+            yield path
 
 
 @dataclass(frozen=True)
