@@ -16,14 +16,16 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from donjon.core.rules import Rule
 from donjon.core.severity import Severity
 from donjon.scan import rules
 from donjon.scan.denylist import LOADS_LIKE
-from donjon.scan.pickle_ops import HANDLERS as _HANDLERS
+from donjon.scan.pickle_calls import HANDLERS as _CALLS
+from donjon.scan.pickle_ops import HANDLERS as _OPS
 from donjon.scan.policy import ScanPolicy, Verdict, is_identifier_path, normalise
+from donjon.scan.reader import Reader
 from donjon.scan.values import Blob, Bound, Global, Malformed, Obj, Opaque, PDict, PList
 
 _GLOBAL_TEXT = re.compile(rb"c([A-Za-z_][\w.]{0,200})\n([A-Za-z_][\w.]{0,200})\n")
@@ -31,6 +33,7 @@ _JOBLIB_WRAPPERS = {
     "joblib.numpy_pickle.NumpyArrayWrapper",
     "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
 }
+_HANDLERS = {**_OPS, **_CALLS}
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 _NAME_RESOLVERS = {"numpy.core._ufunc_reconstruct", "numpy._core._ufunc_reconstruct"}
 _NEWOBJ_HELPERS = {"copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__"}
@@ -52,69 +55,6 @@ class _Use:
     opcode_index: int
     called: bool = False
     context: str = "GLOBAL"
-
-
-class Reader:
-    """A byte source with a position; ``read`` returns short data at the end."""
-
-    def __init__(self, stream: BinaryIO, base: int = 0) -> None:
-        self.stream = stream
-        self.pos = base
-
-    def read(self, n: int) -> bytes:
-        data = self.stream.read(n)
-        self.pos += len(data)
-        if len(data) < n:
-            raise Malformed(f"truncated: wanted {n} bytes at offset {self.pos - len(data)}")
-        return data
-
-    def skip(self, n: int) -> None:
-        while n > 0:
-            chunk = self.stream.read(min(n, 1 << 20))
-            if not chunk:
-                raise Malformed(f"truncated: {n} bytes missing at offset {self.pos}")
-            self.pos += len(chunk)
-            n -= len(chunk)
-
-    def line(self) -> bytes:
-        data = self.stream.readline(1 << 16)
-        self.pos += len(data)
-        if not data.endswith(b"\n"):
-            raise Malformed(f"unterminated line at offset {self.pos - len(data)}")
-        return data[:-1]
-
-    def peek1(self) -> bytes:
-        data = self.stream.read(1)
-        if data:
-            seek = getattr(self.stream, "seek", None)
-            if seek is not None and self.stream.seekable():
-                seek(-1, 1)
-            else:  # a one-byte push-back for streams that cannot seek
-                self.stream = _Pushback(self.stream, data)  # type: ignore[assignment]
-        return data
-
-
-class _Pushback:
-    def __init__(self, stream: BinaryIO, head: bytes) -> None:
-        self._stream, self._head = stream, head
-
-    def read(self, n: int = -1) -> bytes:
-        head, self._head = self._head, b""
-        if n < 0:
-            return head + self._stream.read()
-        return head + self._stream.read(n - len(head)) if n > len(head) else head
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self._head:
-            if self._head == b"\n":
-                self._head = b""
-                return b"\n"
-            head, self._head = self._head, b""
-            return head + self._stream.readline(limit - 1 if limit > 0 else -1)
-        return self._stream.readline(limit)
-
-    def seekable(self) -> bool:
-        return False
 
 
 class PickleVM:
