@@ -74,6 +74,7 @@ class PickleVM:
         self.plain = False  # True on the second, plain-pickle pass of a joblib stream
         self._nested_budget = 64
         self.last: Any = None
+        self._verdicts: dict[str, Verdict] = {}
 
     # -- public ------------------------------------------------------------
 
@@ -103,19 +104,15 @@ class PickleVM:
         stack: list[Any] = []
         marks: list[int] = []
         memo: dict[int, Any] = {}
-        policy = self.policy
         first = True
+        read = reader.stream.read
         try:
             while True:
                 self.opcodes += 1
-                if self.opcodes > policy.max_opcodes:
-                    raise Bound(f"more than {policy.max_opcodes} opcodes")
-                if self.opcodes & 0xFFF == 0 and time.monotonic() > self.deadline:
-                    raise Bound("time budget exhausted")
-                if len(stack) > policy.max_stack:
-                    raise Bound(f"stack deeper than {policy.max_stack}")
+                if self.opcodes & 0xFF == 0:  # bounds grow by at most one per opcode
+                    self._check_bounds(stack, memo)
                 offset = reader.pos
-                code = reader.stream.read(1)
+                code = read(1)
                 reader.pos += len(code)
                 if not code:
                     if first and self.pickles > 0:
@@ -129,8 +126,8 @@ class PickleVM:
                 if handler is None:
                     raise Malformed(f"unknown opcode {code!r} at offset {offset}")
                 handler(self, reader, stack, marks, memo, offset)
-                if len(memo) > policy.max_memo:
-                    raise Bound(f"memo larger than {policy.max_memo}")
+                if reader.stream.read is not read:  # a peek swapped the stream
+                    read = reader.stream.read
         except (Malformed, ValueError, TypeError, IndexError, OverflowError, struct.error) as e:
             # UnicodeDecodeError is a ValueError: pickle.load fails on all of these too.
             self._fault(rules.PKL_MALFORMED, f"malformed pickle: {e}", reader)
@@ -141,6 +138,17 @@ class PickleVM:
             if not self.plain:
                 self._fault(rules.PKL_BOUND, f"pickle analysis stopped: {e}", reader)
             return False
+
+    def _check_bounds(self, stack: list[Any], memo: dict[int, Any]) -> None:
+        policy = self.policy
+        if self.opcodes > policy.max_opcodes:
+            raise Bound(f"more than {policy.max_opcodes} opcodes")
+        if len(stack) > policy.max_stack:
+            raise Bound(f"stack deeper than {policy.max_stack}")
+        if len(memo) > policy.max_memo:
+            raise Bound(f"memo larger than {policy.max_memo}")
+        if self.opcodes & 0xFFF == 0 and time.monotonic() > self.deadline:
+            raise Bound("time budget exhausted")
 
     # -- helpers used by opcode handlers -----------------------------------
 
@@ -159,6 +167,12 @@ class PickleVM:
         if dotted not in self.uses:
             self.uses[dotted] = _Use(offset, self.opcodes, context=context)
         return Global(dotted, offset)
+
+    def _verdict(self, dotted: str) -> Verdict:
+        verdict = self._verdicts.get(dotted)
+        if verdict is None:
+            verdict = self._verdicts[dotted] = self.policy.verdict(dotted)
+        return verdict
 
     def unresolved(self, offset: int, what: str) -> None:
         self.issues.append(
@@ -202,6 +216,8 @@ class PickleVM:
                 use.called = True
             if name in LOADS_LIKE:
                 self._nested(args, offset)
+            if self._verdict(name) is Verdict.ALLOW:
+                return Obj(func, args, offset)  # allowed callables never unpickle their bytes
         elif not isinstance(func, Opaque):
             kind = type(func).__name__
             self.issues.append(
@@ -319,7 +335,7 @@ class PickleVM:
 
     def _report_uses(self) -> None:
         for dotted, use in self.uses.items():
-            verdict = self.policy.verdict(dotted)
+            verdict = self._verdict(dotted)
             if verdict is Verdict.ALLOW:
                 continue
             evidence = {"callable": dotted, "called": use.called, "via": use.context}
