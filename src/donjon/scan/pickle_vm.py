@@ -120,6 +120,7 @@ class PickleVM:
                     raise Malformed(f"stream ends without STOP at offset {offset}")
                 first = False
                 if code == b".":
+                    self._check_bounds(stack, memo)
                     self.last = stack[-1] if stack else None
                     return True
                 handler = _HANDLERS.get(code)
