@@ -135,3 +135,18 @@ def test_hugging_face_cache_layout_is_scanned_per_file(tmp_path: Path) -> None:
     assert names == ["config.json", "pytorch_model.bin"]
     flagged = {Path(r.path).name for r in report.files if r.findings}
     assert flagged == {"pytorch_model.bin"}
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_a_bomb(tmp_path: Path) -> None:
+    import struct as st
+
+    target = tmp_path / "liar.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02]" + b"N0" * (2 << 20) + b".")
+        z.writestr("archive/version", "3\n")
+    data = bytearray(target.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    st.pack_into("<I", data, central + 24, 100)  # declared uncompressed size: 100 bytes
+    target.write_bytes(bytes(data))
+    report = scan_file(str(target))
+    assert rules.ARC_BOMB in {f.rule for f in report.findings}

@@ -272,10 +272,13 @@ def _parallel(
     files: list[str], policy: ScanPolicy, workers: int, accept: Callable[[FileReport], None]
 ) -> None:
     import multiprocessing
+    import threading
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    # fork is the fastest start; a process with other threads (a progress bar) must not fork.
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    method = "fork" if "fork" in methods and threading.active_count() == 1 else "spawn"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
         futures = [pool.submit(_run_job, _Job(path, policy)) for path in files]
         for future in as_completed(futures):
