@@ -158,6 +158,9 @@ def write_benign(folder: Path) -> list[Path]:
         [helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])],
     )
     onnx.save(helper.make_model(graph), str(folder / "relu.onnx"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated
+        torch.onnx.export(net, (torch.randn(1, 4),), str(folder / "exported.onnx"), dynamo=False)
     dense = {"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense",
              "config": {"units": 2, "activation": "relu"}}]}}  # fmt: skip
     with h5py.File(folder / "keras_dense.h5", "w") as f:
