@@ -150,3 +150,15 @@ def test_a_member_that_inflates_past_its_declared_size_is_a_bomb(tmp_path: Path)
     target.write_bytes(bytes(data))
     report = scan_file(str(target))
     assert rules.ARC_BOMB in {f.rule for f in report.findings}
+
+
+def test_text_files_are_not_mistaken_for_code_formats(tmp_path: Path) -> None:
+    for name, text in (
+        ("vocab.txt", "[PAD]\n[UNK]\nI\n"),
+        ("notes.md", "x^2 is a square\n"),
+        ("merges.txt", "#version: 0.2\nc a\nt s\n"),
+        ("tokenizer.json", '{"model": {"type": "BPE"}}'),
+    ):
+        target = tmp_path / name
+        target.write_text(text)
+        assert scan_file(str(target)).findings == (), name
