@@ -208,10 +208,11 @@ class PickleVM:
             name = func.dotted
             use = self.uses.get(name)
             if name in _NEWOBJ_HELPERS and isinstance(args, tuple) and args:
-                target = args[0]
-                if isinstance(target, Global) and not self._has_payload(args[1:], name):
-                    return Obj(target, args[1:], offset)
-            elif name in _NAME_RESOLVERS and _two_strings(args):
+                if use is not None:
+                    use.called = True
+                self._newobj_helper(name, args)
+                return Obj(args[0], args[1:], offset)
+            if name in _NAME_RESOLVERS and _two_strings(args):
                 return self.use_global(normalise(args[0], args[1]), offset, "resolved")
             if use is not None and not (how == "NEWOBJ" and empty):
                 use.called = True
@@ -233,10 +234,32 @@ class PickleVM:
         self._scan_bytes(args, offset)
         return Obj(func, args, offset)
 
-    def _has_payload(self, args: tuple[Any, ...], helper: str) -> bool:
+    def _newobj_helper(self, helper: str, args: tuple[Any, ...]) -> None:
+        """copyreg's helpers call a class: with arguments, that is a call of the class."""
         if helper == "copyreg._reconstructor":
-            return len(args) >= 2 and args[1] is not None
-        return bool(args and args != ((),) and args != ((), None))
+            # base.__new__(cls, state) and base.__init__(obj, state) unless base is object
+            base = args[1] if len(args) > 1 else None
+            called = base if isinstance(base, Global) and base.dotted != "builtins.object" else None
+        else:  # cls.__new__(cls, *args) / cls.__new__(cls, *args, **kwargs)
+            rest = args[1:]
+            empty = rest in ((), ((),), ((), None)) or (
+                len(rest) == 2
+                and rest[0] == ()
+                and isinstance(rest[1], PDict)
+                and not rest[1].items
+            )
+            called = None if empty else args[0]
+        if not isinstance(args[0], Global):
+            self.issues.append(
+                Issue(
+                    rules.PKL_UNRESOLVED,
+                    f"{helper} instantiates a computed value ({type(args[0]).__name__})",
+                    None,
+                    self.opcodes,
+                )
+            )
+        if isinstance(called, Global) and called.dotted in self.uses:
+            self.uses[called.dotted].called = True
 
     def build(self, target: Any, state: Any, offset: int, reader: Reader) -> Any:
         keys: list[Any] = []
