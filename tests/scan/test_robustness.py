@@ -162,3 +162,19 @@ def test_text_files_are_not_mistaken_for_code_formats(tmp_path: Path) -> None:
         target = tmp_path / name
         target.write_text(text)
         assert scan_file(str(target)).findings == (), name
+
+
+def test_compressed_tar_members_are_scanned(tmp_path: Path) -> None:
+    import tarfile
+
+    evil = p2(call(glob0("os", "system"), "id"))
+    target = tmp_path / "bundle.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        info = tarfile.TarInfo("model/data.pkl")
+        info.size = len(evil)
+        tar.addfile(info, io.BytesIO(evil))
+    report = scan_file(str(target))
+    assert report.format == "gzip"
+    found = [f for f in report.findings if f.rule is rules.PKL_DANGEROUS]
+    assert found
+    assert found[0].location.member == "model/data.pkl"

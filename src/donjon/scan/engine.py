@@ -68,12 +68,9 @@ def _pickle(ctx: Context, source: Source) -> None:
 
 def _compressed(fmt: Format) -> Callable[[Context, Source], None]:
     def handler(ctx: Context, source: Source) -> None:
-        with source.open() as fh:
-            head = fh.read(600)
         if fmt in (Format.GZIP, Format.BZ2, Format.XZ) and _is_tar(source, fmt):
             archives.scan_tar(ctx, source, scan_source)
             return
-        del head
         archives.scan_compressed(ctx, source, _COMPRESSED[fmt], scan_source)
 
     return handler
