@@ -114,12 +114,12 @@ proc = subprocess.Popen(json.loads(sys.argv[1]), stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL)
 _, status, usage = os.wait4(proc.pid, 0)
 print(json.dumps([time.perf_counter() - started, usage.ru_maxrss / 1024,
-                  os.waitstatus_to_exitcode(status)]))
+                  os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime]))
 """
 
 
-def timed(command: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB of the process (not its workers), exit code."""
+def timed(command: list[str]) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS in MB, exit code, CPU seconds of the process (not its workers)."""
     done = subprocess.run(
         ["/usr/bin/env", "python3", "-S", "-c", _LAUNCHER, json.dumps(command)],
         capture_output=True,
@@ -127,8 +127,8 @@ def timed(command: list[str]) -> tuple[float, float, int]:
         check=True,
         env=PEER_ENV,
     )
-    seconds, rss, rc = json.loads(done.stdout)
-    return float(seconds), float(rss), int(rc)
+    seconds, rss, rc, cpu = json.loads(done.stdout)
+    return float(seconds), float(rss), int(rc), float(cpu)
 
 
 def build_timing_inputs(
@@ -166,15 +166,21 @@ def timing_table(inputs: dict[str, Path], peer_bin: Path) -> None:
         "fickling": lambda p: [str(peer_bin / "fickling"), "--check-safety", str(p)],
         "modelaudit": lambda p: [str(peer_bin / "modelaudit"), "scan", "--no-cache", str(p)],
     }
-    print(f"\n{'input':24}{'tool':12}{'seconds':>9}{'peak MB':>9}{'rc':>4}{'x donjon':>10}")
+    print(
+        f"\n{'input':24}{'tool':12}{'wall s':>8}{'x donjon':>9}{'cpu s':>8}{'x donjon':>9}"
+        f"{'peak MB':>9}{'rc':>4}"
+    )
     for label, path in inputs.items():
-        base = None
+        base: tuple[float, float] | None = None
         for tool, make in tools.items():
             if tool == "fickling" and path.is_dir():
                 continue
-            seconds, rss, rc = timed(make(path))
-            base = base or seconds
-            print(f"{label:24}{tool:12}{seconds:9.2f}{rss:9.0f}{rc:4}{seconds / base:10.1f}")
+            seconds, rss, rc, cpu = timed(make(path))
+            base = base or (seconds, cpu)
+            print(
+                f"{label:24}{tool:12}{seconds:8.2f}{seconds / base[0]:9.2f}{cpu:8.2f}"
+                f"{cpu / max(base[1], 1e-3):9.2f}{rss:9.0f}{rc:4}"
+            )
 
 
 def main() -> None:

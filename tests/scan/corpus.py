@@ -135,6 +135,15 @@ def write_benign(folder: Path) -> list[Path]:
     torch.jit.script(net).save(str(folder / "scripted.pt"))
     torch.save(net.state_dict(), folder / "legacy.pt", _use_new_zipfile_serialization=False)
     save_file(dict(net.state_dict()), str(folder / "model.safetensors"))
+    torch.save(
+        {"python": __import__("random").getstate(), "numpy": np.random.get_state(),
+         "cpu": torch.random.get_rng_state()},
+        folder / "rng_state.pth",
+    )  # fmt: skip
+    torch.save(
+        {"sparse": torch.eye(3).to_sparse(), "bf16": torch.ones(2, dtype=torch.bfloat16)},
+        folder / "tensors.pt",
+    )
     x, y = load_iris(return_X_y=True)
     pipe = Pipeline(
         [("log", FunctionTransformer(np.log1p)), ("scale", StandardScaler()),
@@ -143,6 +152,19 @@ def write_benign(folder: Path) -> list[Path]:
     forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)
     joblib.dump(pipe, folder / "pipe.joblib")
     joblib.dump(forest, folder / "forest.joblib")
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.RandomState(0)
+    joblib.dump(
+        GradientBoostingClassifier(n_estimators=2, random_state=rng).fit(x, y), folder / "gb.joblib"
+    )
+    joblib.dump(HistGradientBoostingClassifier(max_iter=2).fit(x, y), folder / "hgb.joblib")
+    docs = ["alpha beta", "beta gamma", "gamma delta", "delta alpha"]
+    tfidf = Pipeline([("tf", TfidfVectorizer()), ("lr", LogisticRegression())]).fit(
+        docs, [0, 1, 0, 1]
+    )
+    (folder / "tfidf.pkl").write_bytes(pickle.dumps(tfidf))
     for method in ("zlib", "gzip", "bz2", "xz", "lzma"):
         joblib.dump(pipe, folder / f"pipe_{method}.joblib", compress=(method, 3))
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
@@ -158,6 +180,9 @@ def write_benign(folder: Path) -> list[Path]:
         [helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])],
     )
     onnx.save(helper.make_model(graph), str(folder / "relu.onnx"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated
+        torch.onnx.export(net, (torch.randn(1, 4),), str(folder / "exported.onnx"), dynamo=False)
     dense = {"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense",
              "config": {"units": 2, "activation": "relu"}}]}}  # fmt: skip
     with h5py.File(folder / "keras_dense.h5", "w") as f:

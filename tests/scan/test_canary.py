@@ -52,11 +52,14 @@ def watch() -> Iterator[list[tuple[str, str]]]:
 
 
 def test_scanning_the_whole_corpus_runs_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     malicious_corpus: dict[Path, str],
     benign_corpus: list[Path],
     watch: list[tuple[str, str]],
 ) -> None:
     global _WATCHING
+    monkeypatch.chdir(tmp_path)
     _WATCHING = False
     # Warm up: import the scanner's own lazily loaded modules before watching.
     scan_path(*list(malicious_corpus)[:3], *benign_corpus, workers=1)
@@ -65,7 +68,7 @@ def test_scanning_the_whole_corpus_runs_nothing(
     _WATCHING = False
     assert len(report.files) == len(malicious_corpus) + len(benign_corpus)
     assert watch == []
-    assert not Path("/tmp", CANARY).exists()
+    assert not (tmp_path / CANARY).exists()  # where the payloads would write
 
 
 def test_the_guard_sees_what_it_should() -> None:

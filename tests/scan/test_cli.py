@@ -115,3 +115,20 @@ def test_scan_settings_extend_the_allow_list(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[scan]\nmax_seconds = -1\n")
     assert main(["--config", str(bad), "scan", str(unknown)]) == 2
+
+
+def test_help_lists_scan_and_samples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "scan" in out
+    assert "samples" in out
+
+
+def test_unreadable_zip_inside_a_folder_is_a_finding_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    assert main(["-f", "json", "scan", str(tmp_path)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"]["errors"] == 0
+    assert report["files"][0]["findings"][0]["rule"]["id"] == "DJ-ARC-005"

@@ -167,3 +167,16 @@ def test_big_byte_strings_are_skipped_not_kept() -> None:
 
 def test_string_helpers_roundtrip() -> None:
     assert _s("a")[:2] == b"\x8c\x01"
+
+
+def test_copyreg_reconstructor_with_an_unknown_base_is_a_call_of_that_base() -> None:
+    data = b"ccopy_reg\n_reconstructor\n(cmypkg.models\nNet\ncmypkg.base\nLoader\nS'payload'\ntR."
+    issues = {i.evidence.get("callable"): i for i in analyse(data)}
+    assert issues["mypkg.base.Loader"].severity is None  # called: the rule's medium
+    assert issues["mypkg.models.Net"].severity is Severity.LOW
+
+
+def test_copyreg_reconstructor_with_object_base_only_instantiates() -> None:
+    data = b"ccopy_reg\n_reconstructor\n(cmypkg.models\nNet\nc__builtin__\nobject\nNtR."
+    (issue,) = analyse(data)
+    assert issue.severity is Severity.LOW

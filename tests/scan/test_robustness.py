@@ -116,3 +116,65 @@ def test_time_budget_is_a_finding(tmp_path: Path) -> None:
     target.write_bytes(b"\x80\x04]" + b"N0" * 200_000 + b".")
     report = scan_file(str(target), ScanPolicy(max_seconds=0.0))
     assert {f.rule for f in report.findings} & {rules.PKL_BOUND, rules.SCN_BUDGET}
+
+
+def test_hugging_face_cache_layout_is_scanned_per_file(tmp_path: Path) -> None:
+    from donjon.scan import scan_path
+
+    repo = tmp_path / "models--org--name"
+    blobs, snap = repo / "blobs", repo / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    (blobs / "1f2e").write_bytes(p2(call(glob0("os", "system"), "id")))
+    (blobs / "9a9a").write_bytes(b'{"hidden_size": 8}')
+    (snap / "pytorch_model.bin").symlink_to(blobs / "1f2e")
+    (snap / "config.json").symlink_to(blobs / "9a9a")
+    (snap / "escape.bin").symlink_to("/etc/hostname")
+    report = scan_path(tmp_path, workers=1)
+    names = sorted(Path(r.path).name for r in report.files)
+    assert names == ["config.json", "pytorch_model.bin"]
+    flagged = {Path(r.path).name for r in report.files if r.findings}
+    assert flagged == {"pytorch_model.bin"}
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_a_bomb(tmp_path: Path) -> None:
+    import struct as st
+
+    target = tmp_path / "liar.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02]" + b"N0" * (2 << 20) + b".")
+        z.writestr("archive/version", "3\n")
+    data = bytearray(target.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    st.pack_into("<I", data, central + 24, 100)  # declared uncompressed size: 100 bytes
+    target.write_bytes(bytes(data))
+    report = scan_file(str(target))
+    assert rules.ARC_BOMB in {f.rule for f in report.findings}
+
+
+def test_text_files_are_not_mistaken_for_code_formats(tmp_path: Path) -> None:
+    for name, text in (
+        ("vocab.txt", "[PAD]\n[UNK]\nI\n"),
+        ("notes.md", "x^2 is a square\n"),
+        ("merges.txt", "#version: 0.2\nc a\nt s\n"),
+        ("tokenizer.json", '{"model": {"type": "BPE"}}'),
+    ):
+        target = tmp_path / name
+        target.write_text(text)
+        assert scan_file(str(target)).findings == (), name
+
+
+def test_compressed_tar_members_are_scanned(tmp_path: Path) -> None:
+    import tarfile
+
+    evil = p2(call(glob0("os", "system"), "id"))
+    target = tmp_path / "bundle.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        info = tarfile.TarInfo("model/data.pkl")
+        info.size = len(evil)
+        tar.addfile(info, io.BytesIO(evil))
+    report = scan_file(str(target))
+    assert report.format == "gzip"
+    found = [f for f in report.findings if f.rule is rules.PKL_DANGEROUS]
+    assert found
+    assert found[0].location.member == "model/data.pkl"

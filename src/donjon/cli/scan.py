@@ -150,15 +150,20 @@ def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | N
 
 
 def _render_text(cli: CliState, report: ScanReport) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table("severity", "rule", "file", "where", "finding", title="Findings", expand=False)
+    table = Table("severity", "rule", "file", "finding", title="Findings", expand=False)
+    table.columns[2].overflow = "fold"
     for file_report in report.files:
         for f in sorted(file_report.findings, key=lambda f: -f.level):
-            where = str(f.location) or "-"
+            where = f" [dim]({f.location})[/]" if str(f.location) else ""
             style = _STYLE[f.level.label]
             table.add_row(
-                f"[{style}]{f.level.label}[/]", f.rule.id, file_report.path, where, f.message
+                f"[{style}]{f.level.label}[/]",
+                f.rule.id,
+                file_report.path,
+                escape(f.message) + where,
             )
     if report.findings:
         cli.out.print(table)

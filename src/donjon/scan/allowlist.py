@@ -36,9 +36,11 @@ torch.per_tensor_affine torch.per_channel_affine torch.contiguous_format torch.c
 torch.preserve_format torch.strided torch.sparse_coo
 torch.distributed._shard.sharded_tensor.ShardedTensor torch.optim.lr_scheduler.StepLR
 torch.optim.lr_scheduler.LambdaLR torch.torch_version.TorchVersion
-torch.jit._pickle.build_intlist torch.jit._pickle.build_tensorlist
-torch.jit._pickle.build_doublelist torch.jit._pickle.build_boollist
-torch.jit._pickle.build_tensor_from_id torch.jit._pickle.restore_type_tag
+torch.serialization._get_layout torch.qint8 torch.quint8 torch.qint32 torch.quint4x2
+torch.float8_e4m3fn torch.float8_e5m2 torch.sparse_csr torch.jit._pickle.build_intlist
+torch.jit._pickle.build_tensorlist torch.jit._pickle.build_doublelist
+torch.jit._pickle.build_boollist torch.jit._pickle.build_tensor_from_id
+torch.jit._pickle.restore_type_tag
 """
 )
 
@@ -107,9 +109,20 @@ _CLASS = re.compile(r"^_?[A-Z][A-Za-z0-9]*$")
 _SKLEARN_DENIED = ("sklearn.datasets", "sklearn.utils._testing", "sklearn.externals")
 
 
+_CYTHON_FRAMEWORKS = ("sklearn.", "numpy.", "scipy.")
+
+
 def is_allowed_class(dotted: str) -> bool:
-    """Framework classes matched by structure (module prefix and a CamelCase name)."""
+    """Framework classes matched by structure (module prefix and a CamelCase name).
+
+    Cython's generated ``__pyx_unpickle_<Class>`` helpers of those frameworks are
+    allowed too: they only call ``<Class>.__new__`` and restore its state.
+    """
     module, _, name = dotted.rpartition(".")
+    if module.startswith("scipy.sparse.") and re.match(r"^[a-z]{3}_(matrix|array)$", name):
+        return True  # csr_matrix, coo_array ...
+    if name.startswith("__pyx_unpickle_") and module.startswith(_CYTHON_FRAMEWORKS):
+        return _CLASS.match(name.removeprefix("__pyx_unpickle_")) is not None
     if not _CLASS.match(name):
         return False
     if module.startswith(("sklearn.", "scipy.sparse.")) and not module.startswith(_SKLEARN_DENIED):

@@ -145,7 +145,10 @@ def scan_zip(ctx: Context, source: Source, recurse: Recurse) -> None:
             continue
         if entry.size <= _CRC_CHECK_LIMIT:
             _check_crc(ctx, child, entry)
-        recurse(ctx, child)
+        try:
+            recurse(ctx, child)
+        except LimitExceeded as e:
+            ctx.add(rules.ARC_BOMB, f"{entry.name}: {e} (declared {entry.size})", child)
 
 
 def _check_member(ctx: Context, source: Source, entry: ZipEntry) -> bool:

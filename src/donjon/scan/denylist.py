@@ -38,17 +38,19 @@ numpy.testing numpy.f2py numpy.distutils numpy.ctypeslib numpy.lib.utils numpy._
 numpy._pytesttester torch.load torch.save torch.hub torch.utils.collect_env
 torch.utils.cpp_extension torch.utils.data.datapipes torch.utils.tensorboard
 torch.utils.bottleneck torch._dynamo torch._inductor torch.jit.load torch.jit._serialization
-torch.jit.frontend torch.serialization torch.package torch.distributed torch.multiprocessing
-torch.ops torch._ops torch.library torch.backends torch.compiler torch.fx torch.testing
-torch._C._jit torch.cuda.memory torch.storage._load_from_bytes pandas.read_csv
-pandas.read_pickle pandas.read_json pandas.read_html pandas.read_xml pandas.read_sql
-pandas.read_excel pandas.read_parquet pandas.read_feather pandas.read_hdf pandas.read_table
-pandas.read_fwf pandas.read_clipboard pandas.read_stata pandas.read_sas pandas.read_spss
-pandas.read_orc pandas.io pandas.eval pandas.core.computation mlflow keras.utils.get_file
-tensorflow.io tensorflow.keras.utils.get_file tf.io joblib.load joblib.dump joblib.Parallel
-joblib.numpy_pickle.load joblib._parallel_backends sklearn.datasets sklearn.utils._testing
-sklearn.externals.joblib.load scipy.io scipy.misc yaml.load yaml.unsafe_load yaml.full_load
-jinja2 mako IPython ipykernel jupyter_client nbconvert
+torch.jit.frontend torch.serialization.load torch.serialization._load
+torch.serialization._legacy_load torch.serialization.save torch.package torch.distributed
+torch.multiprocessing torch.ops torch._ops torch.library torch.backends torch.compiler
+torch.fx torch.testing torch._C._jit torch.cuda.memory torch.storage._load_from_bytes
+pandas.read_csv pandas.read_pickle pandas.read_json pandas.read_html pandas.read_xml
+pandas.read_sql pandas.read_excel pandas.read_parquet pandas.read_feather pandas.read_hdf
+pandas.read_table pandas.read_fwf pandas.read_clipboard pandas.read_stata pandas.read_sas
+pandas.read_spss pandas.read_orc pandas.io pandas.eval pandas.core.computation mlflow
+keras.utils.get_file tensorflow.io tensorflow.keras.utils.get_file tf.io joblib.load
+joblib.dump joblib.Parallel joblib.numpy_pickle.load joblib._parallel_backends
+sklearn.datasets sklearn.utils._testing sklearn.externals.joblib.load scipy.io scipy.misc
+yaml.load yaml.unsafe_load yaml.full_load jinja2 mako IPython ipykernel jupyter_client
+nbconvert
 """
 )
 

@@ -59,7 +59,8 @@ def sniff(head: bytes, name: str) -> Format:
         return Format.XZ
     if head[:3] == b"\x5d\x00\x00":
         return Format.LZMA
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+    zlib_header = len(head) >= 2 and head[0] == 0x78 and head[1] in (0x01, 0x5E, 0x9C, 0xDA)
+    if zlib_header and not _is_text(head):  # "x^..." could start a text file
         return Format.ZLIB
     if len(head) >= 9:
         (size,) = struct.unpack("<Q", head[:8])

@@ -68,12 +68,9 @@ def _pickle(ctx: Context, source: Source) -> None:
 
 def _compressed(fmt: Format) -> Callable[[Context, Source], None]:
     def handler(ctx: Context, source: Source) -> None:
-        with source.open() as fh:
-            head = fh.read(600)
         if fmt in (Format.GZIP, Format.BZ2, Format.XZ) and _is_tar(source, fmt):
             archives.scan_tar(ctx, source, scan_source)
             return
-        del head
         archives.scan_compressed(ctx, source, _COMPRESSED[fmt], scan_source)
 
     return handler
@@ -155,15 +152,33 @@ def scan_file(path: str, policy: ScanPolicy = DEFAULT_POLICY) -> FileReport:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root``, each content once.
+
+    Symbolic links to files inside ``root`` (a Hugging Face cache's
+    ``snapshots/`` pointing into ``blobs/``) are reported under the link's
+    readable name and their target is not scanned a second time; links that
+    leave ``root`` are not followed.
+    """
     if root.is_file():
         yield root
         return
+    base = root.resolve()
+    links: list[Path] = []
+    plain: list[Path] = []
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
         for name in sorted(files):
             path = Path(folder) / name
-            if path.is_file() and not path.is_symlink():
-                yield path
+            (links if path.is_symlink() else plain).append(path)
+    seen: set[Path] = set()
+    for path in links:
+        target = path.resolve()
+        if target.is_file() and (base in target.parents) and target not in seen:
+            seen.add(target)
+            yield path
+    for path in plain:
+        if path.resolve() not in seen and path.is_file():
+            yield path
 
 
 @dataclass(frozen=True)
@@ -254,10 +269,13 @@ def _parallel(
     files: list[str], policy: ScanPolicy, workers: int, accept: Callable[[FileReport], None]
 ) -> None:
     import multiprocessing
+    import threading
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    # fork is the fastest start; a process with other threads (a progress bar) must not fork.
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    method = "fork" if "fork" in methods and threading.active_count() == 1 else "spawn"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
         futures = [pool.submit(_run_job, _Job(path, policy)) for path in files]
         for future in as_completed(futures):

@@ -16,14 +16,16 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from donjon.core.rules import Rule
 from donjon.core.severity import Severity
 from donjon.scan import rules
 from donjon.scan.denylist import LOADS_LIKE
-from donjon.scan.pickle_ops import HANDLERS as _HANDLERS
+from donjon.scan.pickle_calls import HANDLERS as _CALLS
+from donjon.scan.pickle_ops import HANDLERS as _OPS
 from donjon.scan.policy import ScanPolicy, Verdict, is_identifier_path, normalise
+from donjon.scan.reader import Reader
 from donjon.scan.values import Blob, Bound, Global, Malformed, Obj, Opaque, PDict, PList
 
 _GLOBAL_TEXT = re.compile(rb"c([A-Za-z_][\w.]{0,200})\n([A-Za-z_][\w.]{0,200})\n")
@@ -31,6 +33,7 @@ _JOBLIB_WRAPPERS = {
     "joblib.numpy_pickle.NumpyArrayWrapper",
     "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
 }
+_HANDLERS = {**_OPS, **_CALLS}
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 _NAME_RESOLVERS = {"numpy.core._ufunc_reconstruct", "numpy._core._ufunc_reconstruct"}
 _NEWOBJ_HELPERS = {"copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__"}
@@ -54,69 +57,6 @@ class _Use:
     context: str = "GLOBAL"
 
 
-class Reader:
-    """A byte source with a position; ``read`` returns short data at the end."""
-
-    def __init__(self, stream: BinaryIO, base: int = 0) -> None:
-        self.stream = stream
-        self.pos = base
-
-    def read(self, n: int) -> bytes:
-        data = self.stream.read(n)
-        self.pos += len(data)
-        if len(data) < n:
-            raise Malformed(f"truncated: wanted {n} bytes at offset {self.pos - len(data)}")
-        return data
-
-    def skip(self, n: int) -> None:
-        while n > 0:
-            chunk = self.stream.read(min(n, 1 << 20))
-            if not chunk:
-                raise Malformed(f"truncated: {n} bytes missing at offset {self.pos}")
-            self.pos += len(chunk)
-            n -= len(chunk)
-
-    def line(self) -> bytes:
-        data = self.stream.readline(1 << 16)
-        self.pos += len(data)
-        if not data.endswith(b"\n"):
-            raise Malformed(f"unterminated line at offset {self.pos - len(data)}")
-        return data[:-1]
-
-    def peek1(self) -> bytes:
-        data = self.stream.read(1)
-        if data:
-            seek = getattr(self.stream, "seek", None)
-            if seek is not None and self.stream.seekable():
-                seek(-1, 1)
-            else:  # a one-byte push-back for streams that cannot seek
-                self.stream = _Pushback(self.stream, data)  # type: ignore[assignment]
-        return data
-
-
-class _Pushback:
-    def __init__(self, stream: BinaryIO, head: bytes) -> None:
-        self._stream, self._head = stream, head
-
-    def read(self, n: int = -1) -> bytes:
-        head, self._head = self._head, b""
-        if n < 0:
-            return head + self._stream.read()
-        return head + self._stream.read(n - len(head)) if n > len(head) else head
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self._head:
-            if self._head == b"\n":
-                self._head = b""
-                return b"\n"
-            head, self._head = self._head, b""
-            return head + self._stream.readline(limit - 1 if limit > 0 else -1)
-        return self._stream.readline(limit)
-
-    def seekable(self) -> bool:
-        return False
-
-
 class PickleVM:
     """Analyse one stream (possibly several pickles back to back)."""
 
@@ -134,6 +74,7 @@ class PickleVM:
         self.plain = False  # True on the second, plain-pickle pass of a joblib stream
         self._nested_budget = 64
         self.last: Any = None
+        self._verdicts: dict[str, Verdict] = {}
 
     # -- public ------------------------------------------------------------
 
@@ -163,19 +104,15 @@ class PickleVM:
         stack: list[Any] = []
         marks: list[int] = []
         memo: dict[int, Any] = {}
-        policy = self.policy
         first = True
+        read = reader.stream.read
         try:
             while True:
                 self.opcodes += 1
-                if self.opcodes > policy.max_opcodes:
-                    raise Bound(f"more than {policy.max_opcodes} opcodes")
-                if self.opcodes & 0xFFF == 0 and time.monotonic() > self.deadline:
-                    raise Bound("time budget exhausted")
-                if len(stack) > policy.max_stack:
-                    raise Bound(f"stack deeper than {policy.max_stack}")
+                if self.opcodes & 0xFF == 0:  # bounds grow by at most one per opcode
+                    self._check_bounds(stack, memo)
                 offset = reader.pos
-                code = reader.stream.read(1)
+                code = read(1)
                 reader.pos += len(code)
                 if not code:
                     if first and self.pickles > 0:
@@ -183,14 +120,15 @@ class PickleVM:
                     raise Malformed(f"stream ends without STOP at offset {offset}")
                 first = False
                 if code == b".":
+                    self._check_bounds(stack, memo)
                     self.last = stack[-1] if stack else None
                     return True
                 handler = _HANDLERS.get(code)
                 if handler is None:
                     raise Malformed(f"unknown opcode {code!r} at offset {offset}")
                 handler(self, reader, stack, marks, memo, offset)
-                if len(memo) > policy.max_memo:
-                    raise Bound(f"memo larger than {policy.max_memo}")
+                if reader.stream.read is not read:  # a peek swapped the stream
+                    read = reader.stream.read
         except (Malformed, ValueError, TypeError, IndexError, OverflowError, struct.error) as e:
             # UnicodeDecodeError is a ValueError: pickle.load fails on all of these too.
             self._fault(rules.PKL_MALFORMED, f"malformed pickle: {e}", reader)
@@ -201,6 +139,17 @@ class PickleVM:
             if not self.plain:
                 self._fault(rules.PKL_BOUND, f"pickle analysis stopped: {e}", reader)
             return False
+
+    def _check_bounds(self, stack: list[Any], memo: dict[int, Any]) -> None:
+        policy = self.policy
+        if self.opcodes > policy.max_opcodes:
+            raise Bound(f"more than {policy.max_opcodes} opcodes")
+        if len(stack) > policy.max_stack:
+            raise Bound(f"stack deeper than {policy.max_stack}")
+        if len(memo) > policy.max_memo:
+            raise Bound(f"memo larger than {policy.max_memo}")
+        if self.opcodes & 0xFFF == 0 and time.monotonic() > self.deadline:
+            raise Bound("time budget exhausted")
 
     # -- helpers used by opcode handlers -----------------------------------
 
@@ -219,6 +168,12 @@ class PickleVM:
         if dotted not in self.uses:
             self.uses[dotted] = _Use(offset, self.opcodes, context=context)
         return Global(dotted, offset)
+
+    def _verdict(self, dotted: str) -> Verdict:
+        verdict = self._verdicts.get(dotted)
+        if verdict is None:
+            verdict = self._verdicts[dotted] = self.policy.verdict(dotted)
+        return verdict
 
     def unresolved(self, offset: int, what: str) -> None:
         self.issues.append(
@@ -253,15 +208,18 @@ class PickleVM:
             name = func.dotted
             use = self.uses.get(name)
             if name in _NEWOBJ_HELPERS and isinstance(args, tuple) and args:
-                target = args[0]
-                if isinstance(target, Global) and not self._has_payload(args[1:], name):
-                    return Obj(target, args[1:], offset)
-            elif name in _NAME_RESOLVERS and _two_strings(args):
+                if use is not None:
+                    use.called = True
+                self._newobj_helper(name, args)
+                return Obj(args[0], args[1:], offset)
+            if name in _NAME_RESOLVERS and _two_strings(args):
                 return self.use_global(normalise(args[0], args[1]), offset, "resolved")
             if use is not None and not (how == "NEWOBJ" and empty):
                 use.called = True
             if name in LOADS_LIKE:
                 self._nested(args, offset)
+            if self._verdict(name) is Verdict.ALLOW:
+                return Obj(func, args, offset)  # allowed callables never unpickle their bytes
         elif not isinstance(func, Opaque):
             kind = type(func).__name__
             self.issues.append(
@@ -276,10 +234,32 @@ class PickleVM:
         self._scan_bytes(args, offset)
         return Obj(func, args, offset)
 
-    def _has_payload(self, args: tuple[Any, ...], helper: str) -> bool:
+    def _newobj_helper(self, helper: str, args: tuple[Any, ...]) -> None:
+        """copyreg's helpers call a class: with arguments, that is a call of the class."""
         if helper == "copyreg._reconstructor":
-            return len(args) >= 2 and args[1] is not None
-        return bool(args and args != ((),) and args != ((), None))
+            # base.__new__(cls, state) and base.__init__(obj, state) unless base is object
+            base = args[1] if len(args) > 1 else None
+            called = base if isinstance(base, Global) and base.dotted != "builtins.object" else None
+        else:  # cls.__new__(cls, *args) / cls.__new__(cls, *args, **kwargs)
+            rest = args[1:]
+            empty = rest in ((), ((),), ((), None)) or (
+                len(rest) == 2
+                and rest[0] == ()
+                and isinstance(rest[1], PDict)
+                and not rest[1].items
+            )
+            called = None if empty else args[0]
+        if not isinstance(args[0], Global):
+            self.issues.append(
+                Issue(
+                    rules.PKL_UNRESOLVED,
+                    f"{helper} instantiates a computed value ({type(args[0]).__name__})",
+                    None,
+                    self.opcodes,
+                )
+            )
+        if isinstance(called, Global) and called.dotted in self.uses:
+            self.uses[called.dotted].called = True
 
     def build(self, target: Any, state: Any, offset: int, reader: Reader) -> Any:
         keys: list[Any] = []
@@ -379,7 +359,7 @@ class PickleVM:
 
     def _report_uses(self) -> None:
         for dotted, use in self.uses.items():
-            verdict = self.policy.verdict(dotted)
+            verdict = self._verdict(dotted)
             if verdict is Verdict.ALLOW:
                 continue
             evidence = {"callable": dotted, "called": use.called, "via": use.context}

@@ -192,6 +192,7 @@ def container_samples() -> dict[str, tuple[str, bytes]]:
         "torch_zip_local_mismatch.pt": ("zip tricks", mismatched),
         "torch_zip_duplicate_names.pt": ("zip tricks", dup.getvalue()),
         "torch_zip_prepended.pt": ("zip tricks", b"MZ" + bytes(510) + tz),
+        "torch_zip_truncated_pickle.pt": ("malformed", torch_zip(evil[:-4])),
         "pickle_as_png.png": ("odd extension", evil),
         "pickle_as_safetensors.safetensors": ("odd extension", evil),
         "legacy_torch_sequential.pt": ("legacy torch", legacy),
