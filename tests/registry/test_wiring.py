@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from donjon.app import build_vault, vault_access
 from donjon.config import load_settings
 from donjon.core.bus import EventBus, MemorySink
 from donjon.errors import AccessDenied, ConfigError
-from donjon.registry import GateFailed, Kind, Stage, TooLarge
+from donjon.registry import GateFailed, Kind, Quarantined, Stage, Status, TooLarge
 from tests.registry.fakes import TableAuthorizer, TokenAuthenticator
 from tests.registry.harness import ALICE, BOB
 
@@ -27,8 +28,10 @@ def test_build_vault_wires_sqlite_blobs_and_default_gates(donjon_home: Path) -> 
         version = services.registry.push(ALICE, Kind.MODEL, "m", io.BytesIO(b"weights"))
         assert (donjon_home / "donjon.db").is_file()
         assert services.blobs.path(version.digest).is_relative_to(donjon_home / "blobs")
-        with pytest.raises(GateFailed, match="never scanned"):  # no scanner wired: not clean
-            services.registry.promote(ALICE, "m", 1, Stage.STAGING)
+        # the real scanner is wired: raw bytes of no risky format scan clean
+        assert services.registry.promote(ALICE, "m", 1, Stage.STAGING).stage is Stage.STAGING
+        with pytest.raises(GateFailed, match="lineage"):  # prod needs admitted lineage
+            services.registry.promote(ALICE, "m", 1, Stage.PROD)
         with pytest.raises(AccessDenied):
             services.registry.push(BOB, Kind.MODEL, "m", io.BytesIO(b"x"))
         with pytest.raises(TooLarge, match="limit of 1000"):
@@ -64,3 +67,26 @@ def test_vault_access_wires_tokens_and_cedar_policies(donjon_home: Path) -> None
     assert authorizer.authorize(alice, "dataset.read", "datasets/fraud/transactions").allowed
     assert not authorizer.authorize(alice, "dataset.write", "datasets/fraud/transactions").allowed
     assert not authorizer.authorize(Principal("bob"), "dataset.read", "datasets/fraud/x").allowed
+
+
+def test_pushed_models_are_scanned_and_a_payload_is_quarantined(donjon_home: Path) -> None:
+    settings = load_settings()
+    authorizer = TableAuthorizer()
+    for action in ("model.write", "model.promote", "model.read"):
+        authorizer.allow("alice", action, "models/m")
+    services = build_vault(settings, TokenAuthenticator({}), authorizer, EventBus([MemorySink()]))
+    try:
+        payload = b"cos\nsystem\n(S'id'\ntR."  # os.system('id'), protocol 0
+        bad = services.registry.push(ALICE, Kind.MODEL, "m", io.BytesIO(payload))
+        assert bad.status is Status.QUARANTINED
+        assert "os.system" in (bad.status_reason or "")
+        with pytest.raises(Quarantined, match="quarantined"):
+            services.registry.promote(ALICE, "m", bad.number, Stage.STAGING)
+        good = services.registry.push(
+            ALICE, Kind.MODEL, "m", io.BytesIO(pickle.dumps({"w": [1.0, 2.0]}))
+        )
+        assert good.status is Status.ACTIVE
+        promoted = services.registry.promote(ALICE, "m", good.number, Stage.STAGING)
+        assert promoted.stage is Stage.STAGING
+    finally:
+        services.close()

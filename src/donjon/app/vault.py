@@ -46,7 +46,8 @@ def build_vault(
 ) -> VaultServices:
     """Wire the vault: SQL catalogue (SQLite or PostgreSQL), blob folder, gates.
 
-    Default gates: ``staging`` needs a clean push-time scan; ``prod`` needs a
+    Default gates: every pushed model is scanned (a dirty scan quarantines it);
+    ``staging`` needs a clean push-time scan; ``prod`` needs a
     clean scan and admitted lineage (unless ``vault.require_lineage`` is off).
     Add the signature and provenance gates to ``promotion_gates`` as they land.
     """
@@ -66,6 +67,12 @@ def build_vault(
         blobs = S3BlobStore(client, settings.vault.s3_bucket, settings.vault.s3_prefix)
     else:
         blobs = FileBlobStore(settings.blobs_dir)
+    if scan_gate is None:
+        from donjon.app.gates import ModelScanGate
+        from donjon.app.scan import scan_policy
+        from donjon.core.severity import Severity
+
+        scan_gate = ModelScanGate(scan_policy(settings), Severity.parse(settings.scan.fail_on))
     if promotion_gates is None:
         prod: list[PromotionGate] = [RequireCleanScan()]
         if settings.vault.require_lineage:

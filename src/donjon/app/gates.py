@@ -1,0 +1,52 @@
+"""Admission gates of the vault, wired to the capabilities that answer them.
+
+The registry declares the ports (``donjon.registry.ports``); this module
+implements them with the scanner, so the registry never imports it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from donjon.core.artifacts import Digest
+from donjon.core.severity import Severity
+from donjon.registry.gates import SCAN_GATE
+from donjon.registry.ports import BlobReader, ScanVerdict
+from donjon.scan import ScanPolicy, scan_file
+
+
+class ModelScanGate:
+    """Scans every pushed model with ``donjon.scan``; never loads it.
+
+    A finding at or above ``fail_on``, or a file the scanner could not read,
+    makes the version not clean (fail closed): the registry quarantines it.
+    """
+
+    name = SCAN_GATE
+
+    def __init__(self, policy: ScanPolicy, fail_on: Severity = Severity.MEDIUM) -> None:
+        self.policy = policy
+        self.fail_on = fail_on
+
+    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict:
+        with tempfile.TemporaryDirectory(prefix="donjon-gate-") as folder:
+            path = Path(folder) / "model"  # formats are found by content, not by name
+            with open_blob() as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            report = scan_file(str(path), self.policy)
+        blocking = tuple(f for f in report.findings if f.level >= self.fail_on)
+        if report.error:
+            return ScanVerdict(False, report.findings, f"scanner error: {report.error}")
+        if blocking:
+            worst = max(f.level for f in blocking)
+            rules = ", ".join(sorted({f.rule.id for f in blocking}))
+            summary = (
+                f"{len(blocking)} finding(s) at or above {self.fail_on.label} "
+                f"({worst.label}: {rules})"
+            )
+            return ScanVerdict(False, report.findings, summary, {"format": report.format})
+        return ScanVerdict(
+            True, report.findings, f"clean {report.format}", {"format": report.format}
+        )
