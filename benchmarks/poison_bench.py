@@ -11,7 +11,7 @@ Corpora are built in code from scikit-learn's bundled data sets (no download): t
 - nothing (the clean control).
 
 For each scenario it prints precision, recall and F1 of the flagged records for:
-Donjon (``donjon.data.check``, every detector, no poison rate given); cleanlab alone
+Donjon (``donjon.data.checks``, every detector, no poison rate given); cleanlab alone
 (``find_label_issues`` on cross-validated probabilities of a small MLP); ART 1.20.1
 SpectralSignatureDefense with its default expected poison rate and when told the true
 rate; ART ActivationDefence. The ART defences need a neural network: a small PyTorch MLP
@@ -122,7 +122,7 @@ def scenarios(name: str, seed: int) -> dict[str, Scenario]:
 
 
 def donjon(X: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from donjon.data.check import check
+    from donjon.data.checks import check
 
     report = check(X, y)
     flagged = np.zeros(len(y), dtype=bool)
@@ -292,7 +292,7 @@ def _child(code: str, *args: str) -> tuple[int, float, float]:
 
 
 def scale(manifest_rows: int, diff_rows: int, seed: int) -> None:
-    from donjon.data.diff import diff
+    from donjon.data.diffs import diff
     from donjon.data.manifest import build_manifest
 
     print("\n## Scale\n")
