@@ -148,10 +148,19 @@ def cleanlab_alone(X: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray
     return np.asarray(find_label_issues(y, _mlp_probs(X, y)))
 
 
+_TRAINED: dict[tuple[int, int], object] = {}
+
+
 def _art_classifier(X: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+    """A small MLP trained on the poisoned data, shared by the ART defences of a scenario."""
     import torch
     from art.estimators.classification import PyTorchClassifier
 
+    key = (hash(X.tobytes()), hash(y.tobytes()))
+    if key in _TRAINED:
+        return _TRAINED[key]
+    _TRAINED.clear()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     k = int(y.max()) + 1
     model = torch.nn.Sequential(
@@ -165,7 +174,8 @@ def _art_classifier(X: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-de
         nb_classes=k,
         device_type="cpu",
     )
-    classifier.fit(X.astype(np.float32), np.eye(k)[y], batch_size=64, nb_epochs=60, verbose=False)
+    classifier.fit(X.astype(np.float32), np.eye(k)[y], batch_size=64, nb_epochs=40, verbose=False)
+    _TRAINED[key] = classifier
     return classifier
 
 
