@@ -125,3 +125,15 @@ def test_npz_manifest(tmp_path: Path) -> None:
     manifest = build_manifest(tmp_path / "d.npz", tmp_path / "m.json", label_column="y")
     assert manifest.count == 50
     assert len(manifest.schema) == 65
+
+
+def test_in_memory_arrays_manifest_like_their_npz(tmp_path: Path) -> None:
+    from donjon.data.manifest import manifest_arrays
+
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(40, 4, 4)), rng.integers(0, 3, 40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    from_file = build_manifest(tmp_path / "d.npz", tmp_path / "m.json", label_column="y")
+    in_memory = manifest_arrays(X, y, tmp_path / "arrays.records.parquet")
+    assert in_memory.root == from_file.root
+    assert in_memory.label_column == "y"
