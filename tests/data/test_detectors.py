@@ -137,3 +137,11 @@ def test_rules_load_without_the_data_extra() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_duplicates_are_not_flagged_where_they_are_the_norm() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, size=(300, 3)).astype(float)  # 8 distinct rows only
+    result = detect_near_duplicates(from_arrays(X, rng.integers(0, 2, 300)).data)
+    assert result.flags == ()
+    assert "skipped" in result.summary
