@@ -29,6 +29,7 @@ from donjon.data.merkle import MerkleAccumulator
 from donjon.data.tabular import (
     DEFAULT_BATCH_ROWS,
     Batches,
+    blank_cells,
     data_format,
     encode_rows,
     npz_table,
@@ -187,10 +188,12 @@ def _records_batches(
 ) -> Iterator[tuple[pa.RecordBatch, list[bytes]]]:
     """Each input batch, turned into the record-table batch, with its row digests."""
     names = batches.schema.names
-    content_cols = [c for c in names if c not in {label, key}]
+    blanked = [j for j, c in enumerate(names) if c in {label, key}]
     for batch in batches.batches:
-        rows = row_digests(encode_rows(batch, names))
-        content = row_digests(encode_rows(batch, content_cols), person=b"donjon.content")
+        encoded = encode_rows(batch, names)
+        rows = row_digests(encoded)
+        blank_cells(encoded, blanked)  # content: the same row with label and id nulled
+        content = row_digests(encoded, person=b"donjon.content")
         n = batch.num_rows
         keys = (
             pa.array([str(v) for v in batch.column(key).to_pylist()], pa.string())
