@@ -286,7 +286,8 @@ PEER = """
 import sys, time, resource
 import pandas as pd, pyarrow.parquet as pq
 start = time.perf_counter(); n = 0
-for batch in pq.ParquetFile(sys.argv[1]).iter_batches(batch_size=65536):
+parquet = pq.ParquetFile(sys.argv[1], pre_buffer=False, buffer_size=1 << 20)
+for batch in parquet.iter_batches(batch_size=65536):
     n += len(pd.util.hash_pandas_object(batch.to_pandas(), index=False))
 elapsed = time.perf_counter() - start
 print(n, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

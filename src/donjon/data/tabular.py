@@ -114,7 +114,8 @@ def open_batches(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> Batches:
     fmt = data_format(path)
     try:
         if fmt == "parquet":
-            parquet = pq.ParquetFile(path)
+            # no pre-buffering: with it, pyarrow keeps every row group read so far
+            parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
             return Batches(
                 parquet.schema_arrow,
                 parquet.iter_batches(batch_size=batch_rows),
