@@ -275,22 +275,36 @@ def write_parquet(path: Path, rows: int, columns: int, seed: int, chunk: int = 5
 CHILD = """
 import sys, time, resource
 from pathlib import Path
+def peak_mib():
+    # VmHWM: this address space's peak RSS (ru_maxrss would carry the parent's over exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 from donjon.data.manifest import build_manifest
 start = time.perf_counter()
 m = build_manifest(Path(sys.argv[1]), Path(sys.argv[2]), label_column="label")
 elapsed = time.perf_counter() - start
-print(m.count, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(m.count, elapsed, peak_mib())
 """
 
 PEER = """
 import sys, time, resource
 import pandas as pd, pyarrow.parquet as pq
+def peak_mib():
+    # VmHWM: this address space's peak RSS (ru_maxrss would carry the parent's over exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 start = time.perf_counter(); n = 0
 parquet = pq.ParquetFile(sys.argv[1], pre_buffer=False, buffer_size=1 << 20)
 for batch in parquet.iter_batches(batch_size=65536):
     n += len(pd.util.hash_pandas_object(batch.to_pandas(), index=False))
 elapsed = time.perf_counter() - start
-print(n, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(n, elapsed, peak_mib())
 """
 
 
@@ -298,8 +312,8 @@ def _child(code: str, *args: str) -> tuple[int, float, float]:
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
     )
-    count, elapsed, rss_kib = done.stdout.split()
-    return int(count), float(elapsed), int(rss_kib) / 1024
+    count, elapsed, rss_mib = done.stdout.split()
+    return int(count), float(elapsed), float(rss_mib)
 
 
 def scale(manifest_rows: int, diff_rows: int, seed: int) -> None:
