@@ -11,7 +11,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from donjon.cli.main import main
-from donjon.data.check import check
+from donjon.data.checks import check
 from donjon.soc import read_events
 from tests.data.conftest import badnets
 

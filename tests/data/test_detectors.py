@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from donjon.data.check import check
+from donjon.data.checks import check
 from donjon.data.dataset import from_arrays
 from donjon.data.detectors.labels import detect_label_issues, noise_matrix
 from donjon.data.detectors.neighbours import detect_near_duplicates
@@ -125,3 +125,23 @@ def test_check_against_a_baseline_reports_feature_and_class_shift(
     assert report.shift.class_shift
     assert any(s["feature"] == "x2" for s in report.shift.features)
     assert {"DJ-DAT-008", "DJ-DAT-009"} <= {f.rule.id for f in report.findings}
+
+
+def test_rules_load_without_the_data_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, donjon.catalog as c; c.rule_registry(); "
+        "assert not {'pandas', 'pyarrow', 'numpy', 'sklearn'} & set(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_duplicates_are_not_flagged_where_they_are_the_norm() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, size=(300, 3)).astype(float)  # 8 distinct rows only
+    result = detect_near_duplicates(from_arrays(X, rng.integers(0, 2, 300)).data)
+    assert result.flags == ()
+    assert "skipped" in result.summary

@@ -125,3 +125,33 @@ def test_npz_manifest(tmp_path: Path) -> None:
     manifest = build_manifest(tmp_path / "d.npz", tmp_path / "m.json", label_column="y")
     assert manifest.count == 50
     assert len(manifest.schema) == 65
+
+
+def test_in_memory_arrays_manifest_like_their_npz(tmp_path: Path) -> None:
+    from donjon.data.manifest import manifest_arrays
+
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(40, 4, 4)), rng.integers(0, 3, 40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    from_file = build_manifest(tmp_path / "d.npz", tmp_path / "m.json", label_column="y")
+    in_memory = manifest_arrays(X, y, tmp_path / "arrays.records.parquet")
+    assert in_memory.root == from_file.root
+    assert in_memory.label_column == "y"
+
+
+def test_parquet_streaming_keeps_memory_bounded(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from donjon.data.tabular import open_batches
+
+    rng = np.random.default_rng(0)
+    table = pa.table({f"c{j}": rng.normal(size=200_000) for j in range(20)})
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=10_000)
+    size = table.nbytes
+    del table
+    start = pa.total_allocated_bytes()
+    peak = 0
+    for _batch in open_batches(tmp_path / "big.parquet", batch_rows=4096).batches:
+        peak = max(peak, pa.total_allocated_bytes() - start)
+    assert peak < size / 4, f"streaming held {peak} of {size} bytes"

@@ -98,7 +98,7 @@ def verify_cmd(
     manifest: Annotated[Path, typer.Argument(help="A manifest written by `donjon data manifest`.")],
 ) -> None:
     """Rehash the data a manifest names; exit 1 when it no longer matches."""
-    from donjon.data.diff import verify_manifest
+    from donjon.data.diffs import verify_manifest
     from donjon.data.manifest import load_manifest
 
     cli = state(ctx)
@@ -139,7 +139,7 @@ def diff_cmd(
     fail_on: FailOn = "high",
 ) -> None:
     """Added, removed, changed and relabelled records; schema changes; tampering."""
-    from donjon.data.diff import diff
+    from donjon.data.diffs import diff
     from donjon.data.report import render_diff_text
 
     cli = state(ctx)
@@ -266,7 +266,7 @@ def check_cmd(
     fail_on: FailOn = "high",
 ) -> None:
     """Look for label manipulation, backdoor triggers, injected duplicates and shift."""
-    from donjon.data.check import DETECTORS, check
+    from donjon.data.checks import DETECTORS, check
     from donjon.data.report import render_check_html, render_check_text
 
     cli = state(ctx)

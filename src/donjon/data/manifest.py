@@ -29,8 +29,10 @@ from donjon.data.merkle import MerkleAccumulator
 from donjon.data.tabular import (
     DEFAULT_BATCH_ROWS,
     Batches,
+    blank_cells,
     data_format,
     encode_rows,
+    npz_table,
     open_batches,
     row_digests,
 )
@@ -186,10 +188,12 @@ def _records_batches(
 ) -> Iterator[tuple[pa.RecordBatch, list[bytes]]]:
     """Each input batch, turned into the record-table batch, with its row digests."""
     names = batches.schema.names
-    content_cols = [c for c in names if c not in {label, key}]
+    blanked = [j for j, c in enumerate(names) if c in {label, key}]
     for batch in batches.batches:
-        rows = row_digests(encode_rows(batch, names))
-        content = row_digests(encode_rows(batch, content_cols), person=b"donjon.content")
+        encoded = encode_rows(batch, names)
+        rows = row_digests(encoded)
+        blank_cells(encoded, blanked)  # content: the same row with label and id nulled
+        content = row_digests(encoded, person=b"donjon.content")
         n = batch.num_rows
         keys = (
             pa.array([str(v) for v in batch.column(key).to_pylist()], pa.string())
@@ -204,6 +208,28 @@ def _records_batches(
         yield out, rows
 
 
+def manifest_arrays(
+    X: Any,
+    y: Any | None,
+    records_out: Path,
+    *,
+    source: str = "<arrays>",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Manifest:
+    """Manifest in-memory arrays ``X`` (n, ...) and labels ``y`` as records ``X[j]..., y``.
+
+    The encoding is the one an ``.npz`` of the same arrays gets, so both manifest alike.
+    """
+    import numpy as np
+
+    arrays = {"X": np.asarray(X)} | ({} if y is None else {"y": np.asarray(y)})
+    table = npz_table(arrays)
+    batches = Batches(table.schema, iter(table.to_batches(batch_rows)), table.num_rows)
+    return _manifest_batches(
+        batches, records_out, source, "npz", "y" if y is not None else None, None, None
+    )
+
+
 def manifest_records(
     data: Path,
     records_out: Path,
@@ -215,6 +241,20 @@ def manifest_records(
 ) -> Manifest:
     """Manifest a table (CSV, Parquet, .npz), writing its record table to ``records_out``."""
     batches = open_batches(data, batch_rows)
+    return _manifest_batches(
+        batches, records_out, str(data), data_format(data), label_column, id_column, progress
+    )
+
+
+def _manifest_batches(
+    batches: Batches,
+    records_out: Path,
+    source: str,
+    fmt: str,
+    label_column: str | None,
+    id_column: str | None,
+    progress: Progress | None,
+) -> Manifest:
     _check_columns(batches.schema, label_column, id_column)
     if records_out.exists():
         raise InputError(f"{records_out} already exists; Donjon never overwrites it")
@@ -230,18 +270,18 @@ def manifest_records(
                     progress(len(rows))
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         records_out.unlink(missing_ok=True)
-        raise DataError(f"cannot read {data}: {e}") from e
+        raise DataError(f"cannot read {source}: {e}") from e
     except BaseException:
         records_out.unlink(missing_ok=True)
         raise
     schema = tuple(Column(f.name, str(f.type)) for f in batches.schema)
     return Manifest(
         kind="records",
-        source=str(data),
+        source=source,
         root=f"sha256:{acc.root().hex()}",
         count=total,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        data_format=data_format(data),
+        data_format=fmt,
         schema=schema,
         label_column=label_column,
         id_column=id_column,

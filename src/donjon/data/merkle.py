@@ -52,9 +52,7 @@ class MerkleAccumulator:
     def root(self) -> bytes:
         """The root over every leaf so far (SHA-256 of the empty string for no leaf)."""
         stack = list(self._stack)
-        total = self.count
         for pending in self._pending:  # single leaves: heights below the blocks
-            total += 1
             height, digest = 0, pending
             while stack and stack[-1][0] == height:
                 _, left = stack.pop()

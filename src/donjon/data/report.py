@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from donjon.data.check import CheckReport
-from donjon.data.diff import DiffReport
+from donjon.data.checks import CheckReport
+from donjon.data.diffs import DiffReport
 
 
 def render_diff_text(report: DiffReport) -> str:

@@ -114,7 +114,8 @@ def open_batches(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> Batches:
     fmt = data_format(path)
     try:
         if fmt == "parquet":
-            parquet = pq.ParquetFile(path)
+            # no pre-buffering: with it, pyarrow keeps every row group read so far
+            parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
             return Batches(
                 parquet.schema_arrow,
                 parquet.iter_batches(batch_size=batch_rows),
@@ -217,9 +218,17 @@ def encode_column(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def encode_rows(batch: pa.RecordBatch | pa.Table, columns: Sequence[str]) -> np.ndarray:
     """Rows of ``batch`` restricted to ``columns`` as an (n, 9 * len(columns)) matrix."""
-    if not columns:
-        return np.zeros((batch.num_rows, 0), dtype=np.uint8)
-    return np.hstack([encode_column(batch.column(name)) for name in columns])
+    out = np.empty((batch.num_rows, CELL_WIDTH * len(columns)), dtype=np.uint8)
+    for j, name in enumerate(columns):
+        out[:, j * CELL_WIDTH : (j + 1) * CELL_WIDTH] = encode_column(batch.column(name))
+    return out
+
+
+def blank_cells(encoded: np.ndarray, positions: Sequence[int]) -> None:
+    """Overwrite the cells at ``positions`` with the null cell, in place."""
+    for j in positions:
+        encoded[:, j * CELL_WIDTH] = ord("n")
+        encoded[:, j * CELL_WIDTH + 1 : (j + 1) * CELL_WIDTH] = 0
 
 
 def row_digests(encoded: np.ndarray, person: bytes = b"donjon.row.v1") -> list[bytes]:

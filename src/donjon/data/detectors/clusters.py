@@ -46,13 +46,12 @@ ALPHA = 0.01
 NEIGHBOURS = 10
 
 
-def _foreign(data: LabelledData, scaled: np.ndarray, cluster: np.ndarray, label: int) -> np.ndarray:
+def _foreign(y: np.ndarray, scaled: np.ndarray, cluster: np.ndarray, label: int) -> np.ndarray:
     """For each cluster row, the share of its neighbours (outside the cluster) of other labels."""
-    assert data.y is not None  # noqa: S101 - checked by the callers
-    pool = np.setdiff1d(np.arange(data.n), cluster)
+    pool = np.setdiff1d(np.arange(len(y)), cluster)
     index = NearestNeighbors(n_neighbors=min(NEIGHBOURS, len(pool))).fit(scaled[pool])
     _, found = index.kneighbors(scaled[cluster])
-    return np.asarray((data.y[pool][found] != label).mean(axis=1))
+    return np.asarray((y[pool][found] != label).mean(axis=1))
 
 
 def _confirmed(foreign: np.ndarray) -> bool:
@@ -83,7 +82,7 @@ def detect_spectral(data: LabelledData) -> DetectorResult:
         suspects = rows[z > bound]
         if len(suspects) < 2 or len(suspects) > MAX_SHARE * len(rows):
             continue
-        foreign = _foreign(data, scaled, suspects, label)
+        foreign = _foreign(data.y, scaled, suspects, label)
         if not _confirmed(foreign):
             continue
         classes.append({"class": data.label_name(label), "records": len(suspects)})
@@ -125,7 +124,7 @@ def detect_activation_clusters(data: LabelledData, seed: int = 0) -> DetectorRes
         if quality < MIN_SILHOUETTE:
             continue
         cluster = rows[assign == small]
-        foreign = _foreign(data, scaled, cluster, label)
+        foreign = _foreign(data.y, scaled, cluster, label)
         if not _confirmed(foreign):
             continue
         classes.append(

@@ -1,9 +1,9 @@
 """Out-of-sample class probabilities from cross-validated scikit-learn models.
 
-Three model families (a linear model, k nearest neighbours, an RBF support vector machine,
-each on standardised features) are cross-validated; their probabilities are mixed with the
-weights that give the lowest out-of-sample log-loss on the rows being fitted, so the
-mixture leans on whichever family suits the data at hand.
+Three model families (a linear model, k nearest neighbours, and up to 20,000 records an
+RBF support vector machine, each on standardised features) are cross-validated; their
+probabilities are mixed with the weights that give the lowest out-of-sample log-loss on
+the rows being fitted, so the mixture leans on whichever family suits the data at hand.
 """
 
 from __future__ import annotations
@@ -22,16 +22,20 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 FOLDS = 5
+MAX_SVM_ROWS = 20_000
 _WEIGHT_STEP = 0.1
 
 
-def _models(n_train: int) -> list[Pipeline]:
+def _models(n_train: int, n_total: int) -> list[Pipeline]:
     neighbours = max(1, min(10, n_train // 10))
-    return [
+    models = [
         make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)),
         make_pipeline(StandardScaler(), KNeighborsClassifier(neighbours, weights="distance")),
-        make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(C=10), ensemble=False, cv=3)),
     ]
+    if n_total <= MAX_SVM_ROWS:  # kernel SVMs scale quadratically
+        svm = CalibratedClassifierCV(SVC(C=10), ensemble=False, cv=3)
+        models.append(make_pipeline(StandardScaler(), svm))
+    return models
 
 
 def _fit_predict(
@@ -58,7 +62,7 @@ def out_of_sample_probs(
     fit = np.arange(n) if fit_rows is None else np.asarray(fit_rows)
     rest = np.setdiff1d(np.arange(n), fit)
     Xf, yf = X[fit], y[fit]
-    per_model = [np.zeros((n, k)) for _ in range(3)]
+    per_model = [np.zeros((n, k)) for _ in _models(len(fit), n)]
     smallest = int(np.bincount(yf, minlength=k)[np.bincount(yf, minlength=k) > 0].min())
     folds = max(2, min(FOLDS, smallest))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -66,10 +70,10 @@ def out_of_sample_probs(
         warnings.filterwarnings("ignore", message="The least populated class")
         splits = list(splitter.split(Xf, yf))
     for train, test in splits:
-        for i, model in enumerate(_models(len(train))):
+        for i, model in enumerate(_models(len(train), n)):
             per_model[i][fit[test]] = _fit_predict(model, Xf[train], yf[train], Xf[test], k)
     if len(rest):
-        for i, model in enumerate(_models(len(fit))):
+        for i, model in enumerate(_models(len(fit), n)):
             per_model[i][rest] = _fit_predict(model, Xf, yf, X[rest], k)
     return _best_mixture(per_model, fit, yf)
 

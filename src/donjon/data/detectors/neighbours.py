@@ -47,6 +47,10 @@ def detect_near_duplicates(data: LabelledData) -> DetectorResult:
         return DetectorResult(DUPLICATES, rules.NEAR_DUPLICATES, error="needs 10 records or more")
     distances, found = _distances(data)
     nearest = distances[:, 0]
+    if float(np.median(nearest)) == 0.0:
+        # most records have an exact twin: duplicates are this data set's nature, not an attack
+        summary = {"groups": 0, "skipped": "most records have an exact duplicate"}
+        return DetectorResult(DUPLICATES, rules.NEAR_DUPLICATES, summary=summary)
     positive = nearest[nearest > 0]
     floor = float(positive.min()) if len(positive) else 1.0
     logs = np.log(np.maximum(nearest, floor * 1e-3))

@@ -73,9 +73,8 @@ def _windows(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, i
     return out
 
 
-def _candidates(data: LabelledData, shape: tuple[int, ...]) -> list[Candidate]:
-    assert data.y is not None  # noqa: S101 - checked by the caller
-    y, k = data.y, data.k
+def _candidates(data: LabelledData, y: np.ndarray, shape: tuple[int, ...]) -> list[Candidate]:
+    k = data.k
     share = np.bincount(y, minlength=k) / len(y)
     found: list[Candidate] = []
     windows = _windows(shape)
@@ -119,13 +118,12 @@ def _distinct(candidates: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def _masked_probs(data: LabelledData, cand: Candidate) -> np.ndarray:
+def _masked_probs(data: LabelledData, y: np.ndarray, cand: Candidate) -> np.ndarray:
     """Class votes of each candidate row's nearest neighbours, the window hidden for all.
 
     With the window set to its median in every record, a trigger can no longer be seen:
     a poisoned record's neighbours are the records of the class it was taken from.
     """
-    assert data.y is not None  # noqa: S101 - checked by the caller
     X = data.X.copy()
     X[:, list(cand.pixels)] = np.median(data.X[:, list(cand.pixels)], axis=0)
     scaled = StandardScaler().fit_transform(X)
@@ -135,7 +133,7 @@ def _masked_probs(data: LabelledData, cand: Candidate) -> np.ndarray:
     probs = np.zeros((len(cand.rows), data.k))
     for i, (row, near) in enumerate(zip(cand.rows, found, strict=True)):
         near = near[near != row][: neighbours - 1]
-        probs[i] = np.bincount(data.y[near], minlength=data.k) / max(len(near), 1)
+        probs[i] = np.bincount(y[near], minlength=data.k) / max(len(near), 1)
     return probs
 
 
@@ -150,13 +148,13 @@ def detect_triggers(data: LabelledData) -> DetectorResult:
     flags: list[RecordFlag] = []
     triggers = []
     flagged: set[int] = set()
-    candidates = _candidates(data, shape)
+    candidates = _candidates(data, data.y, shape)
     for cand in candidates:
         rows = np.array([r for r in cand.rows if r not in flagged], dtype=int)
         if len(rows) < MIN_GROUP:
             continue
         cand = Candidate(cand.pixels, rows, cand.target, cand.log_p, cand.box, cand.values)
-        probs = _masked_probs(data, cand)
+        probs = _masked_probs(data, data.y, cand)
         elsewhere = probs.argmax(axis=1) != cand.target
         # most of the group must look like other classes once the patch is hidden
         if stats.binomtest(int(elsewhere.sum()), len(rows), 0.5, "greater").pvalue > ALPHA:
