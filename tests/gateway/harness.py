@@ -60,6 +60,7 @@ def victim_scores(model: MLPClassifier, rows: np.ndarray) -> np.ndarray:
 
 class _VictimHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one response = headers + body, no 40 ms delayed-ACK stall
     model: MLPClassifier
 
     def do_POST(self) -> None:
@@ -94,12 +95,16 @@ class _VictimHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the listen backlog: 64 concurrent clients must not be reset
+
+
 @contextmanager
 def serve_victim(model: MLPClassifier) -> Iterator[str]:
     """A plain threaded HTTP server on 127.0.0.1 answering predictions; yields its URL."""
     handler = type("Handler", (_VictimHandler,), {"model": model})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -234,3 +239,18 @@ class HttpModel:
 
     def close(self) -> None:
         self.client.close()
+
+
+def main() -> None:
+    """``python -m tests.gateway.harness PORT``: train the victim and serve it (benchmarks)."""
+    import sys
+
+    victim = train_victim()
+    handler = type("Handler", (_VictimHandler,), {"model": victim.model})
+    server = _Server(("127.0.0.1", int(sys.argv[1])), handler)
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
