@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,15 @@ class Thief(ScikitlearnLogisticRegression):
         xs, ys = np.concatenate(self.seen_x), np.concatenate(self.seen_y)
         if len(set(ys.tolist())) > 1:
             self._model.fit(xs, ys)
+            self.fitted = True
+
+    def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """Scores over all 10 classes (uniform before the copy has seen two classes)."""
+        out = np.full((len(x), 10), 0.1)
+        if getattr(self, "fitted", False):
+            out[:] = 0.0
+            out[:, self._model.classes_] = self._model.predict_proba(x)
+        return out
 
 
 class Bench:
@@ -486,9 +496,7 @@ class Bench:
         ]
         low = [x for x, y in zip(data, self.heldout_y, strict=True) if y < 5]
         high = [x for x, y in zip(data, self.heldout_y, strict=True) if y >= 5]
-        s["class-mix drift"] = [
-            (high if rng.random() < i / n else low)[rng.integers(len(low))].copy() for i in range(n)
-        ]
+        s["class-mix drift"] = [_draw(rng, high if rng.random() < i / n else low) for i in range(n)]
         s["bursts of 32"] = base  # sent in batches, below
         jitter = []
         for x in base:
@@ -574,7 +582,7 @@ class Bench:
             "OPENBLAS_NUM_THREADS": "1",
         }
         victim = subprocess.Popen(
-            [sys.executable, "-m", "tests.gateway.harness", "0"],
+            [sys.executable, "-m", "tests.gateway.harness", "0", "--asgi"],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -732,6 +740,10 @@ class Bench:
         return rows
 
 
+def _draw(rng: np.random.Generator, pool: list[np.ndarray]) -> np.ndarray:
+    return pool[rng.integers(len(pool))].copy()
+
+
 def _free_port() -> int:
     import socket
 
@@ -753,7 +765,88 @@ def _wait(url: str) -> None:
 
 def _latencies(url: str, body: Any, headers: dict[str, str], n: int) -> np.ndarray:
     out = []
-    with httpx.Client(base_url=url, headers=headers) as client:
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle stall on the client
+    transport = httpx.HTTPTransport(socket_options=nodelay)
+    with httpx.Client(base_url=url, headers=headers, transport=transport) as client:
+        for _ in range(50):
+            client.post("/predict", json=body)
+        for _ in range(n):
+            t = time.perf_counter()
+            response = client.post("/predict", json=body)
+            out.append(time.perf_counter() - t)
+            assert response.status_code == 200, response.text
+    return np.asarray(out)
+
+
+async def _load(
+    url: str, body: Any, headers: dict[str, str], clients: int, seconds: float
+) -> tuple[float, int]:
+    """Successful requests per second with ``clients`` keep-alive connections, and errors.
+
+    A minimal HTTP/1.1 load generator on asyncio streams, so that the client side
+    costs far less than either server."""
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"POST /predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"{head}content-length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    done = errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done, errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.perf_counter() < stop:
+                writer.write(request)
+                await writer.drain()
+                response = await reader.readuntil(b"\r\n\r\n")
+                length = int(response.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                if response.startswith(b"HTTP/1.1 200"):
+                    done += 1
+                else:
+                    errors += 1
+        except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+            errors += 1
+        finally:
+            writer.close()
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return done / (time.perf_counter() - begin), errors
+
+
+def _draw(rng: np.random.Generator, pool: list[np.ndarray]) -> np.ndarray:
+    return pool[rng.integers(len(pool))].copy()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _latencies(url: str, body: Any, headers: dict[str, str], n: int) -> np.ndarray:
+    out = []
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle stall on the client
+    transport = httpx.HTTPTransport(socket_options=nodelay)
+    with httpx.Client(base_url=url, headers=headers, transport=transport) as client:
         for _ in range(50):
             client.post("/predict", json=body)
         for _ in range(n):

@@ -241,11 +241,35 @@ class HttpModel:
         self.client.close()
 
 
+def victim_app(model: MLPClassifier) -> Any:
+    """The same victim as an ASGI app (for load tests: no thread-per-connection GIL convoy)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def predict(request: Request) -> Response:
+        rows = np.asarray(json.loads(await request.body())["inputs"], dtype=np.float64)
+        data = json.dumps({"outputs": victim_scores(model, rows).tolist()}).encode()
+        return Response(data, media_type="application/json")
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+
+
 def main() -> None:
-    """``python -m tests.gateway.harness PORT``: train the victim and serve it (benchmarks)."""
+    """``python -m tests.gateway.harness PORT [--asgi]``: train the victim, serve it."""
     import sys
 
     victim = train_victim()
+    if "--asgi" in sys.argv:
+        import socket
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", int(sys.argv[1])))
+        print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+        config = uvicorn.Config(victim_app(victim.model), log_level="error", backlog=512)
+        uvicorn.Server(config).run(sockets=[sock])
+        return
     handler = type("Handler", (_VictimHandler,), {"model": victim.model})
     server = _Server(("127.0.0.1", int(sys.argv[1])), handler)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)

@@ -43,7 +43,7 @@ def send_all(model: Any, batches: list[np.ndarray]) -> None:
 def test_hopskipjump_is_blocked_before_it_succeeds(
     make_gateway: Any, victim: Victim, seed: int
 ) -> None:
-    np.random.seed(seed)  # noqa: NPY002 - ART draws from numpy's global generator
+    np.random.seed(seed)
     gw = make_gateway()
     model = gw.client("mallory")
     classifier = BlackBoxClassifier(model, input_shape=(64,), nb_classes=10, clip_values=(0, 16))
