@@ -264,7 +264,8 @@ def main() -> None:
     if "--asgi" in sys.argv:
         import socket
 
-        sock = socket.socket()
+        # an IPPROTO_TCP socket, so that asyncio turns Nagle off on its connections
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", int(sys.argv[1])))
         print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
         config = uvicorn.Config(victim_app(victim.model), log_level="error", backlog=512)
