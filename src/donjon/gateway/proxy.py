@@ -9,6 +9,7 @@ claims is refused (404).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,8 +75,11 @@ def create_proxy(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        upstream_transport = transport or httpx.AsyncHTTPTransport(
+            limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        )  # no Nagle: a request's headers and body must not wait for a delayed ACK
         state["client"] = httpx.AsyncClient(
-            base_url=base, timeout=timeout, limits=limits, transport=transport
+            base_url=base, timeout=timeout, limits=limits, transport=upstream_transport
         )
         try:
             yield
