@@ -67,7 +67,8 @@ from tests.gateway.harness import (  # noqa: E402
 )
 
 from donjon.gateway import ReferenceProfile, build_pipeline  # noqa: E402
-from donjon.gateway.pipeline import GatewayRequest, Reply  # noqa: E402
+from donjon.gateway.pipeline import GatewayRequest  # noqa: E402
+from donjon.gateway.replies import Reply  # noqa: E402
 
 STATEFUL = {"DJ-GW-001", "DJ-GW-002", "DJ-GW-005"}
 ALERT = {

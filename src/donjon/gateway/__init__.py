@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     from donjon.gateway.hardening import Hardening
     from donjon.gateway.metrics import GatewayMetrics
     from donjon.gateway.middleware import FirewallMiddleware, GuardedModel, Refused
-    from donjon.gateway.pipeline import Admitted, GatewayRequest, Pipeline, Reply
+    from donjon.gateway.pipeline import Admitted, GatewayRequest, Pipeline
     from donjon.gateway.profile import ReferenceProfile, build_profile
     from donjon.gateway.proxy import create_proxy
     from donjon.gateway.quotas import Bucket, MemoryQuotas, RedisQuotas
+    from donjon.gateway.replies import Reply
     from donjon.gateway.settings import GatewaySettings, load_gateway_settings
     from donjon.gateway.validation import ApiFormat, InputContract, InvalidRequest
 
@@ -50,7 +51,7 @@ _WHERE = {
     "Admitted": "pipeline",
     "GatewayRequest": "pipeline",
     "Pipeline": "pipeline",
-    "Reply": "pipeline",
+    "Reply": "replies",
     "ReferenceProfile": "profile",
     "build_profile": "profile",
     "create_proxy": "proxy",

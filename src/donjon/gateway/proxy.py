@@ -20,7 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from donjon.gateway.metrics import CONTENT_TYPE_LATEST
-from donjon.gateway.pipeline import GatewayRequest, Pipeline, Reply, encode, request_id_of
+from donjon.gateway.pipeline import GatewayRequest, Pipeline
+from donjon.gateway.replies import Reply, encode, request_id_of
 
 DROP_HEADERS = frozenset(
     {
