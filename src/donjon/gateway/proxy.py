@@ -62,6 +62,18 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """aiohttp under the httpx API when installed (httpx's own pool slows down sharply
+    with many concurrent requests, encode/httpx#3215), else httpx's, Nagle off."""
+    try:
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        return httpx.AsyncHTTPTransport(limits=limits, socket_options=nodelay)
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+    return transport
+
+
 def create_proxy(
     pipeline: Pipeline,
     upstream: str,
@@ -76,9 +88,7 @@ def create_proxy(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        upstream_transport = transport or httpx.AsyncHTTPTransport(
-            limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-        )  # no Nagle: a request's headers and body must not wait for a delayed ACK
+        upstream_transport = transport or _transport(limits)
         state["client"] = httpx.AsyncClient(
             base_url=base, timeout=timeout, limits=limits, transport=upstream_transport
         )
@@ -116,7 +126,7 @@ def create_proxy(
                 request.method, url, content=body, headers=forward
             )
         except httpx.HTTPError as e:
-            status = 504 if isinstance(e, httpx.TimeoutException) else 502
+            status = 504 if isinstance(e, httpx.ReadTimeout) else 502  # 502: no connection
             reply = Reply(
                 status, "upstream_unavailable", "the model did not answer", admitted.request_id
             )
