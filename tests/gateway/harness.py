@@ -60,6 +60,7 @@ def victim_scores(model: MLPClassifier, rows: np.ndarray) -> np.ndarray:
 
 class _VictimHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one response = headers + body, no 40 ms delayed-ACK stall
     model: MLPClassifier
 
     def do_POST(self) -> None:
@@ -94,12 +95,16 @@ class _VictimHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the listen backlog: 64 concurrent clients must not be reset
+
+
 @contextmanager
 def serve_victim(model: MLPClassifier) -> Iterator[str]:
     """A plain threaded HTTP server on 127.0.0.1 answering predictions; yields its URL."""
     handler = type("Handler", (_VictimHandler,), {"model": model})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -234,3 +239,43 @@ class HttpModel:
 
     def close(self) -> None:
         self.client.close()
+
+
+def victim_app(model: MLPClassifier) -> Any:
+    """The same victim as an ASGI app (for load tests: no thread-per-connection GIL convoy)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def predict(request: Request) -> Response:
+        rows = np.asarray(json.loads(await request.body())["inputs"], dtype=np.float64)
+        data = json.dumps({"outputs": victim_scores(model, rows).tolist()}).encode()
+        return Response(data, media_type="application/json")
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+
+
+def main() -> None:
+    """``python -m tests.gateway.harness PORT [--asgi]``: train the victim, serve it."""
+    import sys
+
+    victim = train_victim()
+    if "--asgi" in sys.argv:
+        import socket
+
+        # an IPPROTO_TCP socket, so that asyncio turns Nagle off on its connections
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind(("127.0.0.1", int(sys.argv[1])))
+        print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+        config = uvicorn.Config(victim_app(victim.model), log_level="error", backlog=512)
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    handler = type("Handler", (_VictimHandler,), {"model": victim.model})
+    server = _Server(("127.0.0.1", int(sys.argv[1])), handler)
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,13 @@ def test_check_validates_the_config(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["gateway", "--config", str(config), "--check"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main(["gateway"]) == 2
+
+
+def test_rule_catalogue_loads_without_the_gateway_extra() -> None:
+    code = (
+        "import sys; from donjon.catalog import rule_registry; "
+        "assert 'DJ-GW-001' in rule_registry(); "
+        "print(sorted(m for m in ('numpy', 'jwt', 'starlette', 'httpx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

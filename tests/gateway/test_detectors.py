@@ -39,7 +39,11 @@ def send_all(model: Any, batches: list[np.ndarray]) -> None:
         model(batch)
 
 
-def test_hopskipjump_is_blocked_before_it_succeeds(make_gateway: Any, victim: Victim) -> None:
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hopskipjump_is_blocked_before_it_succeeds(
+    make_gateway: Any, victim: Victim, seed: int
+) -> None:
+    np.random.seed(seed)
     gw = make_gateway()
     model = gw.client("mallory")
     classifier = BlackBoxClassifier(model, input_shape=(64,), nb_classes=10, clip_values=(0, 16))

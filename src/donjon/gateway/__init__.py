@@ -3,25 +3,67 @@
 Two forms share the pipeline: a reverse proxy (:func:`create_proxy`, ``donjon
 gateway``) and in-process wrappers (:class:`GuardedModel`,
 :class:`FirewallMiddleware`). See ``docs/gateway.md``.
+
+The names below load on first use, so ``donjon.gateway.rules`` (read by the
+rule catalogue) works on a core install without the ``gateway`` extra.
 """
 
-from donjon.gateway.auth import (
-    ApiKeyAuthenticator,
-    Authenticator,
-    ChainAuthenticator,
-    JwtAuthenticator,
-    new_api_key,
-)
-from donjon.gateway.build import build_pipeline
-from donjon.gateway.detectors import Action, Signal
-from donjon.gateway.hardening import Hardening
-from donjon.gateway.metrics import GatewayMetrics
-from donjon.gateway.middleware import FirewallMiddleware, GuardedModel, Refused
-from donjon.gateway.pipeline import Admitted, GatewayRequest, Pipeline, Reply
-from donjon.gateway.profile import ReferenceProfile, build_profile
-from donjon.gateway.quotas import Bucket, MemoryQuotas, RedisQuotas
-from donjon.gateway.settings import GatewaySettings, load_gateway_settings
-from donjon.gateway.validation import ApiFormat, InputContract, InvalidRequest
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from donjon.gateway.auth import (
+        ApiKeyAuthenticator,
+        Authenticator,
+        ChainAuthenticator,
+        JwtAuthenticator,
+        new_api_key,
+    )
+    from donjon.gateway.build import build_pipeline
+    from donjon.gateway.detectors import Action, Signal
+    from donjon.gateway.hardening import Hardening
+    from donjon.gateway.metrics import GatewayMetrics
+    from donjon.gateway.middleware import FirewallMiddleware, GuardedModel, Refused
+    from donjon.gateway.pipeline import Admitted, GatewayRequest, Pipeline
+    from donjon.gateway.profile import ReferenceProfile, build_profile
+    from donjon.gateway.proxy import create_proxy
+    from donjon.gateway.quotas import Bucket, MemoryQuotas, RedisQuotas
+    from donjon.gateway.replies import Reply
+    from donjon.gateway.settings import GatewaySettings, load_gateway_settings
+    from donjon.gateway.validation import ApiFormat, InputContract, InvalidRequest
+
+_WHERE = {
+    "ApiKeyAuthenticator": "auth",
+    "Authenticator": "auth",
+    "ChainAuthenticator": "auth",
+    "JwtAuthenticator": "auth",
+    "new_api_key": "auth",
+    "build_pipeline": "build",
+    "Action": "detectors",
+    "Signal": "detectors",
+    "Hardening": "hardening",
+    "GatewayMetrics": "metrics",
+    "FirewallMiddleware": "middleware",
+    "GuardedModel": "middleware",
+    "Refused": "middleware",
+    "Admitted": "pipeline",
+    "GatewayRequest": "pipeline",
+    "Pipeline": "pipeline",
+    "Reply": "replies",
+    "ReferenceProfile": "profile",
+    "build_profile": "profile",
+    "create_proxy": "proxy",
+    "Bucket": "quotas",
+    "MemoryQuotas": "quotas",
+    "RedisQuotas": "quotas",
+    "GatewaySettings": "settings",
+    "load_gateway_settings": "settings",
+    "ApiFormat": "validation",
+    "InputContract": "validation",
+    "InvalidRequest": "validation",
+}
 
 __all__ = [
     "Action",
@@ -56,8 +98,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    if name == "create_proxy":  # Starlette and httpx load only when the proxy is used
-        from donjon.gateway.proxy import create_proxy
-
-        return create_proxy
-    raise AttributeError(name)
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'donjon.gateway' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"donjon.gateway.{module}"), name)

@@ -23,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from donjon.errors import GatewayError
-from donjon.gateway.pipeline import GatewayRequest, Pipeline, Reply, encode, request_id_of
+from donjon.gateway.pipeline import GatewayRequest, Pipeline
+from donjon.gateway.replies import Reply, encode, request_id_of
 
 PredictFn = Callable[[npt.NDArray[np.float64]], Any]
 Scope = dict[str, Any]

@@ -14,16 +14,13 @@ the reverse proxy (:mod:`.proxy`) and the in-process wrapper
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
-import re
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +39,7 @@ from donjon.gateway.guard import ModelGuard
 from donjon.gateway.hardening import BadUpstreamResponse, harden, read_outputs
 from donjon.gateway.metrics import GatewayMetrics
 from donjon.gateway.quotas import Bucket, QuotaStore
+from donjon.gateway.replies import Reply, detector_reply, encode, request_id_of
 from donjon.gateway.rules import (
     AUTH_FAILURE,
     FAIL_CLOSED,
@@ -53,8 +51,6 @@ from donjon.gateway.validation import ApiFormat, InvalidRequest, parse_request
 log = logging.getLogger("donjon.gateway")
 request_log = logging.getLogger("donjon.gateway.requests")
 SOURCE = "gateway"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-REQUEST_ID_HEADER = "x-request-id"
 
 
 @dataclass(frozen=True)
@@ -64,28 +60,6 @@ class GatewayRequest:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     client: str | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An answer the gateway gives itself (a refusal), JSON-encoded by the caller."""
-
-    status: int
-    code: str
-    message: str
-    request_id: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    rule: str | None = None
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {
-            "code": self.code,
-            "message": self.message,
-            "request_id": self.request_id,
-        }
-        if self.rule:
-            error["rule"] = self.rule
-        return {"error": error}
 
 
 @dataclass
@@ -174,7 +148,7 @@ class Pipeline:
             )
         refused = guard.refusal(principal, self.clock())
         if refused is not None:
-            return self._refuse(guard, _detector_reply(refused[0], refused[1], request_id))
+            return self._refuse(guard, detector_reply(refused[0], refused[1], request_id))
         try:
             parsed = parse_request(request.body, guard.api, guard.contract)
         except InvalidRequest as e:
@@ -255,7 +229,7 @@ class Pipeline:
             if signal.action.refuses and refusal is None:
                 if signal.detector != "ood":  # per-input refusals are not sticky
                     guard.refuse(principal, signal, self.clock() + self.cooldown)
-                refusal = _detector_reply(signal.rule.id, signal.action, request_id)
+                refusal = detector_reply(signal.rule.id, signal.action, request_id)
         return refusal
 
     # -- completion -------------------------------------------------------
@@ -382,30 +356,3 @@ class Pipeline:
             status,
             seconds * 1000,
         )
-
-
-def _detector_reply(rule_id: str, action: Action, request_id: str) -> Reply:
-    if action is Action.THROTTLE:
-        return Reply(
-            429,
-            "throttled",
-            "requests from this principal are throttled",
-            request_id,
-            {"retry-after": "60"},
-            rule_id,
-        )
-    return Reply(
-        403, "blocked", "request refused by the inference firewall", request_id, rule=rule_id
-    )
-
-
-def request_id_of(headers: Mapping[str, str]) -> str:
-    given = headers.get(REQUEST_ID_HEADER)
-    if given and _REQUEST_ID.match(given):
-        return given
-    return uuid.uuid4().hex
-
-
-def encode(doc: dict[str, Any]) -> bytes:
-
-    return json.dumps(doc, separators=(",", ":")).encode()

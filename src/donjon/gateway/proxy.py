@@ -9,6 +9,7 @@ claims is refused (404).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from donjon.gateway.metrics import CONTENT_TYPE_LATEST
-from donjon.gateway.pipeline import GatewayRequest, Pipeline, Reply, encode, request_id_of
+from donjon.gateway.pipeline import GatewayRequest, Pipeline
+from donjon.gateway.replies import Reply, encode, request_id_of
 
 DROP_HEADERS = frozenset(
     {
@@ -60,6 +62,18 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """aiohttp under the httpx API when installed (httpx's own pool slows down sharply
+    with many concurrent requests, encode/httpx#3215), else httpx's, Nagle off."""
+    try:
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        return httpx.AsyncHTTPTransport(limits=limits, socket_options=nodelay)
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+    return transport
+
+
 def create_proxy(
     pipeline: Pipeline,
     upstream: str,
@@ -74,8 +88,9 @@ def create_proxy(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        upstream_transport = transport or _transport(limits)
         state["client"] = httpx.AsyncClient(
-            base_url=base, timeout=timeout, limits=limits, transport=transport
+            base_url=base, timeout=timeout, limits=limits, transport=upstream_transport
         )
         try:
             yield
@@ -111,7 +126,7 @@ def create_proxy(
                 request.method, url, content=body, headers=forward
             )
         except httpx.HTTPError as e:
-            status = 504 if isinstance(e, httpx.TimeoutException) else 502
+            status = 504 if isinstance(e, httpx.ReadTimeout) else 502  # 502: no connection
             reply = Reply(
                 status, "upstream_unavailable", "the model did not answer", admitted.request_id
             )

@@ -1,0 +1,64 @@
+"""The gateway's own answers: refusals as JSON errors, and request ids."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from donjon.gateway.detectors import Action
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer the gateway gives itself (a refusal), JSON-encoded by the caller."""
+
+    status: int
+    code: str
+    message: str
+    request_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    rule: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "request_id": self.request_id,
+        }
+        if self.rule:
+            error["rule"] = self.rule
+        return {"error": error}
+
+
+def detector_reply(rule_id: str, action: Action, request_id: str) -> Reply:
+    if action is Action.THROTTLE:
+        return Reply(
+            429,
+            "throttled",
+            "requests from this principal are throttled",
+            request_id,
+            {"retry-after": "60"},
+            rule_id,
+        )
+    return Reply(
+        403, "blocked", "request refused by the inference firewall", request_id, rule=rule_id
+    )
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    given = headers.get(REQUEST_ID_HEADER)
+    if given and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+
+    return json.dumps(doc, separators=(",", ":")).encode()
