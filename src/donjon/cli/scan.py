@@ -14,7 +14,7 @@ from donjon.core.severity import Severity
 from donjon.errors import ScanError
 
 if TYPE_CHECKING:
-    from donjon.scan.report import ScanReport
+    from donjon.scan.report import FileReport, ScanReport
 
 _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
@@ -61,11 +61,10 @@ def scan(
     policy = scan_policy(settings).with_extra(allow=allow or ())
     bus = cli.app.bus
 
-    def publish(finding: object) -> None:
-        from donjon.core.findings import Finding
-
-        if isinstance(finding, Finding):
-            bus.publish(SecurityEvent.of_finding(finding, "scan"))
+    def file_done(done: FileReport) -> None:
+        # one journal transaction per file: its findings are stored together
+        bus.publish_all(SecurityEvent.of_finding(f, "scan") for f in done.findings)
+        bar.advance(task)
 
     progress = _progress(cli, fmt)
     try:
@@ -75,8 +74,7 @@ def scan(
                 *paths,
                 policy=policy,
                 workers=workers,
-                on_file=lambda r: bar.advance(task),
-                on_finding=publish,
+                on_file=file_done,
             )
     except ScanError:
         raise
