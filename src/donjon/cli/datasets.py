@@ -9,10 +9,10 @@ import typer
 
 from donjon.cli.state import state
 from donjon.cli.vault_session import (
+    list_names,
     open_client,
     parse_metadata,
     show_record,
-    show_versions,
 )
 
 app = typer.Typer(help="Push, pull and list datasets in the vault.", no_args_is_help=True)
@@ -63,14 +63,4 @@ def list_(
     server: Server = None,
 ) -> None:
     """List dataset names (or, with --versions, one dataset's versions)."""
-    cli = state(ctx)
-    with open_client(cli, server) as client:
-        if versions:
-            show_versions(cli, client.versions("dataset", prefix), f"dataset {prefix}")
-            return
-        names = client.names("dataset", prefix)
-    if cli.json:
-        cli.print_json(names)
-    else:
-        for found in names:
-            cli.out.print(found)
+    list_names(state(ctx), server, "dataset", prefix, versions)

@@ -9,10 +9,10 @@ import typer
 
 from donjon.cli.state import ExitCode, state
 from donjon.cli.vault_session import (
+    list_names,
     open_client,
     parse_metadata,
     show_record,
-    show_versions,
 )
 from donjon.errors import Conflict
 
@@ -99,14 +99,4 @@ def list_(
     server: Server = None,
 ) -> None:
     """List model names (or, with --versions, one model's versions and stages)."""
-    cli = state(ctx)
-    with open_client(cli, server) as client:
-        if versions:
-            show_versions(cli, client.versions("model", prefix), f"model {prefix}")
-            return
-        names = client.names("model", prefix)
-    if cli.json:
-        cli.print_json(names)
-    else:
-        for found in names:
-            cli.out.print(found)
+    list_names(state(ctx), server, "model", prefix, versions)

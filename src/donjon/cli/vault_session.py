@@ -113,3 +113,17 @@ def show_record(cli: CliState, verb: str, record: dict[str, object]) -> None:
         f"{verb} {record['kind']} {record['name']}@{record['version']}{stage} "
         f"{record['digest']} ({record['size']} bytes, {record['status']})"
     )
+
+
+def list_names(cli: CliState, server: str | None, kind: str, prefix: str, versions: bool) -> None:
+    """``datasets list`` / ``models list``: the names under ``prefix``, or one's versions."""
+    with open_client(cli, server) as client:
+        if versions:
+            show_versions(cli, client.versions(kind, prefix), f"{kind} {prefix}")
+            return
+        names = client.names(kind, prefix)
+    if cli.json:
+        cli.print_json(names)
+    else:
+        for found in names:
+            cli.out.print(found)
