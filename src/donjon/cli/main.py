@@ -30,6 +30,7 @@ from donjon.cli import login as login_cmd
 from donjon.cli import metrics as metrics_cmd
 from donjon.cli import models as models_cmd
 from donjon.cli import monitor as monitor_cmd
+from donjon.cli import quickstart as quickstart_cmd
 from donjon.cli import report as report_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli import scan as scan_cmd
@@ -71,6 +72,7 @@ app.add_typer(data_cmd.app, name="data")
 app.command("scan")(scan_cmd.scan)
 app.command("samples")(scan_cmd.samples)
 app.add_typer(gateway_cmd.app, name="gateway")
+app.command("quickstart")(quickstart_cmd.quickstart)
 
 
 def _show_version(value: bool) -> None:
