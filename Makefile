@@ -6,12 +6,12 @@ VENV ?= .venv
 
 ## run: set up a virtual environment and run Donjon's main job on embedded defaults
 run: $(VENV)/.installed
-	$(VENV)/bin/donjon --help
+	$(VENV)/bin/donjon quickstart
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e .
+	$(VENV)/bin/python -m pip install -q -e '.[quickstart]'
 	touch $@
 
 ## test: what CI runs: fresh venv, lint, types, layering, the whole test suite

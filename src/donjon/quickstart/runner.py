@@ -58,12 +58,27 @@ class QuickstartResult:
         return not self.missed and not self.problems
 
 
+NEEDS = ("sklearn", "cleanlab", "pyarrow", "fastapi", "uvicorn", "httpx", "cedarpy", "cryptography")
+
+
+def _check_installed() -> None:
+    import importlib.util
+
+    absent = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    if absent:
+        raise DonjonError(
+            f"donjon quickstart needs the 'quickstart' extra (missing: {', '.join(absent)}): "
+            "pip install 'donjon[quickstart]'"
+        )
+
+
 def _settings(folder: Path) -> Settings:
     return Settings(home=folder, database_url=None, audit=AuditSettings(checkpoint_every=100))
 
 
 def run_quickstart(folder: Path, console: Console | None = None) -> QuickstartResult:
     """Run the lifecycle in ``folder`` (new or empty) and check what it caught."""
+    _check_installed()
     folder = folder.resolve()
     if folder.exists() and any(folder.iterdir()):
         raise DonjonError(f"{folder} is not empty: the quickstart needs a fresh folder")
