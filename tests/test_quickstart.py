@@ -145,3 +145,70 @@ def test_quickstart_refuses_a_folder_in_use(tmp_path: Path) -> None:
     (tmp_path / "something").write_text("x")
     assert main(["quickstart", "--dir", str(tmp_path)]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["something"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path) -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from donjon.gateway import new_api_key
+    from donjon.quickstart.vault import LoopbackServer
+
+    async def predict(request: Request) -> JSONResponse:
+        rows = (await request.json())["inputs"]
+        return JSONResponse({"outputs": [[0.25, 0.75] for _ in rows]})
+
+    upstream = LoopbackServer(Starlette(routes=[Route("/predict", predict, methods=["POST"])]))
+    upstream.start()
+    try:
+        secret, entry = new_api_key("app", "app")
+        (tmp_path / "keys.json").write_text(json.dumps({"keys": [entry]}))
+        (tmp_path / "gateway.toml").write_text(
+            f'upstream = "{upstream.url}"\n[auth]\napi_keys_file = "keys.json"\n'
+            '[[models]]\nname = "m"\nroutes = ["/predict"]\nallow = ["app"]\n'
+        )
+        vault, gateway, metrics = _free_port(), _free_port(), _free_port()
+        codes: list[int] = []
+        argv = ["up", "--for", "4", "--vault-port", str(vault), "--metrics-port", str(metrics)]
+        argv += ["--gateway", str(tmp_path / "gateway.toml"), "--gateway-port", str(gateway)]
+        before = {t.ident for t in threading.enumerate()}
+        runner = threading.Thread(target=lambda: codes.append(main(argv)))
+        runner.start()
+        with httpx.Client(timeout=5) as http:
+            for _ in range(100):
+                try:
+                    if http.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200:
+                        break  # the metrics endpoint starts last
+                except httpx.TransportError:
+                    pass
+                runner.join(0.05)
+            body = {"inputs": [[1.0, 2.0]]}
+            url = f"http://127.0.0.1:{gateway}/predict"
+            assert http.post(url, json=body).status_code == 401
+            answer = http.post(url, json=body, headers={"authorization": f"Bearer {secret}"})
+            assert answer.status_code == 200
+            assert answer.json()["outputs"] == [[0.25, 0.75]]
+            assert http.get(f"http://127.0.0.1:{vault}/health").status_code == 200
+            scrape = http.get(f"http://127.0.0.1:{metrics}/metrics")
+            assert scrape.status_code == 200
+            assert "donjon_" in scrape.text
+        runner.join(30)
+        assert codes == [0]
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{vault}/health", timeout=1)
+        left = {t.ident for t in threading.enumerate() if t.is_alive()} - before
+        assert left == set()
+    finally:
+        upstream.stop()

@@ -36,6 +36,7 @@ from donjon.cli import rules as rules_cmd
 from donjon.cli import scan as scan_cmd
 from donjon.cli import server as server_cmd
 from donjon.cli import sign as sign_cmd
+from donjon.cli import up as up_cmd
 from donjon.cli import verify as verify_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
@@ -73,6 +74,7 @@ app.command("scan")(scan_cmd.scan)
 app.command("samples")(scan_cmd.samples)
 app.add_typer(gateway_cmd.app, name="gateway")
 app.command("quickstart")(quickstart_cmd.quickstart)
+app.command("up")(up_cmd.up)
 
 
 def _show_version(value: bool) -> None:
