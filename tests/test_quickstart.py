@@ -212,3 +212,15 @@ def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path) -> None:
         assert left == set()
     finally:
         upstream.stop()
+
+
+def test_up_fails_cleanly_when_a_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = {t.ident for t in threading.enumerate()}
+        assert main(["up", "--for", "1", "--vault-port", "0", "--metrics-port", str(port)]) == 2
+        assert {t.ident for t in threading.enumerate() if t.is_alive()} - before == set()

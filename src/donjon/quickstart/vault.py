@@ -21,6 +21,7 @@ from typing import Any, Literal
 from donjon.core.artifacts import Digest
 from donjon.core.events import SecurityEvent
 from donjon.core.severity import Severity
+from donjon.errors import ConfigError
 from donjon.registry import BlobReader, GateContext, GateResult, ScanVerdict, Stage, Version
 
 SCIENTIST = "dana"  # data scientist: datasets, model pushes, promotion to staging
@@ -161,7 +162,11 @@ class LoopbackServer:
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
+        try:
+            self._sock.bind((host, port))
+        except OSError as e:
+            self._sock.close()
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from e
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
