@@ -35,7 +35,7 @@ def quickstart(
 
     cli = state(ctx)
     target = folder or Path(tempfile.mkdtemp(prefix="donjon-quickstart-"))
-    console = Console(quiet=cli.quiet, highlight=False)
+    console = Console(quiet=cli.quiet, stderr=cli.json, highlight=False)
     result = run_quickstart(target, console)
     if cli.json:
         cli.print_json(

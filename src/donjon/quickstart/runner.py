@@ -73,7 +73,7 @@ def _check_installed() -> None:
 
 
 def _settings(folder: Path) -> Settings:
-    return Settings(home=folder, database_url=None, audit=AuditSettings(checkpoint_every=100))
+    return Settings(home=folder, database_url=None, audit=AuditSettings(checkpoint_every=25))
 
 
 def run_quickstart(folder: Path, console: Console | None = None) -> QuickstartResult:
@@ -171,7 +171,13 @@ def _ledger_drill(lab: lc.Lab, result: QuickstartResult) -> None:
     """Verify the real ledger, then tamper with one entry of a copy and run the CLI on it."""
     say, settings = lab.say, lab.app.settings
     lab.app.deliver()
-    verification = build_ledger(settings).verify()
+    from donjon.storage.sql import open_database
+
+    database = open_database(settings.sql_url)
+    try:
+        verification = build_ledger(settings, database).verify()
+    finally:
+        database.dispose()
     if verification.ok:
         say.ok(f"ledger verified: {verification.entries} entries, hash chain intact, "
                f"{verification.checkpoints} signed checkpoint(s)")  # fmt: skip
