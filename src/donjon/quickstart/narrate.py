@@ -38,6 +38,6 @@ class Narrator:
     def finding(self, finding: Finding) -> None:
         atlas = ", ".join(finding.rule.atlas) or "-"
         self.console.print(
-            f"    [magenta]{finding.rule.id}[/magenta] [{finding.level.label}] "
+            f"    [magenta]{finding.rule.id}[/magenta] {escape(f'[{finding.level.label}]')} "
             f"{escape(finding.message[:110])} [dim](ATLAS {atlas})[/dim]"
         )
