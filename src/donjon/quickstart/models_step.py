@@ -52,7 +52,6 @@ class Trained:
     provenance: Path
     signature: Path
     accuracy: float
-    digest: str
 
 
 def train_and_sign(ingested: Ingested, folder: Path, keys: Path, bus: EventBus) -> Trained:
@@ -92,7 +91,7 @@ def train_and_sign(ingested: Ingested, folder: Path, keys: Path, bus: EventBus) 
         save_safetensors(model, weights)
         run.output_model(weights, name="digits-clf")
     signed = sign_model(weights, ProviderSigner(provider, "release"), folder / "digits-clf.sig")
-    return Trained(model, weights, provenance, signed.signature, accuracy, "")
+    return Trained(model, weights, provenance, signed.signature, accuracy)
 
 
 def promotion_policy(keys: Path, min_accuracy: float) -> Any:
