@@ -2,21 +2,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: run test dev lint docs clean
+.PHONY: run scan-samples test dev lint docs clean
 
 SAMPLES ?= donjon-samples
 
 ## run: set up a virtual environment and run Donjon's main job on embedded defaults:
-## write a folder of benign and malicious model files, then scan it (exit 1 = findings)
+## a guarded ML lifecycle end to end (exit 0 when every expected detection happened)
 run: $(VENV)/.installed
+	$(VENV)/bin/donjon quickstart
+
+## scan-samples: write a folder of benign and malicious model files, then scan it
+scan-samples: $(VENV)/.installed
 	$(VENV)/bin/donjon samples $(SAMPLES)
 	$(VENV)/bin/donjon scan $(SAMPLES) || [ $$? -eq 1 ]
-	$(VENV)/bin/donjon events tail -n 5 --min-severity high
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e ".[all]"
+	$(VENV)/bin/python -m pip install -q -e '.[quickstart]'
 	touch $@
 
 ## test: what CI runs: fresh venv, lint, types, layering, the whole test suite

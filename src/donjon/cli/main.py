@@ -30,11 +30,13 @@ from donjon.cli import login as login_cmd
 from donjon.cli import metrics as metrics_cmd
 from donjon.cli import models as models_cmd
 from donjon.cli import monitor as monitor_cmd
+from donjon.cli import quickstart as quickstart_cmd
 from donjon.cli import report as report_cmd
 from donjon.cli import rules as rules_cmd
 from donjon.cli import scan as scan_cmd
 from donjon.cli import server as server_cmd
 from donjon.cli import sign as sign_cmd
+from donjon.cli import up as up_cmd
 from donjon.cli import verify as verify_cmd
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
@@ -71,6 +73,8 @@ app.add_typer(data_cmd.app, name="data")
 app.command("scan")(scan_cmd.scan)
 app.command("samples")(scan_cmd.samples)
 app.add_typer(gateway_cmd.app, name="gateway")
+app.command("quickstart")(quickstart_cmd.quickstart)
+app.command("up")(up_cmd.up)
 
 
 def _show_version(value: bool) -> None:

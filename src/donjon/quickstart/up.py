@@ -1,0 +1,121 @@
+"""``donjon up``: the vault, gateways and the metrics endpoint, kept running together.
+
+Everything runs in this process on embedded defaults (or the settings' database):
+the vault (``donjon.server``) and one reverse proxy per gateway config, each
+served by uvicorn in a thread, and the Prometheus endpoint of the bus's metrics.
+:meth:`Stack.stop` (called on Ctrl-C) stops all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from donjon.app import Donjon, build_vault, vault_access
+from donjon.errors import ConfigError
+from donjon.quickstart.vault import LoopbackServer
+
+
+@dataclass
+class Stack:
+    services: dict[str, str] = field(default_factory=dict)  # name -> URL
+    _stoppers: list[Any] = field(default_factory=list)
+
+    def stop(self) -> None:
+        while self._stoppers:
+            stopper = self._stoppers.pop()
+            stopper()
+
+
+def start_stack(
+    app: Donjon,
+    *,
+    vault_port: int | None = None,
+    gateways: Sequence[tuple[Path, int]] = (),
+    metrics_port: int | None = None,
+    host: str | None = None,
+) -> Stack:
+    """Start everything; on any failure, stop what already started and raise."""
+    settings = app.settings
+    bind = host or settings.vault.host
+    stack = Stack()
+    try:
+        _start_vault(app, stack, bind, settings.vault.port if vault_port is None else vault_port)
+        for index, (config, port) in enumerate(gateways, start=1):
+            _start_gateway(app, stack, config, bind, port, f"gateway-{index}")
+        _start_metrics(
+            app,
+            stack,
+            bind,
+            settings.monitor.metrics_port if metrics_port is None else metrics_port,
+        )
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
+    from donjon.server import ServerLimits, create_app
+
+    settings = app.settings
+    authenticator, authorizer = vault_access(settings, app.bus)
+    services = build_vault(settings, authenticator, authorizer, app.bus)
+    stack._stoppers.append(services.close)
+    server = LoopbackServer(
+        create_app(
+            services.registry,
+            services.authenticator,
+            app.bus,
+            limits=ServerLimits(max_upload_bytes=settings.vault.max_upload_bytes),
+        ),
+        host=host,
+        port=port,
+    )
+    server.start()
+    stack._stoppers.append(server.stop)
+    stack.services["vault"] = server.url
+
+
+def _start_gateway(
+    app: Donjon, stack: Stack, config: Path, host: str, port: int, name: str
+) -> None:
+    from donjon.gateway import build_pipeline, load_gateway_settings
+    from donjon.gateway.proxy import create_proxy
+
+    settings = load_gateway_settings(config)
+    if not settings.upstream:
+        raise ConfigError(f"{config}: 'upstream' (the model server URL) is needed for donjon up")
+    pipeline = build_pipeline(settings, bus=app.bus)
+    proxy = create_proxy(
+        pipeline,
+        settings.upstream,
+        timeout=settings.upstream_timeout,
+        metrics_path=settings.metrics_path,
+    )
+    server = LoopbackServer(proxy, host=host, port=port, lifespan="on")
+    server.start()
+    stack._stoppers.append(server.stop)
+    models = ",".join(m.name for m in pipeline.models)
+    stack.services[f"{name} ({models})"] = server.url
+
+
+def _start_metrics(app: Donjon, stack: Stack, host: str, port: int) -> None:
+    if app.metrics is None:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        server, thread = start_http_server(port, host, app.metrics.registry)
+    except OSError as e:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror}") from e
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    stack._stoppers.append(stop)
+    stack.services["metrics"] = f"http://{host}:{server.server_port}/metrics"

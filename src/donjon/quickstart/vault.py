@@ -1,0 +1,195 @@
+"""Step 1's machinery: the vault on loopback, two principals, their policy and the gates.
+
+The vault is the real server (``donjon.server`` on uvicorn, in a thread bound to a
+free loopback port) wired by ``donjon.app``; the quickstart adds two admission
+gates through the registry's ports: the model scanner at push time and the
+signature / provenance policy at promotion time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from donjon.core.artifacts import Digest
+from donjon.core.events import SecurityEvent
+from donjon.core.severity import Severity
+from donjon.errors import ConfigError
+from donjon.registry import BlobReader, GateContext, GateResult, ScanVerdict, Stage, Version
+
+SCIENTIST = "dana"  # data scientist: datasets, model pushes, promotion to staging
+DEPLOYER = "dario"  # deployer: reads models, promotes signed ones to prod
+MODEL = "digits-clf"
+DATASET = "digits"
+
+POLICY = f"""\
+@id("scientist-owns-datasets")
+permit (
+  principal == User::"{SCIENTIST}",
+  action in [Action::"dataset.read", Action::"dataset.write", Action::"dataset.list"],
+  resource in Collection::"datasets"
+);
+
+@id("scientist-pushes-models")
+permit (
+  principal == User::"{SCIENTIST}",
+  action in [Action::"model.read", Action::"model.write", Action::"model.list"],
+  resource in Collection::"models"
+);
+
+@id("scientist-promotes-to-staging-only")
+permit (
+  principal == User::"{SCIENTIST}",
+  action == Action::"model.promote",
+  resource in Collection::"models"
+) when {{ context has stage && context.stage == "staging" }};
+
+@id("deployer-reads-the-classifier")
+permit (
+  principal == User::"{DEPLOYER}",
+  action in [Action::"model.read", Action::"model.list"],
+  resource in Collection::"models/{MODEL}"
+);
+
+@id("deployer-promotes-signed-clean-models-to-prod")
+permit (
+  principal == User::"{DEPLOYER}",
+  action == Action::"model.promote",
+  resource in Collection::"models/{MODEL}"
+) when {{
+  context has stage && context.stage == "prod" &&
+  context has signed && context.signed &&
+  context has scan_clean && context.scan_clean
+}};
+"""
+
+
+class ModelScanGate:
+    """The registry's push-time ``ScanGate``, served by ``donjon.scan`` (never loads)."""
+
+    name = "donjon.scan"
+
+    def __init__(
+        self,
+        policy: Any,
+        publish: Callable[[SecurityEvent], object],
+        fail_on: Severity = Severity.MEDIUM,
+    ) -> None:
+        self.policy = policy
+        self.publish = publish
+        self.fail_on = fail_on
+
+    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict:
+        from donjon.scan import scan_file
+
+        with tempfile.TemporaryDirectory(prefix="donjon-scan-") as tmp:
+            path = Path(tmp) / name.rsplit("/", 1)[-1]
+            with open_blob() as src, path.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            report = scan_file(str(path), self.policy)
+        for finding in report.findings:
+            self.publish(SecurityEvent.of_finding(finding, "scan", model=name))
+        bad = tuple(f for f in report.findings if f.level >= self.fail_on)
+        summary = f"{report.format}: {len(report.findings)} finding(s)"
+        if report.error:
+            return ScanVerdict(False, bad, f"scanner error: {report.error}")
+        return ScanVerdict(not bad, bad, summary, {"format": report.format})
+
+
+@dataclass
+class Attestations:
+    """Signature bundles and provenance files, filed by model digest (a referrers store)."""
+
+    folder: Path
+
+    def put(self, digest: str, signature: Path, provenance: Path) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(signature, self.folder / f"{digest}.sig.json")
+        shutil.copyfile(provenance, self.folder / f"{digest}.provenance.json")
+
+    def get(self, digest: str) -> tuple[Path, Path]:
+        return self.folder / f"{digest}.sig.json", self.folder / f"{digest}.provenance.json"
+
+
+@dataclass
+class SignatureGate:
+    """Promotion gate: the model's bytes carry a trusted signature and trusted provenance.
+
+    Named ``signature`` so the registry reports ``signed = true`` to the policy
+    once it passed. It runs ``donjon.provenance.policy.check_policy``.
+    """
+
+    gate: Any  # donjon.provenance.policy.PolicyGate
+    attestations: Attestations
+    name: str = "signature"
+    filename_key: str = "filename"
+    seen: list[str] = field(default_factory=list)
+
+    def check(
+        self, version: Version, target: Stage, open_blob: BlobReader, context: GateContext
+    ) -> GateResult:
+        filename = str(version.metadata.get(self.filename_key) or "model.bin")
+        signature, provenance = self.attestations.get(version.digest.hex)
+        with tempfile.TemporaryDirectory(prefix="donjon-gate-") as tmp:
+            model = Path(tmp) / Path(filename).name
+            with open_blob() as src, model.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            result = self.gate.check(model, signature, provenance if provenance.exists() else None)
+        if result.passed:
+            return GateResult(self.name, True, target.value, tuple(result.met))
+        return GateResult(self.name, False, target.value, tuple(str(u) for u in result.unmet))
+
+
+class LoopbackServer:
+    """uvicorn serving an ASGI app in a thread (default: a free 127.0.0.1 port)."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: Literal["auto", "on", "off"] = "off",
+    ) -> None:
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError as e:
+            self._sock.close()
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server on {self.url} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._sock.close()
