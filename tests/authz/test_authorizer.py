@@ -109,7 +109,7 @@ def test_deny_by_default_with_no_policies() -> None:
         (PRINCIPALS[0], "dataset.read", "datasets/fraud/../pii", {}, "bad resource"),
         (PRINCIPALS[0], "dataset.read", "datasets/fraud/.hidden", {}, "bad resource"),
         (PRINCIPALS[0], "dataset.read", "datasets//fraud", {}, "bad resource"),
-        (PRINCIPALS[0], "dataset.read", "datasets/fraud@3", {}, "only models"),
+        (PRINCIPALS[0], "dataset.read", "datasets@3", {}, "only a named dataset"),
         (PRINCIPALS[0], "dataset.read", "/datasets/fraud/t", {}, "bad resource"),
         (PRINCIPALS[0], "dataset.read", "datasets/fraud/t", {"admin": True}, "unknown context"),
         (PRINCIPALS[0], "model.deploy", "models/fraud-clf", {"signed": "yes"}, "must be a bool"),
@@ -212,3 +212,10 @@ def test_a_forbid_that_errors_still_denies() -> None:
     decision = CedarAuthorizer(policies).authorize(Principal("x"), "dataset.read", "datasets/a")
     assert not decision.allowed
     assert decision.reasons[0].startswith("policy error (denied)")
+
+
+def test_dataset_versions_sit_in_their_datasets_collection(authorizer: CedarAuthorizer) -> None:
+    # the vault versions datasets too: naming one in a model's lineage needs dataset.read on it
+    alice = next(p for p in PRINCIPALS if p.id == "alice")
+    assert authorizer.authorize(alice, "dataset.read", "datasets/fraud/transactions@3").allowed
+    assert not authorizer.authorize(alice, "dataset.read", "datasets/fraud/pii@3").allowed

@@ -85,8 +85,8 @@ class Resource:
     @classmethod
     def parse(cls, path: str) -> Resource:
         if RESOURCE.match(path):
-            if "@" in path and not path.startswith("models/"):
-                raise InputError(f"resource {path!r}: only models have versions")
+            if path.startswith("datasets@") or path.startswith("models@"):
+                raise InputError(f"resource {path!r}: only a named dataset or model has versions")
             base, _, _version = path.partition("@")
             parts = base.split("/")
             if any(p in (".", "..") or p.startswith(".") for p in parts):
@@ -99,7 +99,7 @@ class Resource:
         if SYSTEM.match(path) and not path.startswith(("datasets", "models")):
             return cls(path, "System", ())
         raise InputError(
-            f"bad resource {path!r}: expected datasets/<path>, models/<name>[@version] "
+            f"bad resource {path!r}: expected datasets/<path>[@version], models/<name>[@version] "
             "or a system resource name"
         )
 

@@ -113,7 +113,7 @@ def ingest(folder: Path, publish: Callable[[SecurityEvent], object]) -> tuple[In
     import pyarrow.csv as pacsv
 
     from donjon.data import build_manifest
-    from donjon.data.check import check
+    from donjon.data.checks import check
     from donjon.data.sources import ROW, SourcePolicy, filter_dataset
 
     folder.mkdir(parents=True, exist_ok=True)

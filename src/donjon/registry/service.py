@@ -121,7 +121,8 @@ class Registry:
         self.authorize(principal, act, resource(kind, name))
         for ref in refs:  # naming training data needs the right to read it: no probing
             data = resource(Kind.DATASET, ref.name, ref.number)
-            self.authorize(principal, action(Kind.DATASET, "read"), data, {"lineage_of": name})
+            # context holds only the keys the Authorizer port defines (stage, signed, scan_clean)
+            self.authorize(principal, action(Kind.DATASET, "read"), data)
             if self.store.get_version(Kind.DATASET.value, ref.name, ref.number) is None:
                 raise NotFound(f"lineage dataset {ref} does not exist")
         reader = LimitedReader(stream, self.max_blob_size)
