@@ -156,7 +156,14 @@ def _free_port() -> int:
         return port
 
 
-def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path) -> None:
+def test_up_without_a_policy_file_refuses_to_start(
+    donjon_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["up", "--for", "1", "--vault-port", "0", "--metrics-port", "0"]) == 2
+    assert "no Cedar policy file" in capsys.readouterr().err
+
+
+def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path, donjon_home: Path) -> None:
     import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -170,6 +177,10 @@ def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path) -> None:
         rows = (await request.json())["inputs"]
         return JSONResponse({"outputs": [[0.25, 0.75] for _ in rows]})
 
+    donjon_home.mkdir(parents=True, exist_ok=True)  # the vault starts only with a policy
+    (donjon_home / "policies.cedar").write_text(
+        '@id("none")\nforbid (principal, action, resource);\n'
+    )
     upstream = LoopbackServer(Starlette(routes=[Route("/predict", predict, methods=["POST"])]))
     upstream.start()
     try:

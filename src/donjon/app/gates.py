@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from donjon.core.artifacts import Digest
+from donjon.core.events import SecurityEvent
 from donjon.core.severity import Severity
 from donjon.registry.gates import SCAN_GATE
 from donjon.registry.ports import BlobReader, ScanVerdict
@@ -22,13 +24,20 @@ class ModelScanGate:
 
     A finding at or above ``fail_on``, or a file the scanner could not read,
     makes the version not clean (fail closed): the registry quarantines it.
+    With ``publish``, every finding also goes on the bus, naming the model.
     """
 
     name = SCAN_GATE
 
-    def __init__(self, policy: ScanPolicy, fail_on: Severity = Severity.MEDIUM) -> None:
+    def __init__(
+        self,
+        policy: ScanPolicy,
+        fail_on: Severity = Severity.MEDIUM,
+        publish: Callable[[Iterable[SecurityEvent]], object] | None = None,
+    ) -> None:
         self.policy = policy
         self.fail_on = fail_on
+        self.publish = publish
 
     def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict:
         with tempfile.TemporaryDirectory(prefix="donjon-gate-") as folder:
@@ -36,6 +45,8 @@ class ModelScanGate:
             with open_blob() as source, path.open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
             report = scan_file(str(path), self.policy)
+        if self.publish is not None:
+            self.publish(SecurityEvent.of_finding(f, "scan", model=name) for f in report.findings)
         blocking = tuple(f for f in report.findings if f.level >= self.fail_on)
         if report.error:
             return ScanVerdict(False, report.findings, f"scanner error: {report.error}")

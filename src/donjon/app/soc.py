@@ -154,6 +154,7 @@ def build_soc(
         backoff_base=soc.backoff_base,
         backoff_max=soc.backoff_max,
     )
+    closers.append(outbox)  # stops its writer thread before the database goes
     if disposer is not None:
         closers.append(disposer)
     journal: EventJournal = outbox if ledger is None else JournalChain(ledger, outbox)

@@ -72,7 +72,9 @@ def build_vault(
         from donjon.app.scan import scan_policy
         from donjon.core.severity import Severity
 
-        scan_gate = ModelScanGate(scan_policy(settings), Severity.parse(settings.scan.fail_on))
+        scan_gate = ModelScanGate(
+            scan_policy(settings), Severity.parse(settings.scan.fail_on), bus.publish_all
+        )
     if promotion_gates is None:
         prod: list[PromotionGate] = [RequireCleanScan()]
         if settings.vault.require_lineage:

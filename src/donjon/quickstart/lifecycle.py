@@ -9,6 +9,7 @@ from typing import Any
 
 from donjon.app import Donjon, build_authenticator, build_authorizer, build_identity, build_vault
 from donjon.app import scan_policy as build_scan_policy
+from donjon.app.gates import ModelScanGate
 from donjon.errors import DonjonError
 from donjon.quickstart import vault as qv
 from donjon.quickstart.narrate import Narrator
@@ -69,7 +70,7 @@ def start_vault(lab: Lab) -> None:
         build_authenticator(settings, bus, database),
         build_authorizer(settings, bus),
         bus,
-        scan_gate=qv.ModelScanGate(build_scan_policy(settings), bus.publish),
+        scan_gate=ModelScanGate(build_scan_policy(settings), publish=bus.publish_all),
         promotion_gates={
             Stage.STAGING: [RequireCleanScan(), signature],
             Stage.PROD: [RequireCleanScan(), RequireAdmittedLineage(), signature],

@@ -13,16 +13,12 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from donjon.core.artifacts import Digest
-from donjon.core.events import SecurityEvent
-from donjon.core.severity import Severity
 from donjon.errors import ConfigError
-from donjon.registry import BlobReader, GateContext, GateResult, ScanVerdict, Stage, Version
+from donjon.registry import BlobReader, GateContext, GateResult, Stage, Version
 
 SCIENTIST = "dana"  # data scientist: datasets, model pushes, promotion to staging
 DEPLOYER = "dario"  # deployer: reads models, promotes signed ones to prod
@@ -69,38 +65,6 @@ permit (
   context has scan_clean && context.scan_clean
 }};
 """
-
-
-class ModelScanGate:
-    """The registry's push-time ``ScanGate``, served by ``donjon.scan`` (never loads)."""
-
-    name = "donjon.scan"
-
-    def __init__(
-        self,
-        policy: Any,
-        publish: Callable[[SecurityEvent], object],
-        fail_on: Severity = Severity.MEDIUM,
-    ) -> None:
-        self.policy = policy
-        self.publish = publish
-        self.fail_on = fail_on
-
-    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict:
-        from donjon.scan import scan_file
-
-        with tempfile.TemporaryDirectory(prefix="donjon-scan-") as tmp:
-            path = Path(tmp) / name.rsplit("/", 1)[-1]
-            with open_blob() as src, path.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            report = scan_file(str(path), self.policy)
-        for finding in report.findings:
-            self.publish(SecurityEvent.of_finding(finding, "scan", model=name))
-        bad = tuple(f for f in report.findings if f.level >= self.fail_on)
-        summary = f"{report.format}: {len(report.findings)} finding(s)"
-        if report.error:
-            return ScanVerdict(False, bad, f"scanner error: {report.error}")
-        return ScanVerdict(not bad, bad, summary, {"format": report.format})
 
 
 @dataclass
