@@ -36,9 +36,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
                 mp.delenv(name)
         mp.setenv("DONJON_HOME", str(tmp_path_factory.mktemp("home")))
         before = {t.ident for t in threading.enumerate()}
+        # only what the quickstart starts counts: earlier tests may leave pool workers
+        children_before = {p.pid for p in psutil.Process().children(recursive=True)}
         code = main(["--quiet", "quickstart", "--dir", str(folder)])
         left = {t.ident for t in threading.enumerate() if t.is_alive()} - before
-        children = len(psutil.Process().children(recursive=True))
+        alive = {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+        children = len(alive - children_before)
     return Run(folder, code, {i for i in left if i is not None}, children)
 
 
