@@ -15,7 +15,9 @@ from donjon.core.rules import RuleRegistry
 from donjon.soc.outbox import Dispatcher, Outbox
 
 if TYPE_CHECKING:
+    from donjon.audit import Ledger
     from donjon.monitor.metrics import DonjonMetrics
+    from donjon.storage.sql import Database
 
 
 @dataclass
@@ -54,26 +56,17 @@ class Donjon:
 def build(settings: Settings) -> Donjon:
     """Wire the embedded defaults, or the production adapters the settings name."""
     logging.getLogger("donjon").setLevel(settings.log_level.upper())
-    database, ledger = None, None
+    database = None
     closers: list[Closer] = []
     if settings.audit.ledger or settings.soc.outbox:
         try:
             from donjon.storage.sql import open_database
         except ImportError:  # the core install (scanning only) has no SQL driver
-            if settings.audit.ledger:
-                logging.getLogger("donjon").warning(
-                    "events are not ledgered: install donjon[audit] for the tamper-evident ledger"
-                )
+            pass
         else:
             database = open_database(settings.sql_url)
             closers.append(Disposer(database.dispose))
-    if settings.audit.ledger and database is not None:
-        try:
-            ledger = build_ledger(settings, database)
-        except ImportError:
-            logging.getLogger("donjon").warning(
-                "events are not ledgered: install donjon[audit] for the tamper-evident ledger"
-            )
+    ledger = _ledger(settings, database)
     soc = build_soc(settings, database, ledger)
     return Donjon(
         settings=settings,
@@ -83,3 +76,18 @@ def build(settings: Settings) -> Donjon:
         dispatcher=soc.dispatcher,
         metrics=build_metrics(soc),
     )
+
+
+def _ledger(settings: Settings, database: Database | None) -> Ledger | None:
+    """The audit ledger as the bus's first journal, or None (and say so) when it can't be."""
+    if not settings.audit.ledger:
+        return None
+    if database is not None:
+        try:
+            return build_ledger(settings, database)
+        except ImportError:  # SQL is there, the audit extra (cryptography) is not
+            pass
+    logging.getLogger("donjon").warning(
+        "events are not ledgered: install donjon[audit] for the tamper-evident ledger"
+    )
+    return None
