@@ -117,3 +117,100 @@ def make_model(folder: Path, *, big: int = 300_000) -> Path:
     (folder / ".git").mkdir()
     (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     return folder
+
+
+@dataclass
+class Ca:
+    """A certificate authority (root or intermediate) for validity and revocation tests."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+
+def _at(days: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+
+
+def make_ca(cn: str, *, issuer: Ca | None = None, days: tuple[float, float] = (-30, 30)) -> Ca:
+    """A root CA (``issuer`` None) or an intermediate, valid from/to ``days`` around now."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer.cert.subject if issuer else _name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_at(days[0]))
+        .not_valid_after(_at(days[1]))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                (issuer.key if issuer else key).public_key()
+            ),
+            False,
+        )
+        .sign(issuer.key if issuer else key, hashes.SHA256())
+    )
+    return Ca(key, cert)
+
+
+def make_leaf(
+    folder: Path, issuer: Ca, *, days: tuple[float, float] = (-1, 10), cn: str = "model-release"
+) -> tuple[Path, x509.Certificate]:
+    """A code-signing leaf issued by ``issuer``: its key file and certificate."""
+    key_path = folder / f"{cn}-{x509.random_serial_number()}.key"
+    key = write_key(key_path)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_at(days[0]))
+        .not_valid_after(_at(days[1]))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
+        )
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    return key_path, cert
+
+
+def make_crl(
+    issuer: Ca,
+    revoked: tuple[x509.Certificate, ...] = (),
+    *,
+    days: tuple[float, float] = (-1, 7),
+    reason: x509.ReasonFlags | None = None,
+    signed_by: ec.EllipticCurvePrivateKey | None = None,
+) -> x509.CertificateRevocationList:
+    """A CRL of ``issuer`` listing ``revoked``, issued/next update ``days`` around now."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(_at(days[0]))
+        .next_update(_at(days[1]))
+    )
+    for cert in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+        entry = entry.revocation_date(_at(-0.5))
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(signed_by or issuer.key, hashes.SHA256())
+
+
+def write_pem(path: Path, *items: x509.Certificate | x509.CertificateRevocationList) -> Path:
+    path.write_bytes(b"".join(item.public_bytes(serialization.Encoding.PEM) for item in items))
+    return path

@@ -33,6 +33,21 @@ def verify(
     ignore_unsigned_files: Annotated[
         bool, typer.Option("--ignore-unsigned-files", help="Do not fail on files added later.")
     ] = False,
+    crl: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--crl",
+            help="Certificate revocation list (PEM or DER, repeatable); with it, every "
+            "certificate below the trusted one must be covered by a current CRL of its issuer.",
+        ),
+    ] = None,
+    unsafe_ignore_cert_expiry: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-ignore-cert-expiry",
+            help="Accept certificates outside their validity period (old bundles); logs a warning.",
+        ),
+    ] = False,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="TOML verification policy.", dir_okay=False)
     ] = None,
@@ -53,24 +68,36 @@ def verify(
     from donjon.provenance.certs import load_certificates
     from donjon.provenance.errors import SignatureMismatch
     from donjon.provenance.keys import load_public_key
+    from donjon.provenance.validity import load_crls
     from donjon.provenance.verify import CertificateTrust, KeyTrust, Trust, verify_model
 
     cli = state(ctx)
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
     if policy is not None:
-        if public_key is not None or certificate_chain:
-            raise typer.BadParameter("with --policy, the trusted keys come from the policy file")
+        if public_key is not None or certificate_chain or crl or unsafe_ignore_cert_expiry:
+            raise typer.BadParameter(
+                "with --policy, the trusted keys come from the policy file "
+                "(--crl and --unsafe-ignore-cert-expiry do not apply)"
+            )
         return run_policy(cli, model, policy, signature, provenance, scan_result)
     if not signature.is_file():
         raise typer.BadParameter(f"{signature} does not exist", param_hint="--signature")
     if (public_key is None) == (not certificate_chain):
         raise typer.BadParameter("give exactly one of --public-key and --certificate-chain")
+    if public_key is not None and (crl or unsafe_ignore_cert_expiry):
+        raise typer.BadParameter(
+            "--crl and --unsafe-ignore-cert-expiry apply to --certificate-chain only"
+        )
     trust: Trust
     if public_key is not None:
         trust = KeyTrust(load_public_key(public_key))
     else:
-        trust = CertificateTrust(load_certificates(certificate_chain or []))
+        trust = CertificateTrust(
+            load_certificates(certificate_chain or []),
+            crls=load_crls(crl or []),
+            unsafe_ignore_cert_expiry=unsafe_ignore_cert_expiry,
+        )
     try:
         result = verify_model(
             model, signature, trust, ignore_unsigned_files=ignore_unsigned_files, workers=workers

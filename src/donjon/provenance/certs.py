@@ -2,14 +2,17 @@
 
 Verification builds the path from the signing (leaf) certificate through the
 intermediates carried in the bundle to one of the trust anchors the verifier
-names, with ``cryptography``'s RFC 5280 path builder. Like ``model-signing``
-1.1.1 it validates the chain at the leaf's ``notBefore`` (a signature stays
-valid after the certificate expires; there is no revocation offline), and the
-leaf must allow signing: KeyUsage ``digitalSignature`` or EKU ``codeSigning``.
+names, with ``cryptography``'s RFC 5280 path builder, at the leaf's
+``notBefore`` like ``model-signing`` 1.1.1; the leaf must allow signing:
+KeyUsage ``digitalSignature`` or EKU ``codeSigning``. Unlike ``model-signing``,
+every certificate of the built chain must then also be valid at verification
+time (``unsafe_ignore_cert_expiry`` opts out, with a warning), and CRLs the
+verifier passes are checked offline (:mod:`donjon.provenance.validity`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,12 @@ from cryptography.x509.verification import (
 from donjon.errors import InputError
 from donjon.provenance.errors import Problem, SignatureMismatch, SigningError
 from donjon.provenance.keys import check_curve, sign_bytes
+from donjon.provenance.validity import (
+    check_revocation,
+    check_validity,
+    describe,
+    warn_ignored_expiry,
+)
 
 
 def load_certificates(paths: Iterable[Path]) -> list[x509.Certificate]:
@@ -58,10 +67,6 @@ def can_sign(certificate: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return False
     return ExtendedKeyUsageOID.CODE_SIGNING in usage
-
-
-def describe(certificate: x509.Certificate) -> str:
-    return certificate.subject.rfc4514_string() or "(empty subject)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +111,16 @@ def verify_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
     anchors: Sequence[x509.Certificate],
+    *,
+    crls: Sequence[x509.CertificateRevocationList] = (),
+    unsafe_ignore_cert_expiry: bool = False,
+    at: dt.datetime | None = None,
 ) -> ec.EllipticCurvePublicKey:
-    """Verify ``leaf`` up to one of ``anchors``; SignatureMismatch says why not."""
+    """Verify ``leaf`` up to one of ``anchors`` and return its key; SignatureMismatch says why not.
+
+    ``at`` is the verification time (now by default): every certificate of the
+    chain must be valid then, and ``crls`` (when given) must cover and clear it.
+    """
     if not anchors:
         raise SignatureMismatch(
             [Problem("untrusted-certificate", "no trusted certificate was given")]
@@ -127,7 +140,7 @@ def verify_chain(
     # verifier names it, so it never serves as an intermediate.
     usable = [c for c in intermediates if c.subject != c.issuer]
     try:
-        builder.build_client_verifier().verify(leaf, usable)
+        chain = builder.build_client_verifier().verify(leaf, usable).chain
     except PathError as e:
         raise SignatureMismatch(
             [
@@ -148,9 +161,17 @@ def verify_chain(
             ]
         )
     try:
-        return check_curve(leaf.public_key())
+        key = check_curve(leaf.public_key())
     except SigningError as e:
         raise SignatureMismatch([Problem("malformed-certificate", f"{who}: {e}")]) from e
+    now = at or dt.datetime.now(dt.UTC)
+    if unsafe_ignore_cert_expiry:
+        warn_ignored_expiry(chain, now)
+    else:
+        check_validity(chain, now)
+    if crls:
+        check_revocation(chain, crls, now)
+    return key
 
 
 class CertificateSigner:

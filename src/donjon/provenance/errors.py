@@ -23,7 +23,10 @@ class Problem:
     ``code`` is stable and machine-readable: ``changed``, ``missing``, ``extra``,
     ``wrong-key``, ``bad-signature``, ``untrusted-certificate``,
     ``malformed-certificate``, ``malformed-signature``, ``unsupported``,
-    ``subject-mismatch`` (a provenance about another model).
+    ``subject-mismatch`` (a provenance about another model),
+    ``expired-certificate`` (outside its validity period at verification time),
+    ``revoked-certificate``, ``revocation-unchecked`` (no usable CRL for a
+    certificate while CRLs were given).
     ``path`` names the model file concerned, when there is one.
     """
 

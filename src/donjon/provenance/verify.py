@@ -38,9 +38,16 @@ class KeyTrust:
 
 @dataclass(frozen=True, slots=True)
 class CertificateTrust:
-    """Trust signing certificates that chain to one of ``anchors``."""
+    """Trust signing certificates that chain to one of ``anchors``.
+
+    Every certificate of the chain must be valid now, unless
+    ``unsafe_ignore_cert_expiry`` (a warning is logged); with ``crls``, each one
+    below the anchor must be covered by a current CRL of its issuer and not listed.
+    """
 
     anchors: Sequence[x509.Certificate]
+    crls: Sequence[x509.CertificateRevocationList] = ()
+    unsafe_ignore_cert_expiry: bool = False
 
 
 Trust = KeyTrust | CertificateTrust
@@ -88,7 +95,13 @@ def _signer_key(
             "the signature carries no certificate chain; verify it with --public-key",
         )
     leaf, *intermediates = bundle.certificates
-    key = verify_chain(leaf, intermediates, trust.anchors)
+    key = verify_chain(
+        leaf,
+        intermediates,
+        trust.anchors,
+        crls=trust.crls,
+        unsafe_ignore_cert_expiry=trust.unsafe_ignore_cert_expiry,
+    )
     return key, CertificateIdentity.of(leaf)
 
 
