@@ -129,5 +129,5 @@ def test_memory_stays_flat_whatever_the_model_size(tmp_path: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # 48 MiB hashed with two 1 MiB buffers: far below the model's size
+    # 48 MiB hashed with two 256 KiB buffers: far below the model's size
     assert peak < 12 * 1024 * 1024, peak

@@ -11,11 +11,11 @@ sockets, pipes and devices are always refused.
 Hashing streams each file through one reused buffer per worker thread
 (``hashlib`` releases the GIL on large updates), so memory stays flat whatever
 the model size, and the work is spread over the CPU cores, biggest pieces first.
-The buffer is 1 MiB, smaller than a core's L2 cache: ``readinto`` copies the
-page-cache bytes into it and SHA-256 then reads them from cache. Measured with
-``benchmarks/sign_bench.py``, a 4 MiB buffer (spilling out of a 2 MiB L2) costs
-about 7 % more CPU per byte, and ``mmap`` costs about 35 % more: SHA-NI reading
-page-cache memory directly stalls on DRAM, where the kernel's copy streams it.
+The buffer is 256 KiB, well inside a core's L2 cache: ``readinto`` copies the
+page-cache bytes into it and SHA-256 then reads them from cache. In
+``benchmarks/sign_bench.py --io`` a 4 MiB buffer (spilling out of L2) costs
+10-20 % more CPU per byte, and ``mmap`` about 20 % more: SHA-NI reading
+page-cache memory directly waits on DRAM, where the kernel's copy streams it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from donjon.errors import InputError
 
 DEFAULT_IGNORED = (".git", ".gitattributes", ".github", ".gitignore")
 DEFAULT_SHARD_SIZE = 1_000_000_000
-BUFFER_SIZE = 1024 * 1024  # fits in L2: see the module docstring
+BUFFER_SIZE = 256 * 1024  # stays in L2: see the module docstring
 _SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", 2)
 ALGORITHMS = ("sha256", "blake3")
 
