@@ -78,7 +78,7 @@ print(json.dumps([time.perf_counter() - w, cpu() - c]))
 """
 # One shard read + SHA-256 on one thread, several ways. argv: path, method, buffer bytes
 IO_PROBE = """
-import hashlib, json, mmap, resource, sys
+import hashlib, json, mmap, os, resource, sys
 path, method, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -93,19 +93,36 @@ def read():
     with open(path, "rb") as f:
         while data := f.read(size):
             h.update(data)
-def mapped():
+def preadv():
+    h, buffer = hashlib.sha256(), bytearray(size)
+    view, fd, offset = memoryview(buffer), os.open(path, os.O_RDONLY), 0
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while n := os.preadv(fd, [buffer], offset):
+            h.update(view[:n])
+            offset += n
+    finally:
+        os.close(fd)
+def mapped(flags=mmap.MAP_SHARED, advice=(mmap.MADV_SEQUENTIAL,)):
     h = hashlib.sha256()
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
-        m.madvise(mmap.MADV_SEQUENTIAL)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, flags, mmap.PROT_READ) as m:
+        for a in advice:
+            m.madvise(a)
         view = memoryview(m)
         for i in range(0, len(m), size):
             h.update(view[i : i + size])
         view.release()
+populate = lambda: mapped(mmap.MAP_SHARED | mmap.MAP_POPULATE, ())
+willneed = lambda: mapped(advice=(mmap.MADV_SEQUENTIAL, mmap.MADV_WILLNEED))
+hugepage = lambda: mapped(advice=(mmap.MADV_HUGEPAGE,))
 def memory():
     h, data = hashlib.sha256(), bytearray(size)
     for _ in range(1024 * 1024 * 1024 // size):
         h.update(data)
-run = {"readinto": readinto, "read": read, "mmap": mapped, "memory": memory}[method]
+run = {
+    "readinto": readinto, "read": read, "preadv": preadv, "mmap": mapped, "populate": populate,
+    "willneed": willneed, "hugepage": hugepage, "memory": memory,
+}[method]
 run()
 c = cpu()
 run()
@@ -224,7 +241,11 @@ def io_probe(shard: Path, repeat: int) -> None:
         ("readinto 256 KiB buffer (donjon)", "readinto", 256 << 10, size),
         ("readinto 64 KiB buffer", "readinto", 64 << 10, size),
         ("read 1 MiB, new bytes (peer)", "read", 1 << 20, size),
+        ("preadv 256 KiB + fadvise SEQUENTIAL", "preadv", 256 << 10, size),
         ("mmap + update 1 MiB slices", "mmap", 1 << 20, size),
+        ("mmap MAP_POPULATE", "populate", 1 << 20, size),
+        ("mmap MADV_SEQUENTIAL + WILLNEED", "willneed", 1 << 20, size),
+        ("mmap MADV_HUGEPAGE", "hugepage", 1 << 20, size),
     ]
     cpu: dict[str, list[float]] = {label: [] for label, *_ in cases}
     for _ in range(repeat):  # round-robin, so a change of load hits every case
