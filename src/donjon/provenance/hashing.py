@@ -14,8 +14,9 @@ the model size, and the work is spread over the CPU cores, biggest pieces first.
 The buffer is 256 KiB, well inside a core's L2 cache: ``readinto`` copies the
 page-cache bytes into it and SHA-256 then reads them from cache. In
 ``benchmarks/sign_bench.py --io`` a 4 MiB buffer (spilling out of L2) costs
-10-20 % more CPU per byte, and ``mmap`` about 20 % more: SHA-NI reading
-page-cache memory directly waits on DRAM, where the kernel's copy streams it.
+about 6 % more CPU per byte, and ``mmap`` about 25 % more whatever the advice:
+SHA-NI reading page-cache memory directly waits on DRAM, where the kernel's
+copy streams it.
 """
 
 from __future__ import annotations
