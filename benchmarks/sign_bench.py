@@ -349,9 +349,8 @@ def main() -> None:
             ],
         }
         results = rounds(cli(model, ""), args.repeat, model)
-        in_process = rounds(api, args.repeat, model, inner=True)
-        if args.single_file:
-            del in_process  # the peer's API would hash 'files', Donjon 'shards': not the same
+        # --single-file: Donjon's CLI hashes 'shards', the peer's 'files': no API comparison
+        in_process = {} if args.single_file else rounds(api, args.repeat, model, inner=True)
         floor = [sys.executable, "-c", "import donjon.provenance.sign, donjon.provenance.keys"]
         lean = {**cli(tiny, "-tiny"), "python + provenance imports": floor}
         fixed = rounds(lean, args.repeat, tiny)
@@ -402,7 +401,7 @@ def main() -> None:
             f"{cores} cores, {args.repeat} rounds (median; order alternates, cache warmed)"
         )
         cli_medians = table("1. command line, hash + sign (the issue's target)", results, total)
-        if not args.single_file:
+        if in_process:
             table("2. Python API, hash + sign only (timed after imports)", in_process, total)
         table("3. command line, one-file model (fixed cost per run)", fixed, None)
         if rate:
