@@ -357,3 +357,43 @@ def test_a_malformed_document_is_refused_and_changes_nothing(lab: Lab) -> None:
             headers={"Authorization": f"Bearer {lab.tokens['alice']}"},
         )
         assert r.status_code == 404
+
+
+def test_attach_and_show_from_the_command_line(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from donjon.cli.main import main
+
+    data, model = dataset_file(lab), model_file(lab)
+    signature, provenance = sign(lab, model), attest(lab, model, data)
+    with lab.client() as alice:
+        number = push_trained(lab, alice, model, data)
+    monkeypatch.setattr("sys.stdin", io.StringIO(lab.tokens["alice"] + "\n"))
+    assert main(["login", "--server", lab.url, "--token-stdin"]) == 0
+    attach = ["models", "attach", MODEL, str(number)]
+    assert main(attach) == 2  # nothing to attach
+    bad = lab.folder / "bad.sig"
+    bad.write_text("{}")
+    assert main([*attach, "--signature", str(bad)]) == 2
+    assert "malformed signature" in capsys.readouterr().err
+    assert main([*attach, "--signature", str(signature), "--provenance", str(provenance)]) == 0
+    out = capsys.readouterr().out
+    assert "attached signature sha256:" in out
+    assert f"to {MODEL}@{number}" in out
+    assert main(["models", "promote", MODEL, str(number), "prod"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", MODEL]) == 0
+    shown = capsys.readouterr().out
+    assert "signature" in shown
+    assert "provenance" in shown
+    assert "gate signature -> prod: passed" in shown
+    assert main(["--format", "json", "models", "show", MODEL, "--version", str(number)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["stage"] == "prod"
+    assert [a["kind"] for a in record["attachments"]] == ["signature", "provenance"]
+    assert {g["gate"] for g in record["gates"] if g["target"] == "prod"} >= {
+        "signature",
+        "provenance",
+    }
