@@ -178,12 +178,31 @@ def plain_download(url: str, dest: Path) -> None:
                 out.write(chunk)
 
 
-def timed(pid: int, fn, size: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(pid: int, fn, size: int) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
+    """MB/s, the server's peak RSS, and the CPU seconds the server and the client spent.
+
+    CPU time does not depend on what else the machine runs: compare changes by it
+    when the wall clock is noisy (a shared machine).
+    """
     reset_peak(pid)
+    server0, client0 = cpu_seconds(pid), own_cpu_seconds()
     start = time.perf_counter()
     fn()
     elapsed = time.perf_counter() - start
-    return size / MB / elapsed, peak_rss_mb(pid)
+    server = cpu_seconds(pid) - server0
+    client = own_cpu_seconds() - client0
+    return size / MB / elapsed, peak_rss_mb(pid), server, client
 
 
 def make_payload(path: Path, size_mb: int) -> str:
@@ -214,7 +233,7 @@ def main() -> int:
     from donjon.client import VaultClient
 
     size = args.size_mb * MB
-    rows: list[tuple[str, str, float, float]] = []
+    rows: list[tuple[str, str, float, float, float, float]] = []
     floor_put = floor_get = float("nan")
     with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
         root = Path(tmp)
@@ -284,11 +303,13 @@ def main() -> int:
     peers = [r for r in rows if "vault" not in r[0]]
     best = {d: max(r[2] for r in peers if r[1] == d) for d in ("upload", "download")}
     print(f"\nblob transfer over loopback, {args.size_mb} MB each way")
-    print(f"{'server':<24}{'direction':<10}{'MB/s':>9}{'peak RSS MB':>13}{'vault/peer':>12}")
+    print(f"{'server':<24}{'direction':<10}{'MB/s':>9}{'peak RSS MB':>13}{'vault/peer':>12}"
+          f"{'server CPU s':>14}{'client CPU s':>14}")  # fmt: skip
     vault = {r[1]: r[2] for r in rows if r[0] == "donjon vault"}
-    for name, direction, rate, rss in rows:
+    for name, direction, rate, rss, server_cpu, client_cpu in rows:
         ratio = "" if "vault" in name else f"{vault[direction] / rate:>11.2f}x"
-        print(f"{name:<24}{direction:<10}{rate:>9.0f}{rss:>13.0f}{ratio:>12}")
+        print(f"{name:<24}{direction:<10}{rate:>9.0f}{rss:>13.0f}{ratio:>12}"
+              f"{server_cpu:>14.2f}{client_cpu:>14.2f}")  # fmt: skip
     print(f"{'blob store, no HTTP':<24}{'put':<10}{floor_put:>9.0f}")
     print(f"{'blob store, no HTTP':<24}{'get':<10}{floor_get:>9.0f}")
     load = os.getloadavg()[0]
