@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import BinaryIO
@@ -42,29 +43,48 @@ class RequestReader(io.RawIOBase):
         self._ready: deque[bytes] = deque()
         self._eof = False
         self._error: Exception | None = None
+        self._waiting_since: float | None = None  # when the pump began waiting for the client
 
     def readable(self) -> bool:
         return True
 
     async def pump(self) -> None:
-        """Move the body into the buffer; run it beside the worker, cancel it after."""
-        async with self._send:
+        """Move the body into the buffer; run it beside the worker, cancel it after.
+
+        A client silent for ``idle_timeout`` seconds fails the upload. One
+        watchdog task checks that, rather than a timer per chunk: time spent
+        waiting for the worker (backpressure) is not the client's silence.
+        """
+        async with self._send, anyio.create_task_group() as tasks:
+            tasks.start_soon(self._watchdog, tasks.cancel_scope)
             try:
                 while True:
-                    with anyio.fail_after(self._idle_timeout):
-                        chunk = await self._chunks.__anext__()
+                    self._waiting_since = time.monotonic()
+                    chunk = await self._chunks.__anext__()
+                    self._waiting_since = None
                     if chunk:
                         await self._send.send(chunk)
             except StopAsyncIteration:
                 pass
             except ClientDisconnect:
                 self._error = InputError("the client went away during the upload")
-            except TimeoutError:
+            except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
+                self._error = e
+            finally:
+                self._waiting_since = None
+                tasks.cancel_scope.cancel()
+
+    async def _watchdog(self, scope: anyio.CancelScope) -> None:
+        step = min(1.0, self._idle_timeout / 4)
+        while True:
+            await anyio.sleep(step)
+            since = self._waiting_since
+            if since is not None and time.monotonic() - since > self._idle_timeout:
                 self._error = InputError(
                     f"the upload stalled for {self._idle_timeout:g} s; nothing was stored"
                 )
-            except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
-                self._error = e
+                scope.cancel()
+                return
 
     async def _take(self, size: int) -> None:
         """Wait for one chunk, then take those already waiting, up to ``size`` bytes."""
