@@ -142,3 +142,17 @@ def test_a_failed_background_flush_fails_the_upload(tmp_path: Path) -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_bytes_already_stored_are_checked_not_written_again(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    data = b"the same weights"
+    digest = store.put(io.BytesIO(data))
+    stored = store.path(digest)
+    before = stored.stat().st_mtime_ns
+    assert store.put(io.BytesIO(data), digest) == digest
+    assert stored.stat().st_mtime_ns == before
+    with pytest.raises(DigestMismatch):  # announcing a stored digest proves nothing
+        store.put(io.BytesIO(b"other bytes"), digest)
+    assert stored.read_bytes() == data
+    assert not any((tmp_path / "tmp").iterdir())

@@ -128,6 +128,8 @@ class FileBlobStore:
     def put(self, stream: BinaryIO, expected: Digest | None = None) -> Digest:
         if expected is not None and expected.algorithm != ALGORITHM:
             raise InputError(f"this store checks {ALGORITHM} digests, not {expected.algorithm}")
+        if expected is not None and self.exists(expected):
+            return self._verify(stream, expected)  # stored already: check the bytes, keep one copy
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         hasher = hashlib.sha256()
         try:
@@ -162,6 +164,16 @@ class FileBlobStore:
             raise StorageError(f"cannot store blob: {e}") from e
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _verify(self, stream: BinaryIO, expected: Digest) -> Digest:
+        """Hash ``stream`` without writing it: the announced bytes are stored already."""
+        hasher = hashlib.sha256()
+        while chunk := stream.read(CHUNK_SIZE):
+            hasher.update(chunk)
+        digest = Digest(ALGORITHM, hasher.hexdigest())
+        if digest != expected:
+            raise DigestMismatch(f"upload has digest {digest}, not the announced {expected}")
+        return digest
 
     def open(self, digest: Digest) -> BinaryIO:
         try:
