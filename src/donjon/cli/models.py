@@ -158,7 +158,7 @@ def show(
     if cli.json:
         cli.print_json({**record, "attachments": attachments, "gates": gates})
         return
-    show_record(cli, "model", record)
+    show_record(cli, "found", record)
     for found in attachments:
         summary = found.get("summary") or {}
         about = summary.get("subject_digest") or ", ".join(summary.get("subjects") or [])

@@ -117,9 +117,10 @@ class Referrers:
         return [Attachment.from_row(row) for row in rows]
 
     def _read_attachment(self, attachment: Attachment) -> bytes:
+        if attachment.size > MAX_ATTACHMENT_BYTES:
+            raise InputError(f"attachment {attachment.digest} is larger than allowed")
         with self.blobs.open(attachment.digest) as stream:
-            data = stream.read(MAX_ATTACHMENT_BYTES + 1)
-            stream.read()  # to the end: the verifying stream checks the digest there
+            data = stream.read()  # to the end: the verifying stream checks the digest there
         return bytes(data)
 
     def _dataset_versions(self, name: str) -> tuple[Version, ...]:
