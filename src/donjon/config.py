@@ -100,6 +100,25 @@ class VaultSettings(Section):
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, Ceph); default AWS"
     )
+    trusted_keys: list[Path] = Field(
+        default=[],
+        description="public keys (PEM) trusted to sign models and their provenance; "
+        "with any, prod also needs a valid signature and admitted provenance",
+    )
+    trusted_roots: list[Path] = Field(
+        default=[], description="CA certificates (PEM) trusted to issue model signing certificates"
+    )
+    verify_policy: Path | None = Field(
+        default=None,
+        description="a provenance policy TOML (signature keys or roots, builder keys, builders, "
+        "metrics) used by the signature and provenance gates instead of trusted_keys",
+    )
+    gates: dict[str, list[str]] | None = Field(
+        default=None,
+        description="promotion gates per stage, e.g. {prod = ['clean-scan', 'signature', "
+        "'provenance', 'lineage']}; default: staging clean-scan, prod clean-scan + lineage "
+        "(+ signature + provenance when trust is configured)",
+    )
 
 
 # -- SOC sinks and the outbox ([soc]) ----------------------------------------

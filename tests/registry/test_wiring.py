@@ -90,3 +90,28 @@ def test_pushed_models_are_scanned_and_a_payload_is_quarantined(donjon_home: Pat
         assert promoted.stage is Stage.STAGING
     finally:
         services.close()
+
+
+def test_stage_gates_from_settings(donjon_home: Path) -> None:
+    from donjon.app.vault import stage_gates
+    from donjon.provenance import LocalKeyProvider
+
+    def names(**vault: object) -> dict[str, list[str]]:
+        gates = stage_gates(load_settings(vault=vault))
+        return {stage.value: [g.name for g in found] for stage, found in gates.items()}
+
+    assert names() == {"staging": ["clean-scan"], "prod": ["clean-scan", "admitted-lineage"]}
+    LocalKeyProvider(donjon_home / "keys").generate("release")
+    trusted = names(trusted_keys=["keys/release.pub.pem"])  # relative to DONJON_HOME
+    assert trusted["prod"] == ["clean-scan", "admitted-lineage", "signature", "provenance"]
+    assert trusted["staging"] == ["clean-scan"]
+    chosen = names(trusted_keys=["keys/release.pub.pem"], gates={"staging": ["signature"]})
+    assert chosen == {"staging": ["signature"]}
+    with pytest.raises(ConfigError, match="no trust is configured"):
+        names(gates={"prod": ["clean-scan", "signature"]})
+    with pytest.raises(ConfigError, match="unknown gate"):
+        names(gates={"prod": ["vibes"]})
+    with pytest.raises(ConfigError, match="unknown stage"):
+        names(gates={"moon": ["clean-scan"]})
+    with pytest.raises(ConfigError, match="vault trust"):
+        names(trusted_keys=["keys/missing.pub.pem"])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import stat
 import threading
 from pathlib import Path
@@ -105,3 +106,53 @@ def test_concurrent_puts_of_the_same_bytes(tmp_path: Path) -> None:
     assert files(tmp_path) == [store.path(sha(data))]
     with store.open(sha(data)) as stream:
         assert stream.read() == data
+
+
+def test_large_uploads_are_flushed_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from donjon.storage import blobs
+
+    synced: list[int] = []
+    real = blobs.os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(blobs.os, "fdatasync", counting)
+    monkeypatch.setattr(blobs, "WRITEBACK_BYTES", 1 << 20)
+    data = bytes(range(256)) * (4 * 4096 + 7)  # a little over 4 MiB
+    store = FileBlobStore(tmp_path)
+    digest = store.put(io.BytesIO(data))
+    assert digest.hex == hashlib.sha256(data).hexdigest()
+    assert store.path(digest).read_bytes() == data
+    assert synced  # at least one flush ran beside the writes
+
+
+def test_a_failed_background_flush_fails_the_upload(tmp_path: Path) -> None:
+    from donjon.storage.blobs import Writeback
+
+    read, write = os.pipe()  # a pipe cannot be synced: fdatasync fails with EINVAL
+    try:
+        flusher = Writeback(write, every=1)
+        flusher.wrote(1)
+        with pytest.raises(OSError, match="Invalid argument"):
+            flusher.close()
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_bytes_already_stored_are_checked_not_written_again(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    data = b"the same weights"
+    digest = store.put(io.BytesIO(data))
+    stored = store.path(digest)
+    before = stored.stat().st_mtime_ns
+    assert store.put(io.BytesIO(data), digest) == digest
+    assert stored.stat().st_mtime_ns == before
+    with pytest.raises(DigestMismatch):  # announcing a stored digest proves nothing
+        store.put(io.BytesIO(b"other bytes"), digest)
+    assert stored.read_bytes() == data
+    assert not any((tmp_path / "tmp").iterdir())

@@ -121,3 +121,39 @@ def test_two_stores_racing_never_share_a_number(database_url: str) -> None:
     finally:
         for db in dbs:
             db.dispose()
+
+
+def test_attachments_arrive_by_migration_on_a_database_of_the_first_revision(
+    database_url: str,
+) -> None:
+    import pytest
+
+    from donjon.errors import Conflict
+    from donjon.storage.sql import migrate
+
+    db = open_database(database_url, upgrade=False)
+    try:
+        migrate(db, "registry_0001")  # a vault from before the referrers store
+        store = SqlRegistryStore(db)
+        store.add_version(row("fraud-clf", "model", stage="dev"))
+        assert "registry_attachments" not in inspect(db.engine).get_table_names()
+        migrate(db)  # what open_database does when the scripts changed
+        assert "registry_attachments" in inspect(db.engine).get_table_names()
+        attachment = {
+            "kind": "signature",
+            "digest": "sha256:" + "cd" * 32,
+            "size": 10,
+            "media_type": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "summary": {"signer": "abc"},
+            "created_by": "user:alice",
+            "created_at": NOW,
+        }
+        stored = store.add_attachment("model", "fraud-clf", 1, attachment)
+        assert stored == attachment
+        assert store.attachments("model", "fraud-clf", 1) == [attachment]
+        assert store.attachments("model", "fraud-clf", 2) == []
+        with pytest.raises(Conflict, match="already attached"):
+            store.add_attachment("model", "fraud-clf", 1, attachment)
+        assert store.get_version("model", "fraud-clf", 1) is not None  # old rows intact
+    finally:
+        db.dispose()

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from donjon.config import Settings
 from donjon.core.bus import EventBus
 from donjon.core.ports import Authenticator, Authorizer, BlobStore
+from donjon.registry.attachments import AttachmentInspector
 from donjon.registry.model import Stage
 from donjon.registry.ports import PromotionGate, ScanGate
 
 if TYPE_CHECKING:
+    from donjon.provenance.policy import Policy
     from donjon.registry import Registry
     from donjon.storage.sql import Database
 
@@ -46,12 +49,10 @@ def build_vault(
 ) -> VaultServices:
     """Wire the vault: SQL catalogue (SQLite or PostgreSQL), blob folder, gates.
 
-    Default gates: every pushed model is scanned (a dirty scan quarantines it);
-    ``staging`` needs a clean push-time scan; ``prod`` needs a
-    clean scan and admitted lineage (unless ``vault.require_lineage`` is off).
-    Add the signature and provenance gates to ``promotion_gates`` as they land.
+    Every pushed model is scanned (a dirty scan quarantines it); the promotion
+    gates are :func:`stage_gates` unless ``promotion_gates`` is given.
     """
-    from donjon.registry import Registry, RequireAdmittedLineage, RequireCleanScan
+    from donjon.registry import Registry
     from donjon.storage.blobs import FileBlobStore
     from donjon.storage.registry import SqlRegistryStore
     from donjon.storage.sql import open_database
@@ -76,10 +77,7 @@ def build_vault(
             scan_policy(settings), Severity.parse(settings.scan.fail_on), bus.publish_all
         )
     if promotion_gates is None:
-        prod: list[PromotionGate] = [RequireCleanScan()]
-        if settings.vault.require_lineage:
-            prod.append(RequireAdmittedLineage())
-        promotion_gates = {Stage.STAGING: [RequireCleanScan()], Stage.PROD: prod}
+        promotion_gates = stage_gates(settings)
     registry = Registry(
         SqlRegistryStore(database),
         blobs,
@@ -88,5 +86,103 @@ def build_vault(
         scan_gate=scan_gate,
         promotion_gates=promotion_gates,
         max_blob_size=settings.vault.max_upload_bytes,
+        inspector=_inspector(),
     )
     return VaultServices(registry, authenticator, database, blobs, bus)
+
+
+GATE_NAMES = ("clean-scan", "lineage", "signature", "provenance")
+
+
+def stage_gates(settings: Settings) -> dict[Stage, list[PromotionGate]]:
+    """The promotion gates of each stage, from ``vault.gates`` or the defaults.
+
+    Defaults: ``staging`` needs a clean push-time scan; ``prod`` needs a clean
+    scan and admitted lineage (unless ``vault.require_lineage`` is off), plus a
+    valid signature by a trusted key and admitted provenance when trust is
+    configured (``vault.trusted_keys``, ``trusted_roots`` or ``verify_policy``):
+    without trusted keys nothing could ever pass them. A gate named in
+    ``vault.gates`` that cannot be built (``signature`` without trust) is a
+    ConfigError: the vault does not start rather than wave versions through.
+    """
+    from donjon.errors import ConfigError
+
+    vault = settings.vault
+    trust = bool(vault.trusted_keys or vault.trusted_roots or vault.verify_policy)
+    if vault.gates is None:
+        prod = ["clean-scan", *(["lineage"] if vault.require_lineage else [])]
+        if trust:
+            prod += ["signature", "provenance"]
+        names = {"staging": ["clean-scan"], "prod": prod}
+    else:
+        names = vault.gates
+    gates: dict[Stage, list[PromotionGate]] = {}
+    for stage_name, gate_names in names.items():
+        try:
+            stage = Stage(stage_name)
+        except ValueError:
+            raise ConfigError(f"vault.gates: unknown stage {stage_name!r}") from None
+        gates[stage] = [_gate(settings, gate) for gate in gate_names]
+    return gates
+
+
+def _gate(settings: Settings, name: str) -> PromotionGate:
+    from donjon.errors import ConfigError
+    from donjon.registry import RequireAdmittedLineage, RequireCleanScan
+
+    if name == "clean-scan":
+        return RequireCleanScan()
+    if name in ("lineage", "admitted-lineage"):
+        return RequireAdmittedLineage()
+    if name not in ("signature", "provenance"):
+        raise ConfigError(f"vault.gates: unknown gate {name!r}; use one of {GATE_NAMES}")
+    from donjon.app.attestation import AdmittedProvenanceGate, TrustedSignatureGate
+
+    policy = trust_policy(settings)
+    if policy is None:
+        raise ConfigError(
+            f"vault.gates names {name!r} but no trust is configured: set vault.trusted_keys, "
+            "vault.trusted_roots or vault.verify_policy"
+        )
+    if name == "signature":
+        return TrustedSignatureGate(policy)
+    if not policy.builder_keys:
+        raise ConfigError("the provenance gate needs builder keys (vault.trusted_keys or policy)")
+    return AdmittedProvenanceGate(policy)
+
+
+def trust_policy(settings: Settings) -> Policy | None:
+    """The verification policy of the gates: ``vault.verify_policy``, else the trusted keys."""
+    from donjon.errors import ConfigError, InputError
+    from donjon.provenance.certs import load_certificates
+    from donjon.provenance.keys import load_public_key
+    from donjon.provenance.policy import Policy
+
+    vault = settings.vault
+
+    def here(path: Path) -> Path:
+        return path if path.is_absolute() else settings.home / path
+
+    try:
+        if vault.verify_policy is not None:
+            return Policy.load(here(vault.verify_policy))
+        if not (vault.trusted_keys or vault.trusted_roots):
+            return None
+        keys = tuple(load_public_key(here(p)) for p in vault.trusted_keys)
+        return Policy(
+            public_keys=keys,
+            anchors=tuple(load_certificates(here(p) for p in vault.trusted_roots)),
+            builder_keys=keys,
+        )
+    except InputError as e:
+        raise ConfigError(f"vault trust: {e}") from e
+
+
+def _inspector() -> AttachmentInspector | None:
+    """Attached documents are parsed with ``donjon.provenance`` when it is installed."""
+    try:
+        import donjon.provenance.bundle  # noqa: F401 - needs cryptography (extra 'provenance')
+        from donjon.app.attestation import DocumentInspector
+    except ImportError:
+        return None
+    return DocumentInspector()

@@ -1,4 +1,4 @@
-"""``donjon models push|pull|promote|list``: models in the vault."""
+"""``donjon models push|pull|promote|list|attach|show``: models in the vault."""
 
 from __future__ import annotations
 
@@ -100,3 +100,74 @@ def list_(
 ) -> None:
     """List model names (or, with --versions, one model's versions and stages)."""
     list_names(state(ctx), server, "model", prefix, versions)
+
+
+@app.command("attach")
+def attach(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(min=1)],
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature", exists=True, dir_okay=False, help="An OMS signature bundle (sign)."
+        ),
+    ] = None,
+    provenance: Annotated[
+        Path | None,
+        typer.Option(
+            "--provenance", exists=True, dir_okay=False, help="A SLSA provenance (attest)."
+        ),
+    ] = None,
+    server: Server = None,
+) -> None:
+    """Attach a signature and/or a provenance to model NAME@VERSION (checked at promotion)."""
+    cli = state(ctx)
+    documents = [
+        (kind, path)
+        for kind, path in (("signature", signature), ("provenance", provenance))
+        if path is not None
+    ]
+    if not documents:
+        raise typer.BadParameter("give --signature and/or --provenance")
+    attached = []
+    with open_client(cli, server) as client:
+        for kind, path in documents:
+            attached.append(client.attach(name, version, kind, path))
+    if cli.json:
+        cli.print_json(attached)
+        return
+    for record in attached:
+        cli.out.print(f"attached {record['kind']} {record['digest']} to {name}@{version}")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, typer.Option("--version", "-v", min=1)] = None,
+    server: Server = None,
+) -> None:
+    """One model version (the latest by default): its record, attachments and gate results."""
+    cli = state(ctx)
+    with open_client(cli, server) as client:
+        record = client.get("model", name, version)
+        number = int(record["version"])
+        attachments = client.attachments(name, number)
+        gates = client.gates("model", name, number)
+    if cli.json:
+        cli.print_json({**record, "attachments": attachments, "gates": gates})
+        return
+    show_record(cli, "found", record)
+    for found in attachments:
+        summary = found.get("summary") or {}
+        about = summary.get("subject_digest") or ", ".join(summary.get("subjects") or [])
+        cli.out.print(
+            f"  {found['kind']:<10} {found['digest']} by {found['created_by']}"
+            + (f" (about {about})" if about else "")
+        )
+    for gate in gates:
+        verdict = "passed" if gate["passed"] else "FAILED"
+        cli.out.print(
+            f"  gate {gate['gate']} -> {gate['target']}: {verdict}: {'; '.join(gate['reasons'])}"
+        )

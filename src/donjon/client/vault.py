@@ -155,6 +155,38 @@ class VaultClient:
             "POST", f"/v1/models/{name}/versions/{version}/promote", json={"stage": stage}
         )
 
+    def attach(self, name: str, version: int, kind: str, path: Path) -> dict[str, Any]:
+        """Attach a signed document (``kind``: signature or provenance) to a model version."""
+        data = Path(path).read_bytes()
+        return self._json(
+            "POST",
+            f"/v1/models/{name}/versions/{version}/attestations",
+            params={"kind": kind},
+            content=data,
+            headers={"Content-Type": "application/json"},
+        )
+
+    def attachments(self, name: str, version: int) -> list[dict[str, Any]]:
+        """The documents attached to a model version, oldest first."""
+        found: list[dict[str, Any]] = self._json(
+            "GET", f"/v1/models/{name}/versions/{version}/attestations"
+        )["attachments"]
+        return found
+
+    def attachment(self, name: str, version: int, digest: str) -> bytes:
+        """One attached document's bytes; VerificationError if they do not match ``digest``."""
+        path = f"/v1/models/{name}/versions/{version}/attestations/{digest}"
+        try:
+            response = self._http.get(path)
+        except httpx.HTTPError as e:
+            raise RegistryError(f"cannot reach the vault: {e}") from e
+        if response.status_code >= 400:
+            _raise(response)
+        got = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
+        if got != digest:
+            raise VerificationError(f"attachment has digest {got}, not {digest}")
+        return response.content
+
     def quarantine(self, kind: str, name: str, version: int, reason: str) -> dict[str, Any]:
         path = f"/v1/{_c(kind)}/{name}/versions/{version}/quarantine"
         return self._json("POST", path, json={"reason": reason})

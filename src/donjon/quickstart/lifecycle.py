@@ -27,7 +27,6 @@ class Lab:
     say: Narrator
     closers: list[Any] = field(default_factory=list)
     clients: dict[str, Any] = field(default_factory=dict)
-    attestations: qv.Attestations | None = None
     url: str = ""
 
     def close(self) -> None:
@@ -42,6 +41,7 @@ def _sha256(path: Path) -> str:
 
 def start_vault(lab: Lab) -> None:
     """Step 1: keys, the Cedar policy, two principals and the vault server on loopback."""
+    from donjon.app.attestation import AdmittedProvenanceGate, TrustedSignatureGate
     from donjon.client import VaultClient
     from donjon.provenance import LocalKeyProvider
     from donjon.quickstart.models_step import promotion_policy
@@ -63,8 +63,8 @@ def start_vault(lab: Lab) -> None:
     for user, role in ((qv.SCIENTIST, "data scientist"), (qv.DEPLOYER, "deployer")):
         identity.create_user(user, role)
         tokens[user] = identity.issue_token(user, description=f"quickstart {role}").secret
-    lab.attestations = qv.Attestations(lab.folder / "attestations")
-    signature = qv.SignatureGate(promotion_policy(keys, MIN_ACCURACY), lab.attestations)
+    policy = promotion_policy(keys, MIN_ACCURACY).policy
+    signature, provenance = TrustedSignatureGate(policy), AdmittedProvenanceGate(policy)
     services = build_vault(
         settings,
         build_authenticator(settings, bus, database),
@@ -72,8 +72,8 @@ def start_vault(lab: Lab) -> None:
         bus,
         scan_gate=ModelScanGate(build_scan_policy(settings), publish=bus.publish_all),
         promotion_gates={
-            Stage.STAGING: [RequireCleanScan(), signature],
-            Stage.PROD: [RequireCleanScan(), RequireAdmittedLineage(), signature],
+            Stage.STAGING: [RequireCleanScan(), signature, provenance],
+            Stage.PROD: [RequireCleanScan(), RequireAdmittedLineage(), signature, provenance],
         },
     )
     lab.closers.append(services.close)
@@ -159,9 +159,6 @@ def train_and_promote(lab: Lab, ingested: Any) -> tuple[Any, dict[str, Any]]:
     )
     say.ok(f"signed with the release key: {trained.signature.name} (OpenSSF Model Signing)")
     digest = _sha256(trained.weights)
-    if lab.attestations is None:
-        raise RuntimeError("the vault was not started")
-    lab.attestations.put(digest, trained.signature, trained.provenance)
     version = dana.push(
         "model",
         qv.MODEL,
@@ -171,6 +168,9 @@ def train_and_promote(lab: Lab, ingested: Any) -> tuple[Any, dict[str, Any]]:
     )
     number = int(version["version"])
     outcome: dict[str, Any] = {"pushed": version["status"]}
+    dana.attach(qv.MODEL, number, "signature", trained.signature)
+    dana.attach(qv.MODEL, number, "provenance", trained.provenance)
+    say.ok(f"{qv.SCIENTIST} attached the signature and the provenance to {qv.MODEL}@{number}")
     dana.promote(qv.MODEL, number, "staging")
     say.ok(f"{qv.SCIENTIST} promoted {qv.MODEL}@{number} to staging: scan, signature, provenance")
     try:

@@ -1,24 +1,21 @@
 """Step 1's machinery: the vault on loopback, two principals, their policy and the gates.
 
 The vault is the real server (``donjon.server`` on uvicorn, in a thread bound to a
-free loopback port) wired by ``donjon.app``; the quickstart adds two admission
-gates through the registry's ports: the model scanner at push time and the
-signature / provenance policy at promotion time.
+free loopback port) wired by ``donjon.app``; the quickstart adds admission gates
+through the registry's ports: the model scanner at push time and, at promotion
+time, the vault's own signature and provenance gates (``donjon.app.attestation``)
+holding the quickstart's verification policy. The signature and the provenance
+travel with the model: they are attached to its version in the vault.
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from donjon.errors import ConfigError
-from donjon.registry import BlobReader, GateContext, GateResult, Stage, Version
 
 SCIENTIST = "dana"  # data scientist: datasets, model pushes, promotion to staging
 DEPLOYER = "dario"  # deployer: reads models, promotes signed ones to prod
@@ -65,50 +62,6 @@ permit (
   context has scan_clean && context.scan_clean
 }};
 """
-
-
-@dataclass
-class Attestations:
-    """Signature bundles and provenance files, filed by model digest (a referrers store)."""
-
-    folder: Path
-
-    def put(self, digest: str, signature: Path, provenance: Path) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(signature, self.folder / f"{digest}.sig.json")
-        shutil.copyfile(provenance, self.folder / f"{digest}.provenance.json")
-
-    def get(self, digest: str) -> tuple[Path, Path]:
-        return self.folder / f"{digest}.sig.json", self.folder / f"{digest}.provenance.json"
-
-
-@dataclass
-class SignatureGate:
-    """Promotion gate: the model's bytes carry a trusted signature and trusted provenance.
-
-    Named ``signature`` so the registry reports ``signed = true`` to the policy
-    once it passed. It runs ``donjon.provenance.policy.check_policy``.
-    """
-
-    gate: Any  # donjon.provenance.policy.PolicyGate
-    attestations: Attestations
-    name: str = "signature"
-    filename_key: str = "filename"
-    seen: list[str] = field(default_factory=list)
-
-    def check(
-        self, version: Version, target: Stage, open_blob: BlobReader, context: GateContext
-    ) -> GateResult:
-        filename = str(version.metadata.get(self.filename_key) or "model.bin")
-        signature, provenance = self.attestations.get(version.digest.hex)
-        with tempfile.TemporaryDirectory(prefix="donjon-gate-") as tmp:
-            model = Path(tmp) / Path(filename).name
-            with open_blob() as src, model.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            result = self.gate.check(model, signature, provenance if provenance.exists() else None)
-        if result.passed:
-            return GateResult(self.name, True, target.value, tuple(result.met))
-        return GateResult(self.name, False, target.value, tuple(str(u) for u in result.unmet))
 
 
 class LoopbackServer:

@@ -6,6 +6,12 @@ recorded as a security event; models enter at ``dev`` and move through
 overwritten and deletion is an audited tombstone.
 """
 
+from donjon.registry.attachments import (
+    Attachment,
+    AttachmentInspector,
+    AttachmentKind,
+    parse_kind,
+)
 from donjon.registry.errors import GateFailed, Gone, Quarantined, TooLarge
 from donjon.registry.gates import RequireAdmittedLineage, RequireCleanScan
 from donjon.registry.model import GateResult, Stage, Status, Version, VersionRef
@@ -21,6 +27,9 @@ from donjon.registry.ports import (
 from donjon.registry.service import Registry
 
 __all__ = [
+    "Attachment",
+    "AttachmentInspector",
+    "AttachmentKind",
     "BlobReader",
     "GateContext",
     "GateFailed",
@@ -41,5 +50,6 @@ __all__ = [
     "Version",
     "VersionRef",
     "check_name",
+    "parse_kind",
     "resource",
 ]

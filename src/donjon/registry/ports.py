@@ -9,13 +9,14 @@ shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
 from donjon.core.artifacts import Digest
 from donjon.core.findings import Finding
+from donjon.registry.attachments import Attachment
 from donjon.registry.model import GateResult, Stage, Version
 
 
@@ -60,6 +61,17 @@ class RegistryStore(Protocol):
 
     def gate_results(self, kind: str, name: str, number: int) -> list[dict[str, Any]]: ...
 
+    def add_attachment(
+        self, kind: str, name: str, number: int, row: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Attach a document row (``kind digest size media_type summary created_by
+        created_at``) to a version; Conflict if the same document is already attached."""
+        ...
+
+    def attachments(self, kind: str, name: str, number: int) -> list[dict[str, Any]]:
+        """The version's attachment rows, oldest first."""
+        ...
+
 
 class BlobReader(Protocol):
     """Opens a version's bytes for a gate (scanner, signature verifier)."""
@@ -91,6 +103,18 @@ class GateContext:
 
     history: tuple[GateResult, ...]  # earlier gate results of this version, oldest first
     lineage: tuple[Version | None, ...]  # the lineage's dataset versions (None if unknown)
+    attachments: tuple[Attachment, ...] = ()  # signed documents attached, oldest first
+    read_attachment: Callable[[Attachment], bytes] | None = None  # its bytes, checked
+    datasets: Callable[[str], tuple[Version, ...]] | None = None  # every version of a name
+
+    def read(self, attachment: Attachment) -> bytes:
+        if self.read_attachment is None:
+            raise LookupError("this gate context cannot read attachments")
+        return self.read_attachment(attachment)
+
+    def dataset_versions(self, name: str) -> tuple[Version, ...]:
+        """Every version of dataset ``name`` (empty when unknown or not a valid name)."""
+        return () if self.datasets is None else self.datasets(name)
 
 
 class PromotionGate(Protocol):

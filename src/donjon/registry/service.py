@@ -23,6 +23,7 @@ from donjon.core.events import Outcome, SecurityEvent
 from donjon.core.identity import Principal
 from donjon.core.ports import Authorizer, BlobStore, Clock
 from donjon.errors import AccessDenied, InputError, NotFound
+from donjon.registry.attachments import AttachmentInspector
 from donjon.registry.checks import check_metadata, check_reason, must_be_active
 from donjon.registry.errors import GateFailed, Gone
 from donjon.registry.events import SOURCE, action_event, gate_event
@@ -36,6 +37,7 @@ from donjon.registry.ports import (
     RegistryStore,
     ScanGate,
 )
+from donjon.registry.referrers import Referrers
 from donjon.registry.streams import LimitedReader
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 SIGNATURE_GATE = "signature"
 
 
-class Registry:
+class Registry(Referrers):
     """Datasets and models under guard. Thread-safe; one per process."""
 
     def __init__(
@@ -57,6 +59,7 @@ class Registry:
         promotion_gates: Mapping[Stage, Sequence[PromotionGate]] | None = None,
         clock: Clock | None = None,
         max_blob_size: int | None = None,
+        inspector: AttachmentInspector | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -66,6 +69,7 @@ class Registry:
         self.promotion_gates = dict(promotion_gates or {})
         self.clock = clock or SystemClock()
         self.max_blob_size = max_blob_size
+        self.inspector = inspector  # checks attached documents are well formed
         # Catalogue changes and their events happen under one lock, so the
         # events of one name come out in version order.
         self._lock = threading.Lock()
@@ -199,7 +203,13 @@ class Registry:
         self.authorize(principal, action(Kind.MODEL, "promote"), version.resource, context)
         must_be_active(version)
         lineage = tuple(self._find(Kind.DATASET, ref.name, ref.number) for ref in version.lineage)
-        gate_context = GateContext(history, lineage)
+        gate_context = GateContext(
+            history,
+            lineage,
+            attachments=tuple(self._attachments(name, number)),
+            read_attachment=self._read_attachment,
+            datasets=self._dataset_versions,
+        )
         results = [
             self._run_gate(gate, version, stage, gate_context)
             for gate in self.promotion_gates.get(stage, ())

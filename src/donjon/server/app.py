@@ -33,6 +33,7 @@ from donjon.errors import (
 )
 from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
+from donjon.server.attachments import add_attachment_routes
 from donjon.server.schemas import HealthOut, WhoAmIOut
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class ServerLimits:
     max_upload_bytes: int = 10 << 30
     max_json_bytes: int = MAX_JSON_BYTES
     upload_idle_seconds: float = 60.0  # a stalled upload is dropped (and its thread freed)
+    max_attestation_bytes: int = 16 << 20  # a signature bundle or provenance document
 
 
 def create_app(
@@ -122,6 +124,7 @@ def create_app(
     def openapi(_: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
         return app.openapi()
 
+    add_attachment_routes(app, current_principal)  # before the catch-all name routes
     routes.add_vault_routes(app, current_principal)
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, limits=limits)
@@ -190,6 +193,8 @@ class BodyLimit:
             return
         upload = scope["method"] == "POST" and scope["path"].endswith("/versions")
         limit = self.limits.max_upload_bytes if upload else self.limits.max_json_bytes
+        if scope["method"] == "POST" and scope["path"].endswith("/attestations"):
+            limit = self.limits.max_attestation_bytes
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             detail = f"request body is larger than the limit of {limit} bytes"

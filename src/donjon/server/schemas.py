@@ -72,3 +72,17 @@ class WhoAmIOut(Model):
 
 class HealthOut(Model):
     status: Literal["ok"]
+
+
+class AttachmentOut(Model):
+    kind: Literal["signature", "provenance"]
+    digest: str
+    size: int
+    media_type: str
+    summary: dict[str, Any]
+    created_by: str
+    created_at: str
+
+
+class AttachmentsOut(Model):
+    attachments: list[AttachmentOut]

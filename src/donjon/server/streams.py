@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import BinaryIO
 
@@ -26,8 +28,9 @@ class RequestReader(io.RawIOBase):
     bounded buffer while the worker hashes and writes what came before, so
     network and disk overlap; when the buffer is full the pump waits, the
     server stops reading the socket and the client is throttled
-    (backpressure, memory flat). Each ``read`` hops to the event loop once
-    and gathers a whole read's worth.
+    (backpressure, memory flat). The worker hops to the event loop only when
+    it has nothing left to read, and then takes every chunk already waiting;
+    chunks are handed out as they arrived, without copying them again.
     """
 
     def __init__(self, chunks: AsyncIterator[bytes], idle_timeout: float = 60.0) -> None:
@@ -37,49 +40,87 @@ class RequestReader(io.RawIOBase):
         send, receive = anyio.create_memory_object_stream[bytes](PREFETCH_CHUNKS)
         self._send: MemoryObjectSendStream[bytes] = send
         self._receive: MemoryObjectReceiveStream[bytes] = receive
-        self._buffer = bytearray()
+        self._ready: deque[bytes] = deque()
         self._eof = False
         self._error: Exception | None = None
+        self._waiting_since: float | None = None  # when the pump began waiting for the client
 
     def readable(self) -> bool:
         return True
 
     async def pump(self) -> None:
-        """Move the body into the buffer; run it beside the worker, cancel it after."""
-        async with self._send:
+        """Move the body into the buffer; run it beside the worker, cancel it after.
+
+        A client silent for ``idle_timeout`` seconds fails the upload. One
+        watchdog task checks that, rather than a timer per chunk: time spent
+        waiting for the worker (backpressure) is not the client's silence.
+        """
+        async with self._send, anyio.create_task_group() as tasks:
+            tasks.start_soon(self._watchdog, tasks.cancel_scope)
             try:
                 while True:
-                    with anyio.fail_after(self._idle_timeout):
-                        chunk = await self._chunks.__anext__()
+                    self._waiting_since = time.monotonic()
+                    chunk = await self._chunks.__anext__()
+                    self._waiting_since = None
                     if chunk:
                         await self._send.send(chunk)
             except StopAsyncIteration:
                 pass
             except ClientDisconnect:
                 self._error = InputError("the client went away during the upload")
-            except TimeoutError:
+            except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
+                self._error = e
+            finally:
+                self._waiting_since = None
+                tasks.cancel_scope.cancel()
+
+    async def _watchdog(self, scope: anyio.CancelScope) -> None:
+        step = min(1.0, self._idle_timeout / 4)
+        while True:
+            await anyio.sleep(step)
+            since = self._waiting_since
+            if since is not None and time.monotonic() - since > self._idle_timeout:
                 self._error = InputError(
                     f"the upload stalled for {self._idle_timeout:g} s; nothing was stored"
                 )
-            except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
-                self._error = e
+                scope.cancel()
+                return
 
     async def _take(self, size: int) -> None:
+        """Wait for one chunk, then take those already waiting, up to ``size`` bytes."""
+        got = 0
         try:
-            while len(self._buffer) < size:
-                self._buffer += await self._receive.receive()
+            chunk = await self._receive.receive()
+            while True:
+                self._ready.append(chunk)
+                got += len(chunk)
+                if got >= size:
+                    return
+                chunk = self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            return
         except anyio.EndOfStream:
             self._eof = True
 
     def read(self, size: int = -1) -> bytes:
-        want = size if size is not None and size >= 0 else 1 << 62
-        if not self._eof and len(self._buffer) < want:
-            anyio.from_thread.run(self._take, want)  # one hop per read
-        if self._eof and self._error is not None:
-            raise self._error
-        data = bytes(self._buffer[:want])
-        del self._buffer[:want]
-        return data
+        if size is None or size < 0:
+            parts = []
+            while part := self.read(1 << 30):
+                parts.append(part)
+            return b"".join(parts)
+        if size == 0:
+            return b""
+        if not self._ready and not self._eof:
+            anyio.from_thread.run(self._take, size)  # one hop for all that is waiting
+        if not self._ready:
+            if self._error is not None:
+                raise self._error
+            return b""
+        chunk = self._ready.popleft()
+        if len(chunk) > size:
+            self._ready.appendleft(chunk[size:])
+            chunk = chunk[:size]
+        return chunk
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))

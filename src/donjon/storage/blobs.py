@@ -3,10 +3,12 @@
 Layout: ``<root>/sha256/<2 hex>/<64 hex>``; uploads are written to
 ``<root>/tmp/`` (same file system), hashed as they stream, fsynced, compared
 with the expected digest when one was given and only then renamed into place
-(``os.replace`` is atomic). Keys are digests, validated by
-:class:`~donjon.core.artifacts.Digest`, so no name from a user ever becomes a
-path. Reads are checked too: :meth:`FileBlobStore.open` returns a stream that
-hashes what it serves and raises at the end if the bytes on disk changed.
+(``os.replace`` is atomic); large uploads are flushed to disk in the
+background as they arrive (:class:`Writeback`), so the final fsync is short.
+Keys are digests, validated by :class:`~donjon.core.artifacts.Digest`, so no
+name from a user ever becomes a path. Reads are checked too:
+:meth:`FileBlobStore.open` returns a stream that hashes what it serves and
+raises at the end if the bytes on disk changed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +25,7 @@ from donjon.core.artifacts import Digest
 from donjon.errors import InputError, NotFound, StorageError
 
 CHUNK_SIZE = 1 << 20
+WRITEBACK_BYTES = 64 << 20  # start writing an upload to disk every 64 MiB
 ALGORITHM = "sha256"
 
 
@@ -67,6 +71,45 @@ class VerifyingReader(io.RawIOBase):
         super().close()
 
 
+class Writeback:
+    """Flushes a file being written to disk in the background, every ``every`` bytes.
+
+    Without it a large upload piles up dirty pages and the final ``fsync``
+    waits for all of them at once; with it the disk writes while the network
+    reads and the final ``fsync`` has little left. A background flush that
+    failed fails the upload (an fsync error is reported once: it must not be
+    swallowed here).
+    """
+
+    def __init__(self, fd: int, every: int | None = None) -> None:
+        self._fd = fd
+        self._every = every or WRITEBACK_BYTES
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+
+    def wrote(self, count: int) -> None:
+        self._pending += count
+        if self._pending < self._every or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._pending = 0
+        self._thread = threading.Thread(target=self._sync, name="donjon-writeback", daemon=True)
+        self._thread.start()
+
+    def _sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            self._error = e
+
+    def close(self, *, check: bool = True) -> None:
+        """Wait for the flush in flight; raise its error if it failed (and ``check``)."""
+        if self._thread is not None:
+            self._thread.join()
+        if check and self._error is not None:
+            raise self._error
+
+
 class FileBlobStore:
     """Content-addressed blobs in a local folder."""
 
@@ -85,14 +128,26 @@ class FileBlobStore:
     def put(self, stream: BinaryIO, expected: Digest | None = None) -> Digest:
         if expected is not None and expected.algorithm != ALGORITHM:
             raise InputError(f"this store checks {ALGORITHM} digests, not {expected.algorithm}")
+        if expected is not None and self.exists(expected):
+            return self._verify(stream, expected)  # stored already: check the bytes, keep one copy
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         hasher = hashlib.sha256()
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb", buffering=0) as out:
-                while chunk := stream.read(CHUNK_SIZE):
-                    hasher.update(chunk)
-                    out.write(chunk)
+                flusher = Writeback(fd) if self.fsync else None
+                try:
+                    while chunk := stream.read(CHUNK_SIZE):
+                        hasher.update(chunk)
+                        out.write(chunk)
+                        if flusher is not None:
+                            flusher.wrote(len(chunk))
+                except BaseException:
+                    if flusher is not None:
+                        flusher.close(check=False)  # the upload failed anyway: say why
+                    raise
+                if flusher is not None:
+                    flusher.close()
                 if self.fsync:
                     os.fsync(out.fileno())
             digest = Digest(ALGORITHM, hasher.hexdigest())
@@ -109,6 +164,16 @@ class FileBlobStore:
             raise StorageError(f"cannot store blob: {e}") from e
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _verify(self, stream: BinaryIO, expected: Digest) -> Digest:
+        """Hash ``stream`` without writing it: the announced bytes are stored already."""
+        hasher = hashlib.sha256()
+        while chunk := stream.read(CHUNK_SIZE):
+            hasher.update(chunk)
+        digest = Digest(ALGORITHM, hasher.hexdigest())
+        if digest != expected:
+            raise DigestMismatch(f"upload has digest {digest}, not the announced {expected}")
+        return digest
 
     def open(self, digest: Digest) -> BinaryIO:
         try:

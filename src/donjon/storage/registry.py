@@ -2,7 +2,8 @@
 
 Tables (migration ``registry_0001``): ``registry_versions`` (one row per
 immutable version; only stage and status ever change), ``registry_lineage``
-(model version <- dataset versions), ``registry_gate_results`` and
+(model version <- dataset versions), ``registry_gate_results``,
+``registry_attachments`` (signed documents, ``registry_0002``) and
 ``registry_transitions`` (every stage and status change, append-only).
 Version numbers come from ``max + 1`` under a unique constraint; a writer that
 loses the race retries, so concurrent pushes never share or skip a number.
@@ -35,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.errors import NotFound, StorageError
+from donjon.storage.registry_attachments import SqlAttachments
 from donjon.storage.sql import Database, metadata
 
 versions = Table(
@@ -101,7 +103,7 @@ _VERSION_FIELDS = (
 T = TypeVar("T")
 
 
-class SqlRegistryStore:
+class SqlRegistryStore(SqlAttachments):
     """RegistryStore on a :class:`~donjon.storage.sql.Database`."""
 
     def __init__(self, database: Database) -> None:

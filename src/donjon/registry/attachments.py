@@ -1,0 +1,112 @@
+"""Signed documents attached to a model version: the vault's referrers store.
+
+A model version may carry OMS signature bundles and DSSE-wrapped SLSA
+provenance statements. Each is kept whole, content-addressed in the blob
+store with its media type, and never changed or removed; the registry checks
+that it is well formed (through the :class:`AttachmentInspector` port, which
+``donjon.app`` wires to ``donjon.provenance``) and records who attached it.
+Whether it is *trusted* is the promotion gates' question, asked at promotion.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from donjon.core.artifacts import Digest
+from donjon.core.findings import freeze
+from donjon.errors import InputError
+from donjon.registry.model import _thaw
+
+MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
+
+
+class AttachmentKind(enum.StrEnum):
+    """What a document attached to a model version is."""
+
+    SIGNATURE = "signature"  # an OpenSSF Model Signing (OMS) Sigstore bundle
+    PROVENANCE = "provenance"  # a DSSE envelope around in-toto SLSA provenance
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self]
+
+
+MEDIA_TYPES = {
+    AttachmentKind.SIGNATURE: "application/vnd.dev.sigstore.bundle.v0.3+json",
+    AttachmentKind.PROVENANCE: "application/vnd.dsse.envelope.v1+json",
+}
+
+
+def parse_kind(text: str) -> AttachmentKind:
+    try:
+        return AttachmentKind(text)
+    except ValueError:
+        kinds = ", ".join(k.value for k in AttachmentKind)
+        raise InputError(f"attachment kind must be one of {kinds}, not {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One signed document attached to one model version (immutable)."""
+
+    kind: AttachmentKind
+    digest: Digest
+    size: int
+    media_type: str
+    created_by: str
+    created_at: datetime
+    summary: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "summary", freeze(self.summary))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Attachment:
+        return cls(
+            kind=AttachmentKind(row["kind"]),
+            digest=Digest.parse(row["digest"]),
+            size=int(row["size"]),
+            media_type=row["media_type"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            summary=dict(row.get("summary") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "digest": str(self.digest),
+            "size": self.size,
+            "media_type": self.media_type,
+            "summary": _thaw(self.summary),
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class AttachmentInspector(Protocol):
+    """Checks that a document is a well-formed signature bundle or provenance envelope.
+
+    Returns a small JSON summary (subjects, signer hint, builder, datasets) to
+    show beside it; raises :class:`~donjon.errors.InputError` when it is
+    malformed. It does not decide trust: that is the promotion gates' job.
+    """
+
+    def inspect(self, kind: AttachmentKind, data: bytes) -> Mapping[str, Any]: ...
+
+
+def check_document(data: bytes) -> None:
+    """The minimum the registry itself asks of any attachment: a JSON object, not too big."""
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise InputError(f"attachment is larger than {MAX_ATTACHMENT_BYTES} bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"attachment is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InputError("attachment must be a JSON object")

@@ -1,0 +1,160 @@
+"""The registry's referrers store: attach signed documents to model versions, list them.
+
+Mixed into :class:`~donjon.registry.service.Registry`. Attaching needs
+``model.write`` on the version (it adds to what the version claims), reading
+needs ``model.read``; each is authorised, recorded as an event (and so
+ledgered), and the bytes go to the content-addressed blob store.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from donjon.core.artifacts import Digest
+from donjon.core.bus import EventBus
+from donjon.core.events import Outcome
+from donjon.core.identity import Principal
+from donjon.core.ports import BlobStore, Clock
+from donjon.errors import InputError, NotFound
+from donjon.registry.attachments import (
+    MAX_ATTACHMENT_BYTES,
+    Attachment,
+    AttachmentInspector,
+    AttachmentKind,
+    check_document,
+)
+from donjon.registry.errors import Gone
+from donjon.registry.events import action_event
+from donjon.registry.model import Status, Version
+from donjon.registry.names import Kind, action, check_name
+from donjon.registry.ports import RegistryStore
+
+ATTACH = "model.attach"  # the event's action; authorised as model.write on the version
+
+
+class Referrers:
+    """Attachments of model versions (a mixin of the registry)."""
+
+    store: RegistryStore
+    blobs: BlobStore
+    bus: EventBus
+    clock: Clock
+    inspector: AttachmentInspector | None
+    _lock: threading.Lock
+
+    # provided by the registry
+    authorize: Callable[..., Any]
+    _version: Callable[[Kind, str, int], Version]
+
+    def attach(
+        self,
+        principal: Principal,
+        name: str,
+        number: int,
+        kind: AttachmentKind,
+        data: bytes,
+    ) -> Attachment:
+        """Attach a signature bundle or provenance envelope to model version ``name@number``.
+
+        The version must exist and not be deleted; the document must be well
+        formed (InputError otherwise, and nothing is stored). Attaching the
+        same document twice is a Conflict. Trust is not decided here.
+        """
+        name = check_name(name)
+        version = self._version(Kind.MODEL, name, number)
+        self.authorize(principal, action(Kind.MODEL, "write"), version.resource)
+        if version.status is Status.TOMBSTONED:
+            raise Gone(f"model {version.ref} was deleted")
+        try:
+            summary = self._inspect(kind, data)
+        except InputError as e:
+            self._publish(principal, version, Outcome.FAILURE, f"{kind} refused: {e}")
+            raise
+        digest = self.blobs.put(io.BytesIO(data))
+        row = {
+            "kind": kind.value,
+            "digest": str(digest),
+            "size": len(data),
+            "media_type": kind.media_type,
+            "summary": summary,
+            "created_by": str(principal),
+            "created_at": self.clock.now(),
+        }
+        with self._lock:
+            stored = Attachment.from_row(
+                self.store.add_attachment(Kind.MODEL.value, name, number, row)
+            )
+            self._publish(
+                principal, version, Outcome.SUCCESS, f"{kind} {digest} attached",
+                attachment=stored,
+            )  # fmt: skip
+        return stored
+
+    def attachments(self, principal: Principal, name: str, number: int) -> list[Attachment]:
+        """The documents attached to model version ``name@number``, oldest first."""
+        name = check_name(name)
+        version = self._version(Kind.MODEL, name, number)
+        self.authorize(principal, action(Kind.MODEL, "read"), version.resource)
+        return self._attachments(name, number)
+
+    def attachment_bytes(
+        self, principal: Principal, name: str, number: int, digest: Digest
+    ) -> tuple[Attachment, bytes]:
+        """One attached document and its bytes (checked against its digest)."""
+        for found in self.attachments(principal, check_name(name), number):
+            if found.digest == digest:
+                return found, self._read_attachment(found)
+        raise NotFound(f"no attachment {digest} on model {name}@{number}")
+
+    # -- for the registry's promotion ----------------------------------------------
+
+    def _attachments(self, name: str, number: int) -> list[Attachment]:
+        rows = self.store.attachments(Kind.MODEL.value, name, number)
+        return [Attachment.from_row(row) for row in rows]
+
+    def _read_attachment(self, attachment: Attachment) -> bytes:
+        if attachment.size > MAX_ATTACHMENT_BYTES:
+            raise InputError(f"attachment {attachment.digest} is larger than allowed")
+        with self.blobs.open(attachment.digest) as stream:
+            data = stream.read()  # to the end: the verifying stream checks the digest there
+        return bytes(data)
+
+    def _dataset_versions(self, name: str) -> tuple[Version, ...]:
+        try:
+            name = check_name(name)
+        except InputError:
+            return ()
+        rows = self.store.versions(Kind.DATASET.value, name)
+        return tuple(Version.from_row(row) for row in rows)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _inspect(self, kind: AttachmentKind, data: bytes) -> dict[str, Any]:
+        check_document(data)
+        if self.inspector is None:
+            return {}
+        summary = self.inspector.inspect(kind, data)
+        return {str(k): v for k, v in (summary or {}).items()}
+
+    def _publish(
+        self,
+        principal: Principal,
+        version: Version,
+        outcome: Outcome,
+        detail: str,
+        *,
+        attachment: Attachment | None = None,
+    ) -> None:
+        event = action_event(principal, ATTACH, version.resource, outcome, detail, version=version)
+        if attachment is not None:
+            extra = {
+                "attachment_kind": attachment.kind.value,
+                "attachment_digest": str(attachment.digest),
+                "attachment_media_type": attachment.media_type,
+            }
+            event = replace(event, attributes={**dict(event.attributes), **extra})
+        self.bus.publish(event)
