@@ -579,7 +579,8 @@ class Bench:
     def overhead(self) -> dict[str, float]:
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            # this checkout's sources, not whatever ``donjon`` the interpreter has installed
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }

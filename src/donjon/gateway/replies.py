@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +56,7 @@ def request_id_of(headers: Mapping[str, str]) -> str:
     given = headers.get(REQUEST_ID_HEADER)
     if given and _REQUEST_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def encode(doc: dict[str, Any]) -> bytes:
