@@ -15,6 +15,7 @@ rules themselves. The upstream client is :mod:`.upstream`'s pool (httpx when
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -57,6 +58,7 @@ DROP_HEADERS = frozenset(
 )
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")  # needs no percent-encoding
 _JSON = b"application/json"
 
 
@@ -184,7 +186,8 @@ class Proxy:
             await _reply(send, reply)
             return
         forward.append((b"x-request-id", admitted.request_id.encode("ascii")))
-        target = quote(path, safe=_SAFE_PATH).encode("ascii")
+        plain = _PLAIN_PATH.fullmatch(path)
+        target = (path if plain else quote(path, safe=_SAFE_PATH)).encode("ascii")
         query: bytes = scope.get("query_string", b"")
         if query:
             if any(c <= 0x20 or c >= 0x7F for c in query):

@@ -210,13 +210,30 @@ class UpstreamPool:
             head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")
         raw = b"".join(head) + body
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            if task is not None:
+                task.cancel()
+
+        timer = loop.call_later(self.timeout, expire)  # cheaper than asyncio.timeout()
         try:
-            async with self._slots, asyncio.timeout(self.timeout):
+            async with self._slots:
                 return await self._exchange(raw)
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise
+            if task is not None:
+                task.uncancel()
             raise UpstreamTimeout(
                 f"the model server did not answer within {self.timeout:g} s"
             ) from None
+        finally:
+            timer.cancel()
 
     async def _exchange(self, raw: bytes) -> UpstreamResponse:
         while True:
