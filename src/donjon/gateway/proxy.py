@@ -15,6 +15,7 @@ rules themselves. The upstream client is :mod:`.upstream`'s pool (httpx when
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -176,7 +177,10 @@ class Proxy:
             body = read
         client = scope.get("client")
         request = GatewayRequest(method, path, headers, body, client[0] if client else None)
-        admitted = pipeline.admit(request)
+        if pipeline.blocking:
+            admitted = await asyncio.to_thread(pipeline.admit, request)
+        else:
+            admitted = pipeline.admit(request)
         if isinstance(admitted, Reply):
             await _reply(send, admitted)
             return
