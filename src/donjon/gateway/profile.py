@@ -63,7 +63,7 @@ class ReferenceProfile:
         d2 = _sq_distances(scaled_rows, self.sample, self._sample_norms)
         k = min(self.knn_k, self.sample.shape[0])
         part = np.partition(d2, k - 1, axis=1)[:, :k]
-        result: Array = np.sqrt(np.maximum(part, 0.0)).mean(axis=1)
+        result: Array = np.sqrt(np.maximum(part, 0.0)).sum(axis=1) / k  # = mean, less overhead
         return result
 
     def knn_threshold(self, quantile: float = 0.99) -> float:
