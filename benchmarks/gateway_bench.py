@@ -20,6 +20,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -637,13 +638,15 @@ class Bench:
             _load(upstream, body, {}, 8, 1.0)
             _load(proxied, body, headers, 8, 1.0)
             lat_direct = _latencies(upstream, body, {}, n, seconds)
+            cpu = _Cpu(gateway.pid)
             lat_proxy = _latencies(proxied, body, headers, n, seconds)
+            one_client_cpu = cpu.per_request(lat_proxy[2])[0]
             rps8_direct, _ = _load(upstream, body, {}, 8, seconds)
             rps8_proxy, _ = _load(proxied, body, headers, 8, seconds)
-            cpu = _Cpu(victim.pid)
+            cpu = _Cpu(victim.pid, 0)  # 0: this process's children, i.e. wrk
             rps_direct, errors_direct = _load(upstream, body, {}, 64, seconds)
             direct_cpu = cpu.per_request(rps_direct * seconds)
-            cpu = _Cpu(victim.pid, gateway.pid)
+            cpu = _Cpu(victim.pid, gateway.pid, 0)
             rps_proxy, errors_proxy = _load(proxied, body, headers, 64, seconds)
             proxy_cpu = cpu.per_request(rps_proxy * seconds)
             own = self.pipeline_time(body, headers, n)
@@ -665,6 +668,9 @@ class Bench:
                 "victim_cpu_us_direct": direct_cpu[0],
                 "victim_cpu_us_proxied": proxy_cpu[0],
                 "gateway_cpu_us": proxy_cpu[1],
+                "generator_cpu_us_direct": direct_cpu[1],
+                "generator_cpu_us_proxied": proxy_cpu[2],
+                "gateway_cpu_us_1_client": one_client_cpu,
             }
         finally:
             for process in (gateway, victim):
@@ -793,6 +799,9 @@ class _Cpu:
 
     @staticmethod
     def _seconds(pid: int) -> float:
+        if pid == 0:  # the finished children of this process (wrk runs)
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return usage.ru_utime + usage.ru_stime
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -847,11 +856,11 @@ def _wrk(
 
 def _latencies(
     url: str, body: Any, headers: dict[str, str], n: int, seconds: float
-) -> tuple[float, float]:
-    """p50 and p99 (ms) of one client's sequential keep-alive requests."""
+) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of one client's sequential keep-alive requests, and their number."""
     if shutil.which("wrk"):
         run = _wrk(url, body, headers, 1, seconds)
-        return run["p50_ms"], run["p99_ms"]
+        return run["p50_ms"], run["p99_ms"], run["rps"] * seconds
     out = []
     nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle stall on the client
     transport = httpx.HTTPTransport(socket_options=nodelay)
@@ -864,7 +873,7 @@ def _latencies(
             out.append(time.perf_counter() - t)
             assert response.status_code == 200, response.text
     lat = np.asarray(out)
-    return float(np.median(lat)) * 1000, float(np.quantile(lat, 0.99)) * 1000
+    return float(np.median(lat)) * 1000, float(np.quantile(lat, 0.99)) * 1000, float(n + 50)
 
 
 def _load(
@@ -1003,9 +1012,33 @@ def print_overhead(o: dict[str, Any]) -> None:
     print(
         f"CPU per request at 64 clients: victim {o['victim_cpu_us_direct']:.0f} us direct, "
         f"{o['victim_cpu_us_proxied']:.0f} us proxied; gateway {o['gateway_cpu_us']:.0f} us "
-        f"(gateway / victim {o['gateway_cpu_us'] / max(o['victim_cpu_us_direct'], 1e-9):.2f})"
+        f"(gateway / victim {o['gateway_cpu_us'] / max(o['victim_cpu_us_direct'], 1e-9):.2f}); "
+        f"load generator {o['generator_cpu_us_direct']:.0f} / "
+        f"{o['generator_cpu_us_proxied']:.0f} us; gateway at 1 client "
+        f"{o['gateway_cpu_us_1_client']:.0f} us"
+    )
+    ratio = projected_ratio(o)
+    print(
+        f"projected 64-client throughput ratio on an idle 2-core machine, from the CPU per "
+        f"request above (a model, not a measurement): {ratio:.2f}"
     )
     sys.stdout.flush()
+
+
+def projected_ratio(o: dict[str, Any], cores: int = 2) -> float:
+    """Proxied / direct throughput if the processes had ``cores`` cores to themselves.
+
+    Each server is one single-threaded process (at most one core); the load
+    generator and the servers share the cores. Direct: min(1 / V, cores / (V + W));
+    proxied: min(1 / G, 1 / V', cores / (V' + G + W')), with V, V' the victim's, G
+    the gateway's and W, W' the generator's CPU seconds per request."""
+    us = 1e-6
+    victim, generator = o["victim_cpu_us_direct"] * us, o["generator_cpu_us_direct"] * us
+    direct = min(1 / victim, cores / (victim + generator))
+    victim_p, gateway = o["victim_cpu_us_proxied"] * us, o["gateway_cpu_us"] * us
+    total = victim_p + gateway + o["generator_cpu_us_proxied"] * us
+    proxied = min(1 / gateway, 1 / victim_p, cores / total)
+    return proxied / direct
 
 
 def main() -> None:

@@ -203,3 +203,20 @@ def test_paths_that_could_be_read_two_ways_are_not_forwarded(
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 404") or answer.startswith(b"HTTP/1.1 400"), answer[:80]
     assert scripted.seen == []  # nothing reached the model
+
+
+def test_health_metrics_and_methods_that_are_not_proxied(
+    tmp_path: Path, victim: Victim, scripted: Scripted
+) -> None:
+    upstream = f"http://127.0.0.1:{scripted.server_address[1]}"
+    served, auth = _gateway(tmp_path, victim, upstream)
+    with served as url:
+        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+        assert httpx.head(url + "/healthz").status_code == 200
+        assert httpx.post(url + "/healthz").status_code == 405
+        assert "donjon_gateway_requests" in httpx.get(url + "/metrics").text
+        options = httpx.options(url + "/predict", headers=auth)
+        assert options.status_code == 405
+        assert options.json()["error"]["code"] == "method_not_allowed"
+        assert httpx.get(url + "/elsewhere", headers=auth).status_code == 404
+    assert scripted.seen == []

@@ -143,7 +143,7 @@ class Proxy:
         path: str = scope["path"]
         method: str = scope["method"]
         if path == "/healthz" or path == self.metrics_path:
-            if method != "GET":
+            if method not in ("GET", "HEAD"):  # uvicorn sends no body for HEAD
                 await _send(send, 405, b'{"error":{"code":"method_not_allowed"}}', _JSON)
             elif path == "/healthz":
                 await _send(send, 200, b'{"status":"ok"}', _JSON)
