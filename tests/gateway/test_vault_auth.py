@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ import httpx
 import pytest
 
 from donjon.app import build, gateway_pipeline
+from donjon.authz import IdentityService
 from donjon.cli.main import main
 from donjon.config import load_settings
+from donjon.core.clock import ManualClock
 from donjon.gateway import create_proxy
 from donjon.soc import read_events
-from donjon.storage.sql import open_database
+from donjon.storage.identity import SqlIdentityStore
+from donjon.storage.sql import Database, open_database
 from tests.gateway.harness import Victim, serve_app, write_setup
 
 pytestmark = pytest.mark.integration
@@ -73,7 +77,9 @@ def tokens(home: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str
 
 
 @pytest.fixture
-def gateway(home: Path, tmp_path: Path, victim: Victim, upstream: str) -> Iterator[tuple[str, Any]]:
+def gateway(
+    home: Path, tmp_path: Path, victim: Victim, upstream: str
+) -> Iterator[tuple[str, Any, Database]]:
     settings = load_settings(None, home=home)
     gateway_settings, _keys = write_setup(tmp_path, victim, [], {"allow": []})
     database = open_database(settings.sql_url)
@@ -88,7 +94,7 @@ def gateway(home: Path, tmp_path: Path, victim: Victim, upstream: str) -> Iterat
                 database=database,
             )
             with serve_app(create_proxy(pipeline, upstream)) as url:
-                yield url, app
+                yield url, app, database
     finally:
         database.dispose()
 
@@ -101,11 +107,11 @@ def ask(url: str, token: str | None, row: list[float]) -> httpx.Response:
 def test_vault_tokens_and_policy_decide_who_may_query_the_model(
     home: Path,
     tokens: dict[str, dict[str, Any]],
-    gateway: tuple[str, Any],
+    gateway: tuple[str, Any, Database],
     victim: Victim,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url, app = gateway
+    url, app, database = gateway
     rows = [r.tolist() for r in victim.x_test[:10]]
     allowed = ask(url, tokens["alice"]["token"], rows[0])
     assert allowed.status_code == 200, allowed.text
@@ -137,6 +143,14 @@ def test_vault_tokens_and_policy_decide_who_may_query_the_model(
     revoked = ask(url, tokens["alice"]["token"], rows[5])
     assert revoked.status_code == 401
     assert "revoked" in revoked.json()["error"]["message"]
+
+    past = ManualClock(datetime.now(UTC) - timedelta(days=10))
+    stale = IdentityService(SqlIdentityStore(database), clock=past).issue_token(
+        "alice", ["model.predict"], timedelta(days=1)
+    )
+    expired = ask(url, stale.secret, rows[7])
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["error"]["message"]
 
     cli(capsys, "access", "user", "disable", "mallory")
     assert ask(url, tokens["mallory"]["token"], rows[6]).status_code == 401
