@@ -80,6 +80,12 @@ class _Handler(socketserver.StreamRequestHandler):
             w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                     b"connection: close\r\n\r\n" + ANSWER)  # fmt: skip
             return False
+        if target.startswith("/hints"):
+            w.write(b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n")
+        if target.startswith("/twice"):  # a second, unasked-for answer on the same connection
+            w.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(ANSWER) + ANSWER
+                    + b"HTTP/1.1 200 OK\r\ncontent-length: 9999\r\n\r\n{")  # fmt: skip
+            return True
         if target.startswith("/slow"):
             threading.Event().wait(2.0)
         if target.startswith("/huge"):
@@ -104,7 +110,7 @@ def scripted() -> Iterator[Scripted]:
 
 
 def _gateway(tmp_path: Path, victim: Victim, upstream: str, **options: Any) -> Any:
-    routes = ["/predict", "/chunked", "/close", "/slow", "/huge"]
+    routes = ["/predict", "/chunked", "/close", "/slow", "/huge", "/hints", "/twice"]
     settings, keys = write_setup(tmp_path, victim, ["alice"], {"routes": routes})
     proxy = create_proxy(build_pipeline(settings), upstream, **options)
     return serve_app(proxy), {"authorization": f"Bearer {keys['alice']}"}
@@ -121,7 +127,10 @@ def test_answers_are_read_whatever_their_framing(
     upstream = f"http://127.0.0.1:{scripted.server_address[1]}"
     served, auth = _gateway(tmp_path, victim, upstream, client=client)
     with served as url:
-        for path in ("/predict", "/chunked", "/close", "/predict"):
+        paths = ["/predict", "/chunked", "/close", "/hints", "/twice", "/predict"]
+        if client == "httpx":  # httpcore reads a second, unasked answer as the next one's
+            paths.remove("/twice")
+        for path in paths:
             response = _post(url, {**auth, "x-trace": "t1"}, path, params={"v": "1"})
             assert response.status_code == 200, (path, response.text)
             assert response.json() == json.loads(ANSWER)

@@ -125,11 +125,22 @@ class _Exchange(asyncio.Protocol):
             raise UpstreamUnavailable(f"the model's answer exceeds {self._max_body} bytes")
         self._chunks.append(body)
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            # a second answer to one request: the next request on this connection would
+            # read it as its own (another caller's answer); never reuse the connection
+            self._close()
+
     def on_message_complete(self) -> None:
         waiter = self._waiter
-        response = UpstreamResponse(
-            self._parser.get_status_code(), self._content_type, b"".join(self._chunks)
-        )
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:  # we never ask to switch protocols
+                self._fail(UpstreamUnavailable("the model server switched protocols"))
+            else:
+                self._reset()  # an interim answer (103 Early Hints): the final one follows
+            return
+        response = UpstreamResponse(status, self._content_type, b"".join(self._chunks))
         if not self._parser.should_keep_alive():
             self._close()
         self._waiter = None
