@@ -20,6 +20,8 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -579,7 +581,8 @@ class Bench:
     def overhead(self) -> dict[str, float]:
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            # this checkout's sources, not whatever ``donjon`` the interpreter has installed
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
@@ -629,27 +632,45 @@ class Bench:
             headers = {"x-api-key": keys["load"]}
             body = {"inputs": [self.heldout[0].tolist()]}
             n = 300 if self.quick else 1500
-            lat_direct = _latencies(upstream, body, {}, n)
-            lat_proxy = _latencies(proxied, body, headers, n)
             seconds = 3.0 if self.quick else 8.0
+            generator = "wrk" if shutil.which("wrk") else "python"
+            # warm both paths (connections, caches) with the same generator
+            _load(upstream, body, {}, 8, 1.0)
+            _load(proxied, body, headers, 8, 1.0)
+            lat_direct = _latencies(upstream, body, {}, n, seconds)
+            cpu = _Cpu(gateway.pid)
+            lat_proxy = _latencies(proxied, body, headers, n, seconds)
+            one_client_cpu = cpu.per_request(lat_proxy[2])[0]
             rps8_direct, _ = _load(upstream, body, {}, 8, seconds)
             rps8_proxy, _ = _load(proxied, body, headers, 8, seconds)
+            cpu = _Cpu(victim.pid, 0)  # 0: this process's children, i.e. wrk
             rps_direct, errors_direct = _load(upstream, body, {}, 64, seconds)
+            direct_cpu = cpu.per_request(rps_direct * seconds)
+            cpu = _Cpu(victim.pid, gateway.pid, 0)
             rps_proxy, errors_proxy = _load(proxied, body, headers, 64, seconds)
+            proxy_cpu = cpu.per_request(rps_proxy * seconds)
             own = self.pipeline_time(body, headers, n)
             return {
+                "generator": generator,
+                "loadavg": os.getloadavg()[0],
                 "pipeline_p50_ms": float(np.median(own)) * 1000,
                 "pipeline_p99_ms": float(np.quantile(own, 0.99)) * 1000,
-                "direct_p50_ms": float(np.median(lat_direct)) * 1000,
-                "direct_p99_ms": float(np.quantile(lat_direct, 0.99)) * 1000,
-                "proxy_p50_ms": float(np.median(lat_proxy)) * 1000,
-                "proxy_p99_ms": float(np.quantile(lat_proxy, 0.99)) * 1000,
+                "direct_p50_ms": lat_direct[0],
+                "direct_p99_ms": lat_direct[1],
+                "proxy_p50_ms": lat_proxy[0],
+                "proxy_p99_ms": lat_proxy[1],
                 "direct_rps": rps_direct,
                 "proxy_rps": rps_proxy,
                 "direct_rps_8": rps8_direct,
                 "proxy_rps_8": rps8_proxy,
                 "direct_errors": errors_direct,
                 "proxy_errors": errors_proxy,
+                "victim_cpu_us_direct": direct_cpu[0],
+                "victim_cpu_us_proxied": proxy_cpu[0],
+                "gateway_cpu_us": proxy_cpu[1],
+                "generator_cpu_us_direct": direct_cpu[1],
+                "generator_cpu_us_proxied": proxy_cpu[2],
+                "gateway_cpu_us_1_client": one_client_cpu,
             }
         finally:
             for process in (gateway, victim):
@@ -769,7 +790,77 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _latencies(url: str, body: Any, headers: dict[str, str], n: int) -> np.ndarray:
+class _Cpu:
+    """CPU seconds (user + system) of some processes from now on, read from /proc (Linux)."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.start = [self._seconds(pid) for pid in pids]
+
+    @staticmethod
+    def _seconds(pid: int) -> float:
+        if pid == 0:  # the finished children of this process (wrk runs)
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return usage.ru_utime + usage.ru_stime
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def per_request(self, requests: float) -> list[float]:
+        """Microseconds of CPU per request, per process."""
+        return [
+            (self._seconds(pid) - start) / max(requests, 1.0) * 1e6
+            for pid, start in zip(self.pids, self.start, strict=True)
+        ]
+
+
+def _wrk(
+    url: str, body: Any, headers: dict[str, str], clients: int, seconds: float
+) -> dict[str, float]:
+    """One wrk run (keep-alive POSTs): requests/s, errors, p50 and p99 latency in ms."""
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(json.dumps(body))}",
+        'wrk.headers["content-type"] = "application/json"',
+        *[f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()],
+        # wrk prints percentiles only in its summary: print ours in microseconds
+        "done = function(summary, latency, requests)",
+        '  io.write(string.format("DJ %d %d %d %d %d\\n", summary.requests,',
+        "    summary.errors.connect + summary.errors.read + summary.errors.write +",
+        "    summary.errors.timeout + summary.errors.status,",
+        "    summary.duration, latency:percentile(50), latency:percentile(99)))",
+        "end",
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        threads = "1" if clients < 8 else "2"
+        out = subprocess.run(
+            ["wrk", "-t", threads, "-c", str(clients), "-d", f"{seconds:g}s", "-s", script.name,
+             url + "/predict"],
+            capture_output=True, text=True, check=True, timeout=seconds + 60,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in out.splitlines() if x.startswith("DJ "))
+    requests, errors, duration, p50, p99 = (int(v) for v in line.split()[1:])
+    return {
+        "rps": (requests - errors) / (duration / 1e6),
+        "errors": errors,
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+    }
+
+
+def _latencies(
+    url: str, body: Any, headers: dict[str, str], n: int, seconds: float
+) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of one client's sequential keep-alive requests, and their number."""
+    if shutil.which("wrk"):
+        run = _wrk(url, body, headers, 1, seconds)
+        return run["p50_ms"], run["p99_ms"], run["rps"] * seconds
     out = []
     nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no Nagle stall on the client
     transport = httpx.HTTPTransport(socket_options=nodelay)
@@ -781,7 +872,8 @@ def _latencies(url: str, body: Any, headers: dict[str, str], n: int) -> np.ndarr
             response = client.post("/predict", json=body)
             out.append(time.perf_counter() - t)
             assert response.status_code == 200, response.text
-    return np.asarray(out)
+    lat = np.asarray(out)
+    return float(np.median(lat)) * 1000, float(np.quantile(lat, 0.99)) * 1000, float(n + 50)
 
 
 def _load(
@@ -789,13 +881,17 @@ def _load(
 ) -> tuple[float, int]:
     """Successful requests per second with ``clients`` keep-alive clients, and errors.
 
-    8 processes of ``clients / 8`` threads each, so the load generator is not held
-    back by one interpreter's lock (wrk-style)."""
+    wrk when installed (a C load generator: it leaves the CPU to the servers); else
+    8 processes of ``clients / 8`` threads each, so the Python generator is not held
+    back by one interpreter's lock."""
+    if shutil.which("wrk"):
+        run = _wrk(url, body, headers, clients, seconds)
+        return run["rps"], int(run["errors"])
     processes = 8
     context = multiprocessing.get_context("fork")
     with context.Pool(processes) as pool:
         parts = pool.starmap(
-            _load_threads, [(url, body, headers, clients // processes, seconds)] * processes
+            _load_threads, [(url, body, headers, max(clients // processes, 1), seconds)] * processes
         )
     return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
@@ -891,8 +987,9 @@ def print_natural(rows: list[dict[str, Any]]) -> None:
     sys.stdout.flush()
 
 
-def print_overhead(o: dict[str, float]) -> None:
+def print_overhead(o: dict[str, Any]) -> None:
     print("\n## Overhead (single-row requests, loopback, gateway and victim in own processes)\n")
+    print(f"load generator: {o['generator']}; load average (1 min) {o['loadavg']:.2f}")
     print(
         f"gateway's own time per request (in process): p50 {o['pipeline_p50_ms']:.3f} ms, "
         f"p99 {o['pipeline_p99_ms']:.3f} ms"
@@ -912,7 +1009,36 @@ def print_overhead(o: dict[str, float]) -> None:
         f"({o['direct_errors']} errors), proxied {o['proxy_rps']:.0f} req/s "
         f"({o['proxy_errors']} errors), ratio {o['proxy_rps'] / max(o['direct_rps'], 1e-9):.2f}"
     )
+    print(
+        f"CPU per request at 64 clients: victim {o['victim_cpu_us_direct']:.0f} us direct, "
+        f"{o['victim_cpu_us_proxied']:.0f} us proxied; gateway {o['gateway_cpu_us']:.0f} us "
+        f"(gateway / victim {o['gateway_cpu_us'] / max(o['victim_cpu_us_direct'], 1e-9):.2f}); "
+        f"load generator {o['generator_cpu_us_direct']:.0f} / "
+        f"{o['generator_cpu_us_proxied']:.0f} us; gateway at 1 client "
+        f"{o['gateway_cpu_us_1_client']:.0f} us"
+    )
+    ratio = projected_ratio(o)
+    print(
+        f"projected 64-client throughput ratio on an idle 2-core machine, from the CPU per "
+        f"request above (a model, not a measurement): {ratio:.2f}"
+    )
     sys.stdout.flush()
+
+
+def projected_ratio(o: dict[str, Any], cores: int = 2) -> float:
+    """Proxied / direct throughput if the processes had ``cores`` cores to themselves.
+
+    Each server is one single-threaded process (at most one core); the load
+    generator and the servers share the cores. Direct: min(1 / V, cores / (V + W));
+    proxied: min(1 / G, 1 / V', cores / (V' + G + W')), with V, V' the victim's, G
+    the gateway's and W, W' the generator's CPU seconds per request."""
+    us = 1e-6
+    victim, generator = o["victim_cpu_us_direct"] * us, o["generator_cpu_us_direct"] * us
+    direct = min(1 / victim, cores / (victim + generator))
+    victim_p, gateway = o["victim_cpu_us_proxied"] * us, o["gateway_cpu_us"] * us
+    total = victim_p + gateway + o["generator_cpu_us_proxied"] * us
+    proxied = min(1 / gateway, 1 / victim_p, cores / total)
+    return proxied / direct
 
 
 def main() -> None:

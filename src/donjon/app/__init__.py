@@ -14,6 +14,7 @@ from donjon.app.access import (
     build_ledger,
     vault_access,
 )
+from donjon.app.gateway import gateway_pipeline
 from donjon.app.scan import scan_policy
 from donjon.app.soc import SocWiring, build_metrics, build_outbox, build_sinks, build_soc
 from donjon.app.vault import VaultServices, build_vault
@@ -33,6 +34,7 @@ __all__ = [
     "build_sinks",
     "build_soc",
     "build_vault",
+    "gateway_pipeline",
     "scan_policy",
     "vault_access",
 ]

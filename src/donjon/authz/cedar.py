@@ -31,6 +31,7 @@ MODEL_ACTIONS = (
     "model.promote",
     "model.deploy",
     "model.delete",
+    "model.predict",  # query a deployed model (through the gateway); not read its weights
 )
 ACTIONS = (*DATASET_ACTIONS, *MODEL_ACTIONS, "admin")
 

@@ -1,6 +1,7 @@
 """``donjon gateway``: the inference firewall in front of a model server.
 
-``donjon gateway --upstream URL --config gateway.toml`` serves the reverse proxy;
+``donjon gateway --upstream URL --config gateway.toml`` serves the reverse proxy
+(``--vault-identities``, ``--vault-policies``: the vault's tokens and Cedar policy);
 ``donjon gateway profile DATA -o profile.json`` builds a reference profile;
 ``donjon gateway key ID --principal NAME --file keys.json`` adds an API key.
 """
@@ -37,20 +38,47 @@ def serve(
     check: Annotated[
         bool, typer.Option("--check", help="Validate the config, key file and profiles; exit.")
     ] = False,
+    vault_identities: Annotated[
+        bool,
+        typer.Option(
+            "--vault-identities",
+            help="Authenticate callers with the vault's API tokens (and JWT issuer).",
+        ),
+    ] = False,
+    vault_policies: Annotated[
+        bool,
+        typer.Option(
+            "--vault-policies",
+            help="Authorise model.predict on models/<name> with the vault's Cedar policy.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the reverse proxy (when no sub-command is given)."""
     if ctx.invoked_subcommand is not None:
         return
     if config is None:
         raise typer.BadParameter("give the gateway config with --config", param_hint="--config")
-    from donjon.gateway import build_pipeline, load_gateway_settings
+    from donjon.app import gateway_pipeline
+    from donjon.gateway import load_gateway_settings
 
     cli = state(ctx)
     settings = load_gateway_settings(config)
     target = upstream or settings.upstream
     if not target or not target.startswith(("http://", "https://")):
         raise typer.BadParameter("an http(s) upstream URL is needed", param_hint="--upstream")
-    pipeline = build_pipeline(settings, bus=cli.app.bus)
+    database = None
+    if vault_identities or settings.auth.vault_identities:
+        from donjon.cli.access_admin import sql_database
+
+        database = sql_database(ctx)  # disposed when the command ends
+    pipeline = gateway_pipeline(
+        cli.settings,
+        settings,
+        cli.app.bus,
+        vault_identities=vault_identities or None,
+        vault_policies=vault_policies or None,
+        database=database,
+    )
     summary = {
         "upstream": target,
         "listen": f"{host}:{port}",
@@ -58,6 +86,8 @@ def serve(
             {"name": m.name, "routes": list(m.routes), "profile": m.profile is not None}
             for m in pipeline.models
         ],
+        "vault_identities": settings.auth.vault_identities or vault_identities,
+        "vault_policies": pipeline.authorizer is not None,
     }
     if check:
         if cli.json:

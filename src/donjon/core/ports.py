@@ -90,7 +90,7 @@ class Authorizer(Protocol):
 
     Resources are paths: ``datasets/fraud/transactions``, ``models/fraud-clf``
     (a version: ``models/fraud-clf@3``). Actions are ``<kind>.<verb>``:
-    ``dataset.read|write|list|delete``, ``model.read|write|list|promote|deploy|delete``,
+    ``dataset.read|write|list|delete``, ``model.read|write|list|promote|deploy|delete|predict``,
     ``admin``. ``context`` carries facts such as ``stage``, ``signed`` and
     ``scan_clean``. Deny by default; an internal error denies too.
     """

@@ -2,7 +2,7 @@
 
 :class:`Authenticator` is the port: headers in, a :class:`Principal` out, or
 :class:`AuthenticationError`. The vault's identities plug in through it
-(``donjon.app`` wires them); on its own the gateway reads
+(``donjon.app`` wires them: :class:`VaultAuthenticator`); on its own the gateway reads
 
 * an API-key file (JSON): keys look like ``djk_<id>_<secret>``; the file keeps
   only ``sha256(key)``, looked up by id and compared in constant time;
@@ -30,6 +30,7 @@ from donjon.core.identity import Principal, PrincipalKind
 from donjon.errors import AuthenticationError, ConfigError
 
 KEY_PREFIX = "djk_"
+VAULT_TOKEN_PREFIX = "djt_"  # noqa: S105 - a prefix: the vault's API tokens
 _KEY = re.compile(r"^djk_([A-Za-z0-9-]{1,64})_([A-Za-z0-9_-]{16,128})$")
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
@@ -188,18 +189,51 @@ class JwtAuthenticator:
         raise AuthenticationError(f"JWT signed by an unknown key {str(kid)[:40]!r}")
 
 
+class CredentialPort(Protocol):
+    """The vault's ``Authenticator`` port (``donjon.core.ports``): a credential in, a
+    principal out, AuthenticationError for a missing, unknown, revoked or expired one."""
+
+    def authenticate(self, credential: str) -> Principal: ...
+
+
+class VaultAuthenticator:
+    """Callers authenticated by the vault's identities (its API tokens, its JWT issuer).
+
+    The port checks the token against the vault's store on every request, so a
+    revoked or expired token is refused at once, and records each attempt.
+    """
+
+    def __init__(self, port: CredentialPort) -> None:
+        self.port = port
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        token = credential(headers)
+        if token is None:
+            raise AuthenticationError("no credentials: send 'Authorization: Bearer <token>'")
+        return self.verify(token)
+
+    def verify(self, token: str) -> Principal:
+        principal = self.port.authenticate(token)
+        if principal.kind not in (PrincipalKind.USER, PrincipalKind.SERVICE):
+            raise AuthenticationError("the vault did not name a user or service account")
+        return principal
+
+
 class ChainAuthenticator:
-    """API keys (``djk_...``) go to the key file, anything else to the JWT verifier."""
+    """API keys (``djk_...``) go to the key file, vault tokens (``djt_...``) to the vault,
+    JWTs to the gateway's JWKS, or to the vault when the gateway has none."""
 
     def __init__(
         self,
         api_keys: ApiKeyAuthenticator | None = None,
         jwt_verifier: JwtAuthenticator | None = None,
         *,
+        vault: VaultAuthenticator | None = None,
         allow_anonymous: bool = False,
     ) -> None:
         self.api_keys = api_keys
         self.jwt = jwt_verifier
+        self.vault = vault
         self.allow_anonymous = allow_anonymous
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
@@ -210,6 +244,10 @@ class ChainAuthenticator:
             raise AuthenticationError("no credentials: send 'Authorization: Bearer <token>'")
         if token.startswith(KEY_PREFIX) and self.api_keys is not None:
             return self.api_keys.verify(token)
+        if token.startswith(VAULT_TOKEN_PREFIX) and self.vault is not None:
+            return self.vault.verify(token)
         if token.count(".") == 2 and self.jwt is not None:
             return self.jwt.verify(token)
+        if token.count(".") == 2 and self.vault is not None:
+            return self.vault.verify(token)
         raise AuthenticationError("credential is neither a known API key nor an accepted JWT")

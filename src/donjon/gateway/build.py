@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 
 from donjon.core.bus import EventBus
+from donjon.core.ports import Authorizer
 from donjon.errors import ConfigError
 from donjon.gateway.auth import (
     ApiKeyAuthenticator,
     Authenticator,
     ChainAuthenticator,
+    CredentialPort,
     JwtAuthenticator,
+    VaultAuthenticator,
 )
 from donjon.gateway.guard import ModelGuard
 from donjon.gateway.metrics import GatewayMetrics
@@ -22,8 +25,17 @@ from donjon.gateway.settings import GatewaySettings
 log = logging.getLogger("donjon.gateway")
 
 
-def build_authenticator(settings: GatewaySettings) -> Authenticator:
+def build_authenticator(
+    settings: GatewaySettings, vault: CredentialPort | None = None
+) -> Authenticator:
+    """The key file, the JWKS and (``auth.vault_identities``) the vault's identities."""
     auth = settings.auth
+    if auth.vault_identities and vault is None:
+        raise ConfigError(
+            "auth.vault_identities needs the vault's authenticator: start the gateway with "
+            "'donjon gateway' (it wires the vault of the Donjon settings)"
+        )
+    chained = VaultAuthenticator(vault) if auth.vault_identities and vault is not None else None
     keys = ApiKeyAuthenticator.from_file(auth.api_keys_file) if auth.api_keys_file else None
     verifier = (
         JwtAuthenticator.from_file(
@@ -35,14 +47,14 @@ def build_authenticator(settings: GatewaySettings) -> Authenticator:
         if auth.jwks_file
         else None
     )
-    if keys is None and verifier is None and not auth.allow_anonymous:
+    if keys is None and verifier is None and chained is None and not auth.allow_anonymous:
         raise ConfigError(
-            "the gateway needs auth.api_keys_file or auth.jwks_file "
+            "the gateway needs auth.api_keys_file, auth.jwks_file or auth.vault_identities "
             "(or the explicitly insecure auth.allow_anonymous = true)"
         )
     if auth.allow_anonymous:
         log.warning("gateway: anonymous callers are allowed (auth.allow_anonymous = true)")
-    return ChainAuthenticator(keys, verifier, allow_anonymous=auth.allow_anonymous)
+    return ChainAuthenticator(keys, verifier, vault=chained, allow_anonymous=auth.allow_anonymous)
 
 
 def build_quotas(settings: GatewaySettings) -> QuotaStore:
@@ -59,8 +71,21 @@ def build_pipeline(
     authenticator: Authenticator | None = None,
     quotas: QuotaStore | None = None,
     metrics: GatewayMetrics | None = None,
+    vault_authenticator: CredentialPort | None = None,
+    authorizer: Authorizer | None = None,
 ) -> Pipeline:
-    """Wire a pipeline; the authenticator port defaults to the key file / JWKS of the settings."""
+    """Wire a pipeline; the authenticator port defaults to the key file / JWKS of the settings.
+
+    ``vault_authenticator`` (the vault's ``Authenticator`` port) is used when
+    ``auth.vault_identities`` is set; ``authorizer`` (the vault's ``Authorizer``
+    port) is required when ``auth.vault_policies`` is set and decides
+    ``model.predict`` on ``models/<name>``.
+    """
+    if settings.auth.vault_policies and authorizer is None:
+        raise ConfigError(
+            "auth.vault_policies needs the vault's authorizer: start the gateway with "
+            "'donjon gateway' (it wires the vault's Cedar policy)"
+        )
     guards = [
         ModelGuard(
             model,
@@ -73,7 +98,7 @@ def build_pipeline(
     q = settings.quotas
     return Pipeline(
         guards,
-        authenticator or build_authenticator(settings),
+        authenticator or build_authenticator(settings, vault_authenticator),
         quotas or build_quotas(settings),
         principal_bucket=Bucket(q.principal_rate, q.principal_burst),
         global_bucket=Bucket(q.global_rate, q.global_burst),
@@ -82,4 +107,7 @@ def build_pipeline(
         cooldown=settings.cooldown_seconds,
         event_interval=settings.event_interval_seconds,
         log_sample_rate=settings.log_sample_rate,
+        authorizer=authorizer if settings.auth.vault_policies else None,
+        # the vault's store and policy are checked off the event loop
+        blocking=settings.auth.vault_identities or settings.auth.vault_policies,
     )

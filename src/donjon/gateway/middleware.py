@@ -15,6 +15,7 @@ go through the pipeline, the app's answer is hardened; paths listed in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -125,9 +126,12 @@ class FirewallMiddleware:
             await _send_reply(send, reply)
             return
         client = scope.get("client")
-        admitted = self.pipeline.admit(
-            GatewayRequest(scope["method"], path, headers, body, client[0] if client else None)
-        )
+        where = client[0] if client else None
+        request = GatewayRequest(scope["method"], path, headers, body, where)
+        if self.pipeline.blocking:  # the vault's store and policy: off the event loop
+            admitted = await asyncio.to_thread(self.pipeline.admit, request)
+        else:
+            admitted = self.pipeline.admit(request)
         if isinstance(admitted, Reply):
             await _send_reply(send, admitted)
             return

@@ -30,6 +30,7 @@ from donjon.core.decision import Decision
 from donjon.core.events import SecurityEvent
 from donjon.core.findings import Finding, Subject
 from donjon.core.identity import Principal
+from donjon.core.ports import Authorizer
 from donjon.core.rules import Rule
 from donjon.core.severity import Severity
 from donjon.errors import AccessDenied, AuthenticationError, GatewayError
@@ -48,6 +49,7 @@ from donjon.gateway.rules import (
 )
 from donjon.gateway.validation import ApiFormat, InvalidRequest, parse_request
 
+PREDICT = "model.predict"  # the vault's action for querying a model
 log = logging.getLogger("donjon.gateway")
 request_log = logging.getLogger("donjon.gateway.requests")
 SOURCE = "gateway"
@@ -90,9 +92,13 @@ class Pipeline:
         event_interval: float = 60.0,
         log_sample_rate: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
+        authorizer: Authorizer | None = None,
+        blocking: bool = False,
     ) -> None:
         self.models = tuple(models)
         self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.blocking = blocking  # admit() does blocking I/O: servers call it in a thread
         self.quotas = quotas
         self.principal_bucket = principal_bucket
         self.global_bucket = global_bucket
@@ -134,18 +140,9 @@ class Pipeline:
                 guard,
                 Reply(401, "unauthenticated", str(e), request_id, {"www-authenticate": "Bearer"}),
             )
-        if not guard.authorised(principal):
-            decision = Decision.deny(
-                principal, "model.predict", f"model:{name}", "no rule of this model grants it"
-            )
-            self._publish(
-                SecurityEvent.of_decision(
-                    decision, SOURCE, request_id=request_id, path=request.path
-                )
-            )
-            return self._refuse(
-                guard, Reply(403, "forbidden", f"not allowed to query model {name!r}", request_id)
-            )
+        denied = self._authorise(guard, principal, request, request_id)
+        if denied is not None:
+            return self._refuse(guard, denied)
         refused = guard.refusal(principal, self.clock())
         if refused is not None:
             return self._refuse(guard, detector_reply(refused[0], refused[1], request_id))
@@ -203,6 +200,33 @@ class Pipeline:
             spent=now - started,
             body_digest=hashlib.sha256(request.body).hexdigest()[:16],
         )
+
+    def _authorise(
+        self, guard: ModelGuard, principal: Principal, request: GatewayRequest, request_id: str
+    ) -> Reply | None:
+        """The model's allow list, the credential's scopes, then the vault's policy, if any."""
+        resource = f"models/{guard.name}"
+        why = None
+        if not guard.authorised(principal, delegated=self.authorizer is not None):
+            why = "no rule of this model grants it"
+        elif not _scoped_for_predict(principal.scopes):
+            why = f"the credential's scopes exclude {PREDICT}"
+        if why is not None:
+            decision = Decision.deny(principal, PREDICT, resource, why)
+            self._publish(
+                SecurityEvent.of_decision(
+                    decision, SOURCE, request_id=request_id, path=request.path
+                )
+            )
+        elif self.authorizer is not None:  # the vault's policy; it records its decision
+            decision = self.authorizer.authorize(principal, PREDICT, resource)
+            if decision.allowed:
+                return None
+        else:
+            return None
+        reason = "; ".join(decision.reasons) or "denied"
+        message = f"not allowed to query model {guard.name!r}: {reason}"
+        return Reply(403, "forbidden", message, request_id)
 
     def _act(
         self,
@@ -356,3 +380,8 @@ class Pipeline:
             status,
             seconds * 1000,
         )
+
+
+def _scoped_for_predict(scopes: frozenset[str] | None) -> bool:
+    """Does a scoped credential (a vault token's scopes) cover ``model.predict``?"""
+    return scopes is None or bool({"*", "model.*", PREDICT} & scopes)

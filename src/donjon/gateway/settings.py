@@ -28,6 +28,10 @@ class AuthConfig(_Section):
     jwt_issuer: str | None = None
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
     allow_anonymous: bool = False
+    # the vault's identities: its API tokens (djt_...) and JWTs authenticate callers
+    vault_identities: bool = False
+    # the vault's Cedar policy decides model.predict on models/<name> (every decision recorded)
+    vault_policies: bool = False
 
 
 class QuotaConfig(_Section):

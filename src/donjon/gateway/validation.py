@@ -41,6 +41,9 @@ KSERVE_TYPES = {
 }
 
 
+_NUMBER_TYPES = frozenset({int, float})
+
+
 class InvalidRequest(GatewayError):
     """The request does not match the model's input contract."""
 
@@ -160,9 +163,10 @@ def _to_rows(table: Any) -> Rows:
     for row in table:
         if not isinstance(row, list) or len(row) != width:
             raise InvalidRequest("inputs must be a rectangular table of numbers")
-        for value in row:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidRequest(f"inputs hold a non-number: {str(value)[:40]!r}")
+        if not _NUMBER_TYPES.issuperset(map(type, row)):  # JSON gives exactly int or float
+            for value in row:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise InvalidRequest(f"inputs hold a non-number: {str(value)[:40]!r}")
     try:
         rows = np.asarray(table, dtype=np.float64)
     except (ValueError, OverflowError) as e:
