@@ -82,13 +82,14 @@ def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
 def _start_gateway(
     app: Donjon, stack: Stack, config: Path, host: str, port: int, name: str
 ) -> None:
-    from donjon.gateway import build_pipeline, load_gateway_settings
+    from donjon.app import gateway_pipeline
+    from donjon.gateway import load_gateway_settings
     from donjon.gateway.proxy import create_proxy
 
     settings = load_gateway_settings(config)
     if not settings.upstream:
         raise ConfigError(f"{config}: 'upstream' (the model server URL) is needed for donjon up")
-    pipeline = build_pipeline(settings, bus=app.bus)
+    pipeline = gateway_pipeline(app.settings, settings, app.bus)  # vault auth when configured
     proxy = create_proxy(
         pipeline,
         settings.upstream,
