@@ -16,65 +16,115 @@ from typing import Annotated
 import typer
 
 from donjon import __version__
-from donjon.cli import access as access_cmd
-from donjon.cli import attest as attest_cmd
-from donjon.cli import audit as audit_cmd
-from donjon.cli import bom as bom_cmd
-from donjon.cli import config as config_cmd
-from donjon.cli import data as data_cmd
-from donjon.cli import datasets as datasets_cmd
-from donjon.cli import events as events_cmd
-from donjon.cli import gateway as gateway_cmd
-from donjon.cli import keys as keys_cmd
-from donjon.cli import login as login_cmd
-from donjon.cli import metrics as metrics_cmd
-from donjon.cli import models as models_cmd
-from donjon.cli import monitor as monitor_cmd
-from donjon.cli import quickstart as quickstart_cmd
-from donjon.cli import report as report_cmd
-from donjon.cli import rules as rules_cmd
-from donjon.cli import scan as scan_cmd
-from donjon.cli import server as server_cmd
-from donjon.cli import sign as sign_cmd
-from donjon.cli import up as up_cmd
-from donjon.cli import verify as verify_cmd
+from donjon.cli.lazy import LazyCommand, lazy_group
 from donjon.cli.state import CliState, ExitCode, OutputFormat
 from donjon.errors import DonjonError
+
+# One module per sub-command, imported only when that command runs (``donjon.cli.lazy``):
+# name, module, its Typer app or command function, and the one-line help `donjon --help` shows.
+COMMANDS = (
+    LazyCommand(
+        "login",
+        "donjon.cli.login",
+        "login",
+        "Log in to a vault: the token is checked, then stored under DONJON_HOME (mode 0600).",
+    ),
+    LazyCommand(
+        "server",
+        "donjon.cli.server",
+        "server",
+        "Serve the vault (datasets and models) over HTTP; every route but /health needs a token.",
+    ),
+    LazyCommand(
+        "sign",
+        "donjon.cli.sign",
+        "sign",
+        "Sign MODEL: hash every file, sign the manifest, write an OMS bundle.",
+    ),
+    LazyCommand(
+        "verify",
+        "donjon.cli.verify",
+        "verify",
+        "Verify MODEL against its signature (and a policy); exit 1 on any failure.",
+    ),
+    LazyCommand(
+        "bom",
+        "donjon.cli.bom",
+        "bom",
+        "Write the ML-BOM (CycloneDX 1.6 JSON): model, datasets, model card.",
+    ),
+    LazyCommand(
+        "scan",
+        "donjon.cli.scan",
+        "scan",
+        "Scan model files without loading them; exit 1 on findings at or above --fail-on.",
+    ),
+    LazyCommand(
+        "samples",
+        "donjon.cli.scan",
+        "samples",
+        "Write a small corpus of benign and malicious model files (made without ML libraries).",
+    ),
+    LazyCommand(
+        "quickstart",
+        "donjon.cli.quickstart",
+        "quickstart",
+        "Run a guarded ML lifecycle on embedded defaults, narrated step by step.",
+    ),
+    LazyCommand(
+        "up",
+        "donjon.cli.up",
+        "up",
+        "Start the vault, a gateway per config and the metrics endpoint; Ctrl-C stops all.",
+    ),
+    LazyCommand("rules", "donjon.cli.rules", "app", "List and document the detection rules."),
+    LazyCommand("config", "donjon.cli.config", "app", "Inspect Donjon's settings."),
+    LazyCommand("events", "donjon.cli.events", "app", "Read the security events Donjon recorded."),
+    LazyCommand(
+        "access",
+        "donjon.cli.access",
+        "app",
+        "Who may do what: explain, who-can, users, groups, tokens.",
+        {"no_args_is_help": True},
+    ),
+    LazyCommand("audit", "donjon.cli.audit", "app", "The tamper-evident audit ledger."),
+    LazyCommand(
+        "datasets", "donjon.cli.datasets", "app", "Push, pull and list datasets in the vault."
+    ),
+    LazyCommand(
+        "models", "donjon.cli.models", "app", "Push, pull, promote and list models in the vault."
+    ),
+    LazyCommand("metrics", "donjon.cli.metrics", "app", "Prometheus metrics."),
+    LazyCommand(
+        "monitor", "donjon.cli.monitor", "app", "Watch metrics against their learnt baselines."
+    ),
+    LazyCommand("report", "donjon.cli.report", "app", "Write the HTML posture report."),
+    LazyCommand("keys", "donjon.cli.keys", "app", "Generate and list signing keys."),
+    LazyCommand("attest", "donjon.cli.attest", "app", "Show and verify training-run provenance."),
+    LazyCommand(
+        "data",
+        "donjon.cli.data",
+        "app",
+        "Dataset manifests, diffs, provenance filtering and poisoning checks.",
+    ),
+    LazyCommand(
+        "gateway",
+        "donjon.cli.gateway",
+        "app",
+        "Guard deployed models: authenticate, rate-limit, detect attacks, harden outputs.",
+    ),
+)
 
 app = typer.Typer(
     name="donjon",
     help="Donjon secures the machine-learning lifecycle: scan, sign, guard, watch and report.",
+    cls=lazy_group(COMMANDS),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# One module per sub-command; each exposes a Typer app or a command function.
-app.add_typer(rules_cmd.app, name="rules")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(events_cmd.app, name="events")
-app.add_typer(access_cmd.app, name="access", no_args_is_help=True)
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(datasets_cmd.app, name="datasets")
-app.add_typer(models_cmd.app, name="models")
-app.command("login")(login_cmd.login)
-app.command("server")(server_cmd.server)
-app.add_typer(metrics_cmd.app, name="metrics")
-app.add_typer(monitor_cmd.app, name="monitor")
-app.add_typer(report_cmd.app, name="report")
-app.command("sign")(sign_cmd.sign)
-app.command("verify")(verify_cmd.verify)
-app.add_typer(keys_cmd.app, name="keys")
-app.add_typer(attest_cmd.app, name="attest")
-app.command("bom")(bom_cmd.bom)
-app.add_typer(data_cmd.app, name="data")
-app.command("scan")(scan_cmd.scan)
-app.command("samples")(scan_cmd.samples)
-app.add_typer(gateway_cmd.app, name="gateway")
-app.command("quickstart")(quickstart_cmd.quickstart)
-app.command("up")(up_cmd.up)
 
 
 def _show_version(value: bool) -> None:
