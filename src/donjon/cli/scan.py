@@ -47,8 +47,7 @@ def scan(
     ] = None,
 ) -> int:
     """Scan model files without loading them; exit 1 on findings at or above --fail-on."""
-    from donjon.app import scan_policy
-    from donjon.core.events import EventKind, Outcome, SecurityEvent
+    from donjon.app.scan import scan_policy
     from donjon.scan import scan_path
 
     cli = state(ctx)
@@ -59,27 +58,34 @@ def scan(
         raise typer.BadParameter(str(e), param_hint="--fail-on") from None
     fmt = output_format or ScanFormat(cli.format.value)
     policy = scan_policy(settings).with_extra(allow=allow or ())
-    bus = cli.app.bus
 
     def file_done(done: FileReport) -> None:
-        # one journal transaction per file: its findings are stored together
-        bus.publish_all(SecurityEvent.of_finding(f, "scan") for f in done.findings)
+        if done.findings:  # the app (database, ledger, outbox) is built on the first event
+            from donjon.core.events import SecurityEvent
+
+            # one journal transaction per file: its findings are stored together
+            cli.app.bus.publish_all(SecurityEvent.of_finding(f, "scan") for f in done.findings)
         bar.advance(task)
 
     progress = _progress(cli, fmt)
-    try:
-        with progress as bar:
-            task = bar.add_task("scanning", total=None)
-            report = scan_path(
-                *paths,
-                policy=policy,
-                workers=workers,
-                on_file=file_done,
-            )
-    except ScanError:
-        raise
+    with progress as bar:
+        task = bar.add_task("scanning", total=None)
+        report = scan_path(*paths, policy=policy, workers=workers, on_file=file_done)
+    if report.findings or report.errors or settings.scan.record_clean:
+        _publish_completed(cli, report, threshold)
+    _render(cli, report, fmt, output)
+    if report.errors:
+        return ExitCode.ERROR
+    return ExitCode.FINDINGS if report.at_or_above(threshold) else ExitCode.OK
+
+
+def _publish_completed(cli: CliState, report: ScanReport, threshold: Severity) -> None:
+    """The ``scan.completed`` activity event: after every scan with a finding or an error,
+    and after clean ones too with ``[scan] record_clean`` (a clean scan opens no database)."""
+    from donjon.core.events import EventKind, Outcome, SecurityEvent
+
     worst = report.max_severity
-    bus.publish(
+    cli.app.bus.publish(
         SecurityEvent(
             kind=EventKind.ACTIVITY,
             source="scan",
@@ -90,10 +96,6 @@ def scan(
             attributes={"roots": list(report.roots), "counts": report.counts()},
         )
     )
-    _render(cli, report, fmt, output)
-    if report.errors:
-        return ExitCode.ERROR
-    return ExitCode.FINDINGS if report.at_or_above(threshold) else ExitCode.OK
 
 
 class _NoProgress:
