@@ -25,7 +25,7 @@ def test_help_lists_every_command_with_its_help(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize("entry", COMMANDS, ids=lambda e: e.name)
 def test_the_table_help_is_the_commands_own_help(entry: object) -> None:
-    from donjon.cli.lazy import LazyCommand
+    from donjon.cli.commands import LazyCommand
 
     assert isinstance(entry, LazyCommand)
     command = entry.load("rich")
@@ -37,7 +37,7 @@ def test_the_table_help_is_the_commands_own_help(entry: object) -> None:
 def test_each_lazy_command_gives_its_help(
     entry: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from donjon.cli.lazy import LazyCommand
+    from donjon.cli.commands import LazyCommand
 
     assert isinstance(entry, LazyCommand)
     assert main([entry.name, "--help"]) == 0

@@ -9,44 +9,16 @@ exactly as ``add_typer`` / ``command`` would) when that command is resolved.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import typer
 from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from typer._click import Command, Context
 
-
-@dataclass(frozen=True)
-class LazyCommand:
-    """``name`` runs ``module.attr``: a ``typer.Typer`` (a group) or a command function.
-
-    ``help`` is the first paragraph the command's own help shows (a test keeps
-    them equal); ``options`` go to ``add_typer`` (e.g. ``no_args_is_help``).
-    """
-
-    name: str
-    module: str
-    attr: str
-    help: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def load(self, rich_markup_mode: Any) -> Command:
-        """Import the module and build the command as the root's ``add_typer``/``command``."""
-        target = getattr(importlib.import_module(self.module), self.attr)
-        holder = typer.Typer(rich_markup_mode=rich_markup_mode, add_completion=False)
-        if isinstance(target, typer.Typer):
-            holder.add_typer(target, name=self.name, **self.options)
-        elif callable(target):
-            holder.command(self.name, **self.options)(target)
-        else:  # pragma: no cover - a wrong table entry is a programming error
-            raise TypeError(f"{self.module}.{self.attr} is neither a Typer app nor a function")
-        return typer.main.get_group(holder).commands[self.name]
+    from donjon.cli.commands import LazyCommand
 
 
 class _Commands(MutableMapping[str, "Command"]):

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 
 if TYPE_CHECKING:  # imported when first used: `donjon --help` stays fast
+    import typer
+
     from donjon.app import Donjon
     from donjon.config import Settings
 
