@@ -36,8 +36,11 @@ class CliState:
     quiet: bool = False
     config_file: Path | None = None
     home: Path | None = None
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    # emoji off: a ":name:" in a file name or a finding is printed as it is, not as a picture
+    out: Console = field(
+        default_factory=lambda: Console(highlight=False, soft_wrap=True, emoji=False)
+    )
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, emoji=False))
     _settings: Settings | None = None
     _app: Donjon | None = None
 
