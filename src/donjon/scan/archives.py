@@ -15,6 +15,7 @@ from donjon.scan.zipread import ZipEntry, read_directory
 
 Recurse = Callable[[Context, Source], None]
 _TENSOR_MEMBER = re.compile(r"(^|/)data/[^/]+$")
+_TORCHSCRIPT_CODE = re.compile(r"(^|/)code/.+\.py$")
 _CRC_CHECK_LIMIT = 16 << 20
 
 
@@ -145,6 +146,11 @@ def scan_zip(ctx: Context, source: Source, recurse: Recurse) -> None:
             continue
         if entry.size <= _CRC_CHECK_LIMIT:
             _check_crc(ctx, child, entry)
+        if is_torch and _TORCHSCRIPT_CODE.search(entry.name):
+            from donjon.scan.torchscript import scan_torchscript_code
+
+            scan_torchscript_code(ctx, child)
+            continue
         try:
             recurse(ctx, child)
         except LimitExceeded as e:
