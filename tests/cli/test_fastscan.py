@@ -139,3 +139,16 @@ def test_a_clean_scan_imports_neither_typer_nor_pydantic_nor_sql(
     code, *modules = done.stdout.split()
     assert code == "0"
     assert not {"typer", "pydantic", "pydantic_settings", "sqlalchemy"} & set(modules)
+
+
+def test_machine_output_imports_no_console(samples: Path, donjon_home: Path) -> None:
+    probe = (
+        "import contextlib, io, sys\nfrom donjon.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    code = main(['-f', 'json', 'scan', {str(samples / 'benign')!r}])\n"
+        "import json\nassert json.loads(out.getvalue())['summary']['findings'] == 0\n"
+        "print(code, 'rich' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "False"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -130,7 +131,7 @@ def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | N
         if fmt is ScanFormat.TEXT:
             _render_text(cli, report)
     else:
-        cli.out.file.write(text)
+        sys.stdout.write(text)  # as print_json: no console for machine output
 
 
 def _render_text(cli: CliState, report: ScanReport) -> None:
