@@ -6,7 +6,7 @@ No Typer here: ``donjon.cli.main`` reads it before deciding how to run a command
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,14 +18,15 @@ class LazyCommand:
     """``name`` runs ``module.attr``: a ``typer.Typer`` (a group) or a command function.
 
     ``help`` is the first paragraph the command's own help shows (a test keeps
-    them equal); ``options`` go to ``add_typer`` (e.g. ``no_args_is_help``).
+    them equal); ``options`` (name, value pairs) go to ``add_typer`` or
+    ``command`` (e.g. ``no_args_is_help``).
     """
 
     name: str
     module: str
     attr: str
     help: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: tuple[tuple[str, Any], ...] = ()
 
     def load(self, rich_markup_mode: Any) -> Command:
         """Import the module and build the command as the root's ``add_typer``/``command``."""
@@ -34,9 +35,9 @@ class LazyCommand:
         target = getattr(importlib.import_module(self.module), self.attr)
         holder = typer.Typer(rich_markup_mode=rich_markup_mode, add_completion=False)
         if isinstance(target, typer.Typer):
-            holder.add_typer(target, name=self.name, **self.options)
+            holder.add_typer(target, name=self.name, **dict(self.options))
         elif callable(target):
-            holder.command(self.name, **self.options)(target)
+            holder.command(self.name, **dict(self.options))(target)
         else:  # pragma: no cover - a wrong table entry is a programming error
             raise TypeError(f"{self.module}.{self.attr} is neither a Typer app nor a function")
         return typer.main.get_group(holder).commands[self.name]
@@ -107,7 +108,7 @@ COMMANDS = (
         "donjon.cli.access",
         "app",
         "Who may do what: explain, who-can, users, groups, tokens.",
-        {"no_args_is_help": True},
+        (("no_args_is_help", True),),
     ),
     LazyCommand("audit", "donjon.cli.audit", "app", "The tamper-evident audit ledger."),
     LazyCommand(
