@@ -1,5 +1,7 @@
 """Run the peer scanners' Python APIs on a list of files; print one JSON verdict table.
 
+Arguments name peers to leave out.
+
 Run with the interpreter of the environment where the peers are installed
 (``pip install '.[scan-bench]'``); called by ``scan_bench.py``.
 """
@@ -63,8 +65,11 @@ PEERS = {"picklescan": picklescan, "modelscan": modelscan, "fickling": fickling,
 
 def main() -> None:
     paths = json.loads(sys.stdin.read())
+    skip = set(sys.argv[1:])  # peers not to run (scan_bench.py --skip-peer)
     table: dict[str, dict[str, Any]] = {}
     for name, run in PEERS.items():
+        if name in skip:
+            continue
         table[name] = {}
         started = time.perf_counter()
         for path in paths:

@@ -247,6 +247,10 @@ class ScanSettings(Section):
     max_total_bytes: int = Field(default=4 << 30, gt=0, description="decompressed archive")
     max_ratio: float = Field(default=200.0, gt=1, description="compression ratio of a member")
     workers: int = Field(default=0, ge=0, description="folder-scan processes; 0 = CPU count")
+    record_clean: bool = Field(
+        default=False,
+        description="journal a scan.completed event for scans with no finding and no error too",
+    )
 
 
 class Settings(BaseSettings):

@@ -132,3 +132,41 @@ def test_unreadable_zip_inside_a_folder_is_a_finding_not_an_error(
     report = json.loads(capsys.readouterr().out)
     assert report["summary"]["errors"] == 0
     assert report["files"][0]["findings"][0]["rule"]["id"] == "DJ-ARC-005"
+
+
+def _ledger_events(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    out = tmp_path / "ledger.jsonl"
+    assert main(["audit", "export", "-o", str(out)]) == 0
+    capsys.readouterr()
+    return [json.loads(line)["entry"]["event"] for line in out.read_text().splitlines()]
+
+
+def test_a_clean_scan_opens_no_database(
+    samples_dir: Path, donjon_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(samples_dir / "benign")]) == 0
+    assert not (donjon_home / "donjon.db").exists()
+    assert not (donjon_home / "events.jsonl").exists()
+
+
+def test_findings_are_journalled_in_the_ledger_before_the_command_returns(
+    samples_dir: Path, donjon_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = samples_dir / "malicious" / "os_system_p2.pkl"
+    assert main(["scan", str(target)]) == 1
+    entries = _ledger_events(tmp_path, capsys)
+    assert [e["action"] for e in entries][-1] == "scan.completed"
+    rules = {e["finding"]["rule"]["id"] for e in entries if e.get("finding")}  # type: ignore[index]
+    assert "DJ-PKL-001" in rules
+
+
+def test_record_clean_journals_clean_scans_too(
+    samples_dir: Path, donjon_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[scan]\nrecord_clean = true\n")
+    assert main(["--config", str(config), "scan", str(samples_dir / "benign")]) == 0
+    entries = _ledger_events(tmp_path, capsys)
+    (completed,) = [e for e in entries if e["action"] == "scan.completed"]
+    assert completed["outcome"] == "success"
+    assert not [e for e in entries if e.get("finding")]

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import enum
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from donjon.cli.state import CliState, ExitCode, state
+from donjon.cli.scan_run import ScanFormat, run_scan
+from donjon.cli.state import state
 from donjon.core.severity import Severity
 from donjon.errors import ScanError
 
-if TYPE_CHECKING:
-    from donjon.scan.report import FileReport, ScanReport
-
-_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
-
-
-class ScanFormat(enum.StrEnum):
-    TEXT = "text"
-    JSON = "json"
-    SARIF = "sarif"
+__all__ = ["ScanFormat", "samples", "scan"]
 
 
 def scan(
@@ -47,9 +37,7 @@ def scan(
     ] = None,
 ) -> int:
     """Scan model files without loading them; exit 1 on findings at or above --fail-on."""
-    from donjon.app import scan_policy
-    from donjon.core.events import EventKind, Outcome, SecurityEvent
-    from donjon.scan import scan_path
+    from donjon.app.scan import scan_policy
 
     cli = state(ctx)
     settings = cli.settings
@@ -57,125 +45,16 @@ def scan(
         threshold = Severity.parse(fail_on or settings.scan.fail_on)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--fail-on") from None
-    fmt = output_format or ScanFormat(cli.format.value)
-    policy = scan_policy(settings).with_extra(allow=allow or ())
-    bus = cli.app.bus
-
-    def file_done(done: FileReport) -> None:
-        # one journal transaction per file: its findings are stored together
-        bus.publish_all(SecurityEvent.of_finding(f, "scan") for f in done.findings)
-        bar.advance(task)
-
-    progress = _progress(cli, fmt)
-    try:
-        with progress as bar:
-            task = bar.add_task("scanning", total=None)
-            report = scan_path(
-                *paths,
-                policy=policy,
-                workers=workers,
-                on_file=file_done,
-            )
-    except ScanError:
-        raise
-    worst = report.max_severity
-    bus.publish(
-        SecurityEvent(
-            kind=EventKind.ACTIVITY,
-            source="scan",
-            action="scan.completed",
-            message=f"scanned {len(report.files)} files: {len(report.findings)} findings",
-            severity=worst if worst is not None else Severity.INFO,
-            outcome=Outcome.FAILURE if report.at_or_above(threshold) else Outcome.SUCCESS,
-            attributes={"roots": list(report.roots), "counts": report.counts()},
-        )
+    return run_scan(
+        cli,
+        paths,
+        policy=scan_policy(settings).with_extra(allow=allow or ()),
+        threshold=threshold,
+        record_clean=settings.scan.record_clean,
+        fmt=output_format or ScanFormat(cli.format.value),
+        output=output,
+        workers=workers,
     )
-    _render(cli, report, fmt, output)
-    if report.errors:
-        return ExitCode.ERROR
-    return ExitCode.FINDINGS if report.at_or_above(threshold) else ExitCode.OK
-
-
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: object, **kwargs: object) -> int:
-        return 0
-
-    def advance(self, task: int) -> None:
-        return None
-
-
-def _progress(cli: CliState, fmt: ScanFormat) -> _NoProgress:
-    if cli.quiet or fmt is not ScanFormat.TEXT or not cli.err.is_terminal:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=cli.err,
-        transient=True,
-    )
-    return bar  # type: ignore[return-value]
-
-
-def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | None) -> None:
-    if fmt is ScanFormat.TEXT and output is None:
-        _render_text(cli, report)
-        return
-    if fmt is ScanFormat.SARIF:
-        from donjon.catalog import rule_registry
-        from donjon.scan.sarif import to_sarif
-
-        document = to_sarif(report, list(rule_registry()))
-    else:
-        document = report.to_dict()
-    text = json.dumps(document, indent=2) + "\n"
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-        cli.info(f"report written to {output}")
-        if fmt is ScanFormat.TEXT:
-            _render_text(cli, report)
-    else:
-        cli.out.file.write(text)
-
-
-def _render_text(cli: CliState, report: ScanReport) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table("severity", "rule", "file", "finding", title="Findings", expand=False)
-    table.columns[2].overflow = "fold"
-    for file_report in report.files:
-        for f in sorted(file_report.findings, key=lambda f: -f.level):
-            where = f" [dim]({f.location})[/]" if str(f.location) else ""
-            style = _STYLE[f.level.label]
-            table.add_row(
-                f"[{style}]{f.level.label}[/]",
-                f.rule.id,
-                file_report.path,
-                escape(f.message) + where,
-            )
-    if report.findings:
-        cli.out.print(table)
-    summary = Table("files", "findings", *report.counts(), "errors", "seconds", title="Summary")
-    summary.add_row(
-        str(len(report.files)),
-        str(len(report.findings)),
-        *(str(n) for n in report.counts().values()),
-        str(len(report.errors)),
-        f"{report.seconds:.2f}",
-    )
-    cli.out.print(summary)
-    for error in report.errors:
-        cli.err.print(f"[red]error:[/] {error}")
 
 
 def samples(

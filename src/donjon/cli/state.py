@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-from rich.console import Console
-
 if TYPE_CHECKING:  # imported when first used: `donjon --help` stays fast
+    import typer
+    from rich.console import Console
+
     from donjon.app import Donjon
     from donjon.config import Settings
 
@@ -35,10 +36,28 @@ class CliState:
     quiet: bool = False
     config_file: Path | None = None
     home: Path | None = None
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
     _settings: Settings | None = None
     _app: Donjon | None = None
+    _out: Console | None = None
+    _err: Console | None = None
+
+    # Rich is imported with the first console (JSON output needs none). Emoji codes are
+    # off: a ":name:" in a file name or a finding is printed as it is, not as a picture.
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False, soft_wrap=True, emoji=False)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False, emoji=False)
+        return self._err
 
     @property
     def json(self) -> bool:
@@ -66,7 +85,7 @@ class CliState:
 
     def print_json(self, data: Any) -> None:
         """Machine-readable output: plain JSON on stdout, nothing else."""
-        self.out.file.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
     def info(self, message: str) -> None:
         """Human chatter on stderr, silenced by --quiet and in JSON mode."""

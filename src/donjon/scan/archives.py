@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import tarfile
-import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -17,6 +15,7 @@ from donjon.scan.zipread import ZipEntry, read_directory
 
 Recurse = Callable[[Context, Source], None]
 _TENSOR_MEMBER = re.compile(r"(^|/)data/[^/]+$")
+_TORCHSCRIPT_CODE = re.compile(r"(^|/)code/.+\.py$")
 _CRC_CHECK_LIMIT = 16 << 20
 
 
@@ -33,6 +32,8 @@ def seekable(source: Source, ctx: Context) -> BinaryIO:
     fh = source.open()
     if fh.seekable():
         return fh
+    import tempfile
+
     spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=16 << 20))  # noqa: SIM115
     copied = 0
     with fh:
@@ -145,6 +146,11 @@ def scan_zip(ctx: Context, source: Source, recurse: Recurse) -> None:
             continue
         if entry.size <= _CRC_CHECK_LIMIT:
             _check_crc(ctx, child, entry)
+        if is_torch and _TORCHSCRIPT_CODE.search(entry.name):
+            from donjon.scan.torchscript import scan_torchscript_code
+
+            scan_torchscript_code(ctx, child)
+            continue
         try:
             recurse(ctx, child)
         except LimitExceeded as e:
@@ -197,6 +203,8 @@ def _check_crc(ctx: Context, child: Source, entry: ZipEntry) -> None:
 
 
 def scan_tar(ctx: Context, source: Source, recurse: Recurse) -> None:
+    import tarfile  # imported by the scans that need it: `donjon scan` starts faster
+
     ctx.formats.append("tar")
     total = 0
     try:
@@ -243,6 +251,8 @@ def _compressed_tar(fh: BinaryIO) -> bool:
 
 
 def _tar_member(source: Source, ctx: Context, at: int, size: int) -> BinaryIO:
+    import tarfile
+
     fh = seekable(source, ctx)
     tar = tarfile.open(fileobj=fh, mode="r:*")  # noqa: SIM115
     for info in tar:
@@ -298,6 +308,8 @@ def scan_7z(ctx: Context, source: Source, recurse: Recurse) -> None:
                     ctx.add(rules.ARC_BOMB, f"7z expands to more than {total} bytes", source)
                     return
                 targets.append(name)
+            import tempfile
+
             with tempfile.TemporaryDirectory(prefix="donjon-7z-") as tmp:
                 archive.extract(path=tmp, targets=targets)
                 for name in targets:

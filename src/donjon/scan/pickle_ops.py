@@ -73,6 +73,8 @@ def pop_mark(stack: Stack, marks: Marks) -> list[Any]:
 
 
 def _u(reader: Reader, fmt: str, size: int) -> int:
+    if size == 1:
+        return reader.read(1)[0]
     value: int = struct.unpack(fmt, reader.read(size))[0]
     return value
 

@@ -105,7 +105,8 @@ class PickleVM:
         marks: list[int] = []
         memo: dict[int, Any] = {}
         first = True
-        read = reader.stream.read
+        stream = reader.stream
+        read = stream.read
         try:
             while True:
                 self.opcodes += 1
@@ -127,8 +128,9 @@ class PickleVM:
                 if handler is None:
                     raise Malformed(f"unknown opcode {code!r} at offset {offset}")
                 handler(self, reader, stack, marks, memo, offset)
-                if reader.stream.read is not read:  # a peek swapped the stream
-                    read = reader.stream.read
+                if reader.stream is not stream:  # a peek swapped the stream
+                    stream = reader.stream
+                    read = stream.read
         except (Malformed, ValueError, TypeError, IndexError, OverflowError, struct.error) as e:
             # UnicodeDecodeError is a ValueError: pickle.load fails on all of these too.
             self._fault(rules.PKL_MALFORMED, f"malformed pickle: {e}", reader)

@@ -212,6 +212,34 @@ ONX_MALFORMED = _rule(
     Severity.MEDIUM,
 )
 
+TSC_FILE_OPS = _rule(
+    "DJ-TSC-001",
+    "TorchScript code reads or writes files, or reaches Python",
+    "A TorchScript archive's code calls operators that read or write files (torch.save, "
+    "torch.from_file), or names Python modules, imports or builtins (os, subprocess, eval, "
+    "__import__ ...) that TorchScript never serialises; running the model performs them.",
+    _DO_NOT_LOAD,
+    Severity.HIGH,
+    _MALWARE,
+)
+TSC_OPS = _rule(
+    "DJ-TSC-002",
+    "TorchScript code calls operators outside PyTorch's namespaces",
+    "The code calls torch.ops of a namespace that PyTorch and its domain libraries do not "
+    "register; running it needs a custom-op library that executes native code.",
+    "Review the operator library. If you trust it, add `torch.ops.<namespace>` to `scan.allow`; "
+    "otherwise treat the file as hostile.",
+    Severity.MEDIUM,
+)
+TSC_MALFORMED = _rule(
+    "DJ-TSC-003",
+    "Unreadable TorchScript code",
+    "A TorchScript code member is not valid source text (or is too large to analyse); "
+    "torch.jit.load would refuse or read it differently than the scanner.",
+    _DO_NOT_LOAD,
+    Severity.MEDIUM,
+)
+
 STF_HEADER = _rule(
     "DJ-STF-001",
     "Invalid safetensors header",
@@ -278,6 +306,9 @@ RULES: tuple[Rule, ...] = (
     ONX_EXTERNAL,
     ONX_DOMAIN,
     ONX_MALFORMED,
+    TSC_FILE_OPS,
+    TSC_OPS,
+    TSC_MALFORMED,
     STF_HEADER,
     GGF_TEMPLATE,
     GGF_MALFORMED,

@@ -1,0 +1,165 @@
+"""Run a scan for ``donjon scan`` and render its report (no Typer: the fast path uses it too)."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from donjon.cli.state import CliState, ExitCode
+from donjon.core.severity import Severity
+
+if TYPE_CHECKING:
+    from donjon.scan.policy import ScanPolicy
+    from donjon.scan.report import FileReport, ScanReport
+
+_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+class ScanFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+
+
+def run_scan(
+    cli: CliState,
+    paths: Sequence[Path],
+    *,
+    policy: ScanPolicy,
+    threshold: Severity,
+    record_clean: bool,
+    fmt: ScanFormat,
+    output: Path | None,
+    workers: int | None,
+) -> int:
+    """Scan ``paths``, publish findings (building the app on the first), render; the exit code.
+
+    Each file's findings go to the bus in one journal transaction before the
+    next file is reported; ``scan.completed`` follows a scan with a finding or
+    an error, or any scan when ``record_clean``.
+    """
+    from donjon.scan import scan_path
+
+    def file_done(done: FileReport) -> None:
+        if done.findings:  # the app (database, ledger, outbox) is built on the first event
+            from donjon.core.events import SecurityEvent
+
+            # one journal transaction per file: its findings are stored together
+            cli.app.bus.publish_all(SecurityEvent.of_finding(f, "scan") for f in done.findings)
+        bar.advance(task)
+
+    progress = _progress(cli, fmt)
+    with progress as bar:
+        task = bar.add_task("scanning", total=None)
+        report = scan_path(*paths, policy=policy, workers=workers, on_file=file_done)
+    if report.findings or report.errors or record_clean:
+        _publish_completed(cli, report, threshold)
+    _render(cli, report, fmt, output)
+    if report.errors:
+        return ExitCode.ERROR
+    return ExitCode.FINDINGS if report.at_or_above(threshold) else ExitCode.OK
+
+
+def _publish_completed(cli: CliState, report: ScanReport, threshold: Severity) -> None:
+    """The ``scan.completed`` activity event: after every scan with a finding or an error,
+    and after clean ones too with ``[scan] record_clean`` (a clean scan opens no database)."""
+    from donjon.core.events import EventKind, Outcome, SecurityEvent
+
+    worst = report.max_severity
+    cli.app.bus.publish(
+        SecurityEvent(
+            kind=EventKind.ACTIVITY,
+            source="scan",
+            action="scan.completed",
+            message=f"scanned {len(report.files)} files: {len(report.findings)} findings",
+            severity=worst if worst is not None else Severity.INFO,
+            outcome=Outcome.FAILURE if report.at_or_above(threshold) else Outcome.SUCCESS,
+            attributes={"roots": list(report.roots), "counts": report.counts()},
+        )
+    )
+
+
+class _NoProgress:
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def advance(self, task: int) -> None:
+        return None
+
+
+def _progress(cli: CliState, fmt: ScanFormat) -> _NoProgress:
+    if cli.quiet or fmt is not ScanFormat.TEXT or not cli.err.is_terminal:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=cli.err,
+        transient=True,
+    )
+    return bar  # type: ignore[return-value]
+
+
+def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | None) -> None:
+    if fmt is ScanFormat.TEXT and output is None:
+        _render_text(cli, report)
+        return
+    if fmt is ScanFormat.SARIF:
+        from donjon.catalog import rule_registry
+        from donjon.scan.sarif import to_sarif
+
+        document = to_sarif(report, list(rule_registry()))
+    else:
+        document = report.to_dict()
+    text = json.dumps(document, indent=2) + "\n"
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        cli.info(f"report written to {output}")
+        if fmt is ScanFormat.TEXT:
+            _render_text(cli, report)
+    else:
+        sys.stdout.write(text)  # as print_json: no console for machine output
+
+
+def _render_text(cli: CliState, report: ScanReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("severity", "rule", "file", "finding", title="Findings", expand=False)
+    table.columns[2].overflow = "fold"
+    for file_report in report.files:
+        for f in sorted(file_report.findings, key=lambda f: -f.level):
+            where = f" [dim]({f.location})[/]" if str(f.location) else ""
+            style = _STYLE[f.level.label]
+            table.add_row(
+                f"[{style}]{f.level.label}[/]",
+                f.rule.id,
+                file_report.path,
+                escape(f.message) + where,
+            )
+    if report.findings:
+        cli.out.print(table)
+    summary = Table("files", "findings", *report.counts(), "errors", "seconds", title="Summary")
+    summary.add_row(
+        str(len(report.files)),
+        str(len(report.findings)),
+        *(str(n) for n in report.counts().values()),
+        str(len(report.errors)),
+        f"{report.seconds:.2f}",
+    )
+    cli.out.print(summary)
+    for error in report.errors:
+        cli.err.print(f"[red]error:[/] {error}")
