@@ -72,6 +72,9 @@ class ModelGuard:
                     d.evasion.near_factor,
                     d.evasion.min_near,
                     d.evasion.min_labels,
+                    d.evasion.min_walk,
+                    d.evasion.walk_tolerance,
+                    d.evasion.walk_offset,
                 )
             )
             if profile and d.evasion.enabled
@@ -95,6 +98,7 @@ class ModelGuard:
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
         )
+        self.line = self.evasion.line_test(self.near) if self.evasion else None
         self.table = StateTable(
             window=window,
             features=profile.features if profile else 1,
@@ -129,13 +133,13 @@ class ModelGuard:
                 scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
             for i, row in enumerate(scaled):
                 state.queries += 1
-                near = state.neighbours(row, self.near, DUPLICATE)
+                near = state.neighbours(row, self.near, DUPLICATE, self.line)
                 found = self.evasion.signal(near) if self.evasion else None
                 if found is None and self.membership is not None:
                     found = self.membership.signal(near)
                 if found is not None:
                     result.signals.append(_at(found, state.queries))
-                result.slots.append(state.push(row) if near.duplicates == 0 else -1)
+                result.slots.append(state.push(row, near.bisects) if near.duplicates == 0 else -1)
                 score = float(scores[i])
                 result.ood_scores.append(score)
                 if self.ood is not None and (ood := self.ood.signal(score, bool(off_grid[i]))):

@@ -46,6 +46,9 @@ class EvasionSettings(_Section):
     near_factor: float = Field(default=0.5, gt=0)
     min_near: int = Field(default=4, ge=1)
     min_labels: int = Field(default=2, ge=1)
+    min_walk: int = Field(default=2, ge=0)  # 0 turns the line-search test off
+    walk_tolerance: float = Field(default=0.02, gt=0, lt=1)
+    walk_offset: float = Field(default=0.1, gt=0, lt=0.5)
 
 
 class MembershipSettings(_Section):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from donjon.gateway.detectors import Action, Signal
-from donjon.gateway.detectors.state import Neighbours
+from donjon.gateway.detectors.state import LineTest, Neighbours
 from donjon.gateway.rules import EVASION_PROBING
 
 
@@ -30,6 +30,10 @@ class EvasionConfig:
     near_factor: float = 0.5
     min_near: int = 4
     min_labels: int = 2
+    min_walk: int = 2
+    walk_tolerance: float = 0.02
+    walk_offset: float = 0.1
+    walk_recent: int = 16
 
 
 class EvasionDetector:
@@ -38,8 +42,27 @@ class EvasionDetector:
     def __init__(self, config: EvasionConfig | None = None) -> None:
         self.config = config or EvasionConfig()
 
+    def line_test(self, near_radius: float) -> LineTest | None:
+        c = self.config
+        if c.min_walk < 1:
+            return None
+        return LineTest(c.walk_tolerance, c.walk_offset, near_radius, c.walk_recent)
+
     def signal(self, near: Neighbours) -> Signal | None:
         c = self.config
+        if near.bisects and near.walk >= c.min_walk:
+            return Signal(
+                detector=self.name,
+                rule=EVASION_PROBING,
+                action=c.action,
+                score=float(near.walk),
+                threshold=float(c.min_walk),
+                message=(
+                    f"{near.walk} queries each between two earlier queries answered "
+                    "differently: a line search for the decision boundary"
+                ),
+                evidence={"bisecting": near.walk, "nearest": round(near.nearest, 4)},
+            )
         if near.distinct_near < c.min_near or len(near.near_labels) < c.min_labels:
             return None
         return Signal(
