@@ -89,7 +89,14 @@ class ModelGuard:
         self.extraction = (
             ExtractionDetector(
                 ExtractionConfig(
-                    e.action, e.null_rate, e.alpha, e.min_queries, e.budget, e.budget_action
+                    e.action,
+                    e.null_rate,
+                    e.alpha,
+                    e.min_queries,
+                    e.budget,
+                    e.budget_action,
+                    e.far_score,
+                    e.derived_quantile,
                 )
             )
             if e.enabled
@@ -98,6 +105,7 @@ class ModelGuard:
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
         )
+        self.derived = profile.nn_quantile(e.derived_quantile) if profile is not None else 0.0
         self.line = self.evasion.line_test(self.near) if self.evasion else None
         self.table = StateTable(
             window=window,
@@ -145,6 +153,11 @@ class ModelGuard:
                 if self.ood is not None and (ood := self.ood.signal(score, bool(off_grid[i]))):
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
+                if self.ood is not None and self.extraction is not None:
+                    state.tested += 1
+                    state.synthetic += self.extraction.synthetic(
+                        score, bool(off_grid[i]), near.nearest, self.derived
+                    )
                 if self.extraction is not None:
                     result.signals += [
                         _at(s, state.queries) for s in self.extraction.signals(state)

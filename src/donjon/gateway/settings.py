@@ -67,11 +67,13 @@ class OodSettings(_Section):
 class ExtractionSettings(_Section):
     enabled: bool = True
     action: Action = Action.BLOCK
-    null_rate: float = Field(default=0.05, gt=0, lt=1)
+    null_rate: float = Field(default=0.5, gt=0, lt=1)
     alpha: float = Field(default=1e-6, gt=0, lt=1)
     min_queries: int = Field(default=10, ge=1)
     budget: int | None = Field(default=100_000, ge=1)
     budget_action: Action = Action.THROTTLE
+    far_score: float = Field(default=1.5, gt=0)
+    derived_quantile: float = Field(default=0.1, gt=0, lt=0.5)
 
 
 class DetectorSettings(_Section):

@@ -33,7 +33,6 @@ class EvasionConfig:
     min_walk: int = 2
     walk_tolerance: float = 0.02
     walk_offset: float = 0.1
-    walk_recent: int = 16
 
 
 class EvasionDetector:
@@ -46,7 +45,7 @@ class EvasionDetector:
         c = self.config
         if c.min_walk < 1:
             return None
-        return LineTest(c.walk_tolerance, c.walk_offset, near_radius, c.walk_recent)
+        return LineTest(c.walk_tolerance, c.walk_offset, near_radius)
 
     def signal(self, near: Neighbours) -> Signal | None:
         c = self.config

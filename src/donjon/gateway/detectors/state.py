@@ -35,14 +35,14 @@ class Neighbours:
 
 @dataclass(frozen=True)
 class LineTest:
-    """When a query counts as a step of a line search between two earlier queries ``a``, ``b``:
-    ``|x-a| + |x-b| <= (1 + tolerance) |a-b|``, ``min(|x-a|, |x-b|) >= min_offset |a-b|``
-    and ``|a-b| >= min_span``, among the last ``recent`` queries."""
+    """When a query ``x`` counts as a step of a line search: it lies between the
+    principal's previous query ``p`` and an earlier query ``a`` answered differently,
+    ``|x-p| + |x-a| <= (1 + tolerance) |p-a|``, ``min(|x-p|, |x-a|) >= min_offset |p-a|``
+    and ``|p-a| >= min_span``."""
 
     tolerance: float
     min_offset: float
     min_span: float
-    recent: int = 16
 
 
 @dataclass
@@ -52,16 +52,23 @@ class PrincipalState:
     rows: npt.NDArray[np.float32] = field(init=False)
     labels: npt.NDArray[np.int32] = field(init=False)
     bisecting: npt.NDArray[np.bool_] = field(init=False)
+    walk: int = 0  # bisecting rows in the window
     size: int = 0
     cursor: int = 0
     queries: int = 0  # every row ever seen
     ood: int = 0  # rows flagged out-of-distribution
+    tested: int = 0  # rows the extraction test has seen (all, when a profile exists)
+    synthetic: int = 0  # rows far from the data or derived from earlier ones
     blocked_until: dict[str, tuple[float, Action]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = np.zeros((self.window, self.features), dtype=np.float32)
         self.labels = np.full(self.window, UNKNOWN, dtype=np.int32)
         self.bisecting = np.zeros(self.window, dtype=bool)
+        # distances of the last stored row to the window as it was before it was stored
+        # (computed by :meth:`neighbours` anyway): the spans |p-a| of the line test
+        self._last: npt.NDArray[np.float32] | None = None
+        self._pending: npt.NDArray[np.float32] | None = None
 
     def neighbours(
         self,
@@ -79,39 +86,39 @@ class PrincipalState:
         labels = self.labels[: self.size][is_near]
         others = dist[~is_dup]
         bisects = line is not None and not is_dup.any() and self._bisects(dist, line)
+        self._pending = dist
         return Neighbours(
             distinct_near=int(is_near.sum()),
             duplicates=int(is_dup.sum()),
             near_labels=frozenset(int(v) for v in labels if v != UNKNOWN),
             nearest=float(others.min()) if len(others) else float("inf"),
             bisects=bisects,
-            walk=int(self.bisecting[: self.size].sum()) + bisects,
+            walk=self.walk + bisects,
         )
 
     def _bisects(self, dist: npt.NDArray[np.float32], line: LineTest) -> bool:
-        """Does the new query lie on the segment between two of the last ``line.recent``
-        queries that the model answered differently (a line or bisection search)?
+        """Does the new query lie on the segment between the previous stored query ``p``
+        and an earlier one answered differently (a bisection or line search)?
 
-        ``dist`` holds the new query's distances to the window. The pairs are the recent
-        queries only, so the cost is ``recent^2 * features`` per query, not the window's.
+        In a bisection every new point is the midpoint of the current bracket, one end
+        of which is always the previous query; a step-size search halves towards the
+        previous try. Checking pairs (previous, any) costs one vector pass over the
+        window: the spans ``|p-a|`` are the distances computed when ``p`` arrived.
         """
-        k = min(line.recent, self.size)
-        if k < 2:
+        spans = self._last
+        if spans is None:
             return False
-        idx = (self.cursor - 1 - np.arange(k)) % self.window
-        labels = self.labels[idx]
-        known = labels != UNKNOWN
-        if known.sum() < 2:
+        p = (self.cursor - 1) % self.window
+        label = self.labels[p]
+        if label == UNKNOWN:
             return False
-        idx, labels = idx[known], labels[known]
-        pts = self.rows[idx].astype(np.float64)
-        sq = (pts * pts).sum(axis=1)
-        span = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (pts @ pts.T), 0.0))
-        d = dist[idx]
-        legs = d[:, None] + d[None, :]
-        ok = (labels[:, None] != labels[None, :]) & (span >= line.min_span)
-        ok &= legs <= (1.0 + line.tolerance) * span  # on the segment, up to the tolerance
-        ok &= np.minimum(d[:, None], d[None, :]) >= line.min_offset * span  # strictly inside
+        n = len(spans)
+        d = dist[:n]
+        dp = dist[p]
+        ok = (self.labels[:n] != label) & (self.labels[:n] != UNKNOWN)
+        ok &= spans >= line.min_span
+        ok &= d + dp <= (1.0 + line.tolerance) * spans  # on the segment, up to tolerance
+        ok &= np.minimum(d, dp) >= line.min_offset * spans  # strictly inside it
         return bool(ok.any())
 
     def push(self, row: npt.NDArray[np.float64], bisects: bool = False) -> int:
@@ -119,7 +126,14 @@ class PrincipalState:
         slot = self.cursor
         self.rows[slot] = row
         self.labels[slot] = UNKNOWN
+        self.walk += int(bisects) - int(self.bisecting[slot])
         self.bisecting[slot] = bisects
+        last = self._pending
+        self._pending = None
+        if last is not None and len(last) > slot:
+            last = last.copy()
+            last[slot] = np.inf  # that row was just overwritten
+        self._last = last
         self.cursor = (self.cursor + 1) % self.window
         self.size = min(self.size + 1, self.window)
         return slot
