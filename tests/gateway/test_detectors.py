@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from art.attacks.evasion import HopSkipJump
 from art.estimators.classification import BlackBoxClassifier
+from sklearn.linear_model import LogisticRegression
 
 from tests.gateway.harness import Blocked, Victim
 
@@ -90,6 +91,27 @@ def test_synthetic_extraction_is_blocked_within_100_queries(
     assert rules["DJ-GW-002"].evidence["query_index"] <= 100
 
 
+def test_grid_rounded_jacobian_augmentation_is_blocked_within_100_queries(
+    make_gateway: Any, victim: Victim
+) -> None:
+    """Papernot et al.'s augmentation by an adaptive client that keeps every query on the
+    integer pixel grid: each new query is a step from one of its own earlier queries."""
+    gw = make_gateway()
+    model = gw.client("trudy")
+    data = victim.x_test[20:30].astype(float)  # ten natural seeds
+    labels = model(data).argmax(axis=1)
+    with pytest.raises(Blocked):
+        for _ in range(5):
+            copy = LogisticRegression(max_iter=300).fit(data / 16, labels)
+            weights = copy.coef_[np.searchsorted(copy.classes_, labels)]
+            step = np.sign(weights - copy.predict_proba(data / 16) @ copy.coef_)
+            new = np.clip(np.rint(data + 1.6 * step), 0, 16)
+            data = np.concatenate([data, new])
+            labels = np.concatenate([labels, model(new).argmax(axis=1)])
+    found = {e.finding.rule.id: e.finding for e in gw.findings("trudy")}
+    assert found["DJ-GW-002"].evidence["query_index"] <= 100
+
+
 def test_membership_probing_is_blocked(make_gateway: Any, victim: Victim) -> None:
     gw = make_gateway()
     model = gw.client("oscar")
@@ -110,5 +132,11 @@ def test_benign_streams_are_not_flagged(make_gateway: Any, victim: Victim) -> No
         for start in range(0, len(stream), 1 + seed * 7):  # single queries, then bursts of 8
             model(np.asarray(stream[start : start + 1 + seed * 7]))
         assert model.queries == len(stream)
+    # a covariate shift (every digit one pixel to the side), with jittered re-sends: out
+    # of distribution for the profile, but neither a walk nor a majority of synthetic queries
+    model = gw.client("eve")
+    rng = np.random.default_rng(2)
+    for x in benign_stream(victim, 150, 2):
+        model(np.roll(x.reshape(8, 8), rng.choice([-1, 1]), axis=1).reshape(1, 64))
     stateful = [e for e in gw.findings() if e.finding.rule.id != "DJ-GW-004"]
     assert stateful == []
