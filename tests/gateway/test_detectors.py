@@ -35,6 +35,19 @@ def benign_stream(victim: Victim, n: int, seed: int) -> list[np.ndarray]:
     return stream
 
 
+def jacobian_augmentation(model: Any, data: np.ndarray, rounds: int) -> None:
+    """Papernot et al.'s augmentation from natural seeds with a logistic-regression copy,
+    each new point a grid-rounded sign step from an earlier one (lambda = 0.1 x range)."""
+    labels = model(data).argmax(axis=1)
+    for _ in range(rounds):
+        copy = LogisticRegression(max_iter=300).fit(data / 16, labels)
+        weights = copy.coef_[np.searchsorted(copy.classes_, labels)]
+        step = np.sign(weights - copy.predict_proba(data / 16) @ copy.coef_)
+        new = np.clip(np.rint(data + 1.6 * step), 0, 16)
+        data = np.concatenate([data, new])
+        labels = np.concatenate([labels, model(new).argmax(axis=1)])
+
+
 def send_all(model: Any, batches: list[np.ndarray]) -> None:
     for batch in batches:
         model(batch)
@@ -94,20 +107,11 @@ def test_synthetic_extraction_is_blocked_within_100_queries(
 def test_grid_rounded_jacobian_augmentation_is_blocked_within_100_queries(
     make_gateway: Any, victim: Victim
 ) -> None:
-    """Papernot et al.'s augmentation by an adaptive client that keeps every query on the
-    integer pixel grid: each new query is a step from one of its own earlier queries."""
+    """An adaptive client that keeps every query on the integer pixel grid."""
     gw = make_gateway()
     model = gw.client("trudy")
-    data = victim.x_test[20:30].astype(float)  # ten natural seeds
-    labels = model(data).argmax(axis=1)
     with pytest.raises(Blocked):
-        for _ in range(5):
-            copy = LogisticRegression(max_iter=300).fit(data / 16, labels)
-            weights = copy.coef_[np.searchsorted(copy.classes_, labels)]
-            step = np.sign(weights - copy.predict_proba(data / 16) @ copy.coef_)
-            new = np.clip(np.rint(data + 1.6 * step), 0, 16)
-            data = np.concatenate([data, new])
-            labels = np.concatenate([labels, model(new).argmax(axis=1)])
+        jacobian_augmentation(model, victim.x_test[20:30].astype(float), rounds=5)
     found = {e.finding.rule.id: e.finding for e in gw.findings("trudy")}
     assert found["DJ-GW-002"].evidence["query_index"] <= 100
 

@@ -61,7 +61,10 @@ class ModelGuard:
         self.profile = profile
         d = s.detectors
         self.ood = (
-            OodDetector(profile, OodConfig(d.ood.action, d.ood.quantile, d.ood.check_grid))
+            OodDetector(
+                profile,
+                OodConfig(d.ood.action, d.ood.quantile, d.ood.check_grid, d.ood.range_rate),
+            )
             if profile and d.ood.enabled
             else None
         )
@@ -137,8 +140,10 @@ class ModelGuard:
             scaled = profile.scaled(rows)
             if self.ood is not None:
                 scores, off_grid = self.ood.scores(rows, scaled)
+                outside = self.ood.outside(rows)
             else:
                 scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
+                outside = np.zeros(len(rows), dtype=np.int64)
             for i, row in enumerate(scaled):
                 state.queries += 1
                 near = state.neighbours(row, self.near, DUPLICATE, self.line)
@@ -150,7 +155,9 @@ class ModelGuard:
                 result.slots.append(state.push(row, near.bisects) if near.duplicates == 0 else -1)
                 score = float(scores[i])
                 result.ood_scores.append(score)
-                if self.ood is not None and (ood := self.ood.signal(score, bool(off_grid[i]))):
+                if self.ood is not None and (
+                    ood := self.ood.signal(score, bool(off_grid[i]), int(outside[i]))
+                ):
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
                 if self.ood is not None and self.extraction is not None:

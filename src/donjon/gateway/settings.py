@@ -62,6 +62,7 @@ class OodSettings(_Section):
     action: Action = Action.LOG
     quantile: float = Field(default=0.99, gt=0.5, lt=1)
     check_grid: bool = True
+    range_rate: float | None = Field(default=0.005, gt=0, lt=1)  # None: no range test
 
 
 class ExtractionSettings(_Section):

@@ -1,13 +1,17 @@
-"""The evasion detector's line-search test and the extraction test's query classes, in process."""
+"""The detectors' statistics in process: line searches, synthetic queries, the range test."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from donjon.gateway import build_profile
 from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
+from donjon.gateway.detectors.ood import OodDetector
 from donjon.gateway.detectors.state import LineTest, PrincipalState
+from donjon.gateway.profile import ReferenceProfile
+from tests.gateway.harness import Victim
 
 LINE = LineTest(tolerance=0.02, min_offset=0.1, min_span=0.5)
 
@@ -47,7 +51,8 @@ def test_a_bisection_between_two_answers_is_a_walk() -> None:
     fresh = PrincipalState(window=32, features=8)
     feed(fresh, rows[:3], labels[:3])
     signal = EvasionDetector().signal(fresh.neighbours(rows[3], 0.1, 1e-4, LINE))
-    assert signal is not None and signal.rule.id == "DJ-GW-001"
+    assert signal is not None
+    assert signal.rule.id == "DJ-GW-001"
     assert signal.evidence["bisecting"] == 2
 
 
@@ -108,3 +113,32 @@ def test_the_majority_test_waits_for_a_majority() -> None:
 
 def test_evasion_config_can_turn_the_line_test_off() -> None:
     assert EvasionDetector(EvasionConfig(min_walk=0)).line_test(0.5) is None
+
+
+def test_the_range_test_flags_sign_perturbations_of_a_digit(victim: Victim) -> None:
+    profile = build_profile(victim.x_train)
+    rates = profile.range_rates
+    assert len(rates) == 8
+    assert list(rates) == sorted(rates, reverse=True)
+    limit = profile.range_limit(0.005)
+    assert limit is not None
+    assert rates[limit - 1] <= 0.005
+    detector = OodDetector(profile)
+    x = victim.x_test[:50].astype(float)
+    clean = [detector.signal(0.5, False, int(c)) for c in detector.outside(x)]
+    # an L-infinity 2 sign step (FGSM's shape) lights up the always-blank background
+    step = np.where(np.random.default_rng(5).random(x.shape) < 0.5, 2.0, -2.0)
+    adv = np.clip(x + step, 0, 16)
+    attacked = [detector.signal(0.5, False, int(c)) for c in detector.outside(adv)]
+    assert sum(s is not None for s in clean) <= 1
+    assert sum(s is not None for s in attacked) >= 45
+    assert all(s.evidence["outside"] >= limit for s in attacked if s is not None)
+
+
+def test_profiles_without_range_rates_still_load(victim: Victim) -> None:
+    data = build_profile(victim.x_train).to_dict()
+    del data["range_rates"]
+    old = ReferenceProfile.from_dict(data)
+    assert old.range_rates == ()
+    assert OodDetector(old).range_limit is None
+    assert OodDetector(old).outside(victim.x_test[:3]).tolist() == [0, 0, 0]
