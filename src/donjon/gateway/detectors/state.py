@@ -115,9 +115,13 @@ class PrincipalState:
         n = len(spans)
         d = dist[:n]
         dp = dist[p]
-        ok = (self.labels[:n] != label) & (self.labels[:n] != UNKNOWN)
-        ok &= spans >= line.min_span
-        ok &= d + dp <= (1.0 + line.tolerance) * spans  # on the segment, up to tolerance
+        ok = d + dp <= (1.0 + line.tolerance) * spans  # on the segment, up to tolerance
+        if not ok.any():  # the common case: no natural query is
+            return False
+        # slot p holds the previous query itself (spans[p] is stale once the ring wrapped):
+        # its own label excludes it
+        labels = self.labels[:n]
+        ok &= (labels != label) & (labels != UNKNOWN) & (spans >= line.min_span)
         ok &= np.minimum(d, dp) >= line.min_offset * spans  # strictly inside it
         return bool(ok.any())
 
@@ -128,12 +132,7 @@ class PrincipalState:
         self.labels[slot] = UNKNOWN
         self.walk += int(bisects) - int(self.bisecting[slot])
         self.bisecting[slot] = bisects
-        last = self._pending
-        self._pending = None
-        if last is not None and len(last) > slot:
-            last = last.copy()
-            last[slot] = np.inf  # that row was just overwritten
-        self._last = last
+        self._last, self._pending = self._pending, None
         self.cursor = (self.cursor + 1) % self.window
         self.size = min(self.size + 1, self.window)
         return slot
