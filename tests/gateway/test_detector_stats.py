@@ -8,7 +8,7 @@ import pytest
 from donjon.gateway import build_profile
 from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
-from donjon.gateway.detectors.ood import OodDetector
+from donjon.gateway.detectors.ood import OodConfig, OodDetector
 from donjon.gateway.detectors.state import LineTest, PrincipalState
 from donjon.gateway.profile import ReferenceProfile
 from tests.gateway.harness import Victim
@@ -142,3 +142,8 @@ def test_profiles_without_range_rates_still_load(victim: Victim) -> None:
     assert old.range_rates == ()
     assert OodDetector(old).range_limit is None
     assert OodDetector(old).outside(victim.x_test[:3]).tolist() == [0, 0, 0]
+
+
+def test_a_zero_range_rate_turns_the_range_test_off(victim: Victim) -> None:
+    profile = build_profile(victim.x_train)
+    assert OodDetector(profile, OodConfig(range_rate=0.0)).range_limit is None

@@ -62,7 +62,7 @@ class OodSettings(_Section):
     action: Action = Action.LOG
     quantile: float = Field(default=0.99, gt=0.5, lt=1)
     check_grid: bool = True
-    range_rate: float | None = Field(default=0.005, gt=0, lt=1)  # None: no range test
+    range_rate: float = Field(default=0.005, ge=0, lt=1)  # 0 turns the range test off
 
 
 class ExtractionSettings(_Section):

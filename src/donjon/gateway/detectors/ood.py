@@ -42,7 +42,7 @@ class OodDetector:
         self.config = config or OodConfig()
         self.threshold = profile.knn_threshold(self.config.quantile)
         rate = self.config.range_rate
-        self.range_limit = profile.range_limit(rate) if rate is not None else None
+        self.range_limit = profile.range_limit(rate) if rate else None  # 0 / None: off
 
     def outside(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Per row, features off the training range (zeros when the range test is off)."""
