@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from donjon.gateway import build_profile
-from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
+from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector, natural_excess
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
 from donjon.gateway.detectors.state import LineTest, PrincipalState
@@ -147,3 +147,31 @@ def test_profiles_without_range_rates_still_load(victim: Victim) -> None:
 def test_a_zero_range_rate_turns_the_range_test_off(victim: Victim) -> None:
     profile = build_profile(victim.x_train)
     assert OodDetector(profile, OodConfig(range_rate=0.0)).range_limit is None
+
+
+def test_the_line_tolerance_is_capped_where_natural_records_are_collinear(
+    victim: Victim,
+) -> None:
+    """In 64 dimensions natural digits are far from collinear: the default stands. In four
+    (iris), chance collinearity is common: the tolerance shrinks below it."""
+    from sklearn.datasets import load_iris
+
+    digits = build_profile(victim.x_train)
+    line = EvasionDetector().line_test(0.9, digits.sample)
+    assert line is not None
+    assert line.tolerance == 0.02
+    iris = build_profile(load_iris().data)
+    line = EvasionDetector().line_test(0.5 * iris.nn_quantile(0.01), iris.sample)
+    assert line is not None
+    assert line.tolerance < 0.5 * natural_excess(iris.sample, 0.1, 0.0) + 1e-12
+    assert line.tolerance < 0.002
+    # a natural iris stream then has no line-search step
+    rng = np.random.default_rng(6)
+    rows = list(iris.sample[rng.permutation(len(iris.sample))])
+    state = PrincipalState(window=128, features=4)
+    flagged = 0
+    for i, row in enumerate(rows):
+        near = state.neighbours(row, 0.0, 1e-9, line)
+        flagged += near.bisects
+        state.label(state.push(row, near.bisects), i % 3)
+    assert flagged == 0

@@ -109,7 +109,11 @@ class ModelGuard:
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
         )
         self.derived = profile.nn_quantile(e.derived_quantile) if profile is not None else 0.0
-        self.line = self.evasion.line_test(self.near) if self.evasion else None
+        self.line = (
+            self.evasion.line_test(self.near, profile.sample)
+            if self.evasion and profile is not None
+            else None
+        )
         self.table = StateTable(
             window=window,
             features=profile.features if profile else 1,
