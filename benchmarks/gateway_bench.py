@@ -243,7 +243,9 @@ class Bench:
                     dist = np.linalg.norm(log - x0, axis=1)
                     success = (self.labels(log) != y0) & (dist <= self.epsilon)
                     first_success = int(np.argmax(success)) + 1 if success.any() else None
-                    upto = flag[0] or len(log)
+                    # answered before the flag: in block mode the flagged query itself
+                    # is refused (403), so its answer never reaches the attacker
+                    upto = flag[0] - 1 if flag[0] else len(log)
                     before = success[:upto].any()
                     self.add(
                         "evasion",

@@ -61,7 +61,10 @@ class ModelGuard:
         self.profile = profile
         d = s.detectors
         self.ood = (
-            OodDetector(profile, OodConfig(d.ood.action, d.ood.quantile, d.ood.check_grid))
+            OodDetector(
+                profile,
+                OodConfig(d.ood.action, d.ood.quantile, d.ood.check_grid, d.ood.range_rate),
+            )
             if profile and d.ood.enabled
             else None
         )
@@ -72,6 +75,9 @@ class ModelGuard:
                     d.evasion.near_factor,
                     d.evasion.min_near,
                     d.evasion.min_labels,
+                    d.evasion.min_walk,
+                    d.evasion.walk_tolerance,
+                    d.evasion.walk_offset,
                 )
             )
             if profile and d.evasion.enabled
@@ -86,7 +92,14 @@ class ModelGuard:
         self.extraction = (
             ExtractionDetector(
                 ExtractionConfig(
-                    e.action, e.null_rate, e.alpha, e.min_queries, e.budget, e.budget_action
+                    e.action,
+                    e.null_rate,
+                    e.alpha,
+                    e.min_queries,
+                    e.budget,
+                    e.budget_action,
+                    e.far_score,
+                    e.derived_quantile,
                 )
             )
             if e.enabled
@@ -94,6 +107,12 @@ class ModelGuard:
         )
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
+        )
+        self.derived = profile.nn_quantile(e.derived_quantile) if profile is not None else 0.0
+        self.line = (
+            self.evasion.line_test(self.near, profile.sample)
+            if self.evasion and profile is not None
+            else None
         )
         self.table = StateTable(
             window=window,
@@ -131,22 +150,31 @@ class ModelGuard:
             scaled = profile.scaled(rows)
             if self.ood is not None:
                 scores, off_grid = self.ood.scores(rows, scaled)
+                outside = self.ood.outside(rows)
             else:
                 scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
+                outside = np.zeros(len(rows), dtype=np.int64)
             for i, row in enumerate(scaled):
                 state.queries += 1
-                near = state.neighbours(row, self.near, DUPLICATE)
+                near = state.neighbours(row, self.near, DUPLICATE, self.line)
                 found = self.evasion.signal(near) if self.evasion else None
                 if found is None and self.membership is not None:
                     found = self.membership.signal(near)
                 if found is not None:
                     result.signals.append(_at(found, state.queries))
-                result.slots.append(state.push(row) if near.duplicates == 0 else -1)
+                result.slots.append(state.push(row, near.bisects) if near.duplicates == 0 else -1)
                 score = float(scores[i])
                 result.ood_scores.append(score)
-                if self.ood is not None and (ood := self.ood.signal(score, bool(off_grid[i]))):
+                if self.ood is not None and (
+                    ood := self.ood.signal(score, bool(off_grid[i]), int(outside[i]))
+                ):
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
+                if self.ood is not None and self.extraction is not None:
+                    state.tested += 1
+                    state.synthetic += self.extraction.synthetic(
+                        score, bool(off_grid[i]), near.nearest, self.derived
+                    )
                 if self.extraction is not None:
                     result.signals += [
                         _at(s, state.queries) for s in self.extraction.signals(state)

@@ -11,6 +11,10 @@ scaled space; and calibrated distance quantiles:
   construction about 1 % of natural inputs exceed it.
 * ``nn``: the distance of a held-out row to its nearest sample row. Its low
   quantiles say what "near-identical" means for natural data.
+* ``range_rates``: ``range_rates[m-1]`` is the fraction of held-out rows with at least
+  ``m`` features outside the ``[min, max]`` of the other rows (m = 1..8): how often a
+  natural input leaves the observed range of the training data on m features. Absent
+  from older profiles (the range test is then off).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class ReferenceProfile:
     knn_k: int
     knn_quantiles: dict[float, float]
     nn_quantiles: dict[float, float]
+    range_rates: tuple[float, ...] = ()
 
     # -- distances -----------------------------------------------------------
 
@@ -71,6 +76,16 @@ class ReferenceProfile:
 
     def nn_quantile(self, quantile: float) -> float:
         return _lookup(self.nn_quantiles, quantile)
+
+    def outside(self, rows: Array) -> npt.NDArray[np.int64]:
+        """Per row, how many features lie outside the training data's ``[min, max]``."""
+        rows = np.asarray(rows, dtype=np.float64)
+        result: npt.NDArray[np.int64] = ((rows < self.low) | (rows > self.high)).sum(axis=1)
+        return result
+
+    def range_limit(self, rate: float) -> int | None:
+        """The least feature count ``m`` whose natural exceedance rate is at most ``rate``."""
+        return next((m for m, r in enumerate(self.range_rates, 1) if r <= rate), None)
 
     def off_grid(self, rows: Array) -> npt.NDArray[np.bool_]:
         """True for rows with a value off the data's value grid (when it has one)."""
@@ -98,6 +113,7 @@ class ReferenceProfile:
             "knn_k": self.knn_k,
             "knn_quantiles": {str(q): v for q, v in self.knn_quantiles.items()},
             "nn_quantiles": {str(q): v for q, v in self.nn_quantiles.items()},
+            "range_rates": list(self.range_rates),
             "sample": np.round(self.sample, 6).tolist(),
         }
 
@@ -132,6 +148,7 @@ class ReferenceProfile:
                 knn_k=int(data["knn_k"]),
                 knn_quantiles={float(q): float(v) for q, v in data["knn_quantiles"].items()},
                 nn_quantiles={float(q): float(v) for q, v in data["nn_quantiles"].items()},
+                range_rates=tuple(float(v) for v in data.get("range_rates", ())),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed gateway profile: {e}") from e
@@ -173,6 +190,8 @@ def build_profile(
     order = rng.permutation(len(data))
     n_hold = max(10, int(len(data) * holdout))
     held, kept = data[order[:n_hold]], data[order[n_hold:]]
+    outside = ((held < kept.min(axis=0)) | (held > kept.max(axis=0))).sum(axis=1)
+    range_rates = tuple(float((outside >= m).mean()) for m in range(1, 9))
     if len(kept) > sample_size:
         kept = kept[rng.choice(len(kept), sample_size, replace=False)]
     sample = kept / scale
@@ -195,6 +214,7 @@ def build_profile(
         knn_k=k,
         knn_quantiles={q: float(np.quantile(knn, q)) for q in QUANTILES},
         nn_quantiles={q: float(np.quantile(nn, q)) for q in QUANTILES},
+        range_rates=range_rates,
     )
 
 

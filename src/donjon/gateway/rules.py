@@ -9,10 +9,14 @@ EVASION_PROBING = Rule(
     id="DJ-GW-001",
     title="Query-based evasion: a principal walks close queries across a decision boundary",
     description=(
-        "Many distinct, near-identical queries from one principal whose answers straddle a "
-        "decision boundary: the signature of black-box decision attacks (HopSkipJump, "
-        "Boundary Attack, sign-OPT) searching for a minimal adversarial example. Exact "
-        "duplicates (retries) are not counted."
+        "One principal searches for a decision boundary: either two of its queries in the "
+        "window each lie on the segment between its previous query and an earlier one the "
+        "model answered differently (within 2 % of the segment's length: a bisection or "
+        "line search, as HopSkipJump, Boundary Attack and sign-OPT begin), or many "
+        "distinct, near-identical queries straddle a boundary (closer than half the "
+        "training data's 1 % nearest-neighbour distance, with two labels). Exact "
+        "duplicates (retries) are not counted; natural records are almost never collinear "
+        "to 2 %, nor that close."
     ),
     remediation=(
         "Block or throttle the principal, review its recent queries, and consider label-only "
@@ -28,10 +32,13 @@ EXTRACTION = Rule(
     id="DJ-GW-002",
     title="Model extraction: a principal's query distribution departs from the reference data",
     description=(
-        "A sequential test on one principal's queries finds far more out-of-distribution "
-        "inputs than the per-input false-positive rate allows for natural traffic: synthetic "
-        "or augmented queries used to train a copy of the model (Jacobian augmentation, "
-        "KnockoffNets or CopycatCNN on surrogate data)."
+        "A sequential test finds that most of one principal's queries are synthetic: far "
+        "from the training data (1.5 times its calibrated 99th-percentile distance) or off "
+        "its value grid (noise, surrogate data sets for KnockoffNets or CopycatCNN), or "
+        "derived from the principal's own earlier queries (closer than 90 % of natural "
+        "records are to their nearest neighbour: Jacobian-based augmentation). H0 'at most "
+        "half are synthetic' is rejected at alpha 1e-6 (exact binomial tail), so covariate "
+        "shift and jittered re-sends, which make a minority of such queries, do not fire."
     ),
     remediation=(
         "Throttle or block the principal, lower its query budget, and harden this model's "
@@ -64,8 +71,11 @@ ADVERSARIAL_INPUT = Rule(
     description=(
         "One input lies farther from the reference profile of the training data than the "
         "calibrated per-input threshold (nearest-neighbour distance above its 99th "
-        "percentile on held-out reference data), or off the value grid of the training data: "
-        "the only per-request handle on one-shot transfer attacks."
+        "percentile on held-out reference data), or off the value grid of the training data, "
+        "or with more features outside the training data's per-feature range than all but "
+        "0.5 % of held-out reference rows (sign-gradient perturbations such as FGSM and PGD "
+        "push the constant background of the data off its range): the only per-request "
+        "handle on one-shot transfer attacks."
     ),
     remediation="Inspect the input; if such inputs are legitimate, rebuild the profile with them.",
     severity=Severity.MEDIUM,

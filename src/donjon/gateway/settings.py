@@ -50,6 +50,9 @@ class EvasionSettings(_Section):
     near_factor: float = Field(default=0.5, gt=0)
     min_near: int = Field(default=4, ge=1)
     min_labels: int = Field(default=2, ge=1)
+    min_walk: int = Field(default=2, ge=0)  # 0 turns the line-search test off
+    walk_tolerance: float = Field(default=0.02, gt=0, lt=1)
+    walk_offset: float = Field(default=0.1, gt=0, lt=0.5)
 
 
 class MembershipSettings(_Section):
@@ -63,16 +66,19 @@ class OodSettings(_Section):
     action: Action = Action.LOG
     quantile: float = Field(default=0.99, gt=0.5, lt=1)
     check_grid: bool = True
+    range_rate: float = Field(default=0.005, ge=0, lt=1)  # 0 turns the range test off
 
 
 class ExtractionSettings(_Section):
     enabled: bool = True
     action: Action = Action.BLOCK
-    null_rate: float = Field(default=0.05, gt=0, lt=1)
+    null_rate: float = Field(default=0.5, gt=0, lt=1)
     alpha: float = Field(default=1e-6, gt=0, lt=1)
     min_queries: int = Field(default=10, ge=1)
     budget: int | None = Field(default=100_000, ge=1)
     budget_action: Action = Action.THROTTLE
+    far_score: float = Field(default=1.5, gt=0)
+    derived_quantile: float = Field(default=0.1, gt=0, lt=0.5)
 
 
 class DetectorSettings(_Section):

@@ -1,13 +1,32 @@
-"""Model extraction: a sequential test on the principal's out-of-distribution ratio.
+"""Model extraction: a sequential test on the share of a principal's queries that are not
+fresh natural records.
 
-Natural traffic exceeds the per-input OOD threshold (:mod:`.ood`) at about its
-calibrated rate (1 %). We allow a margin for drift, ``null_rate`` (5 %), and
-after ``min_queries`` test H0 "this principal's OOD rate <= null_rate" with the
-exact binomial tail: fire when ``P(K >= k | n, null_rate) < alpha`` (1e-6).
-Synthetic extraction queries (noise, Jacobian augmentation, KnockoffNets or
-CopycatCNN over a surrogate data set) are mostly OOD and cross it within tens of
-queries; extraction with *natural* data does not, and only the cumulative budget
-(``budget`` queries per principal, rule DJ-GW-003) bounds it.
+A query counts as *synthetic* when it is
+
+* far from the training data: its OOD score (:mod:`.ood`, 1.0 = the calibrated 99th
+  percentile of natural inputs) exceeds ``far`` (1.5), or it is off the data's value
+  grid -- noise, procedural images, KnockoffNets / CopycatCNN over a surrogate set; or
+* derived from one of the principal's own earlier queries: closer to it (but not an exact
+  repeat) than the profile's ``derived_quantile`` (10 %) of natural nearest-neighbour
+  distances -- i.e. closer than 90 % of natural records are to their nearest neighbour
+  in the whole reference sample, while the principal's window holds far fewer rows --
+  Jacobian-based augmentation and other step-from-a-known-point synthesis, including
+  attackers that round to the value grid.
+
+Natural traffic rarely does either (shuffled held-out digits: 0 % far, 0-3 % derived),
+but benign clients legitimately do some of it: jittered re-sends of a record are derived
+(14-17 % of the benchmark's jitter streams), a covariate shift (a camera one pixel off)
+pushes a quarter of its inputs past ``far``. The test is therefore a *majority* test,
+robust to that: after ``min_queries`` queries, H0 "at most ``null_rate`` (50 %) of this
+principal's queries are synthetic" is rejected with the exact binomial tail
+``P(K >= k | n, null_rate) < alpha`` (1e-6). An all-synthetic stream is flagged at its 20th query
+(0.5^20 < 1e-6), a Jacobian augmentation that starts from ten natural seeds at about its
+55th. An exact repeat is classified like any other query (a retry of a natural record is
+natural, a repeat of a synthetic one synthetic).
+
+A principal that mixes at least as many natural queries as synthetic ones stays under
+the test, and extraction with *natural* data is not synthetic at all: only the
+cumulative budget (``budget`` queries per principal, rule DJ-GW-003) bounds those.
 """
 
 from __future__ import annotations
@@ -23,11 +42,13 @@ from donjon.gateway.rules import EXTRACTION, QUERY_BUDGET
 @dataclass(frozen=True)
 class ExtractionConfig:
     action: Action = Action.BLOCK
-    null_rate: float = 0.05
+    null_rate: float = 0.5
     alpha: float = 1e-6
     min_queries: int = 10
     budget: int | None = 100_000
     budget_action: Action = Action.THROTTLE
+    far: float = 1.5
+    derived_quantile: float = 0.1
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
@@ -59,6 +80,12 @@ class ExtractionDetector:
     def __init__(self, config: ExtractionConfig | None = None) -> None:
         self.config = config or ExtractionConfig()
 
+    def synthetic(self, score: float, off_grid: bool, nearest: float, radius: float) -> bool:
+        """Is one query synthetic? ``nearest``: its distance to the principal's closest
+        earlier query that is not an exact repeat; ``radius``: the profile's natural
+        nearest-neighbour distance at ``derived_quantile``."""
+        return score > self.config.far or off_grid or nearest < radius
+
     def signals(self, state: PrincipalState) -> list[Signal]:
         c = self.config
         found: list[Signal] = []
@@ -74,7 +101,7 @@ class ExtractionDetector:
                     evidence={"queries": state.queries, "budget": c.budget},
                 )
             )
-        n, k = state.queries, state.ood
+        n, k = state.tested, state.synthetic
         if n >= c.min_queries and k > c.null_rate * n:
             p_value = binomial_tail(k, n, c.null_rate)
             if p_value < c.alpha:
@@ -86,10 +113,11 @@ class ExtractionDetector:
                         score=p_value,
                         threshold=c.alpha,
                         message=(
-                            f"{k} of {n} queries out of distribution "
-                            f"(p = {p_value:.2g} under a {c.null_rate:.0%} natural rate)"
+                            f"{k} of {n} queries synthetic (far from the data or "
+                            f"derived from earlier ones; p = {p_value:.2g} under "
+                            f"{c.null_rate:.0%})"
                         ),
-                        evidence={"queries": n, "ood": k, "p_value": p_value},
+                        evidence={"queries": n, "synthetic": k, "p_value": p_value},
                     )
                 )
         return found

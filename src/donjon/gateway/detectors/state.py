@@ -29,6 +29,20 @@ class Neighbours:
     duplicates: int  # exact repeats (retries) in the window
     near_labels: frozenset[int]  # known labels of the near queries
     nearest: float  # distance to the nearest non-duplicate query (inf if none)
+    bisects: bool = False  # this query lies between two earlier, differently answered ones
+    walk: int = 0  # bisecting queries in the window, this one included
+
+
+@dataclass(frozen=True)
+class LineTest:
+    """When a query ``x`` counts as a step of a line search: it lies between the
+    principal's previous query ``p`` and an earlier query ``a`` answered differently,
+    ``|x-p| + |x-a| <= (1 + tolerance) |p-a|``, ``min(|x-p|, |x-a|) >= min_offset |p-a|``
+    and ``|p-a| >= min_span``."""
+
+    tolerance: float
+    min_offset: float
+    min_span: float
 
 
 @dataclass
@@ -37,17 +51,32 @@ class PrincipalState:
     features: int
     rows: npt.NDArray[np.float32] = field(init=False)
     labels: npt.NDArray[np.int32] = field(init=False)
+    bisecting: npt.NDArray[np.bool_] = field(init=False)
+    walk: int = 0  # bisecting rows in the window
     size: int = 0
     cursor: int = 0
     queries: int = 0  # every row ever seen
     ood: int = 0  # rows flagged out-of-distribution
+    tested: int = 0  # rows the extraction test has seen (all, when a profile exists)
+    synthetic: int = 0  # rows far from the data or derived from earlier ones
     blocked_until: dict[str, tuple[float, Action]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = np.zeros((self.window, self.features), dtype=np.float32)
         self.labels = np.full(self.window, UNKNOWN, dtype=np.int32)
+        self.bisecting = np.zeros(self.window, dtype=bool)
+        # distances of the last stored row to the window as it was before it was stored
+        # (computed by :meth:`neighbours` anyway): the spans |p-a| of the line test
+        self._last: npt.NDArray[np.float32] | None = None
+        self._pending: npt.NDArray[np.float32] | None = None
 
-    def neighbours(self, row: npt.NDArray[np.float64], near: float, dup: float) -> Neighbours:
+    def neighbours(
+        self,
+        row: npt.NDArray[np.float64],
+        near: float,
+        dup: float,
+        line: LineTest | None = None,
+    ) -> Neighbours:
         if self.size == 0:
             return Neighbours(0, 0, frozenset(), float("inf"))
         diff = self.rows[: self.size] - row.astype(np.float32)
@@ -56,18 +85,54 @@ class PrincipalState:
         is_near = (dist < near) & ~is_dup
         labels = self.labels[: self.size][is_near]
         others = dist[~is_dup]
+        bisects = line is not None and not is_dup.any() and self._bisects(dist, line)
+        self._pending = dist
         return Neighbours(
             distinct_near=int(is_near.sum()),
             duplicates=int(is_dup.sum()),
             near_labels=frozenset(int(v) for v in labels if v != UNKNOWN),
             nearest=float(others.min()) if len(others) else float("inf"),
+            bisects=bisects,
+            walk=self.walk + bisects,
         )
 
-    def push(self, row: npt.NDArray[np.float64]) -> int:
+    def _bisects(self, dist: npt.NDArray[np.float32], line: LineTest) -> bool:
+        """Does the new query lie on the segment between the previous stored query ``p``
+        and an earlier one answered differently (a bisection or line search)?
+
+        In a bisection every new point is the midpoint of the current bracket, one end
+        of which is always the previous query; a step-size search halves towards the
+        previous try. Checking pairs (previous, any) costs one vector pass over the
+        window: the spans ``|p-a|`` are the distances computed when ``p`` arrived.
+        """
+        spans = self._last
+        if spans is None:
+            return False
+        p = (self.cursor - 1) % self.window
+        label = self.labels[p]
+        if label == UNKNOWN:
+            return False
+        n = len(spans)
+        d = dist[:n]
+        dp = dist[p]
+        ok = d + dp <= (1.0 + line.tolerance) * spans  # on the segment, up to tolerance
+        if not ok.any():  # the common case: no natural query is
+            return False
+        # slot p holds the previous query itself (spans[p] is stale once the ring wrapped):
+        # its own label excludes it
+        labels = self.labels[:n]
+        ok &= (labels != label) & (labels != UNKNOWN) & (spans >= line.min_span)
+        ok &= np.minimum(d, dp) >= line.min_offset * spans  # strictly inside it
+        return bool(ok.any())
+
+    def push(self, row: npt.NDArray[np.float64], bisects: bool = False) -> int:
         """Add a query (label unknown yet); return its slot for :meth:`label`."""
         slot = self.cursor
         self.rows[slot] = row
         self.labels[slot] = UNKNOWN
+        self.walk += int(bisects) - int(self.bisecting[slot])
+        self.bisecting[slot] = bisects
+        self._last, self._pending = self._pending, None
         self.cursor = (self.cursor + 1) % self.window
         self.size = min(self.size + 1, self.window)
         return slot
