@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,14 @@ class CliState:
             self._err = Console(stderr=True, highlight=False, emoji=False)
         return self._err
 
+    def out_is_terminal(self) -> bool:
+        """Whether ``out`` writes to a terminal, as Rich decides, without importing Rich."""
+        return self._out.is_terminal if self._out is not None else _is_terminal(sys.stdout)
+
+    def err_is_terminal(self) -> bool:
+        """Whether ``err`` writes to a terminal, as Rich decides, without importing Rich."""
+        return self._err.is_terminal if self._err is not None else _is_terminal(sys.stderr)
+
     @property
     def json(self) -> bool:
         return self.format is OutputFormat.JSON
@@ -91,6 +100,22 @@ class CliState:
         """Human chatter on stderr, silenced by --quiet and in JSON mode."""
         if not self.quiet and not self.json:
             self.err.print(message)
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Rich's ``Console.is_terminal`` for a console not built yet: the ``TTY_COMPATIBLE``
+    and ``FORCE_COLOR`` variables first, then the stream's ``isatty``."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return False if isatty is None else bool(isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 def state(ctx: typer.Context) -> CliState:

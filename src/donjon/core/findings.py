@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,6 +109,8 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
+        import hashlib  # here, not at the top: a scan that publishes nothing needs no OpenSSL
+
         material = json.dumps(
             [self.rule.id, self.subject.key(), self.location.key()], separators=(",", ":")
         )
