@@ -77,6 +77,8 @@ class CliState:
         if self._settings is None:
             from donjon.config import load_settings
 
+            configure_logging()  # before the settings and the application can log
+
             self._settings = load_settings(self.config_file, home=self.home)
         return self._settings
 
@@ -100,6 +102,13 @@ class CliState:
         """Human chatter on stderr, silenced by --quiet and in JSON mode."""
         if not self.quiet and not self.json:
             self.err.print(message)
+
+
+def configure_logging() -> None:
+    """The log format of every command (``logging`` is imported here, not by a clean scan)."""
+    import logging
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 
 
 def _is_terminal(stream: Any) -> bool:
