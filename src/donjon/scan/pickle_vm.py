@@ -107,24 +107,25 @@ class PickleVM:
         first = True
         stream = reader.stream
         read = stream.read
+        handlers = _HANDLERS
         try:
             while True:
-                self.opcodes += 1
-                if self.opcodes & 0xFF == 0:  # bounds grow by at most one per opcode
+                opcodes = self.opcodes = self.opcodes + 1
+                if opcodes & 0xFF == 0:  # bounds grow by at most one per opcode
                     self._check_bounds(stack, memo)
                 offset = reader.pos
                 code = read(1)
-                reader.pos += len(code)
                 if not code:
                     if first and self.pickles > 0:
                         return False
                     raise Malformed(f"stream ends without STOP at offset {offset}")
+                reader.pos = offset + 1
                 first = False
                 if code == b".":
                     self._check_bounds(stack, memo)
                     self.last = stack[-1] if stack else None
                     return True
-                handler = _HANDLERS.get(code)
+                handler = handlers.get(code)
                 if handler is None:
                     raise Malformed(f"unknown opcode {code!r} at offset {offset}")
                 handler(self, reader, stack, marks, memo, offset)
@@ -410,12 +411,13 @@ def _walk(value: Any, depth: int) -> list[Any]:
         out.append(item)
         if level >= depth:
             continue
+        level += 1
         if isinstance(item, tuple):
-            todo.extend((v, level + 1) for v in item)
+            todo.extend([(v, level) for v in item])
         elif isinstance(item, PList):
-            todo.extend((v, level + 1) for v in item.items[:1000])
+            todo.extend([(v, level) for v in item.items[:1000]])
         elif isinstance(item, PDict):
-            todo.extend((v, level + 1) for _, v in item.items[:1000])
+            todo.extend([(v, level) for _, v in item.items[:1000]])
     return out
 
 
