@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -118,6 +117,8 @@ def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | N
     if fmt is ScanFormat.TEXT and output is None:
         _render_text(cli, report)
         return
+    import json
+
     if fmt is ScanFormat.SARIF:
         from donjon.catalog import rule_registry
         from donjon.scan.sarif import to_sarif
