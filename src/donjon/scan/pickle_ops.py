@@ -79,6 +79,15 @@ def _u(reader: Reader, fmt: str, size: int) -> int:
     return value
 
 
+def _byte(reader: Reader) -> int:
+    """One operand byte, as ``reader.read(1)[0]`` reads it (and fails)."""
+    data = reader.stream.read(1)
+    if not data:
+        raise Malformed(f"truncated: wanted 1 bytes at offset {reader.pos}")
+    reader.pos += 1
+    return data[0]
+
+
 def _bytes(reader: Reader, size: int, vm: PickleVM) -> bytes | Blob:
     if size < 0 or size > vm.policy.max_pickle_bytes:
         raise Malformed(f"declared length {size} out of bounds")
@@ -163,7 +172,7 @@ HANDLERS[b"J"] = _fixed(4, "<i")
 
 @op(b"K")
 def _binint1(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
-    s.append(r.read(1)[0])  # the most common operands get handlers without helpers
+    s.append(_byte(r))  # the most common opcodes get handlers without helpers
 
 
 HANDLERS[b"M"] = _fixed(2, "<H")
@@ -263,7 +272,7 @@ for _code, _n, _fmt, _kind in (
 
 @op(b"\x8c")
 def _short_binunicode(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
-    n = r.read(1)[0]  # at most 255: under _KEEP_BYTES
+    n = _byte(r)  # at most 255: under _KEEP_BYTES
     if n > vm.policy.max_pickle_bytes:
         raise Malformed(f"declared length {n} out of bounds")
     s.append(r.read(n).decode("utf-8", "surrogatepass"))
@@ -421,7 +430,7 @@ HANDLERS[b"j"] = lambda vm, r, s, m, memo, at: _get(_u(r, "<I", 4), s, memo)
 
 @op(b"q")
 def _binput(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
-    index = r.read(1)[0]
+    index = _byte(r)
     if not s:
         raise Malformed("stack underflow")
     memo[index] = s[-1]
@@ -429,7 +438,7 @@ def _binput(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) ->
 
 @op(b"h")
 def _binget(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
-    index = r.read(1)[0]
+    index = _byte(r)
     if index not in memo:
         raise Malformed(f"memo key {index} was never stored")
     s.append(memo[index])

@@ -332,6 +332,8 @@ class PickleVM:
 
     def _scan_bytes(self, value: Any, offset: int) -> None:
         """Byte strings that look like pickles are analysed wherever they appear."""
+        if not _holds_bytes(value, 2):
+            return
         for item in _walk(value, 2):
             if isinstance(item, bytes) and _looks_like_pickle(item) and self._nested_budget > 0:
                 self._nested_budget -= 1
@@ -396,6 +398,31 @@ def _two_strings(args: Any) -> bool:
 
 def _looks_like_pickle(data: bytes) -> bool:
     return len(data) >= 4 and data[0] == 0x80 and data[1] <= 5 and data.rstrip()[-1:] == b"."
+
+
+def _holds_bytes(value: Any, depth: int) -> bool:
+    """False only when no ``bytes`` or :class:`Blob` lies within ``depth`` levels of
+    ``value``: everything :func:`_walk` would reach, and more; True when unsure (large)."""
+    level: list[Any] = [value]
+    budget = 10_000
+    for at in range(depth + 1):
+        inner: list[Any] = []
+        for item in level:
+            if isinstance(item, (bytes, Blob)):  # noqa: UP038 - a tuple is faster here
+                return True
+            if at == depth:
+                continue
+            if isinstance(item, tuple):
+                inner.extend(item)
+            elif isinstance(item, PList):
+                inner.extend(item.items[:1000])
+            elif isinstance(item, PDict):
+                inner.extend([v for _, v in item.items[:1000]])
+        budget -= len(inner)
+        if budget < 0:
+            return True
+        level = inner
+    return False
 
 
 def _walk(value: Any, depth: int) -> list[Any]:
