@@ -73,7 +73,7 @@ class InflateReader:
                 break
             try:
                 out = self._d.decompress(chunk)
-            except Exception as e:  # noqa: BLE001 - anything but corrupt data is raised again
+            except Exception as e:  # anything but corrupt data is raised again
                 if not _corrupt(e):
                     raise
                 raise OSError(f"corrupt compressed data: {e}") from e
