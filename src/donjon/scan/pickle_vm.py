@@ -402,16 +402,19 @@ def _looks_like_pickle(data: bytes) -> bool:
 
 def _holds_bytes(value: Any, depth: int) -> bool:
     """False only when no ``bytes`` or :class:`Blob` lies within ``depth`` levels of
-    ``value``: everything :func:`_walk` would reach, and more; True when unsure (large)."""
+    ``value``: everything :func:`_walk` would reach, and more; True when unsure (large).
+
+    Types are checked a level at a time (a set of a few types), not item by item."""
     level: list[Any] = [value]
     budget = 10_000
     for at in range(depth + 1):
+        kinds = set(map(type, level))
+        if any(issubclass(k, _BYTES) for k in kinds):
+            return True
+        if at == depth or not any(issubclass(k, _CONTAINERS) for k in kinds):
+            return False
         inner: list[Any] = []
         for item in level:
-            if isinstance(item, (bytes, Blob)):  # a tuple: faster than a union here
-                return True
-            if at == depth:
-                continue
             if isinstance(item, tuple):
                 inner.extend(item)
             elif isinstance(item, PList):
@@ -423,6 +426,10 @@ def _holds_bytes(value: Any, depth: int) -> bool:
             return True
         level = inner
     return False
+
+
+_BYTES = (bytes, Blob)
+_CONTAINERS = (tuple, PList, PDict)
 
 
 def _walk(value: Any, depth: int) -> list[Any]:
