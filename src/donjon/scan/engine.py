@@ -191,7 +191,7 @@ def iter_files(root: Path) -> Iterator[Path]:
             seen.add(target)
             yield path
     for path in plain:
-        if path.resolve() not in seen and path.is_file():
+        if (not seen or path.resolve() not in seen) and path.is_file():
             yield path
 
 

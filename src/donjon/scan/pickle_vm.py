@@ -74,7 +74,7 @@ class PickleVM:
         self.plain = False  # True on the second, plain-pickle pass of a joblib stream
         self._nested_budget = 64
         self.last: Any = None
-        self._verdicts: dict[str, Verdict] = {}
+        self._verdicts = _verdicts_of(policy)
 
     # -- public ------------------------------------------------------------
 
@@ -390,6 +390,19 @@ class PickleVM:
                         None if use.called else Severity.LOW,
                     )
                 )
+
+
+# The verdicts of the last policy used, shared by the files of a scan (a pure function
+# of the policy's lists and the name; one policy at a time, so the cache stays small).
+_LAST_VERDICTS: tuple[ScanPolicy, dict[str, Verdict]] | None = None
+
+
+def _verdicts_of(policy: ScanPolicy) -> dict[str, Verdict]:
+    global _LAST_VERDICTS
+    last = _LAST_VERDICTS
+    if last is None or last[0] is not policy or len(last[1]) > 100_000:
+        last = _LAST_VERDICTS = (policy, {})
+    return last[1]
 
 
 def _two_strings(args: Any) -> bool:
