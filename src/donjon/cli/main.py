@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from donjon.cli.commands import COMMANDS
 from donjon.cli.state import configure_logging
+
+if TYPE_CHECKING:
+    from donjon.cli.commands import COMMANDS
 
 __all__ = ["COMMANDS", "main", "run"]
 
@@ -33,6 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from donjon.cli.root import run_app
 
     return run_app(args)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COMMANDS":  # the table is read when Typer runs, not by a plain scan
+        from donjon.cli.commands import COMMANDS
+
+        return COMMANDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run() -> None:
