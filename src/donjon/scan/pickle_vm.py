@@ -418,6 +418,8 @@ def _holds_bytes(value: Any, depth: int) -> bool:
     ``value``: everything :func:`_walk` would reach, and more; True when unsure (large).
 
     Types are checked a level at a time (a set of a few types), not item by item."""
+    if not isinstance(value, _CONTAINERS):  # a lone value: the common case
+        return isinstance(value, _BYTES)
     level: list[Any] = [value]
     budget = 10_000
     for at in range(depth + 1):
