@@ -69,6 +69,9 @@ def pop_mark(stack: Stack, marks: Marks) -> list[Any]:
     start = marks.pop()
     items = stack[start:]
     del stack[start:]
+    if items and items[0] is MARK and items.count(MARK) == 1:  # the usual case
+        del items[0]
+        return items
     return [i for i in items if not isinstance(i, Mark)]
 
 
