@@ -117,3 +117,20 @@ def test_force_color_makes_main_print_the_tables(
     assert "┏" in out
     assert "files" in out
     assert "Summary:" not in out
+
+
+def test_a_console_that_is_no_terminal_gets_the_plain_lines(folder: Path) -> None:
+    out = io.StringIO()
+    cli = CliState(_out=Console(file=out, width=200), quiet=True)
+    code = run_scan(
+        cli,
+        [folder / "plain.txt"],
+        policy=DEFAULT_POLICY,
+        threshold=Severity.MEDIUM,
+        record_clean=False,
+        fmt=ScanFormat.TEXT,
+        output=None,
+        workers=None,
+    )
+    assert code == 0
+    assert out.getvalue().startswith("Summary: files 1, findings 0,")

@@ -6,7 +6,7 @@ import enum
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from donjon.cli.state import CliState, ExitCode
 from donjon.core.severity import Severity
@@ -140,12 +140,12 @@ def _render_text(cli: CliState, report: ScanReport) -> None:
     if cli.out_is_terminal():
         _render_table(cli, report)
     else:  # a pipe, a file, a CI log: the same rows and summary as lines, and no Rich to load
-        _render_lines(report)
+        _render_lines(report, cli.out_file())
     if cli.err_is_terminal():
         for error in report.errors:
             cli.err.print(f"[red]error:[/] {error}")
     else:
-        sys.stderr.writelines(f"error: {_plain(error)}\n" for error in report.errors)
+        cli.err_file().writelines(f"error: {_plain(error)}\n" for error in report.errors)
 
 
 def _rows(report: ScanReport) -> Iterator[tuple[Finding, str]]:
@@ -182,7 +182,7 @@ def _render_table(cli: CliState, report: ScanReport) -> None:
     cli.out.print(table)
 
 
-def _render_lines(report: ScanReport) -> None:
+def _render_lines(report: ScanReport, out: Any) -> None:
     """One line per finding (severity, rule, file, finding), then ``Summary: name value, ...``.
 
     Control characters in paths and messages are escaped: a hostile file name
@@ -197,8 +197,8 @@ def _render_lines(report: ScanReport) -> None:
             )
     summary = ", ".join(f"{name} {value}" for name, value in _summary(report).items())
     lines.append(f"Summary: {summary}")
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
+    out.write("\n".join(lines) + "\n")
+    out.flush()
 
 
 # C0 controls and DEL, written as escapes (a newline in a file name stays on its line).

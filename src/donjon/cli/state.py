@@ -63,6 +63,14 @@ class CliState:
         """Whether ``out`` writes to a terminal, as Rich decides, without importing Rich."""
         return self._out.is_terminal if self._out is not None else _is_terminal(sys.stdout)
 
+    def out_file(self) -> Any:
+        """Where ``out`` writes (standard output unless a console was set), for plain text."""
+        return self._out.file if self._out is not None else sys.stdout
+
+    def err_file(self) -> Any:
+        """Where ``err`` writes (standard error unless a console was set), for plain text."""
+        return self._err.file if self._err is not None else sys.stderr
+
     def err_is_terminal(self) -> bool:
         """Whether ``err`` writes to a terminal, as Rich decides, without importing Rich."""
         return self._err.is_terminal if self._err is not None else _is_terminal(sys.stderr)
