@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -69,15 +70,21 @@ def test_a_control_character_in_a_file_name_cannot_forge_a_report_line(
     assert [line for line in lines if line.startswith("Summary")] == [lines[2]]
 
 
-def test_plain_output_loads_no_rich(folder: Path, donjon_home: Path) -> None:
+def test_a_clean_plain_scan_loads_no_rich_logging_bus_or_decompressor(
+    tmp_path: Path, donjon_home: Path
+) -> None:
+    (tmp_path / "weights.pkl").write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    (tmp_path / "notes.txt").write_text("hello")
+    heavy = ["bz2", "donjon.core.bus", "donjon.core.events", "hashlib", "logging", "lzma",
+             "rich", "tarfile", "uuid", "zipfile"]  # fmt: skip
     probe = (
         "import sys\nfrom donjon.cli.main import main\n"
-        f"code = main(['scan', {str(folder / 'plain.txt')!r}])\n"
-        "print(code, 'rich' in sys.modules)"
+        f"code = main(['scan', {str(tmp_path)!r}])\n"
+        f"print(code, sorted(set({heavy!r}) & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "0 False"
+    assert done.stdout.splitlines()[-1] == "0 []"
 
 
 def test_a_terminal_gets_the_rich_tables(folder: Path) -> None:
