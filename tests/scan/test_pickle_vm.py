@@ -180,3 +180,36 @@ def test_copyreg_reconstructor_with_object_base_only_instantiates() -> None:
     data = b"ccopy_reg\n_reconstructor\n(cmypkg.models\nNet\nc__builtin__\nobject\nNtR."
     (issue,) = analyse(data)
     assert issue.severity is Severity.LOW
+
+
+class _Carrier:
+    """Pickles as a call of ``builtins.divmod`` (not on the allow-list) with ``args``."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (divmod, self.args)
+
+
+_EVIL = p2(call(glob0("os", "system"), "id"))
+
+
+@pytest.mark.parametrize(
+    ("args", "found"),
+    [
+        ((_EVIL,), True),  # an argument
+        (({"k": _EVIL},), True),  # a value of a dict argument
+        (([1, (_EVIL,)],), False),  # three levels down: past the walk's depth
+        ((1, "text", None), False),  # no bytes at all
+    ],
+    ids=["argument", "dict-value", "too-deep", "no-bytes"],
+)
+def test_pickle_bytes_inside_call_arguments_are_analysed_to_two_levels(
+    args: tuple[object, ...], found: bool
+) -> None:
+    issues = analyse(pickle.dumps(_Carrier(*args), protocol=4))
+    nested = [i for i in issues if i.evidence.get("nested") == "embedded pickle bytes"]
+    assert bool(nested) is found
+    if found:
+        assert nested[0].evidence["callable"] == "os.system"

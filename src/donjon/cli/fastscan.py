@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from donjon.errors import DonjonError
@@ -37,17 +36,19 @@ _SCAN_FORMATS = ("text", "json", "sarif")
 _SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
-@dataclass
 class _Plan:
-    format: str = "text"
-    quiet: bool = False
-    home: str | None = None
-    fail_on: str | None = None
-    scan_format: str | None = None
-    output: str | None = None
-    workers: int | None = None
-    allow: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
+    """What a plain scan command line asks for (a plain class: no dataclass to build)."""
+
+    def __init__(self) -> None:
+        self.format = "text"
+        self.quiet = False
+        self.home: str | None = None
+        self.fail_on: str | None = None
+        self.scan_format: str | None = None
+        self.output: str | None = None
+        self.workers: int | None = None
+        self.allow: list[str] = []
+        self.paths: list[str] = []
 
 
 def try_scan(args: list[str]) -> int | None:

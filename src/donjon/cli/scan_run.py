@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import enum
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from donjon.cli.state import CliState, ExitCode
 from donjon.core.severity import Severity
 
 if TYPE_CHECKING:
+    from donjon.core.findings import Finding
     from donjon.scan.policy import ScanPolicy
     from donjon.scan.report import FileReport, ScanReport
 
@@ -98,7 +98,7 @@ class _NoProgress:
 
 
 def _progress(cli: CliState, fmt: ScanFormat) -> _NoProgress:
-    if cli.quiet or fmt is not ScanFormat.TEXT or not cli.err.is_terminal:
+    if cli.quiet or fmt is not ScanFormat.TEXT or not cli.err_is_terminal():
         return _NoProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -117,6 +117,8 @@ def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | N
     if fmt is ScanFormat.TEXT and output is None:
         _render_text(cli, report)
         return
+    import json
+
     if fmt is ScanFormat.SARIF:
         from donjon.catalog import rule_registry
         from donjon.scan.sarif import to_sarif
@@ -135,31 +137,73 @@ def _render(cli: CliState, report: ScanReport, fmt: ScanFormat, output: Path | N
 
 
 def _render_text(cli: CliState, report: ScanReport) -> None:
+    if cli.out_is_terminal():
+        _render_table(cli, report)
+    else:  # a pipe, a file, a CI log: the same rows and summary as lines, and no Rich to load
+        _render_lines(report, cli.out_file())
+    if cli.err_is_terminal():
+        for error in report.errors:
+            cli.err.print(f"[red]error:[/] {error}")
+    else:
+        cli.err_file().writelines(f"error: {_plain(error)}\n" for error in report.errors)
+
+
+def _rows(report: ScanReport) -> Iterator[tuple[Finding, str]]:
+    for file_report in report.files:
+        for f in sorted(file_report.findings, key=lambda f: -f.level):
+            yield f, file_report.path
+
+
+def _summary(report: ScanReport) -> dict[str, str]:
+    return {
+        "files": str(len(report.files)),
+        "findings": str(len(report.findings)),
+        **{label: str(n) for label, n in report.counts().items()},
+        "errors": str(len(report.errors)),
+        "seconds": f"{report.seconds:.2f}",
+    }
+
+
+def _render_table(cli: CliState, report: ScanReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     table = Table("severity", "rule", "file", "finding", title="Findings", expand=False)
     table.columns[2].overflow = "fold"
-    for file_report in report.files:
-        for f in sorted(file_report.findings, key=lambda f: -f.level):
-            where = f" [dim]({f.location})[/]" if str(f.location) else ""
-            style = _STYLE[f.level.label]
-            table.add_row(
-                f"[{style}]{f.level.label}[/]",
-                f.rule.id,
-                file_report.path,
-                escape(f.message) + where,
-            )
+    for f, path in _rows(report):
+        where = f" [dim]({f.location})[/]" if str(f.location) else ""
+        style = _STYLE[f.level.label]
+        table.add_row(f"[{style}]{f.level.label}[/]", f.rule.id, path, escape(f.message) + where)
     if report.findings:
         cli.out.print(table)
-    summary = Table("files", "findings", *report.counts(), "errors", "seconds", title="Summary")
-    summary.add_row(
-        str(len(report.files)),
-        str(len(report.findings)),
-        *(str(n) for n in report.counts().values()),
-        str(len(report.errors)),
-        f"{report.seconds:.2f}",
-    )
-    cli.out.print(summary)
-    for error in report.errors:
-        cli.err.print(f"[red]error:[/] {error}")
+    summary = _summary(report)
+    table = Table(*summary, title="Summary")
+    table.add_row(*summary.values())
+    cli.out.print(table)
+
+
+def _render_lines(report: ScanReport, out: Any) -> None:
+    """One line per finding (severity, rule, file, finding), then ``Summary: name value, ...``.
+
+    Control characters in paths and messages are escaped: a hostile file name
+    cannot forge a line of the report."""
+    lines = []
+    if report.findings:
+        lines.append("Findings: severity, rule, file, finding")
+        for f, path in _rows(report):
+            where = f" ({f.location})" if str(f.location) else ""
+            lines.append(
+                f"{f.level.label:<8}  {f.rule.id}  {_plain(path)}  {_plain(f.message + where)}"
+            )
+    summary = ", ".join(f"{name} {value}" for name, value in _summary(report).items())
+    lines.append(f"Summary: {summary}")
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+# C0 controls and DEL, written as escapes (a newline in a file name stays on its line).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+
+
+def _plain(text: str) -> str:
+    return text.translate(_CONTROLS)

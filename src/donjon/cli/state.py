@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,22 @@ class CliState:
             self._err = Console(stderr=True, highlight=False, emoji=False)
         return self._err
 
+    def out_is_terminal(self) -> bool:
+        """Whether ``out`` writes to a terminal, as Rich decides, without importing Rich."""
+        return self._out.is_terminal if self._out is not None else _is_terminal(sys.stdout)
+
+    def out_file(self) -> Any:
+        """Where ``out`` writes (standard output unless a console was set), for plain text."""
+        return self._out.file if self._out is not None else sys.stdout
+
+    def err_file(self) -> Any:
+        """Where ``err`` writes (standard error unless a console was set), for plain text."""
+        return self._err.file if self._err is not None else sys.stderr
+
+    def err_is_terminal(self) -> bool:
+        """Whether ``err`` writes to a terminal, as Rich decides, without importing Rich."""
+        return self._err.is_terminal if self._err is not None else _is_terminal(sys.stderr)
+
     @property
     def json(self) -> bool:
         return self.format is OutputFormat.JSON
@@ -67,6 +83,8 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             from donjon.config import load_settings
+
+            configure_logging()  # before the settings and the application can log
 
             self._settings = load_settings(self.config_file, home=self.home)
         return self._settings
@@ -85,12 +103,37 @@ class CliState:
 
     def print_json(self, data: Any) -> None:
         """Machine-readable output: plain JSON on stdout, nothing else."""
+        import json
+
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
     def info(self, message: str) -> None:
         """Human chatter on stderr, silenced by --quiet and in JSON mode."""
         if not self.quiet and not self.json:
             self.err.print(message)
+
+
+def configure_logging() -> None:
+    """The log format of every command (``logging`` is imported here, not by a clean scan)."""
+    import logging
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Rich's ``Console.is_terminal`` for a console not built yet: the ``TTY_COMPATIBLE``
+    and ``FORCE_COLOR`` variables first, then the stream's ``isatty``."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return False if isatty is None else bool(isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 def state(ctx: typer.Context) -> CliState:

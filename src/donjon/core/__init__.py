@@ -1,27 +1,68 @@
 """Donjon's pure core: domain values, the rule registry, the taxonomy, ports and the bus.
 
-Standard library only, no I/O (enforced by import-linter).
+Standard library only, no I/O (enforced by import-linter). The names below are
+imported from their modules on first use (PEP 562), so a scan that publishes
+nothing loads neither the bus nor the events (nor ``uuid``).
 """
 
-from donjon.core.artifacts import ArtifactRef, Digest
-from donjon.core.bus import Delivery, EventBus, JournalChain, MemorySink
-from donjon.core.clock import ManualClock, SystemClock
-from donjon.core.decision import Decision, Effect
-from donjon.core.events import EventKind, Outcome, SecurityEvent
-from donjon.core.findings import Finding, Location, Subject
-from donjon.core.identity import Principal, PrincipalKind
-from donjon.core.ports import (
-    Authenticator,
-    Authorizer,
-    BlobStore,
-    Clock,
-    EventJournal,
-    EventSink,
-    KeyProvider,
-    MetadataStore,
-)
-from donjon.core.rules import Rule, RuleRegistry
-from donjon.core.severity import Severity
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from donjon.core.artifacts import ArtifactRef, Digest
+    from donjon.core.bus import Delivery, EventBus, JournalChain, MemorySink
+    from donjon.core.clock import ManualClock, SystemClock
+    from donjon.core.decision import Decision, Effect
+    from donjon.core.events import EventKind, Outcome, SecurityEvent
+    from donjon.core.findings import Finding, Location, Subject
+    from donjon.core.identity import Principal, PrincipalKind
+    from donjon.core.ports import (
+        Authenticator,
+        Authorizer,
+        BlobStore,
+        Clock,
+        EventJournal,
+        EventSink,
+        KeyProvider,
+        MetadataStore,
+    )
+    from donjon.core.rules import Rule, RuleRegistry
+    from donjon.core.severity import Severity
+
+# name -> the module that defines it
+_MODULES = {
+    "ArtifactRef": "artifacts",
+    "Digest": "artifacts",
+    "Delivery": "bus",
+    "EventBus": "bus",
+    "JournalChain": "bus",
+    "MemorySink": "bus",
+    "ManualClock": "clock",
+    "SystemClock": "clock",
+    "Decision": "decision",
+    "Effect": "decision",
+    "EventKind": "events",
+    "Outcome": "events",
+    "SecurityEvent": "events",
+    "Finding": "findings",
+    "Location": "findings",
+    "Subject": "findings",
+    "Principal": "identity",
+    "PrincipalKind": "identity",
+    "Authenticator": "ports",
+    "Authorizer": "ports",
+    "BlobStore": "ports",
+    "Clock": "ports",
+    "EventJournal": "ports",
+    "EventSink": "ports",
+    "KeyProvider": "ports",
+    "MetadataStore": "ports",
+    "Rule": "rules",
+    "RuleRegistry": "rules",
+    "Severity": "severity",
+}
 
 __all__ = [
     "ArtifactRef",
@@ -54,3 +95,16 @@ __all__ = [
     "Subject",
     "SystemClock",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

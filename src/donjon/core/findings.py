@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -110,6 +108,9 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
+        import hashlib  # here, not at the top: a scan that publishes nothing needs no OpenSSL
+        import json
+
         material = json.dumps(
             [self.rule.id, self.subject.key(), self.location.key()], separators=(",", ":")
         )

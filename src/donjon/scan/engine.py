@@ -11,13 +11,16 @@ from typing import BinaryIO
 
 from donjon.core.findings import Finding
 from donjon.errors import ScanError
-from donjon.scan import archives, rules
+from donjon.scan import rules
 from donjon.scan.context import Context, Source
 from donjon.scan.detect import PICKLE_EXTENSIONS, Format, sniff
-from donjon.scan.pickle_vm import Bound, Malformed
 from donjon.scan.policy import DEFAULT_POLICY, ScanPolicy
 from donjon.scan.report import FileReport, ScanReport
 from donjon.scan.streams import LimitExceeded
+from donjon.scan.values import Bound, Malformed
+
+# A format's analyser (and what it needs: the pickle interpreter, zip and tar
+# readers, decompressors, json) is imported when a file of that format shows up.
 
 _COMPRESSED = {Format.GZIP: "gzip", Format.BZ2: "bz2", Format.XZ: "xz", Format.LZMA: "lzma",
                Format.ZLIB: "zlib"}  # fmt: skip
@@ -68,6 +71,8 @@ def _pickle(ctx: Context, source: Source) -> None:
 
 def _compressed(fmt: Format) -> Callable[[Context, Source], None]:
     def handler(ctx: Context, source: Source) -> None:
+        from donjon.scan import archives
+
         if fmt in (Format.GZIP, Format.BZ2, Format.XZ) and _is_tar(source, fmt):
             archives.scan_tar(ctx, source, scan_source)
             return
@@ -97,11 +102,20 @@ def _lazy(module: str, function: str) -> Callable[[Context, Source], None]:
     return handler
 
 
+def _container(function: str) -> Callable[[Context, Source], None]:
+    def handler(ctx: Context, source: Source) -> None:
+        from donjon.scan import archives
+
+        getattr(archives, function)(ctx, source, scan_source)
+
+    return handler
+
+
 _HANDLERS: dict[Format, Callable[[Context, Source], None]] = {
     Format.PICKLE: _pickle,
-    Format.ZIP: lambda ctx, src: archives.scan_zip(ctx, src, scan_source),
-    Format.TAR: lambda ctx, src: archives.scan_tar(ctx, src, scan_source),
-    Format.SEVEN_ZIP: lambda ctx, src: archives.scan_7z(ctx, src, scan_source),
+    Format.ZIP: _container("scan_zip"),
+    Format.TAR: _container("scan_tar"),
+    Format.SEVEN_ZIP: _container("scan_7z"),
     Format.NPY: _lazy("npy", "scan_npy"),
     Format.HDF5: _lazy("keras", "scan_hdf5"),
     Format.GGUF: _lazy("gguf", "scan_gguf"),
@@ -177,7 +191,7 @@ def iter_files(root: Path) -> Iterator[Path]:
             seen.add(target)
             yield path
     for path in plain:
-        if path.resolve() not in seen and path.is_file():
+        if (not seen or path.resolve() not in seen) and path.is_file():
             yield path
 
 

@@ -69,6 +69,9 @@ def pop_mark(stack: Stack, marks: Marks) -> list[Any]:
     start = marks.pop()
     items = stack[start:]
     del stack[start:]
+    if items and items[0] is MARK and items.count(MARK) == 1:  # the usual case
+        del items[0]
+        return items
     return [i for i in items if not isinstance(i, Mark)]
 
 
@@ -77,6 +80,15 @@ def _u(reader: Reader, fmt: str, size: int) -> int:
         return reader.read(1)[0]
     value: int = struct.unpack(fmt, reader.read(size))[0]
     return value
+
+
+def _byte(reader: Reader) -> int:
+    """One operand byte, as ``reader.read(1)[0]`` reads it (and fails)."""
+    data = reader.stream.read(1)
+    if not data:
+        raise Malformed(f"truncated: wanted 1 bytes at offset {reader.pos}")
+    reader.pos += 1
+    return data[0]
 
 
 def _bytes(reader: Reader, size: int, vm: PickleVM) -> bytes | Blob:
@@ -159,7 +171,13 @@ def _fixed(size: int, fmt: str) -> Handler:
 
 
 HANDLERS[b"J"] = _fixed(4, "<i")
-HANDLERS[b"K"] = _fixed(1, "<B")
+
+
+@op(b"K")
+def _binint1(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
+    s.append(_byte(r))  # the most common opcodes get handlers without helpers
+
+
 HANDLERS[b"M"] = _fixed(2, "<H")
 HANDLERS[b"G"] = _fixed(8, ">d")
 
@@ -255,6 +273,14 @@ for _code, _n, _fmt, _kind in (
     HANDLERS[_code] = _counted(_n, _fmt, _kind)
 
 
+@op(b"\x8c")
+def _short_binunicode(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
+    n = _byte(r)  # at most 255: under _KEEP_BYTES
+    if n > vm.policy.max_pickle_bytes:
+        raise Malformed(f"declared length {n} out of bounds")
+    s.append(r.read(n).decode("utf-8", "surrogatepass"))
+
+
 @op(b"\x97")
 def _next_buffer(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
     s.append(Opaque("out-of-band buffer"))
@@ -311,7 +337,12 @@ def _frozenset(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int)
 
 def _tuple_n(n: int) -> Handler:
     def handler(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
-        items = [pop(s) for _ in range(n)]
+        items = s[-n:]
+        if len(items) == n and MARK not in items:
+            del s[-n:]
+            s.append(tuple(items))
+            return
+        items = [pop(s) for _ in range(n)]  # raises what the stack lacks
         s.append(tuple(reversed(items)))
 
     return handler
@@ -396,8 +427,28 @@ def _get_text(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) 
     _get(int(text), s, memo)
 
 
-HANDLERS[b"q"] = lambda vm, r, s, m, memo, at: _put(_u(r, "<B", 1), s, memo)
 HANDLERS[b"r"] = lambda vm, r, s, m, memo, at: _put(_u(r, "<I", 4), s, memo)
-HANDLERS[b"h"] = lambda vm, r, s, m, memo, at: _get(_u(r, "<B", 1), s, memo)
 HANDLERS[b"j"] = lambda vm, r, s, m, memo, at: _get(_u(r, "<I", 4), s, memo)
-HANDLERS[b"\x94"] = lambda vm, r, s, m, memo, at: _put(len(memo), s, memo)
+
+
+@op(b"q")
+def _binput(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
+    index = _byte(r)
+    if not s:
+        raise Malformed("stack underflow")
+    memo[index] = s[-1]
+
+
+@op(b"h")
+def _binget(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
+    index = _byte(r)
+    if index not in memo:
+        raise Malformed(f"memo key {index} was never stored")
+    s.append(memo[index])
+
+
+@op(b"\x94")
+def _memoize(vm: PickleVM, r: Reader, s: Stack, m: Marks, memo: Memo, at: int) -> None:
+    if not s:
+        raise Malformed("stack underflow")
+    memo[len(memo)] = s[-1]

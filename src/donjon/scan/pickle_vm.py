@@ -74,7 +74,7 @@ class PickleVM:
         self.plain = False  # True on the second, plain-pickle pass of a joblib stream
         self._nested_budget = 64
         self.last: Any = None
-        self._verdicts: dict[str, Verdict] = {}
+        self._verdicts = _verdicts_of(policy)
 
     # -- public ------------------------------------------------------------
 
@@ -107,24 +107,25 @@ class PickleVM:
         first = True
         stream = reader.stream
         read = stream.read
+        handlers = _HANDLERS
         try:
             while True:
-                self.opcodes += 1
-                if self.opcodes & 0xFF == 0:  # bounds grow by at most one per opcode
+                opcodes = self.opcodes = self.opcodes + 1
+                if opcodes & 0xFF == 0:  # bounds grow by at most one per opcode
                     self._check_bounds(stack, memo)
                 offset = reader.pos
                 code = read(1)
-                reader.pos += len(code)
                 if not code:
                     if first and self.pickles > 0:
                         return False
                     raise Malformed(f"stream ends without STOP at offset {offset}")
+                reader.pos = offset + 1
                 first = False
                 if code == b".":
                     self._check_bounds(stack, memo)
                     self.last = stack[-1] if stack else None
                     return True
-                handler = _HANDLERS.get(code)
+                handler = handlers.get(code)
                 if handler is None:
                     raise Malformed(f"unknown opcode {code!r} at offset {offset}")
                 handler(self, reader, stack, marks, memo, offset)
@@ -331,6 +332,8 @@ class PickleVM:
 
     def _scan_bytes(self, value: Any, offset: int) -> None:
         """Byte strings that look like pickles are analysed wherever they appear."""
+        if not _holds_bytes(value, 2):
+            return
         for item in _walk(value, 2):
             if isinstance(item, bytes) and _looks_like_pickle(item) and self._nested_budget > 0:
                 self._nested_budget -= 1
@@ -389,12 +392,59 @@ class PickleVM:
                 )
 
 
+# The verdicts of the last policy used, shared by the files of a scan (a pure function
+# of the policy's lists and the name; one policy at a time, so the cache stays small).
+_LAST_VERDICTS: tuple[ScanPolicy, dict[str, Verdict]] | None = None
+
+
+def _verdicts_of(policy: ScanPolicy) -> dict[str, Verdict]:
+    global _LAST_VERDICTS
+    last = _LAST_VERDICTS
+    if last is None or last[0] is not policy or len(last[1]) > 100_000:
+        last = _LAST_VERDICTS = (policy, {})
+    return last[1]
+
+
 def _two_strings(args: Any) -> bool:
     return isinstance(args, tuple) and len(args) == 2 and all(isinstance(a, str) for a in args)
 
 
 def _looks_like_pickle(data: bytes) -> bool:
     return len(data) >= 4 and data[0] == 0x80 and data[1] <= 5 and data.rstrip()[-1:] == b"."
+
+
+def _holds_bytes(value: Any, depth: int) -> bool:
+    """False only when no ``bytes`` or :class:`Blob` lies within ``depth`` levels of
+    ``value``: everything :func:`_walk` would reach, and more; True when unsure (large).
+
+    Types are checked a level at a time (a set of a few types), not item by item."""
+    if not isinstance(value, _CONTAINERS):  # a lone value: the common case
+        return isinstance(value, _BYTES)
+    level: list[Any] = [value]
+    budget = 10_000
+    for at in range(depth + 1):
+        kinds = set(map(type, level))
+        if any(issubclass(k, _BYTES) for k in kinds):
+            return True
+        if at == depth or not any(issubclass(k, _CONTAINERS) for k in kinds):
+            return False
+        inner: list[Any] = []
+        for item in level:
+            if isinstance(item, tuple):
+                inner.extend(item)
+            elif isinstance(item, PList):
+                inner.extend(item.items[:1000])
+            elif isinstance(item, PDict):
+                inner.extend([v for _, v in item.items[:1000]])
+        budget -= len(inner)
+        if budget < 0:
+            return True
+        level = inner
+    return False
+
+
+_BYTES = (bytes, Blob)
+_CONTAINERS = (tuple, PList, PDict)
 
 
 def _walk(value: Any, depth: int) -> list[Any]:
@@ -410,12 +460,13 @@ def _walk(value: Any, depth: int) -> list[Any]:
         out.append(item)
         if level >= depth:
             continue
+        level += 1
         if isinstance(item, tuple):
-            todo.extend((v, level + 1) for v in item)
+            todo.extend([(v, level) for v in item])
         elif isinstance(item, PList):
-            todo.extend((v, level + 1) for v in item.items[:1000])
+            todo.extend([(v, level) for v in item.items[:1000]])
         elif isinstance(item, PDict):
-            todo.extend((v, level + 1) for _, v in item.items[:1000])
+            todo.extend([(v, level) for _, v in item.items[:1000]])
     return out
 
 

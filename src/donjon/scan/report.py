@@ -6,7 +6,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from donjon.core.events import finding_to_dict
 from donjon.core.findings import Finding
 from donjon.core.severity import Severity
 
@@ -54,6 +53,8 @@ class ScanReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (schema ``donjon.scan/v1``, see docs/scan.md)."""
+        from donjon.core.events import finding_to_dict  # the events module loads uuid
+
         return {
             "schema": REPORT_SCHEMA,
             "roots": list(self.roots),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import bz2
-import lzma
+import sys
 import zlib
 from typing import BinaryIO, Protocol
 
@@ -74,7 +73,9 @@ class InflateReader:
                 break
             try:
                 out = self._d.decompress(chunk)
-            except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+            except Exception as e:  # anything but corrupt data is raised again
+                if not _corrupt(e):
+                    raise
                 raise OSError(f"corrupt compressed data: {e}") from e
             self.produced += len(out)
             if self.produced > self._limit:
@@ -105,6 +106,14 @@ class InflateReader:
         return False
 
 
+def _corrupt(error: Exception) -> bool:
+    """What decompressors raise on bad data (``lzma`` is imported only for its formats)."""
+    if isinstance(error, zlib.error | OSError | EOFError | ValueError):
+        return True
+    lzma = sys.modules.get("lzma")
+    return lzma is not None and isinstance(error, lzma.LZMAError)
+
+
 def decompressor(kind: str) -> Decompressor:
     if kind == "zlib":
         return zlib.decompressobj()
@@ -113,7 +122,11 @@ def decompressor(kind: str) -> Decompressor:
     if kind == "deflate":
         return zlib.decompressobj(-zlib.MAX_WBITS)
     if kind == "bz2":
+        import bz2
+
         return bz2.BZ2Decompressor()
     if kind in ("xz", "lzma"):
+        import lzma
+
         return lzma.LZMADecompressor()
     raise ValueError(f"unknown compression {kind!r}")

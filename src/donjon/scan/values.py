@@ -1,37 +1,48 @@
-"""The values the pickle interpreter puts on its stack: stand-ins, never real objects."""
+"""The values the pickle interpreter puts on its stack: stand-ins, never real objects.
+
+Plain classes with ``__slots__`` rather than dataclasses: the interpreter makes
+thousands of them per file, and compares them by identity only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(eq=False)
 class Global:
     """An import target (GLOBAL, STACK_GLOBAL, INST ...): never imported."""
 
-    dotted: str
-    offset: int
+    __slots__ = ("dotted", "offset")
+
+    def __init__(self, dotted: str, offset: int) -> None:
+        self.dotted = dotted
+        self.offset = offset
 
 
-@dataclass(eq=False)
 class Obj:
     """The result of calling ``func`` with ``args`` (REDUCE, NEWOBJ, INST, OBJ)."""
 
-    func: Any
-    args: Any
-    offset: int
-    state: Any = None
+    __slots__ = ("args", "func", "offset", "state")
+
+    def __init__(self, func: Any, args: Any, offset: int, state: Any = None) -> None:
+        self.func = func
+        self.args = args
+        self.offset = offset
+        self.state = state
 
 
-@dataclass(eq=False)
 class PList:
-    items: list[Any] = field(default_factory=list)
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.items = [] if items is None else items
 
 
-@dataclass(eq=False)
 class PDict:
-    items: list[tuple[Any, Any]] = field(default_factory=list)
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[Any, Any]] | None = None) -> None:
+        self.items = [] if items is None else items
 
     def get(self, key: str) -> Any:
         for k, v in self.items:
@@ -40,24 +51,30 @@ class PDict:
         return None
 
 
-@dataclass(eq=False)
 class Blob:
     """A byte string too large to keep: its length and first bytes."""
 
-    size: int
-    head: bytes
+    __slots__ = ("head", "size")
+
+    def __init__(self, size: int, head: bytes) -> None:
+        self.size = size
+        self.head = head
 
 
-@dataclass(eq=False)
 class Persistent:
-    pid: Any
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: Any) -> None:
+        self.pid = pid
 
 
-@dataclass(eq=False)
 class Opaque:
     """A value the interpreter could not compute (after a malformation)."""
 
-    why: str
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
 
 
 class Malformed(Exception):
