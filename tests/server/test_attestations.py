@@ -303,6 +303,7 @@ def test_attaching_needs_write_on_the_model(lab: Lab) -> None:
 BAD_DOCUMENTS: list[tuple[str, bytes]] = [
     ("signature", b"not json"),
     ("signature", b"[1, 2]"),
+    ("provenance", b"[" * 100_000),  # nesting deeper than the JSON parser recurses
     ("signature", json.dumps({"mediaType": "application/x-unknown"}).encode()),
     (
         "signature",

@@ -177,6 +177,7 @@ BAD_INPUT: list[tuple[str, dict[str, Any], int]] = [
         (TX, up({DIGEST: "sha256:" + "0" * 64}), 400),
         (TX, up({META: "{not json"}), 400),
         (TX, up({META: "[1]"}), 400),
+        (TX, up({META: "[" * 5000}), 400),  # nesting deeper than the JSON parser recurses
         (MODELS, up({LINEAGE: "../x@1"}), 400),
         (MODELS, up({LINEAGE: "fraud/tx@0"}), 400),
         (MODELS, up({LINEAGE: "fraud/tx@7"}), 404),

@@ -106,7 +106,7 @@ def check_document(data: bytes) -> None:
         raise InputError(f"attachment is larger than {MAX_ATTACHMENT_BYTES} bytes")
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise InputError(f"attachment is not JSON: {e}") from None
     if not isinstance(value, dict):
         raise InputError("attachment must be a JSON object")

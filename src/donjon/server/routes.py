@@ -291,7 +291,7 @@ def _metadata(text: str | None) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise InputError(f"X-Donjon-Metadata is not JSON: {e}") from None
     if not isinstance(value, dict):
         raise InputError("X-Donjon-Metadata must be a JSON object")
