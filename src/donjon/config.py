@@ -14,7 +14,6 @@ Nothing here runs at import time.
 
 from __future__ import annotations
 
-import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,13 +26,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from donjon.config_files import default_home, find_config_file
 from donjon.errors import ConfigError
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("donjon_config_file", default=None)
-
-
-def default_home() -> Path:
-    return Path.home() / ".donjon"
 
 
 class Section(BaseModel):
@@ -313,19 +309,6 @@ class Settings(BaseSettings):
     @property
     def policy_path(self) -> Path:
         return self.authz.policy_path or self.home / "policies.cedar"
-
-
-def find_config_file(explicit: Path | None = None) -> Path | None:
-    """The settings file to read, per the precedence above; ConfigError if named but missing."""
-    if explicit is None and os.environ.get("DONJON_CONFIG"):
-        explicit = Path(os.environ["DONJON_CONFIG"])
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(f"settings file {explicit} does not exist")
-        return explicit
-    home = Path(os.environ["DONJON_HOME"]) if os.environ.get("DONJON_HOME") else default_home()
-    candidate = home / "config.toml"
-    return candidate if candidate.is_file() else None
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

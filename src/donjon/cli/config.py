@@ -12,7 +12,7 @@ app = typer.Typer(help="Inspect Donjon's settings.", no_args_is_help=True)
 @app.command("show")
 def show(ctx: typer.Context) -> None:
     """Print the effective settings (flags > DONJON_* variables > settings file > defaults)."""
-    from donjon.config import find_config_file
+    from donjon.config_files import find_config_file
 
     cli = state(ctx)
     settings = cli.settings

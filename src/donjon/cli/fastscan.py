@@ -113,13 +113,15 @@ def builtin_settings(home: str | None) -> bool:
     """True when no variable or settings file could change Donjon's built-in settings."""
     if any(k.upper().startswith("DONJON_") and k.upper() != "DONJON_HOME" for k in os.environ):
         return False
+    from donjon.config_files import find_config_file
+
     try:
-        homes = {Path(home) if home else Path.home() / ".donjon", Path.home() / ".donjon"}
+        if find_config_file() is not None:  # the file the settings would read
+            return False
     except (RuntimeError, KeyError):  # no home folder to look in: let the settings decide
         return False
-    if os.environ.get("DONJON_HOME"):
-        homes.add(Path(os.environ["DONJON_HOME"]))
-    return not any((h / "config.toml").exists() for h in homes)
+    # a --home folder with a settings file: leave it to the settings too
+    return not (home and (Path(home) / "config.toml").exists())
 
 
 def _run(plan: _Plan) -> int:
