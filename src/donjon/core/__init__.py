@@ -7,8 +7,9 @@ nothing loads neither the bus nor the events (nor ``uuid``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from donjon.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from donjon.core.artifacts import ArtifactRef, Digest
@@ -97,13 +98,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _MODULES, globals())
 
 
 def __dir__() -> list[str]:

@@ -6,8 +6,9 @@ on the core install, without the ``data`` extra's NumPy, pandas and pyarrow.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from donjon.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from donjon.data.checks import CheckReport, check
@@ -56,8 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'donjon.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"donjon.data.{module}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE, globals())

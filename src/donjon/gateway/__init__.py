@@ -10,8 +10,9 @@ rule catalogue) works on a core install without the ``gateway`` extra.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from donjon.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from donjon.gateway.auth import (
@@ -97,8 +98,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'donjon.gateway' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"donjon.gateway.{module}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE, globals())
