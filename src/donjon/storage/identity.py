@@ -7,7 +7,7 @@ hold the SHA-256 of the token (unique, indexed) and never the token itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.errors import InputError, StorageError
-from donjon.storage.sql import Database, metadata
+from donjon.storage.sql import Database, as_utc, metadata
 
 accounts = Table(
     "identity_accounts",
@@ -62,10 +62,7 @@ tokens = Table(
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return None if value is None else as_utc(value)
 
 
 class SqlIdentityStore:

@@ -14,7 +14,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.errors import AuditError
-from donjon.storage.sql import Database, metadata
+from donjon.storage.sql import Database, as_utc, metadata
 
 Row = tuple[int, str, str, str]
 
@@ -219,8 +219,5 @@ class SqlLedgerStore:
         except SQLAlchemyError as e:
             raise AuditError(f"cannot read the ledger checkpoints: {e}") from e
         for row in rows:
-            time = row["time"]
-            if time.tzinfo is None:
-                time = time.replace(tzinfo=UTC)
-            row["time"] = time.isoformat()
+            row["time"] = as_utc(row["time"]).isoformat()
         return list(rows)

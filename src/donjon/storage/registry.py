@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.errors import NotFound, StorageError
 from donjon.storage.registry_attachments import SqlAttachments
-from donjon.storage.sql import Database, metadata
+from donjon.storage.sql import Database, as_utc, metadata
 
 versions = Table(
     "registry_versions",
@@ -276,7 +276,7 @@ class SqlRegistryStore(SqlAttachments):
                     "target": r.target,
                     "reasons": list(r.reasons),
                     "details": dict(r.details),
-                    "time": _utc(r.at),
+                    "time": as_utc(r.at),
                 }
                 for r in rows
             ]
@@ -319,13 +319,8 @@ class SqlRegistryStore(SqlAttachments):
         found.update(
             number=row.number,
             metadata=dict(row.metadata),
-            created_at=_utc(row.created_at),
-            status_at=_utc(row.status_at) if row.status_at else None,
+            created_at=as_utc(row.created_at),
+            status_at=as_utc(row.status_at) if row.status_at else None,
             lineage=[[d, n] for d, n in refs],
         )
         return found
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; they were stored as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

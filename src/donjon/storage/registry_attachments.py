@@ -7,8 +7,7 @@ immutable, and the same document (digest) is attached to a version once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.errors import Conflict, NotFound, StorageError
-from donjon.storage.sql import Database, metadata
+from donjon.storage.sql import Database, as_utc, metadata
 
 attachments = Table(
     "registry_attachments",
@@ -43,8 +42,6 @@ attachments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("version_id", "digest", name="uq_registry_attachments_version_id"),
 )
-
-T = TypeVar("T")
 
 
 class SqlAttachments:
@@ -96,9 +93,6 @@ class SqlAttachments:
 
 
 def _out(values: Mapping[str, Any]) -> dict[str, Any]:
-    from datetime import UTC
-
-    at: datetime = values["created_at"]
     return {
         "kind": values["kind"],
         "digest": values["digest"],
@@ -106,5 +100,5 @@ def _out(values: Mapping[str, Any]) -> dict[str, Any]:
         "media_type": values["media_type"],
         "summary": dict(values["summary"] or {}),
         "created_by": values["created_by"],
-        "created_at": at if at.tzinfo else at.replace(tzinfo=UTC),
+        "created_at": as_utc(values["created_at"]),
     }

@@ -62,6 +62,12 @@ class Database:
         self.engine.dispose()
 
 
+def as_utc(value: datetime) -> datetime:
+    """A time read back from the database, in UTC: SQLite hands back naive datetimes of the
+    UTC times that were stored."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite+pysqlite:///{path}"
 
