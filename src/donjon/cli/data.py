@@ -294,6 +294,9 @@ def check_cmd(
         text = render_check_html(result)
     else:
         text = render_check_text(result) + "\n"
+    if (kind is not ReportFormat.TEXT or out is not None) and not cli.quiet:
+        for note in result.notes:  # the text report lists them; other formats only carry them
+            cli.err.print(f"note: {note}", markup=False)
     if out is not None:
         out.write_text(text, encoding="utf-8")
         cli.info(f"report written to {out}")

@@ -348,7 +348,7 @@ def check(
     )
     labelled = loaded.data
     names = list(detectors or DETECTORS)
-    notes = []
+    notes = list(loaded.notes)
     if labelled.y is None:
         names = [n for n in names if n in {"near_duplicates", "outliers"}]
         notes.append("no labels: only the duplicate and outlier detectors ran")

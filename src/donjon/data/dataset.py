@@ -14,12 +14,31 @@ from donjon.data.detectors.base import LabelledData
 from donjon.data.tabular import data_format, read_npz, read_table
 from donjon.errors import DataError, InputError
 
+BOOKKEEPING_PREFIX = "_donjon_"  # columns Donjon adds (data filter's row, source, reason)
+MIN_ID_ROWS = 10
+
 
 @dataclass(frozen=True)
 class Loaded:
     data: LabelledData
     source: str
     dropped_columns: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def looks_like_id(values: pd.Series) -> bool:
+    """Integer-valued, one distinct value per row and monotonic: a row number or record id.
+
+    Such a column carries no information about a record, only about its position, and a
+    detector that takes it for a feature learns the file's order instead of the data.
+    """
+    if len(values) < MIN_ID_ROWS or values.isna().any():
+        return False
+    numbers = values.to_numpy(dtype=np.float64)
+    if not np.all(numbers == np.round(numbers)):
+        return False
+    steps = np.diff(numbers)
+    return bool((steps > 0).all() or (steps < 0).all())
 
 
 def from_arrays(
@@ -85,12 +104,20 @@ def from_frame(
     if label_column is not None and label_column not in frame.columns:
         raise InputError(f"label column {label_column!r} is not among {list(frame.columns)}")
     skip = {label_column, *exclude}
-    numeric, dropped = [], []
+    numeric, dropped, notes = [], [], []
     for name in frame.columns:
         if name in skip:
             continue
-        if pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name]):
+        if str(name).startswith(BOOKKEEPING_PREFIX):
+            dropped.append(str(name))
+            notes.append(f"column {name!r} is Donjon's own bookkeeping, not a feature: left out")
+        elif pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name]):
             numeric.append(name)
+            if looks_like_id(frame[name]):
+                notes.append(
+                    f"column {name!r} looks like an id (whole numbers, one per row, monotonic):"
+                    f" it is used as a feature; pass --exclude {name} if it is not one"
+                )
         else:
             dropped.append(str(name))
     if not numeric:
@@ -110,7 +137,7 @@ def from_frame(
         image_shape,
         loaded.data.pred_probs,
     )
-    return Loaded(data, source, tuple(dropped))
+    return Loaded(data, source, tuple(dropped), tuple(notes))
 
 
 def from_path(

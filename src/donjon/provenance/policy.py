@@ -65,6 +65,9 @@ _SECTIONS: dict[str, set[str]] = {
 }
 
 
+SCAN_SCHEMA = "donjon.scan/v1"
+
+
 @dataclass(frozen=True, slots=True)
 class Bound:
     minimum: float | None = None
@@ -173,7 +176,14 @@ class ScanGate(Protocol):
 
 
 class ScanResultFile:
-    """A ScanGate over a JSON result file: ``{"findings": [{"severity": "high"}, ...]}``."""
+    """A ScanGate over the JSON that ``donjon scan --format json`` writes.
+
+    That document (``"schema": "donjon.scan/v1"``) lists the scanned roots and, per file,
+    its findings and any error. The result speaks for ``model`` only when one of its roots
+    is the model or a folder holding it (paths as given to ``scan``, read from the current
+    folder or the result file's); a file the scanner could not read counts as a high
+    finding (fail closed). A bare ``{"findings": [{"severity": ...}]}`` is still read.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -183,11 +193,40 @@ class ScanResultFile:
             return None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            findings = data["findings"] if isinstance(data, dict) else data
-            levels = [Severity.parse(str(f["severity"])) for f in findings]
+        except (OSError, ValueError) as e:
+            raise InputError(f"{self.path} is not a Donjon scan result: {e}") from e
+        try:
+            if isinstance(data, dict) and data.get("schema") == SCAN_SCHEMA:
+                if not self._covers(data.get("roots", []), model):
+                    return None
+                levels = self._scan_levels(data["files"])
+            else:
+                findings = data["findings"] if isinstance(data, dict) else data
+                levels = [Severity.parse(str(f["severity"])) for f in findings]
         except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{self.path} is not a Donjon scan result: {e!r}") from e
+            raise InputError(
+                f"{self.path} is not a Donjon scan result (write one with "
+                f"`donjon scan MODEL --format json -o scan.json`): {e!r}"
+            ) from e
         return ScanStatus(len(levels), max(levels, default=None), str(self.path))
+
+    @staticmethod
+    def _scan_levels(files: list[dict[str, Any]]) -> list[Severity]:
+        levels = []
+        for entry in files:
+            levels += [Severity.parse(str(f["severity"])) for f in entry["findings"]]
+            if entry.get("error"):
+                levels.append(Severity.HIGH)  # unreadable is not clean
+        return levels
+
+    def _covers(self, roots: list[str], model: Path) -> bool:
+        target = model.resolve()
+        for root in roots:
+            for base in (Path.cwd(), self.path.parent):
+                where = (base / root).resolve()
+                if target == where or where in target.parents:
+                    return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
