@@ -263,6 +263,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL (postgresql://...); default SQLite $DONJON_HOME/donjon.db",
     )
+    database_migrate: bool = Field(
+        default=True,
+        description="migrate the database schema when a command or server opens it (serialised "
+        "across replicas); false: `donjon db upgrade` migrates and the rest refuse an old schema",
+    )
     events: EventSettings = Field(default_factory=EventSettings)
     authz: AuthzSettings = Field(default_factory=AuthzSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

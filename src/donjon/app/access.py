@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 
 def build_ledger(settings: Settings, database: Database | None = None) -> Ledger:
     """The tamper-evident ledger (an ``EventJournal``) on ``database`` or ``settings.sql_url``."""
+    from donjon.app.sql import open_sql
     from donjon.audit import Ledger
     from donjon.storage.ledger import SqlLedgerStore
     from donjon.storage.ledger_keys import FileKeyProvider
-    from donjon.storage.sql import open_database
 
     return Ledger(
-        SqlLedgerStore(database or open_database(settings.sql_url)),
+        SqlLedgerStore(database or open_sql(settings)),
         keys=FileKeyProvider(settings.keys_dir),
         key_id=settings.audit.key_id,
         checkpoint_every=settings.audit.checkpoint_every,
@@ -38,11 +38,11 @@ def build_identity(
     actor: Principal | None = None,
 ) -> IdentityService:
     """Users, groups, service accounts and API tokens; ``actor`` is who changes them."""
+    from donjon.app.sql import open_sql
     from donjon.authz import IdentityService
     from donjon.storage.identity import SqlIdentityStore
-    from donjon.storage.sql import open_database
 
-    store = SqlIdentityStore(database or open_database(settings.sql_url))
+    store = SqlIdentityStore(database or open_sql(settings))
     return IdentityService(store, publish=bus.publish, actor=actor)
 
 
@@ -50,6 +50,7 @@ def build_authenticator(
     settings: Settings, bus: EventBus, database: Database | None = None
 ) -> CredentialAuthenticator:
     """The ``Authenticator`` port: API tokens, plus JWTs when an issuer is configured."""
+    from donjon.app.sql import open_sql
     from donjon.authz import (
         CredentialAuthenticator,
         JwksSource,
@@ -57,9 +58,8 @@ def build_authenticator(
         TokenAuthenticator,
     )
     from donjon.storage.identity import SqlIdentityStore
-    from donjon.storage.sql import open_database
 
-    tokens = TokenAuthenticator(SqlIdentityStore(database or open_database(settings.sql_url)))
+    tokens = TokenAuthenticator(SqlIdentityStore(database or open_sql(settings)))
     jwt = None
     authz = settings.authz
     if authz.jwt_issuer:

@@ -117,12 +117,12 @@ def build_outbox(
 ) -> tuple[Outbox, Closer | None]:
     """The durable outbox on ``soc.outbox_url``, else on ``database`` (the metadata
     database), with the closer of any database it opened itself."""
+    from donjon.app.sql import open_sql
     from donjon.storage.outbox import SqlOutboxStore
-    from donjon.storage.sql import open_database
 
     if database is not None and settings.soc.outbox_url is None:
         return Outbox(SqlOutboxStore(database)), None
-    own = open_database(settings.soc.outbox_url or settings.sql_url)
+    own = open_sql(settings, settings.soc.outbox_url)
     return Outbox(SqlOutboxStore(own)), Disposer(own.dispose)
 
 

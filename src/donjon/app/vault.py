@@ -52,12 +52,12 @@ def build_vault(
     Every pushed model is scanned (a dirty scan quarantines it); the promotion
     gates are :func:`stage_gates` unless ``promotion_gates`` is given.
     """
+    from donjon.app.sql import open_sql
     from donjon.registry import Registry
     from donjon.storage.blobs import FileBlobStore
     from donjon.storage.registry import SqlRegistryStore
-    from donjon.storage.sql import open_database
 
-    database = open_database(settings.sql_url)
+    database = open_sql(settings)
     blobs: BlobStore
     if settings.vault.s3_bucket:
         import boto3  # credentials: the standard AWS chain, never Donjon's settings

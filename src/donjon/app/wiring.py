@@ -60,11 +60,13 @@ def build(settings: Settings) -> Donjon:
     closers: list[Closer] = []
     if settings.audit.ledger or settings.soc.outbox:
         try:
-            from donjon.storage.sql import open_database
+            import donjon.storage.sql  # noqa: F401
         except ImportError:  # the core install (scanning only) has no SQL driver
             pass
         else:
-            database = open_database(settings.sql_url)
+            from donjon.app.sql import open_sql
+
+            database = open_sql(settings)
             closers.append(Disposer(database.dispose))
     ledger = _ledger(settings, database)
     soc = build_soc(settings, database, ledger)

@@ -111,6 +111,7 @@ COMMANDS = (
         (("no_args_is_help", True),),
     ),
     LazyCommand("audit", "donjon.cli.audit", "app", "The tamper-evident audit ledger."),
+    LazyCommand("db", "donjon.cli.db", "app", "The SQL database: upgrade and check its schema."),
     LazyCommand(
         "datasets", "donjon.cli.datasets", "app", "Push, pull and list datasets in the vault."
     ),

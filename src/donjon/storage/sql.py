@@ -90,7 +90,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_database(url: str, *, upgrade: bool = True, **engine_options: Any) -> Database:
-    """Open ``url`` (creating a SQLite file's folder) and, by default, migrate it to head."""
+    """Open ``url`` (creating a SQLite file's folder) and, by default, migrate it to head.
+
+    ``upgrade=False`` never migrates: the database is only opened (``donjon db
+    upgrade`` or :func:`require_current` deal with an old schema).
+    """
     try:
         parsed = make_url(normalise_url(url))
     except ArgumentError as e:
@@ -136,10 +140,23 @@ def schema_is_current(database: Database) -> bool:
     return isinstance(value, dict) and value.get("migrations") == migrations_fingerprint()
 
 
+def require_current(database: Database) -> None:
+    """Raise a StorageError unless the schema is migrated to this version's head."""
+    if not schema_is_current(database):
+        raise StorageError(
+            f"the database schema of {database.url} is not current: run `donjon db upgrade` "
+            "(or let one server migrate it on start)"
+        )
+
+
 def migrate(database: Database, revision: str = "heads") -> None:
     """Upgrade the schema with Alembic; a StorageError says why it could not.
 
     ``heads``: each adapter's migrations may form their own branch from ``0001``.
+    Concurrent migrations of one schema (replicas starting at once) are serialised:
+    on PostgreSQL by an advisory lock derived from the database and ``search_path``
+    (so other schemas of the same database migrate in parallel), on SQLite by taking
+    the write lock first. The second one finds the schema at head and does nothing.
     """
     from alembic import command
     from alembic.config import Config
@@ -148,12 +165,33 @@ def migrate(database: Database, revision: str = "heads") -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:
         with database.engine.begin() as connection:
+            _lock_schema(connection)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
             if revision == "heads":
                 _record_fingerprint(connection)
     except SQLAlchemyError as e:
         raise StorageError(f"cannot migrate {database.url}: {e}") from e
+
+
+def migration_lock_key(database_name: str, search_path: str) -> int:
+    """The advisory lock of one schema's migrations: a signed 64-bit hash of where it is."""
+    seed = f"donjon-migrate\0{database_name}\0{search_path}".encode()
+    return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big", signed=True)
+
+
+def _lock_schema(connection: Connection) -> None:
+    """Hold the schema's migration lock until this transaction ends."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # the one writer, from the first statement
+        return
+    if connection.dialect.name != "postgresql":
+        return
+    where = connection.execute(
+        text("SELECT current_database(), current_setting('search_path')")
+    ).one()
+    key = migration_lock_key(str(where[0]), str(where[1]))
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _record_fingerprint(connection: Connection) -> None:
