@@ -157,3 +157,28 @@ def test_attachments_arrive_by_migration_on_a_database_of_the_first_revision(
         assert store.get_version("model", "fraud-clf", 1) is not None  # old rows intact
     finally:
         db.dispose()
+
+
+def test_listing_versions_reads_the_lineage_of_a_page_in_one_query(database_url: str) -> None:
+    from sqlalchemy import event
+
+    db = open_database(database_url)
+    try:
+        store = SqlRegistryStore(db)
+        for _ in range(3):
+            store.add_version(row("tx"))
+            store.add_version(row("tx-other"))
+        for n in range(12):
+            refs = [["tx", 1 + n % 3], ["tx-other", 3 - n % 3]] if n % 2 else []
+            store.add_version(row("clf", "model", stage="dev", lineage=refs))
+        statements: list[str] = []
+        event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        listed = store.versions("model", "clf")
+        assert len(statements) <= 2  # the versions, then the lineage of all of them
+        assert [v["number"] for v in listed] == list(range(1, 13))
+        assert listed[0]["lineage"] == []
+        assert listed[1]["lineage"] == [["tx", 2], ["tx-other", 2]]
+        assert listed[3]["lineage"] == [["tx", 1], ["tx-other", 3]]
+        assert store.get_version("model", "clf", 4) == listed[3]
+    finally:
+        db.dispose()

@@ -246,7 +246,7 @@ class SqlRegistryStore(SqlAttachments):
                 .where(versions.c.kind == kind, versions.c.name == name)
                 .order_by(versions.c.number)
             ).all()
-            return [self._version(conn, row) for row in rows]
+            return self._versions(conn, rows)
 
         return self._read(query)
 
@@ -310,17 +310,29 @@ class SqlRegistryStore(SqlAttachments):
         return found
 
     def _version(self, conn: Connection, row: Row[Any]) -> dict[str, Any]:
-        refs = conn.execute(
-            select(lineage.c.dataset, lineage.c.dataset_version)
-            .where(lineage.c.version_id == row.id)
-            .order_by(lineage.c.position)
-        ).all()
+        return self._versions(conn, [row])[0]
+
+    def _versions(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+        """The rows as version dicts, with the lineage of all of them read in one query."""
+        refs: dict[int, list[list[Any]]] = {row.id: [] for row in rows}
+        if refs:
+            found = conn.execute(
+                select(lineage.c.version_id, lineage.c.dataset, lineage.c.dataset_version)
+                .where(lineage.c.version_id.in_(list(refs)))
+                .order_by(lineage.c.version_id, lineage.c.position)
+            )
+            for version_id, dataset, dataset_version in found:
+                refs[version_id].append([dataset, dataset_version])
+        return [self._as_dict(row, refs[row.id]) for row in rows]
+
+    @staticmethod
+    def _as_dict(row: Row[Any], refs: list[list[Any]]) -> dict[str, Any]:
         found = {field: getattr(row, field) for field in _VERSION_FIELDS}
         found.update(
             number=row.number,
             metadata=dict(row.metadata),
             created_at=as_utc(row.created_at),
             status_at=as_utc(row.status_at) if row.status_at else None,
-            lineage=[[d, n] for d, n in refs],
+            lineage=refs,
         )
         return found
