@@ -182,3 +182,23 @@ def test_listing_versions_reads_the_lineage_of_a_page_in_one_query(database_url:
         assert store.get_version("model", "clf", 4) == listed[3]
     finally:
         db.dispose()
+
+
+def test_a_journal_that_fails_rolls_the_version_back(database_url: str) -> None:
+    import pytest
+
+    from donjon.errors import AuditError
+
+    class BrokenJournal:
+        def append_in(self, connection: Any, events: Any) -> Any:
+            raise AuditError("the ledger is down")
+
+    db = open_database(database_url)
+    try:
+        store = SqlRegistryStore(db, BrokenJournal())
+        with pytest.raises(AuditError):
+            store.add_version(row("tx"), events=lambda stored: [])
+        assert store.versions("dataset", "tx") == []  # nothing visible without its evidence
+        assert SqlRegistryStore(db).add_version(row("tx"))["number"] == 1
+    finally:
+        db.dispose()

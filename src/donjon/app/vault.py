@@ -19,6 +19,8 @@ from donjon.registry.model import Stage
 from donjon.registry.ports import PromotionGate, ScanGate
 
 if TYPE_CHECKING:
+    from donjon.app.journal import SqlTransactionJournal
+    from donjon.app.wiring import Donjon
     from donjon.provenance.policy import Policy
     from donjon.registry import Registry
     from donjon.storage.sql import Database
@@ -46,11 +48,14 @@ def build_vault(
     *,
     scan_gate: ScanGate | None = None,
     promotion_gates: Mapping[Stage, Sequence[PromotionGate]] | None = None,
+    app: Donjon | None = None,
 ) -> VaultServices:
     """Wire the vault: SQL catalogue (SQLite or PostgreSQL), blob folder, gates.
 
     Every pushed model is scanned (a dirty scan quarantines it); the promotion
-    gates are :func:`stage_gates` unless ``promotion_gates`` is given.
+    gates are :func:`stage_gates` unless ``promotion_gates`` is given. With
+    ``app`` (whose bus is ``bus``), each write's events go to its ledger and
+    outbox in the write's own transaction (:mod:`donjon.app.journal`).
     """
     from donjon.app.sql import open_sql
     from donjon.registry import Registry
@@ -79,7 +84,7 @@ def build_vault(
     if promotion_gates is None:
         promotion_gates = stage_gates(settings)
     registry = Registry(
-        SqlRegistryStore(database),
+        SqlRegistryStore(database, _journal(settings, database, app)),
         blobs,
         authorizer,
         bus,
@@ -89,6 +94,24 @@ def build_vault(
         inspector=_inspector(),
     )
     return VaultServices(registry, authenticator, database, blobs, bus)
+
+
+def _journal(
+    settings: Settings, database: Database, app: Donjon | None
+) -> SqlTransactionJournal | None:
+    """The app's ledger and outbox, joined to the registry's transactions."""
+    if app is None:
+        return None
+    from donjon.app.journal import SqlTransactionJournal
+
+    shared = settings.soc.outbox_url in (None, settings.sql_url)
+    journal = SqlTransactionJournal(
+        database,
+        app.ledger,
+        outbox=app.outbox is not None and shared,
+        late_outbox=app.outbox if app.outbox is not None and not shared else None,
+    )
+    return journal if journal.active else None
 
 
 GATE_NAMES = ("clean-scan", "lineage", "signature", "provenance")

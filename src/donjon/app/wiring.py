@@ -30,6 +30,7 @@ class Donjon:
     outbox: Outbox | None = None
     dispatcher: Dispatcher | None = None
     metrics: DonjonMetrics | None = None  # when prometheus-client is installed
+    ledger: Ledger | None = None  # the audit ledger, the bus's first journal
 
     @property
     def rules(self) -> RuleRegistry:
@@ -77,6 +78,7 @@ def build(settings: Settings) -> Donjon:
         outbox=soc.outbox,
         dispatcher=soc.dispatcher,
         metrics=build_metrics(soc),
+        ledger=ledger,
     )
 
 

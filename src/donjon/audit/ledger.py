@@ -181,6 +181,27 @@ class Ledger:
 
     def _write(self, group: list[_Pending]) -> None:
         batch = [event for pending in group for event in pending.events]
+        try:
+            rows = self._store.append(self.builder(batch))
+        except Exception as e:  # every waiter gets the error; none is acknowledged
+            for pending in group:
+                pending.error = e
+            raise
+        start = 0
+        for pending in group:
+            pending.seqs = [row[0] for row in rows[start : start + len(pending.events)]]
+            start += len(pending.events)
+        self.committed(rows)
+
+    @staticmethod
+    def builder(events: Sequence[SecurityEvent]) -> Builder:
+        """The rows of ``events`` after a head: what a store writes under its head lock.
+
+        Also for a store that appends inside a transaction of its own (a registry
+        write and the events that record it, committed together); it then calls
+        :meth:`committed` with the rows once that transaction has committed.
+        """
+        batch = list(events)
 
         def build(head_seq: int, head_hash: str) -> list[Row]:
             rows: list[Row] = []
@@ -193,16 +214,10 @@ class Ledger:
                 prev = digest
             return rows
 
-        try:
-            rows = self._store.append(build)
-        except Exception as e:  # every waiter gets the error; none is acknowledged
-            for pending in group:
-                pending.error = e
-            raise
-        start = 0
-        for pending in group:
-            pending.seqs = [row[0] for row in rows[start : start + len(pending.events)]]
-            start += len(pending.events)
+        return build
+
+    def committed(self, rows: Sequence[Row]) -> None:
+        """After ``rows`` are committed: sign the checkpoints that fall among them."""
         if self._every and self._keys is not None:
             for seq, _prev, digest, _body in rows:
                 if seq % self._every == 0:

@@ -36,7 +36,7 @@ def server(
         settings = load_settings(cli.config_file, home=cli.home, database_url=database_url)
         cli._settings = settings
     authenticator, authorizer = vault_access(settings, cli.app.bus)
-    services = build_vault(settings, authenticator, authorizer, cli.app.bus)
+    services = build_vault(settings, authenticator, authorizer, cli.app.bus, app=cli.app)
     app = create_app(
         services.registry,
         services.authenticator,

@@ -59,6 +59,11 @@ class EventBus:
             append_batch(self._journal, batch)
         return [self._fan_out(event) for event in batch]
 
+    def fan_out_journaled(self, events: Iterable[SecurityEvent]) -> list[Delivery]:
+        """Hand events to the sinks that a store already journalled, in the transaction of
+        the change they record (the outbox pattern): they skip the journal."""
+        return [self._fan_out(event) for event in events]
+
     def _fan_out(self, event: SecurityEvent) -> Delivery:
         delivered: list[str] = []
         failed: list[str] = []

@@ -62,7 +62,7 @@ def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
 
     settings = app.settings
     authenticator, authorizer = vault_access(settings, app.bus)
-    services = build_vault(settings, authenticator, authorizer, app.bus)
+    services = build_vault(settings, authenticator, authorizer, app.bus, app=app)
     stack._stoppers.append(services.close)
     server = LoopbackServer(
         create_app(

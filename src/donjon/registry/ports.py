@@ -15,9 +15,12 @@ from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
 from donjon.core.artifacts import Digest
+from donjon.core.events import SecurityEvent
 from donjon.core.findings import Finding
 from donjon.registry.attachments import Attachment
 from donjon.registry.model import GateResult, Stage, Version
+
+EventsOf = Callable[[dict[str, Any]], Sequence[SecurityEvent]]
 
 
 class RegistryStore(Protocol):
@@ -32,9 +35,18 @@ class RegistryStore(Protocol):
     """
 
     def add_version(
-        self, row: Mapping[str, Any], gates: Sequence[Mapping[str, Any]] = ()
+        self,
+        row: Mapping[str, Any],
+        gates: Sequence[Mapping[str, Any]] = (),
+        events: EventsOf | None = None,
     ) -> dict[str, Any]:
-        """Record ``row`` as the next version of its name (1, 2, 3...), atomically."""
+        """Record ``row`` as the next version of its name (1, 2, 3...), atomically.
+
+        ``events`` maps the stored row to the events that record it. A store that
+        journals events in its own transaction (the outbox pattern) calls it and
+        commits what it returns with the row; a store that cannot never calls it,
+        and the registry publishes them after the write.
+        """
         ...
 
     def get_version(self, kind: str, name: str, number: int) -> dict[str, Any] | None: ...
@@ -46,13 +58,29 @@ class RegistryStore(Protocol):
     def names(self, kind: str, prefix: str = "") -> list[str]: ...
 
     def set_stage(
-        self, kind: str, name: str, number: int, stage: str, by: str, at: datetime
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        stage: str,
+        by: str,
+        at: datetime,
+        events: EventsOf | None = None,
     ) -> dict[str, Any]:
-        """Move a model version to ``stage`` and record the transition."""
+        """Move a model version to ``stage`` and record the transition (``events``: as
+        in :meth:`add_version`)."""
         ...
 
     def set_status(
-        self, kind: str, name: str, number: int, status: str, reason: str, by: str, at: datetime
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        status: str,
+        reason: str,
+        by: str,
+        at: datetime,
+        events: EventsOf | None = None,
     ) -> dict[str, Any]: ...
 
     def add_gate_results(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from donjon.core.artifacts import Digest
@@ -160,14 +160,21 @@ class Registry(Referrers):
             "created_at": now,
             "lineage": [[ref.name, ref.number] for ref in refs],
         }
+
+        def record(stored: Mapping[str, Any]) -> list[SecurityEvent]:
+            version = Version.from_row(stored)
+            return [
+                *(gate_event(principal, version, result) for result in gates),
+                action_event(
+                    principal, act, version.resource, Outcome.SUCCESS, "stored", version=version
+                ),
+            ]
+
         with self._lock:
-            version = Version.from_row(self.store.add_version(row, [g.to_row() for g in gates]))
-            for result in gates:
-                self._gate_event(principal, version, result)
-            self._action_event(
-                principal, act, version.resource, Outcome.SUCCESS, "stored", version=version
-            )
-        return version
+            recorder = _Recorder(record)
+            stored = self.store.add_version(row, [g.to_row() for g in gates], events=recorder)
+            self._publish_recorded(recorder, stored)
+        return Version.from_row(stored)
 
     def _scan(self, gate: ScanGate, name: str, digest: Digest) -> GateResult:
         now = self.clock.now()
@@ -228,21 +235,15 @@ class Registry(Referrers):
                     principal, "model.promote", version.resource, Outcome.FAILURE, why, stage=stage
                 )
                 raise GateFailed(f"{version.ref} stays in {version.stage}: {why}", results)
-            moved = Version.from_row(
-                self.store.set_stage(
-                    Kind.MODEL.value, name, number, stage.value, str(principal), self.clock.now()
-                )
+            recorder = self._success(
+                principal, "model.promote", version.resource, f"{version.stage} -> {stage}", stage
             )
-            self._action_event(
-                principal,
-                "model.promote",
-                moved.resource,
-                Outcome.SUCCESS,
-                f"{version.stage} -> {stage}",
-                version=moved,
-                stage=stage,
-            )
-        return moved
+            stored = self.store.set_stage(
+                Kind.MODEL.value, name, number, stage.value, str(principal), self.clock.now(),
+                events=recorder,
+            )  # fmt: skip
+            self._publish_recorded(recorder, stored)
+        return Version.from_row(stored)
 
     def _run_gate(
         self, gate: PromotionGate, version: Version, stage: Stage, context: GateContext
@@ -286,16 +287,14 @@ class Registry(Referrers):
         if version.status is Status.TOMBSTONED:
             raise Gone(f"{kind.value} {version.ref} was deleted")
         with self._lock:
-            changed = Version.from_row(
-                self.store.set_status(
-                    kind.value, name, number, status.value, reason, str(principal), self.clock.now()
-                )
-            )
-            self._action_event(
-                principal, act, changed.resource, Outcome.SUCCESS,
-                f"{version.status} -> {status}: {reason}", version=changed,
+            detail = f"{version.status} -> {status}: {reason}"
+            recorder = self._success(principal, act, version.resource, detail)
+            stored = self.store.set_status(
+                kind.value, name, number, status.value, reason, str(principal), self.clock.now(),
+                events=recorder,
             )  # fmt: skip
-        return changed
+            self._publish_recorded(recorder, stored)
+        return Version.from_row(stored)
 
     # -- reading ---------------------------------------------------------------
 
@@ -359,8 +358,42 @@ class Registry(Referrers):
             raise NotFound(f"no {kind.value} version {name}@{number}")
         return version
 
+    @staticmethod
+    def _success(
+        principal: Principal, act: str, res: str, detail: str, stage: Stage | None = None
+    ) -> _Recorder:
+        """The event of a successful stage or status change, made from the stored row."""
+
+        def make(row: Mapping[str, Any]) -> list[SecurityEvent]:
+            version = Version.from_row(row)
+            event = action_event(
+                principal, act, res, Outcome.SUCCESS, detail, version=version, stage=stage
+            )
+            return [event]
+
+        return _Recorder(make)
+
+    def _publish_recorded(self, recorder: _Recorder, stored: Mapping[str, Any]) -> None:
+        """Fan out what the store journalled with the write, or publish it now if it could not."""
+        if recorder.events is not None:
+            self.bus.fan_out_journaled(recorder.events)
+        else:
+            self.bus.publish_all(recorder.make(stored))
+
     def _action_event(self, *args: Any, **kwargs: Any) -> None:
         self.bus.publish(action_event(*args, **kwargs))
 
     def _gate_event(self, principal: Principal, version: Version, result: GateResult) -> None:
         self.bus.publish(gate_event(principal, version, result))
+
+
+class _Recorder:
+    """The events of one write, as the store journalled them (the last attempt's)."""
+
+    def __init__(self, make: Callable[[Mapping[str, Any]], list[SecurityEvent]]) -> None:
+        self.make = make
+        self.events: list[SecurityEvent] | None = None
+
+    def __call__(self, stored: dict[str, Any]) -> list[SecurityEvent]:
+        self.events = self.make(stored)
+        return self.events

@@ -81,8 +81,12 @@ class PayloadSink(Protocol):
     def emit_payloads(self, payloads: Sequence[str]) -> None: ...
 
 
-def _row(event: SecurityEvent) -> tuple[str, str, datetime, str]:
+def outbox_row(event: SecurityEvent) -> tuple[str, str, datetime, str]:
+    """The stored form of ``event``: uid, kind, time and its JSON payload."""
     return (event.uid, event.kind.value, event.time, jsonfast.dumps(event.to_dict()))
+
+
+_row = outbox_row
 
 
 class _Pending:

@@ -74,20 +74,39 @@ class SqlLedgerStore:
             with self._db.engine.connect() as connection:
                 if self._db.is_sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
-                current = connection.execute(
-                    select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
-                ).one()
-                rows = build(int(current.seq), str(current.hash))
-                self._insert(connection, rows)
-                if rows:
-                    last = rows[-1]
-                    connection.execute(
-                        head.update().where(head.c.id == 1).values(seq=last[0], hash=last[2])
-                    )
+                rows = self._append(connection, build)
                 connection.commit()
                 return rows
         except SQLAlchemyError as e:
             raise AuditError(f"cannot append to the ledger: {e}") from e
+
+    def append_in(
+        self, connection: Connection, build: Callable[[int, str], Sequence[Row]]
+    ) -> Sequence[Row]:
+        """Append inside the caller's open transaction (committed, or not, with it).
+
+        The head stays locked until that transaction ends. On SQLite the caller's
+        transaction must already hold the write lock (it has written).
+        """
+        try:
+            return self._append(connection, build)
+        except SQLAlchemyError as e:
+            raise AuditError(f"cannot append to the ledger: {e}") from e
+
+    def _append(
+        self, connection: Connection, build: Callable[[int, str], Sequence[Row]]
+    ) -> Sequence[Row]:
+        current = connection.execute(
+            select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
+        ).one()
+        rows = build(int(current.seq), str(current.hash))
+        self._insert(connection, rows)
+        if rows:
+            last = rows[-1]
+            connection.execute(
+                head.update().where(head.c.id == 1).values(seq=last[0], hash=last[2])
+            )
+        return rows
 
     def _insert(self, connection: Connection, rows: Sequence[Row]) -> None:
         """Bulk insert on the driver: COPY on PostgreSQL, executemany on SQLite."""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Integer,
     String,
@@ -93,16 +94,28 @@ class SqlOutboxStore:
             return 0
         try:
             with self._db.engine.begin() as connection:
-                if self._db.is_sqlite:  # the hot path: one driver-level executemany
-                    values = [(u, k, _sqlite_time(t), p) for u, k, t, p in rows]
-                    result = connection.exec_driver_sql(_SQLITE_INSERT, values)
-                else:
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-                    params = [{"uid": u, "kind": k, "time": t, "payload": p} for u, k, t, p in rows]
-                    result = connection.execute(self._insert, params)
-                return max(result.rowcount, 0)
+                return self._append(connection, rows)
         except SQLAlchemyError as e:
             raise StorageError(f"cannot store events in the outbox: {e}") from e
+
+    def append_in(self, connection: Connection, rows: Sequence[Row]) -> int:
+        """Store ``rows`` inside the caller's open transaction (committed with it)."""
+        if not rows:
+            return 0
+        try:
+            return self._append(connection, rows)
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot store events in the outbox: {e}") from e
+
+    def _append(self, connection: Connection, rows: Sequence[Row]) -> int:
+        if self._db.is_sqlite:  # the hot path: one driver-level executemany
+            values = [(u, k, _sqlite_time(t), p) for u, k, t, p in rows]
+            result = connection.exec_driver_sql(_SQLITE_INSERT, values)
+        else:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            params = [{"uid": u, "kind": k, "time": t, "payload": p} for u, k, t, p in rows]
+            result = connection.execute(self._insert, params)
+        return max(result.rowcount, 0)
 
     def read_after(self, position: int, limit: int) -> list[tuple[int, str, str]]:
         """Up to ``limit`` (seq, uid, payload) after ``position``, in order."""

@@ -7,6 +7,11 @@ immutable version; only stage and status ever change), ``registry_lineage``
 ``registry_transitions`` (every stage and status change, append-only).
 Version numbers come from ``max + 1`` under a unique constraint; a writer that
 loses the race retries, so concurrent pushes never share or skip a number.
+
+With a :class:`TransactionJournal` (the ledger and the outbox, wired by
+``donjon.app``), the events that record a write are journalled in the write's
+own transaction (the outbox pattern): no version, stage or status becomes
+visible without its evidence, and no evidence exists for a write that did not.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -35,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from donjon.core.events import SecurityEvent
 from donjon.errors import NotFound, StorageError
 from donjon.storage.registry_attachments import SqlAttachments
 from donjon.storage.sql import Database, as_utc, metadata
@@ -96,6 +102,24 @@ transitions = Table(
 )
 
 _RETRIES = 50
+EventsOf = Callable[[dict[str, Any]], Sequence[SecurityEvent]]
+
+
+class TransactionJournal(Protocol):
+    """Journals events inside a caller's transaction (the ledger and the outbox)."""
+
+    def append_in(
+        self, connection: Connection, events: Sequence[SecurityEvent]
+    ) -> Callable[[], None]:
+        """Write ``events`` in ``connection``'s open transaction; return what to run once
+        it has committed."""
+        ...
+
+
+def _nothing() -> None:
+    return None
+
+
 _VERSION_FIELDS = (
     "kind", "name", "digest", "size", "media_type", "metadata", "stage", "status",
     "status_reason", "status_by", "status_at", "created_by", "created_at",
@@ -106,18 +130,26 @@ T = TypeVar("T")
 class SqlRegistryStore(SqlAttachments):
     """RegistryStore on a :class:`~donjon.storage.sql.Database`."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, journal: TransactionJournal | None = None) -> None:
         self._db = database
+        self._journal = journal
 
     # -- writes ----------------------------------------------------------------
 
     def add_version(
-        self, row: Mapping[str, Any], gates: Sequence[Mapping[str, Any]] = ()
+        self,
+        row: Mapping[str, Any],
+        gates: Sequence[Mapping[str, Any]] = (),
+        events: EventsOf | None = None,
     ) -> dict[str, Any]:
+        """Record the next version; with a journal, ``events(stored row)`` commit with it."""
         for attempt in range(_RETRIES):
             try:
                 with self._db.engine.begin() as conn:
-                    return self._insert(conn, row, gates)
+                    found = self._insert(conn, row, gates)
+                    after = self._journal_in(conn, events, found)
+                after()
+                return found
             except IntegrityError:
                 time.sleep(0.002 * (attempt + 1))  # another writer took the number: retry
             except SQLAlchemyError as e:
@@ -150,6 +182,13 @@ class SqlRegistryStore(SqlAttachments):
         self._insert_gates(conn, version_id, gates)
         return self._must_get(conn, kind, name, number)
 
+    def _journal_in(
+        self, conn: Connection, events: EventsOf | None, found: dict[str, Any]
+    ) -> Callable[[], None]:
+        if events is None or self._journal is None:
+            return _nothing
+        return self._journal.append_in(conn, events(found))
+
     def _insert_gates(
         self, conn: Connection, version_id: int, gates: Sequence[Mapping[str, Any]]
     ) -> None:
@@ -167,14 +206,29 @@ class SqlRegistryStore(SqlAttachments):
             )
 
     def set_stage(
-        self, kind: str, name: str, number: int, stage: str, by: str, at: datetime
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        stage: str,
+        by: str,
+        at: datetime,
+        events: EventsOf | None = None,
     ) -> dict[str, Any]:
-        return self._change(kind, name, number, "stage", stage, None, by, at)
+        return self._change(kind, name, number, "stage", stage, None, by, at, events)
 
     def set_status(
-        self, kind: str, name: str, number: int, status: str, reason: str, by: str, at: datetime
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        status: str,
+        reason: str,
+        by: str,
+        at: datetime,
+        events: EventsOf | None = None,
     ) -> dict[str, Any]:
-        return self._change(kind, name, number, "status", status, reason, by, at)
+        return self._change(kind, name, number, "status", status, reason, by, at, events)
 
     def _change(
         self,
@@ -186,6 +240,7 @@ class SqlRegistryStore(SqlAttachments):
         reason: str | None,
         by: str,
         at: datetime,
+        events: EventsOf | None = None,
     ) -> dict[str, Any]:
         try:
             with self._db.engine.begin() as conn:
@@ -207,9 +262,12 @@ class SqlRegistryStore(SqlAttachments):
                         at=at,
                     )
                 )
-                return self._must_get(conn, kind, name, number)
+                found = self._must_get(conn, kind, name, number)
+                after = self._journal_in(conn, events, found)
         except SQLAlchemyError as e:
             raise StorageError(f"cannot change {name}@{number}: {e}") from e
+        after()
+        return found
 
     def add_gate_results(
         self, kind: str, name: str, number: int, results: Sequence[Mapping[str, Any]]
