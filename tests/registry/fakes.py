@@ -85,7 +85,9 @@ class MarkerScanGate:
     def __init__(self) -> None:
         self.scanned: list[Digest] = []
 
-    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict:
+    def scan(
+        self, name: str, digest: Digest, open_blob: BlobReader, filename: str | None = None
+    ) -> ScanVerdict:
         self.scanned.append(digest)
         with open_blob() as stream:
             data = stream.read()

@@ -6,6 +6,7 @@ implements them with the scanner, so the registry never imports it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -17,6 +18,15 @@ from donjon.core.severity import Severity
 from donjon.registry.gates import SCAN_GATE
 from donjon.registry.ports import BlobReader, ScanVerdict
 from donjon.scan import ScanPolicy, scan_file
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def safe_file_name(filename: str | None) -> str:
+    """The base name of a pushed file, reduced to a harmless local name ("model" if none)."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE_NAME.sub("_", base)[:128].lstrip(".")
+    return base or "model"
 
 
 class ModelScanGate:
@@ -39,9 +49,13 @@ class ModelScanGate:
         self.fail_on = fail_on
         self.publish = publish
 
-    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict:
+    def scan(
+        self, name: str, digest: Digest, open_blob: BlobReader, filename: str | None = None
+    ) -> ScanVerdict:
         with tempfile.TemporaryDirectory(prefix="donjon-gate-") as folder:
-            path = Path(folder) / "model"  # formats are found by content, not by name
+            # The verdict never depends on the name; keeping it keeps the hints
+            # (an extension that lies about the content) and the report readable.
+            path = Path(folder) / safe_file_name(filename)
             with open_blob() as source, path.open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
             report = scan_file(str(path), self.policy)

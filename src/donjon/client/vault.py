@@ -112,6 +112,8 @@ class VaultClient:
             "Content-Length": str(path.stat().st_size),
             "X-Donjon-Digest": announced,
         }
+        if path.name.isascii() and path.name.isprintable():  # a header carries ASCII only
+            headers["X-Donjon-Filename"] = path.name
         if metadata:
             headers["X-Donjon-Metadata"] = json.dumps(metadata, separators=(",", ":"))
         if lineage:

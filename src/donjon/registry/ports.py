@@ -122,7 +122,11 @@ class ScanGate(Protocol):
 
     name: str
 
-    def scan(self, name: str, digest: Digest, open_blob: BlobReader) -> ScanVerdict: ...
+    def scan(
+        self, name: str, digest: Digest, open_blob: BlobReader, filename: str | None = None
+    ) -> ScanVerdict:
+        """``filename`` is the pushed file's base name, when the client gave it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,8 +112,12 @@ class Registry(Referrers):
         media_type: str = "application/octet-stream",
         metadata: Mapping[str, Any] | None = None,
         lineage: Sequence[VersionRef] = (),
+        filename: str | None = None,
     ) -> Version:
-        """Store a new version (the next number) of a dataset or model."""
+        """Store a new version (the next number) of a dataset or model.
+
+        ``filename`` (the pushed file's name) is handed to the scan gate only.
+        """
         name = check_name(name)
         meta = check_metadata(metadata)
         refs = tuple(lineage)
@@ -139,7 +143,7 @@ class Registry(Referrers):
         gates: list[GateResult] = []
         status, reason = Status.ACTIVE, None
         if kind is Kind.MODEL and self.scan_gate is not None:
-            result = self._scan(self.scan_gate, name, digest)
+            result = self._scan(self.scan_gate, name, digest, filename)
             gates.append(result)
             if not result.passed:
                 status, reason = Status.QUARANTINED, "; ".join(result.reasons) or "scan not clean"
@@ -176,10 +180,12 @@ class Registry(Referrers):
             self._publish_recorded(recorder, stored)
         return Version.from_row(stored)
 
-    def _scan(self, gate: ScanGate, name: str, digest: Digest) -> GateResult:
+    def _scan(
+        self, gate: ScanGate, name: str, digest: Digest, filename: str | None = None
+    ) -> GateResult:
         now = self.clock.now()
         try:
-            verdict = gate.scan(name, digest, lambda: self.blobs.open(digest))
+            verdict = gate.scan(name, digest, lambda: self.blobs.open(digest), filename)
         except Exception as e:  # noqa: BLE001 - fail closed: a scanner error is no pass
             log.warning("scan gate failed on %s: %s", name, type(e).__name__)
             return GateResult(SCAN_GATE, False, "push", (f"scanner error: {e}",), time=now)

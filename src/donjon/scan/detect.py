@@ -17,6 +17,7 @@ class Format(enum.StrEnum):
     XZ = "xz"
     LZMA = "lzma"
     ZLIB = "zlib"
+    LZ4 = "lz4"
     NPY = "npy"
     HDF5 = "hdf5"
     GGUF = "gguf"
@@ -24,6 +25,8 @@ class Format(enum.StrEnum):
     ONNX = "onnx"
     SAVED_MODEL = "tf-savedmodel"
     TEMPLATE = "chat-template"
+    CONFIG = "config"
+    NATIVE = "native-code"
     OTHER = "other"
 
 
@@ -45,6 +48,8 @@ def sniff(head: bytes, name: str) -> Format:
         return Format.PICKLE
     if head[:6] == b"\x93NUMPY":
         return Format.NPY
+    if is_native(head):
+        return Format.NATIVE
     if head[:8] == b"\x89HDF\r\n\x1a\n":
         return Format.HDF5
     if head[:4] == b"GGUF":
@@ -59,6 +64,8 @@ def sniff(head: bytes, name: str) -> Format:
         return Format.XZ
     if head[:3] == b"\x5d\x00\x00":
         return Format.LZMA
+    if head[:4] == b"\x04\x22\x4d\x18":
+        return Format.LZ4
     zlib_header = len(head) >= 2 and head[0] == 0x78 and head[1] in (0x01, 0x5E, 0x9C, 0xDA)
     if zlib_header and not _is_text(head):  # "x^..." could start a text file
         return Format.ZLIB
@@ -82,6 +89,19 @@ def sniff(head: bytes, name: str) -> Format:
     if any(lower.endswith(e) for e in PICKLE_EXTENSIONS) and head and not _is_text(head):
         return Format.PICKLE
     return Format.OTHER
+
+
+_MACH_O = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
+
+
+def is_native(head: bytes) -> bool:
+    """ELF, Mach-O or PE (a DOS header whose e_lfanew points at "PE\\0\\0") machine code."""
+    if head[:4] == b"\x7fELF" or head[:4] in _MACH_O:
+        return True
+    if head[:2] == b"MZ" and len(head) >= 64:
+        (pe,) = struct.unpack("<I", head[60:64])
+        return head[pe : pe + 4] == b"PE\x00\x00"
+    return False
 
 
 def _looks_binaryish(head: bytes) -> bool:

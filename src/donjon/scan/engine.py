@@ -15,6 +15,7 @@ from donjon.scan import rules
 from donjon.scan.context import Context, Source
 from donjon.scan.detect import PICKLE_EXTENSIONS, Format, sniff
 from donjon.scan.policy import DEFAULT_POLICY, ScanPolicy
+from donjon.scan.probe import PROBE_BYTES
 from donjon.scan.report import FileReport, ScanReport
 from donjon.scan.streams import LimitExceeded
 from donjon.scan.values import Bound, Malformed
@@ -23,7 +24,9 @@ from donjon.scan.values import Bound, Malformed
 # readers, decompressors, json) is imported when a file of that format shows up.
 
 _COMPRESSED = {Format.GZIP: "gzip", Format.BZ2: "bz2", Format.XZ: "xz", Format.LZMA: "lzma",
-               Format.ZLIB: "zlib"}  # fmt: skip
+               Format.ZLIB: "zlib", Format.LZ4: "lz4"}  # fmt: skip
+# What sniff() can only answer from a name: the content is asked first.
+_BY_NAME = frozenset({Format.OTHER, Format.ONNX, Format.SAVED_MODEL, Format.TEMPLATE})
 # Below this many bytes a folder scans faster in one process than a pool starts.
 _PARALLEL_BYTES = 256 << 20
 
@@ -35,13 +38,43 @@ def scan_source(ctx: Context, source: Source) -> None:
         return
     with source.open() as fh:
         head = fh.read(512)
-    fmt = sniff(head, source.name)
+        fmt = sniff(head, source.name)
+        if fmt in _BY_NAME:  # no magic number: the content first, the name only as a hint
+            window = head + fh.read(PROBE_BYTES - len(head))
+            found = _probe(ctx, window, source.size)
+            if fmt is Format.OTHER or found not in (Format.OTHER, Format.CONFIG):
+                fmt = found
     if fmt is Format.OTHER and _tail_is_zip(source):
         fmt = Format.ZIP  # data prepended to a zip (polyglots, self-extractors)
     if source.depth == 0:
         ctx.formats.append(fmt.value)
     _extension_hint(ctx, source, fmt)
     _HANDLERS.get(fmt, _skip)(ctx, source)
+
+
+def _probe(ctx: Context, window: bytes, size: int | None) -> Format:
+    """The format of a stream without a magic number, from its first bytes."""
+    from donjon.scan.probe import looks_like_pickle, protobuf_kind
+
+    kind = protobuf_kind(window)
+    if kind is not None:
+        return Format(kind)
+    whole = len(window) < PROBE_BYTES or size == len(window)
+    if looks_like_pickle(window, ctx.policy, whole=whole):
+        return Format.PICKLE
+    if _is_text(window, whole):
+        return Format.CONFIG  # configs, templates, requirement lists, source code
+    return Format.OTHER
+
+
+def _is_text(window: bytes, whole: bool) -> bool:
+    if not window or b"\x00" in window:
+        return False
+    try:
+        window.decode("utf-8")
+    except UnicodeDecodeError as e:  # a character cut at the window's end is still text
+        return not whole and e.start >= len(window) - 3
+    return True
 
 
 def _tail_is_zip(source: Source) -> bool:
@@ -123,6 +156,8 @@ _HANDLERS: dict[Format, Callable[[Context, Source], None]] = {
     Format.ONNX: _lazy("onnx", "scan_onnx"),
     Format.SAVED_MODEL: _lazy("tfsaved", "scan_saved_model"),
     Format.TEMPLATE: _lazy("templates", "scan_template_file"),
+    Format.CONFIG: _lazy("config", "scan_config_file"),
+    Format.NATIVE: _lazy("config", "scan_native"),
     **{fmt: _compressed(fmt) for fmt in _COMPRESSED},
 }
 

@@ -87,10 +87,16 @@ class PickleVM:
                 limit = 5  # magic, protocol, sys_info, model, storage keys; then raw data
             if not complete or not multi or self.pickles >= limit:
                 break
-            if reader.peek1() != b"\x80":
+            # Legacy torch.save writes its five pickles in the chosen protocol (0-2),
+            # so only a legacy file's streams are read whatever their first byte.
+            if limit != 5 and reader.peek1() != b"\x80":
                 break
         self._report_uses()
         return self.issues
+
+    def run_stream(self, reader: Reader) -> bool:
+        """Interpret one pickle without reporting; False when it broke before STOP."""
+        return self._one(reader)
 
     # -- interpreter ---------------------------------------------------------
 

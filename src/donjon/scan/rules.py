@@ -267,6 +267,63 @@ GGF_MALFORMED = _rule(
     Severity.MEDIUM,
 )
 
+CFG_DANGEROUS = _rule(
+    "DJ-CFG-001",
+    "Config instantiates a dangerous callable",
+    "A configuration names a deny-listed callable that its framework imports and calls when "
+    "the model loads: a Hydra / OmegaConf `_target_` (NeMo archives, YAML or JSON configs, "
+    "safetensors or GGUF metadata), or an MLflow `loader_module`.",
+    _DO_NOT_LOAD,
+    Severity.CRITICAL,
+    _MALWARE,
+)
+CFG_UNKNOWN = _rule(
+    "DJ-CFG-002",
+    "Config instantiates a callable outside the allow-list",
+    "A configuration names a callable (a `_target_`, an MLflow `loader_module`) that no "
+    "allow-list knows, or one built at load time (an interpolation); the framework imports "
+    "and calls it when the model loads.",
+    _REVIEW,
+    Severity.MEDIUM,
+)
+CFG_CODE = _rule(
+    "DJ-CFG-003",
+    "Model ships Python code that its loader runs",
+    "The model brings its own Python: Hugging Face `auto_map` modules (run with "
+    "`trust_remote_code`), MLflow `code` paths, TorchServe handlers, or Python source "
+    "inside the archive. Loading the model runs that code.",
+    "Review the shipped code before loading the model with remote code enabled, and pin the "
+    "reviewed revision.",
+    Severity.MEDIUM,
+)
+CFG_CODE_DANGEROUS = _rule(
+    "DJ-CFG-004",
+    "Shipped Python code runs processes, opens the network or evaluates code",
+    "Python source shipped with the model imports or calls deny-listed modules or builtins "
+    "(os, subprocess, socket, eval, exec ...).",
+    _DO_NOT_LOAD,
+    Severity.HIGH,
+    _MALWARE,
+)
+CFG_DEPENDENCY = _rule(
+    "DJ-CFG-005",
+    "Model installs dependencies from outside the package index",
+    "A requirements list or environment shipped with the model installs packages from URLs, "
+    "version-control repositories, local paths or extra indexes (or TorchServe installs its "
+    "requirements file): code chosen by the model's author runs at install time.",
+    "Install the model's dependencies from your own index with pinned hashes.",
+    Severity.MEDIUM,
+)
+ARC_NATIVE = _rule(
+    "DJ-ARC-006",
+    "Archive ships native code",
+    "A model archive holds a shared library or executable (ELF, Mach-O, PE: .so, .dll, "
+    ".dylib, AOTInductor packages); loading or serving the model may load it, which runs "
+    "arbitrary machine code.",
+    "Rebuild native code from reviewed source; load such archives only from trusted sources.",
+    Severity.MEDIUM,
+)
+
 SCN_BUDGET = _rule(
     "DJ-SCN-001",
     "File not fully scanned",
@@ -312,6 +369,12 @@ RULES: tuple[Rule, ...] = (
     STF_HEADER,
     GGF_TEMPLATE,
     GGF_MALFORMED,
+    CFG_DANGEROUS,
+    CFG_UNKNOWN,
+    CFG_CODE,
+    CFG_CODE_DANGEROUS,
+    CFG_DEPENDENCY,
+    ARC_NATIVE,
     SCN_BUDGET,
     SCN_EXTENSION,
 )

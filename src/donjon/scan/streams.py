@@ -129,4 +129,8 @@ def decompressor(kind: str) -> Decompressor:
         import lzma
 
         return lzma.LZMADecompressor()
+    if kind == "lz4":
+        from donjon.scan.lz4frame import Lz4FrameDecompressor
+
+        return Lz4FrameDecompressor()
     raise ValueError(f"unknown compression {kind!r}")

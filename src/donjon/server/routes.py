@@ -117,6 +117,10 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
             Header(max_length=4096, description="models: dataset versions, 'name@3,other@1'"),
         ] = None,
         content_type: Annotated[str | None, Header(max_length=200)] = None,
+        x_donjon_filename: Annotated[
+            str | None,
+            Header(max_length=255, description="models: the pushed file's name, for the scan"),
+        ] = None,
     ) -> dict[str, Any]:
         """Upload a new version; the body is the raw bytes."""
         expected = _digest(x_donjon_digest)
@@ -141,6 +145,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
                             media_type=media_type or "application/octet-stream",
                             metadata=metadata,
                             lineage=lineage,
+                            filename=x_donjon_filename,
                         )
                     )
                 except Exception as e:  # noqa: BLE001 - re-raised below, outside the task group
