@@ -63,7 +63,13 @@ class ModelGuard:
         self.ood = (
             OodDetector(
                 profile,
-                OodConfig(d.ood.action, d.ood.quantile, d.ood.check_grid, d.ood.range_rate),
+                OodConfig(
+                    d.ood.action,
+                    d.ood.quantile,
+                    d.ood.check_grid,
+                    d.ood.range_rate,
+                    d.ood.range_margin,
+                ),
             )
             if profile and d.ood.enabled
             else None
@@ -100,6 +106,7 @@ class ModelGuard:
                     e.budget_action,
                     e.far_score,
                     e.derived_quantile,
+                    e.shift_rate,
                 )
             )
             if e.enabled
@@ -149,8 +156,7 @@ class ModelGuard:
                 return result
             scaled = profile.scaled(rows)
             if self.ood is not None:
-                scores, off_grid = self.ood.scores(rows, scaled)
-                outside = self.ood.outside(rows)
+                scores, off_grid, outside = self.ood.scores(rows, scaled)
             else:
                 scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
                 outside = np.zeros(len(rows), dtype=np.int64)
@@ -165,15 +171,13 @@ class ModelGuard:
                 result.slots.append(state.push(row, near.bisects) if near.duplicates == 0 else -1)
                 score = float(scores[i])
                 result.ood_scores.append(score)
-                if self.ood is not None and (
-                    ood := self.ood.signal(score, bool(off_grid[i]), int(outside[i]))
-                ):
+                off = state.off_grid_counts(bool(off_grid[i]))
+                if self.ood is not None and (ood := self.ood.signal(score, off, int(outside[i]))):
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
                 if self.ood is not None and self.extraction is not None:
-                    state.tested += 1
-                    state.synthetic += self.extraction.synthetic(
-                        score, bool(off_grid[i]), near.nearest, self.derived
+                    self.extraction.observe(
+                        state, self.extraction.synthetic(score, off, near.nearest, self.derived)
                     )
                 if self.extraction is not None:
                     result.signals += [

@@ -3,12 +3,21 @@
 The profile is plain JSON (``donjon gateway profile DATA -o profile.json``). It
 holds, per feature, mean / std / min / max and a robust scale (the std, floored at
 the median std so constant features do not explode distances); the value grid of
-the data when it is quantised (integers, multiples of 1/255); a sample of rows in
-scaled space; and calibrated distance quantiles:
+each feature (:mod:`.grids`: any uniform step, or none); the bounds of the benign
+*alignment* (below); a sample of rows in scaled space; and calibrated distance
+quantiles:
 
-* ``knn``: the mean distance of a held-out reference row to its ``k`` nearest
-  sample rows. The per-input OOD threshold is its ``ood_quantile`` (0.99): by
-  construction about 1 % of natural inputs exceed it.
+* ``knn``: the mean distance of a held-out reference row (or of a sample row, to
+  the other sample rows) to its ``k`` nearest
+  sample rows, each after the best alignment ``a * x + b * offset`` of the row to
+  that sample row, with a gain ``a`` within ``1/gain .. gain`` (1.5) and an offset
+  ``b`` within ``offset_bound``. The offset is a common raw value when the
+  features share a unit (all values within 10 times the median feature's range:
+  pixels, a brightness shift) and the same fraction of each feature's spread otherwise
+  (a table). A camera a little brighter, a contrast or unit change, a slow drift
+  of either are then no farther from the data than the unchanged input; what
+  remains is the shape of the input. The per-input OOD threshold is its
+  ``ood_quantile`` (0.99): by construction about 1 % of natural inputs exceed it.
 * ``nn``: the distance of a held-out row to its nearest sample row. Its low
   quantiles say what "near-identical" means for natural data.
 * ``range_rates``: ``range_rates[m-1]`` is the fraction of held-out rows with at least
@@ -21,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,10 +39,26 @@ import numpy as np
 import numpy.typing as npt
 
 from donjon.errors import InputError
+from donjon.gateway.grids import common_step, learn_grids, off_grid
 
 FORMAT = "donjon.gateway.profile/v1"
 Array = npt.NDArray[np.float64]
 QUANTILES = (0.001, 0.01, 0.05, 0.1, 0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
+GAIN = 1.5  # benign alignment: gains within 1/1.5 .. 1.5
+OFFSET = 0.25  # and offsets within a quarter of the typical range (or spread)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The benign gain / offset changes an input may have (``gain`` 1: none)."""
+
+    gain: float = 1.0
+    offset: Array = field(default_factory=lambda: np.zeros(0))  # raw direction, per feature
+    bound: float = 0.0  # |b| at most this
+
+    @property
+    def active(self) -> bool:
+        return self.gain > 1.0 or (self.bound > 0 and bool(self.offset.any()))
 
 
 @dataclass(frozen=True)
@@ -45,12 +70,19 @@ class ReferenceProfile:
     low: Array
     high: Array
     scale: Array
-    quantum: float | None
+    grid_step: Array  # per feature; NaN: no grid
+    grid_origin: Array
     sample: Array  # scaled rows
     knn_k: int
     knn_quantiles: dict[float, float]
     nn_quantiles: dict[float, float]
     range_rates: tuple[float, ...] = ()
+    alignment: Alignment = field(default_factory=Alignment)
+
+    @property
+    def quantum(self) -> float | None:
+        """The one value step of every feature, if they share one."""
+        return common_step(self.grid_step)
 
     # -- distances -----------------------------------------------------------
 
@@ -60,16 +92,74 @@ class ReferenceProfile:
         norms: Array = (self.sample * self.sample).sum(axis=1)
         return norms
 
+    @cached_property
+    def _offset_scaled(self) -> Array:
+        direction: Array = self.alignment.offset / self.scale
+        return direction
+
+    @cached_property
+    def _offset_sample(self) -> Array:
+        dots: Array = self.sample @ self._offset_scaled
+        return dots
+
     def scaled(self, rows: Array) -> Array:
         return np.asarray(rows, dtype=np.float64) / self.scale
 
     def knn_distance(self, scaled_rows: Array) -> Array:
-        """Mean distance of each scaled row to its ``knn_k`` nearest sample rows."""
-        d2 = _sq_distances(scaled_rows, self.sample, self._sample_norms)
-        k = min(self.knn_k, self.sample.shape[0])
-        part = np.partition(d2, k - 1, axis=1)[:, :k]
+        """Mean distance of each scaled row to its ``knn_k`` nearest sample rows
+        (each after the best benign alignment of the row to that sample row)."""
+        return self.aligned(scaled_rows)[0]
+
+    def aligned(self, scaled_rows: Array) -> tuple[Array, Array]:
+        """The k-NN distance of each scaled row and the row aligned to its nearest sample
+        row, in raw units (the row itself when no alignment is allowed)."""
+        u = np.asarray(scaled_rows, dtype=np.float64)
+        d2, a, b = self._aligned_d2(u)
+        if a is None or b is None:
+            return self._mean_k(d2), u * self.scale
+        nearest = d2.argmin(axis=1)
+        rows = np.arange(len(u))
+        best_a, best_b = a[rows, nearest], b[rows, nearest]
+        offset = self.alignment.offset
+        raw = (u * self.scale) * best_a[:, None] + best_b[:, None] * offset[None, :]
+        return self._mean_k(d2), raw
+
+    def _aligned_d2(self, u: Array) -> tuple[Array, Array | None, Array | None]:
+        """Squared distances of scaled rows to the sample rows after the best gain ``a``
+        and offset ``b`` within bounds (per pair), and those ``a`` and ``b``."""
+        us = u @ self.sample.T
+        uu = (u * u).sum(axis=1)[:, None]
+        ss = self._sample_norms[None, :]
+        align = self.alignment
+        if not align.active:
+            return uu + ss - 2.0 * us, None, None
+        v = self._offset_scaled
+        vv = float(v @ v) or 1.0
+        uv = (u @ v)[:, None]
+        vs = self._offset_sample[None, :]
+        low, high = 1.0 / align.gain, align.gain
+        det = uu * vv - uv * uv
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # the least-squares gain, clipped; then the offset given it, and the gain again
+            a = np.where(det > 1e-12 * uu * vv, (us * vv - vs * uv) / det, 1.0)
+            a = np.clip(a, low, high)
+            b = np.clip((vs - a * uv) / vv, -align.bound, align.bound)
+            a = np.where(uu > 0, np.clip((us - b * uv) / uu, low, high), 1.0)
+        d2 = ss - 2.0 * a * us - 2.0 * b * vs + a * a * uu + 2.0 * a * b * uv + b * b * vv
+        return d2, a, b
+
+    def _mean_k(self, d2: Array, skip: int = 0) -> Array:
+        """Mean of the ``knn_k`` smallest distances per row, after the ``skip`` smallest."""
+        k = min(self.knn_k, self.sample.shape[0] - skip)
+        part = np.partition(d2, k + skip - 1, axis=1)[:, : k + skip]
+        if skip:
+            part = np.sort(part, axis=1)[:, skip:]
         result: Array = np.sqrt(np.maximum(part, 0.0)).sum(axis=1) / k  # = mean, less overhead
         return result
+
+    def self_knn(self) -> Array:
+        """The k-NN statistic of each sample row against the other sample rows."""
+        return self._mean_k(self._aligned_d2(self.sample)[0], skip=1)
 
     def knn_threshold(self, quantile: float = 0.99) -> float:
         return _lookup(self.knn_quantiles, quantile)
@@ -77,10 +167,14 @@ class ReferenceProfile:
     def nn_quantile(self, quantile: float) -> float:
         return _lookup(self.nn_quantiles, quantile)
 
-    def outside(self, rows: Array) -> npt.NDArray[np.int64]:
-        """Per row, how many features lie outside the training data's ``[min, max]``."""
+    def outside(self, rows: Array, margin: float = 0.0) -> npt.NDArray[np.int64]:
+        """Per row, how many features lie outside the training data's ``[min, max]``
+        widened by ``margin`` times the feature's scale."""
         rows = np.asarray(rows, dtype=np.float64)
-        result: npt.NDArray[np.int64] = ((rows < self.low) | (rows > self.high)).sum(axis=1)
+        pad = margin * self.scale
+        result: npt.NDArray[np.int64] = ((rows < self.low - pad) | (rows > self.high + pad)).sum(
+            axis=1
+        )
         return result
 
     def range_limit(self, rate: float) -> int | None:
@@ -88,14 +182,8 @@ class ReferenceProfile:
         return next((m for m, r in enumerate(self.range_rates, 1) if r <= rate), None)
 
     def off_grid(self, rows: Array) -> npt.NDArray[np.bool_]:
-        """True for rows with a value off the data's value grid (when it has one)."""
-        if self.quantum is None:
-            return np.zeros(len(rows), dtype=bool)
-        steps = np.asarray(rows, dtype=np.float64) / self.quantum
-        result: npt.NDArray[np.bool_] = np.asarray(
-            (np.abs(steps - np.rint(steps)) > 1e-6).any(axis=1), dtype=bool
-        )
-        return result
+        """True for rows with a value off its feature's value grid (features with one)."""
+        return off_grid(np.asarray(rows, dtype=np.float64), self.grid_step, self.grid_origin)
 
     # -- JSON --------------------------------------------------------------
 
@@ -110,6 +198,15 @@ class ReferenceProfile:
             "max": self.high.tolist(),
             "scale": self.scale.tolist(),
             "quantum": self.quantum,
+            "grid": {
+                "step": [None if np.isnan(v) else float(v) for v in self.grid_step],
+                "origin": self.grid_origin.tolist(),
+            },
+            "alignment": {
+                "gain": self.alignment.gain,
+                "offset": self.alignment.offset.tolist(),
+                "bound": self.alignment.bound,
+            },
             "knn_k": self.knn_k,
             "knn_quantiles": {str(q): v for q, v in self.knn_quantiles.items()},
             "nn_quantiles": {str(q): v for q, v in self.nn_quantiles.items()},
@@ -134,7 +231,7 @@ class ReferenceProfile:
                 raise InputError("profile sample must be a non-empty rows x features table")
             if not (scale > 0).all():
                 raise InputError("profile scale must be positive")
-            quantum = data.get("quantum")
+            step, origin = _grid_of(data, features)
             return cls(
                 features=features,
                 count=int(data["count"]),
@@ -143,12 +240,14 @@ class ReferenceProfile:
                 low=vectors["min"],
                 high=vectors["max"],
                 scale=scale,
-                quantum=float(quantum) if quantum is not None else None,
+                grid_step=step,
+                grid_origin=origin,
                 sample=sample,
                 knn_k=int(data["knn_k"]),
                 knn_quantiles={float(q): float(v) for q, v in data["knn_quantiles"].items()},
                 nn_quantiles={float(q): float(v) for q, v in data["nn_quantiles"].items()},
                 range_rates=tuple(float(v) for v in data.get("range_rates", ())),
+                alignment=_alignment_of(data, features),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed gateway profile: {e}") from e
@@ -167,6 +266,42 @@ class ReferenceProfile:
         return cls.from_dict(data)
 
 
+def _grid_of(data: dict[str, Any], features: int) -> tuple[Array, Array]:
+    grid = data.get("grid")
+    if grid is None:  # profiles before per-feature grids: one ``quantum`` for all
+        quantum = data.get("quantum")
+        step = np.full(features, np.nan if quantum is None else float(quantum))
+        return step, np.zeros(features)
+    step = np.asarray([np.nan if v is None else float(v) for v in grid["step"]])
+    origin = np.asarray(grid["origin"], dtype=np.float64)
+    if step.shape != (features,) or origin.shape != (features,):
+        raise InputError("profile grid does not match its feature count")
+    if (step[~np.isnan(step)] <= 0).any():
+        raise InputError("profile grid steps must be positive")
+    return step, origin
+
+
+def _alignment_of(data: dict[str, Any], features: int) -> Alignment:
+    raw = data.get("alignment")
+    if raw is None:  # older profiles: distances without alignment, as they were calibrated
+        return Alignment(1.0, np.zeros(features), 0.0)
+    offset = np.asarray(raw["offset"], dtype=np.float64)
+    gain, bound = float(raw["gain"]), float(raw["bound"])
+    if offset.shape != (features,) or gain < 1.0 or bound < 0:
+        raise InputError("profile alignment is malformed")
+    return Alignment(gain, offset, bound)
+
+
+def benign_alignment(data: Array, scale: Array) -> Alignment:
+    """The offset direction and bounds for ``data`` (see the module docstring)."""
+    low, high = data.min(axis=0), data.max(axis=0)
+    spans = high - low
+    typical = float(np.median(spans))
+    if typical > 0 and float(high.max() - low.min()) <= 10.0 * typical:
+        return Alignment(GAIN, np.ones(data.shape[1]), OFFSET * typical)  # a shared unit
+    return Alignment(GAIN, scale.copy(), 2 * OFFSET)
+
+
 def build_profile(
     rows: Sequence[Sequence[float]] | Array,
     *,
@@ -174,6 +309,7 @@ def build_profile(
     holdout: float = 0.2,
     knn_k: int = 3,
     seed: int = 0,
+    align: bool = True,
 ) -> ReferenceProfile:
     """Build a profile from training rows (at least 20, all finite numbers)."""
     data = np.asarray(rows, dtype=np.float64)
@@ -199,9 +335,10 @@ def build_profile(
     k = min(knn_k, len(sample))
     nearest = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0.0))
     nearest.sort(axis=1)
-    knn = nearest.mean(axis=1)
     nn = nearest[:, 0]
-    return ReferenceProfile(
+    step, origin = learn_grids(data)
+    alignment = benign_alignment(data, scale) if align else Alignment(1.0, np.zeros(len(scale)))
+    profile = ReferenceProfile(
         features=data.shape[1],
         count=len(data),
         mean=data.mean(axis=0),
@@ -209,21 +346,20 @@ def build_profile(
         low=data.min(axis=0),
         high=data.max(axis=0),
         scale=scale,
-        quantum=_quantum(data),
+        grid_step=step,
+        grid_origin=origin,
         sample=sample,
         knn_k=k,
-        knn_quantiles={q: float(np.quantile(knn, q)) for q in QUANTILES},
+        knn_quantiles={},
         nn_quantiles={q: float(np.quantile(nn, q)) for q in QUANTILES},
         range_rates=range_rates,
+        alignment=alignment,
     )
-
-
-def _quantum(data: Array) -> float | None:
-    for quantum in (1.0, 1.0 / 255.0):
-        steps = data / quantum
-        if (np.abs(steps - np.rint(steps)) <= 1e-6).all():
-            return quantum
-    return None
+    # the calibration: the same statistic on the held-out rows and on each sample row
+    # against the others (more rows than the held-out part alone: finer upper quantiles)
+    knn = np.concatenate([profile.knn_distance(held / scale), profile.self_knn()])
+    profile.knn_quantiles.update({q: float(np.quantile(knn, q)) for q in QUANTILES})
+    return profile
 
 
 def _sq_distances(a: Array, b: Array, b_norms: Array | None = None) -> Array:

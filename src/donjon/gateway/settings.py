@@ -64,9 +64,10 @@ class MembershipSettings(_Section):
 class OodSettings(_Section):
     enabled: bool = True
     action: Action = Action.LOG
-    quantile: float = Field(default=0.99, gt=0.5, lt=1)
+    quantile: float = Field(default=0.995, gt=0.5, lt=1)
     check_grid: bool = True
     range_rate: float = Field(default=0.005, ge=0, lt=1)  # 0 turns the range test off
+    range_margin: float = Field(default=0.25, ge=0)  # in feature scales
 
 
 class ExtractionSettings(_Section):
@@ -79,6 +80,7 @@ class ExtractionSettings(_Section):
     budget_action: Action = Action.THROTTLE
     far_score: float = Field(default=1.5, gt=0)
     derived_quantile: float = Field(default=0.1, gt=0, lt=0.5)
+    shift_rate: float | None = Field(default=0.95, gt=0.5, lt=1)  # None: no change test
 
 
 class DetectorSettings(_Section):

@@ -24,8 +24,19 @@ principal's queries are synthetic" is rejected with the exact binomial tail
 55th. An exact repeat is classified like any other query (a retry of a natural record is
 natural, a repeat of a synthetic one synthetic).
 
+The majority test weighs a principal's whole history: an attacker who starts from ``n``
+natural seeds (Jacobian augmentation does) is flagged only after about ``2n + 20``
+queries. A change test runs beside it: the CUSUM ``S = max(0, S + llr)`` of the
+log-likelihood ratio of each query's verdict between "``shift_rate`` (95 %) of the
+queries are synthetic" and the null rate (synthetic: ``+ln(0.95 / 0.5)``, natural:
+``ln(0.05 / 0.5)``), flagged when ``S >= ln(1 / alpha)`` (13.8): a run of about 22
+synthetic queries, wherever it starts, one natural query in it costing 3.6 synthetic
+ones. Under the null (half synthetic) ``S`` drifts down by 0.83 a query, so it rarely
+climbs that far (the false-alarm rate per query of such a CUSUM is of order
+``alpha``); jittered re-sends (a synthetic one in six) never do.
+
 A principal that mixes at least as many natural queries as synthetic ones stays under
-the test, and extraction with *natural* data is not synthetic at all: only the
+both tests, and extraction with *natural* data is not synthetic at all: only the
 cumulative budget (``budget`` queries per principal, rule DJ-GW-003) bounds those.
 """
 
@@ -49,6 +60,7 @@ class ExtractionConfig:
     budget_action: Action = Action.THROTTLE
     far: float = 1.5
     derived_quantile: float = 0.1
+    shift_rate: float | None = 0.95  # None: no change test (the majority test alone)
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
@@ -86,6 +98,18 @@ class ExtractionDetector:
         nearest-neighbour distance at ``derived_quantile``."""
         return score > self.config.far or off_grid or nearest < radius
 
+    def observe(self, state: PrincipalState, synthetic: bool) -> None:
+        """Count one tested query and update the change statistic."""
+        c = self.config
+        state.tested += 1
+        state.synthetic += synthetic
+        if c.shift_rate is not None:
+            if synthetic:
+                step = math.log(c.shift_rate / c.null_rate)
+            else:
+                step = math.log((1 - c.shift_rate) / (1 - c.null_rate))
+            state.cusum = max(0.0, state.cusum + step)
+
     def signals(self, state: PrincipalState) -> list[Signal]:
         c = self.config
         found: list[Signal] = []
@@ -102,7 +126,23 @@ class ExtractionDetector:
                 )
             )
         n, k = state.tested, state.synthetic
-        if n >= c.min_queries and k > c.null_rate * n:
+        if n >= c.min_queries and state.cusum >= -math.log(c.alpha):
+            found.append(
+                Signal(
+                    detector=self.name,
+                    rule=EXTRACTION,
+                    action=c.action,
+                    score=state.cusum,
+                    threshold=-math.log(c.alpha),
+                    message=(
+                        f"a run of synthetic queries (far from the data or derived from "
+                        f"earlier ones; CUSUM {state.cusum:.1f} against "
+                        f"{-math.log(c.alpha):.1f}): {k} of {n} in all"
+                    ),
+                    evidence={"queries": n, "synthetic": k, "cusum": round(state.cusum, 3)},
+                )
+            )
+        elif n >= c.min_queries and k > c.null_rate * n:
             p_value = binomial_tail(k, n, c.null_rate)
             if p_value < c.alpha:
                 found.append(

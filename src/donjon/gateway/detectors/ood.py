@@ -1,17 +1,24 @@
 """Per-input out-of-distribution / adversarial score against the reference profile.
 
 ``score = knn_distance(x) / knn_threshold`` where the threshold is the profile's
-calibrated ``quantile`` (0.99) of the same statistic on held-out reference rows:
-a natural input scores above 1 about 1 % of the time. When the training data
-lies on a value grid (integers, multiples of 1/255) and ``check_grid`` is on, an
-input off that grid is flagged too (perturbation-based attacks that do not round
-land off the grid). And (``range_rate``, when the profile has ``range_rates``) an
-input with at least ``m`` features outside the training data's per-feature ``[min, max]``
-is flagged, ``m`` the least count that at most ``range_rate`` (0.5 %) of held-out natural
-rows reach: sign-gradient perturbations (FGSM, PGD) push pixels that are constant in
-the training data (a digit's background) off their range, which the scaled distance
-barely sees. This is the only per-request handle on one-shot transfer attacks, and it
-cannot catch an adversarial input that stays close to natural data.
+calibrated ``quantile`` (0.995) of the same statistic on held-out reference rows:
+a natural input scores above 1 about 0.5 % of the time. The distance is taken after
+the best benign alignment of the input (a bounded gain and offset, see
+:mod:`..profile`): a brighter camera, a contrast or unit change and slow drifts of
+either do not make an input far. When a feature has a value grid and
+``check_grid`` is on, an input off it is flagged too -- but only for a principal
+whose first queries were on the grid (the guard decides, see :mod:`..guard`): a
+client whose own encoding is continuous (unrounded sensor noise, another scale)
+is not flagged for it. And (``range_rate``, when the profile has ``range_rates``)
+an input with at least ``m`` features outside the training data's per-feature
+``[min, max]``, widened by ``range_margin`` (0.25) of each feature's scale, both
+as sent and after the alignment, is flagged, ``m`` the least count that at most
+``range_rate`` (0.5 %) of held-out natural rows reach (at margin 0, so the rate is
+an upper bound): sign-gradient perturbations (FGSM, PGD) push features that are
+constant in the training data (a digit's background) off their range, which the
+scaled distance barely sees, while sensor noise smaller than the margin does not.
+This is the only per-request handle on one-shot transfer attacks, and it cannot
+catch an adversarial input that stays close to natural data; it logs by default.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from donjon.gateway.rules import ADVERSARIAL_INPUT
 @dataclass(frozen=True)
 class OodConfig:
     action: Action = Action.LOG
-    quantile: float = 0.99
+    quantile: float = 0.995
     check_grid: bool = True
     range_rate: float | None = 0.005
+    range_margin: float = 0.25
 
 
 class OodDetector:
@@ -45,22 +53,25 @@ class OodDetector:
         self.range_limit = profile.range_limit(rate) if rate else None  # 0 / None: off
 
     def outside(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        """Per row, features off the training range (zeros when the range test is off)."""
+        """Per (aligned) row, features off the training range (zeros when the test is off)."""
         if self.range_limit is None:
             return np.zeros(len(rows), dtype=np.int64)
-        return self.profile.outside(rows)
+        return self.profile.outside(rows, self.config.range_margin)
 
     def scores(
         self, rows: npt.NDArray[np.float64], scaled: npt.NDArray[np.float64]
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """Per-row score (>1 is out of distribution) and off-grid flags."""
-        score: npt.NDArray[np.float64] = self.profile.knn_distance(scaled) / self.threshold
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+        """Per row: the score (>1 is out of distribution), off-grid flags and the count of
+        features outside the training range after the alignment."""
+        distance, aligned = self.profile.aligned(scaled)
+        score: npt.NDArray[np.float64] = distance / self.threshold
         grid = (
             self.profile.off_grid(rows)
             if self.config.check_grid
             else np.zeros(len(rows), dtype=bool)
         )
-        return score, grid
+        # outside on both: the alignment explains a shifted input, and never adds a flag
+        return score, grid, np.minimum(self.outside(rows), self.outside(aligned))
 
     def signal(self, score: float, off_grid: bool, outside: int = 0) -> Signal | None:
         off_range = self.range_limit is not None and outside >= self.range_limit

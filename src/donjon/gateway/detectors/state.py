@@ -19,6 +19,7 @@ import numpy.typing as npt
 from donjon.gateway.detectors import Action
 
 UNKNOWN = -1
+GRID_BASELINE = 5  # a principal's first queries that set its encoding (on the grid or not)
 
 
 @dataclass
@@ -59,6 +60,9 @@ class PrincipalState:
     ood: int = 0  # rows flagged out-of-distribution
     tested: int = 0  # rows the extraction test has seen (all, when a profile exists)
     synthetic: int = 0  # rows far from the data or derived from earlier ones
+    cusum: float = 0.0  # the extraction test's change statistic (see .extraction)
+    grid_seen: int = 0  # of the first GRID_BASELINE rows: how many were checked
+    grid_off: int = 0  # and how many of those were off the value grid
     blocked_until: dict[str, tuple[float, Action]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +73,19 @@ class PrincipalState:
         # (computed by :meth:`neighbours` anyway): the spans |p-a| of the line test
         self._last: npt.NDArray[np.float32] | None = None
         self._pending: npt.NDArray[np.float32] | None = None
+
+    def off_grid_counts(self, off_grid: bool) -> bool:
+        """Does an off-grid row count as evidence for this principal?
+
+        Only once its first :data:`GRID_BASELINE` rows were all on the grid: a client
+        whose own encoding is continuous (unrounded sensor values, another scale) sends
+        off-grid rows from the start and is not flagged for it; an attacker who starts
+        from natural rows and then synthesises (Jacobian steps, perturbations) is."""
+        if self.grid_seen < GRID_BASELINE:
+            self.grid_seen += 1
+            self.grid_off += off_grid
+            return False
+        return off_grid and self.grid_off == 0
 
     def neighbours(
         self,

@@ -1,0 +1,199 @@
+"""Data sets, victims, benign variations and transfer attacks for the gateway benchmark.
+
+Two encodings, neither the one the gateway's own tests use (digits on the integer
+grid 0..16):
+
+* ``digits/16``: scikit-learn's digits divided by 16, every pixel on a grid of
+  1/16 steps in ``[0, 1]`` (an image encoding);
+* ``cancer``: scikit-learn's breast-cancer table, 30 continuous features in their
+  own units (areas in the thousands beside ratios under 0.1), no common grid.
+
+Benign variations of held-out rows (what a deployment sends without attacking):
+sensor noise (not re-quantised), slow drift, a brightness / offset shift, a gain
+(contrast / unit) shift and rescaled inputs (an image zoomed by a few percent, a
+table in slightly different units), and one-feature jitter. The magnitudes are
+stated relative to each feature's spread in the training data, so both encodings
+get the same treatment. Transfer attacks: FGSM and PGD from a logistic-regression
+surrogate trained on the attacker's own half of the held-out data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+@dataclass
+class Encoding:
+    """A data set in one encoding, a victim trained on it, and the held-out split."""
+
+    name: str
+    model: Pipeline
+    x_train: np.ndarray
+    y_train: np.ndarray
+    attacker: np.ndarray  # the attacker's own natural rows
+    attacker_y: np.ndarray
+    heldout: np.ndarray  # benign users' rows
+    heldout_y: np.ndarray
+    low: np.ndarray  # valid range of the encoding, per feature
+    high: np.ndarray
+    image: tuple[int, int] | None  # the image shape, for spatial variations
+
+    @property
+    def classes(self) -> int:
+        return int(self.y_train.max()) + 1
+
+    @property
+    def features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.model.predict(np.asarray(rows, dtype=np.float64))
+        return out
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.model.predict_proba(np.asarray(rows, dtype=np.float64))
+        return out
+
+    def clip(self, rows: np.ndarray) -> np.ndarray:
+        return np.clip(rows, self.low, self.high)
+
+
+def load(name: str, seed: int = 0) -> Encoding:
+    if name == "digits/16":
+        x, y = load_digits(return_X_y=True)
+        x = x / 16.0
+        low, high, image = np.zeros(64), np.ones(64), (8, 8)
+    elif name == "cancer":
+        x, y = load_breast_cancer(return_X_y=True)
+        low, high, image = np.zeros(x.shape[1]), np.full(x.shape[1], np.inf), None
+    else:
+        raise ValueError(name)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.4, random_state=seed, stratify=y
+    )
+    model = make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=600, random_state=seed)
+    )
+    model.fit(x_train, y_train)
+    order = np.random.default_rng(7).permutation(len(x_test))
+    half = len(order) // 2
+    return Encoding(
+        name,
+        model,
+        x_train,
+        y_train,
+        x_test[order[:half]],
+        y_test[order[:half]],
+        x_test[order[half:]],
+        y_test[order[half:]],
+        low,
+        high,
+        image,
+    )
+
+
+Variation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def benign_variations(enc: Encoding) -> dict[str, Variation]:
+    """Benign ways of changing a stream of held-out rows (row i of n gets ``t = i / n``)."""
+    spread = enc.x_train.std(axis=0)
+    spread = np.where(spread > 0, spread, np.median(spread[spread > 0]))
+
+    def noise(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return enc.clip(rows + rng.normal(0.0, 0.05, rows.shape) * spread)
+
+    def drift(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        t = np.linspace(0, 1, len(rows))[:, None]
+        if enc.image is not None:  # a sensor slowly brightening, by up to 10 % of the range
+            return enc.clip(rows + 0.1 * t * (enc.high - enc.low))
+        return enc.clip(rows * (1 + 0.1 * t))  # a calibration slowly off by up to 10 %
+
+    def offset(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if enc.image is not None:
+            return enc.clip(rows + 0.1 * (enc.high - enc.low))
+        return enc.clip(rows + 0.25 * spread)
+
+    def gain(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        factor = rng.choice([0.85, 1.15], size=(len(rows), 1))
+        return enc.clip(rows * factor)
+
+    def rescaled(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if enc.image is None:  # the same quantities in slightly different units per row
+            return enc.clip(rows * rng.uniform(0.95, 1.05, size=(len(rows), 1)))
+        h, w = enc.image
+        out = []
+        for row in rows:
+            zoom = rng.uniform(0.9, 1.1)
+            big = ndimage.zoom(row.reshape(h, w), zoom, order=1)
+            canvas = np.zeros((max(h, big.shape[0]), max(w, big.shape[1])))
+            top, left = (canvas.shape[0] - big.shape[0]) // 2, (canvas.shape[1] - big.shape[1]) // 2
+            canvas[top : top + big.shape[0], left : left + big.shape[1]] = big
+            ct, cl = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
+            out.append(canvas[ct : ct + h, cl : cl + w].ravel())
+        return enc.clip(np.asarray(out))
+
+    def jitter(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = rows.copy()
+        cols = rng.integers(0, rows.shape[1], len(rows))
+        out[np.arange(len(rows)), cols] += (
+            rng.choice([-2.0, -1.0, 1.0, 2.0], len(rows)) * spread[cols]
+        )
+        return enc.clip(out)
+
+    return {
+        "unmodified": lambda rows, rng: rows.copy(),
+        "sensor noise": noise,
+        "slow drift": drift,
+        "offset shift": offset,
+        "gain shift": gain,
+        "rescaled": rescaled,
+        "one-feature jitter": jitter,
+    }
+
+
+def transfer_attacks(enc: Encoding, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """FGSM and PGD inputs from a logistic-regression surrogate (ART), two budgets each.
+
+    The budget is L-infinity: for images 1/8 and 1/4 of the pixel range (2 and 4 on
+    0..16), for tables 0.25 and 0.5 of each feature's spread (the surrogate then works
+    on standardised features); clipped to the encoding."""
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+    from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegression
+    from sklearn.linear_model import LogisticRegression
+
+    if enc.image is not None:
+        to, back = (lambda x: x), (lambda z: z)
+        clip, budgets, unit = (0.0, 1.0), (0.125, 0.25), "of range"
+    else:
+        scaler = StandardScaler().fit(enc.attacker)
+        to, back = scaler.transform, scaler.inverse_transform
+        z = to(enc.attacker)
+        clip, budgets, unit = (float(z.min()) - 3, float(z.max()) + 3), (0.25, 0.5), "sd"
+    surrogate = ScikitlearnLogisticRegression(
+        LogisticRegression(max_iter=2000).fit(to(enc.attacker), enc.attacker_y),
+        clip_values=clip,
+    )
+    out = {}
+    for eps in budgets:
+        for name, attack in (
+            ("FGSM", FastGradientMethod(surrogate, eps=eps)),
+            (
+                "PGD",
+                ProjectedGradientDescent(
+                    surrogate, eps=eps, eps_step=eps / 4, max_iter=20, verbose=False
+                ),
+            ),
+        ):
+            adv = back(attack.generate(x=to(targets)))
+            out[f"{name} eps={eps:g} {unit}"] = enc.clip(adv)
+    return out
