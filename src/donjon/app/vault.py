@@ -6,12 +6,15 @@ gates, the scanner and provenance checks: ``build_vault`` takes them as ports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from donjon.config import Settings
+from donjon.core.artifacts import Digest
 from donjon.core.bus import EventBus
 from donjon.core.ports import Authenticator, Authorizer, BlobStore
 from donjon.registry.attachments import AttachmentInspector
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
     from donjon.storage.sql import Database
 
 
+EMPTY_BLOB = Digest("sha256", hashlib.sha256(b"").hexdigest())
+
+
 @dataclass
 class VaultServices:
     """The registry with its database; close it to release connections."""
@@ -38,6 +44,22 @@ class VaultServices:
 
     def close(self) -> None:
         self.database.dispose()
+
+    def readiness(self) -> dict[str, Callable[[], object]]:
+        """The checks of ``GET /readyz``: the database (reachable, schema current) and the
+        blob store (a real round trip: a HEAD on S3, a writable folder on disk)."""
+        from donjon.storage.sql import require_current
+
+        def database() -> None:
+            require_current(self.database)
+
+        def blobs() -> None:
+            self.blobs.exists(EMPTY_BLOB)
+            root = getattr(self.blobs, "root", None)
+            if isinstance(root, Path) and not os.access(root / "tmp", os.W_OK):
+                raise OSError(f"the blob folder {root} is not writable")
+
+        return {"database": database, "blobs": blobs}
 
 
 def build_vault(

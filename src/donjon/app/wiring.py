@@ -31,6 +31,7 @@ class Donjon:
     dispatcher: Dispatcher | None = None
     metrics: DonjonMetrics | None = None  # when prometheus-client is installed
     ledger: Ledger | None = None  # the audit ledger, the bus's first journal
+    _closed: bool = field(default=False, repr=False)
 
     @property
     def rules(self) -> RuleRegistry:
@@ -42,6 +43,11 @@ class Donjon:
         return self.dispatcher.drain(timeout) if self.dispatcher is not None else True
 
     def close(self) -> None:
+        """Deliver what the outbox holds (``soc.drain_on_close``), then release everything.
+        Closing twice does nothing more."""
+        if self._closed:
+            return
+        self._closed = True
         if self.dispatcher is not None:
             self.dispatcher.stop(self.settings.soc.drain_on_close)
         for closer in self._closers:

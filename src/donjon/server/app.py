@@ -1,12 +1,15 @@
 """The vault's HTTP API: a FastAPI app built from wired services.
 
-Every route but ``GET /health`` needs a bearer token, which the
-:class:`~donjon.core.ports.Authenticator` turns into a principal; the registry
+Every route but ``GET /health`` (liveness) and ``GET /readyz`` (readiness)
+needs a bearer token, which the :class:`~donjon.core.ports.Authenticator`
+turns into a principal; the registry
 then authorises each call. Errors are JSON ``{"error": code, "detail": ...}``
 with a 4xx status that says what went wrong; uploads and downloads stream.
 """
 
 import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -34,7 +37,7 @@ from donjon.errors import (
 from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
 from donjon.server.attachments import add_attachment_routes
-from donjon.server.schemas import HealthOut, WhoAmIOut
+from donjon.server.schemas import HealthOut, ReadyOut, WhoAmIOut
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +70,35 @@ def create_app(
     bus: EventBus,
     *,
     limits: ServerLimits | None = None,
+    readiness: Mapping[str, Callable[[], object]] | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
-    """The FastAPI app of the vault; serve it with uvicorn."""
+    """The FastAPI app of the vault; serve it with uvicorn.
+
+    ``readiness``: named checks ``GET /readyz`` runs (each raises when its
+    dependency is unavailable). ``on_shutdown``: run in order once the server has
+    stopped taking requests and the in-flight ones have finished (close the
+    services, drain the outbox).
+    """
     limits = limits or ServerLimits()
+    checks = dict(readiness or {})
+    closers = tuple(on_shutdown)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in closers:
+            try:
+                close()
+            except Exception:  # one failed close must not skip the others
+                log.exception("closing %r failed on shutdown", close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Donjon vault",
         version=__version__,
         description="Zero-trust registry of datasets and models. Every route but /health "
-        "needs a bearer token; every call is authorised and recorded.",
+        "and /readyz needs a bearer token; every call is authorised and recorded.",
         openapi_url=None,  # published at /v1/openapi.json, behind authentication
         docs_url=None,
         redoc_url=None,
@@ -109,6 +133,28 @@ def create_app(
     def health() -> dict[str, str]:
         """Liveness: the only route that needs no token."""
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=ReadyOut,
+        responses={503: {"model": ReadyOut}},
+        tags=["meta"],
+        operation_id="ready",
+    )
+    def ready() -> JSONResponse:
+        """Readiness: the database and the blob store answer (no token: for load balancers)."""
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                check()
+            except Exception as e:  # noqa: BLE001 - any failure means not ready
+                log.warning("readiness check %s failed: %s: %s", name, type(e).__name__, e)
+                results[name] = "unavailable"
+            else:
+                results[name] = "ok"
+        ok = all(v == "ok" for v in results.values())
+        body = {"status": "ready" if ok else "unavailable", "checks": results}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/v1/whoami", response_model=WhoAmIOut, tags=["meta"], operation_id="whoami")
     def whoami(principal: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:

@@ -74,6 +74,11 @@ class HealthOut(Model):
     status: Literal["ok"]
 
 
+class ReadyOut(Model):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+
+
 class AttachmentOut(Model):
     kind: Literal["signature", "provenance"]
     digest: str

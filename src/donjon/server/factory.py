@@ -1,0 +1,44 @@
+"""The whole vault app from settings: for ``donjon server`` and its uvicorn workers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from donjon.app import Donjon
+    from donjon.config import Settings
+
+
+def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
+    """The vault on ``donjon``'s bus, ledger and outbox, with ``/readyz`` checks; when the
+    server stops it closes the vault and ``donjon`` (the outbox is drained)."""
+    from donjon.app import build_vault, vault_access
+    from donjon.server.app import ServerLimits, create_app
+
+    authenticator, authorizer = vault_access(settings, donjon.bus)
+    services = build_vault(settings, authenticator, authorizer, donjon.bus, app=donjon)
+    return create_app(
+        services.registry,
+        services.authenticator,
+        services.bus,
+        limits=ServerLimits(max_upload_bytes=settings.vault.max_upload_bytes),
+        readiness=services.readiness(),
+        on_shutdown=(services.close, donjon.close),
+    )
+
+
+def worker_app() -> FastAPI:
+    """One uvicorn worker of ``donjon server --workers N`` (``uvicorn --factory``): its
+    settings come from the environment and settings file the parent process set."""
+    from donjon.app import build
+    from donjon.config import load_settings
+
+    settings = load_settings()
+    donjon = build(settings)
+    try:
+        return vault_app(settings, donjon)
+    except BaseException:
+        donjon.close()
+        raise
