@@ -17,6 +17,9 @@ from tests.server.process import prepare_home, running_server, server_env
 
 pytestmark = pytest.mark.integration
 
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+FAKE_AWS["AWS_DEFAULT_REGION"] = "us-east-1"
+
 
 def _slow_body(parts: int, started: threading.Event) -> Iterator[bytes]:
     for i in range(parts):
@@ -75,7 +78,8 @@ def test_sigterm_finishes_in_flight_requests_drains_the_outbox_and_exits_0(
         proc.send_signal(signal.SIGTERM)  # mid-upload
         pusher.join(timeout=30)
         assert proc.wait(timeout=30) == 0
-        assert answer and answer[0].status_code == 201, answer and answer[0].text
+        assert answer, "the in-flight push got no answer"
+        assert answer[0].status_code == 201, answer[0].text
         assert answer[0].json()["version"] == 1
         with pytest.raises(httpx.ConnectError):  # it stopped taking connections
             httpx.get(f"{url}/health", timeout=2)
@@ -94,8 +98,7 @@ def test_readiness_fails_when_the_blob_store_is_unreachable(
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = server_env(
         home, url_db, DONJON_VAULT__S3_BUCKET="vault", DONJON_VAULT__S3_ENDPOINT_URL=dead,
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-        AWS_MAX_ATTEMPTS="1", AWS_EC2_METADATA_DISABLED="true",
+        AWS_MAX_ATTEMPTS="1", AWS_EC2_METADATA_DISABLED="true", **FAKE_AWS,
     )  # fmt: skip
     with running_server(env) as (proc, url):
         assert httpx.get(f"{url}/health").status_code == 200  # alive
