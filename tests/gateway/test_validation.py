@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from donjon.gateway.hardening import BadUpstreamResponse, Hardening, harden, read_outputs
+from donjon.gateway.hardening import BadUpstreamResponse, Hardening, harden
+from donjon.gateway.outputs import ResponseReader
 from donjon.gateway.validation import ApiFormat, InputContract, InvalidRequest, parse_request
 
 CONTRACT = InputContract(features=3, min_value=0, max_value=16, max_rows=4, max_body_bytes=2000)
@@ -68,6 +69,10 @@ def test_nan_size_and_syntax_are_refused() -> None:
         )
 
 
+def read_outputs(body: bytes, _fmt: ApiFormat) -> object:
+    return ResponseReader("m").read(body)
+
+
 def test_hardening_top_k_rounding_and_label_only_keep_the_api_shape() -> None:
     scores = [[0.1234, 0.6, 0.2766], [0.5, 0.25, 0.25]]
     generic = read_outputs(json.dumps({"outputs": scores}).encode(), ApiFormat.GENERIC)
@@ -92,4 +97,4 @@ def test_hardening_top_k_rounding_and_label_only_keep_the_api_shape() -> None:
     assert rounded == {"predictions": [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]}
     assert harden(generic, Hardening()) is None
     with pytest.raises(BadUpstreamResponse):
-        read_outputs(b'{"nothing": 1}', ApiFormat.GENERIC)
+        read_outputs(b'{"nothing": "here"}', ApiFormat.GENERIC)

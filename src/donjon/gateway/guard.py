@@ -16,6 +16,7 @@ from donjon.gateway.detectors.membership import MembershipConfig, MembershipDete
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
 from donjon.gateway.detectors.state import StateTable
 from donjon.gateway.hardening import Hardening
+from donjon.gateway.outputs import ResponseReader
 from donjon.gateway.profile import ReferenceProfile
 from donjon.gateway.settings import ModelSettings
 from donjon.gateway.validation import InputContract
@@ -58,6 +59,7 @@ class ModelGuard:
             max_body_bytes=s.max_body_bytes,
         )
         self.hardening = Hardening(s.hardening.top_k, s.hardening.decimals, s.hardening.label_only)
+        self.reader = ResponseReader(s.name, s.output, s.output_kind)
         self.profile = profile
         d = s.detectors
         self.ood = (

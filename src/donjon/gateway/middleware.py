@@ -33,6 +33,9 @@ Message = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 ASGIApp = Callable[[Scope, Receive, Send], Any]
+_REWRITTEN = frozenset(
+    {b"content-length", b"content-type", b"content-encoding", b"transfer-encoding"}
+)
 
 
 class Refused(GatewayError):
@@ -82,8 +85,7 @@ class GuardedModel:
         if isinstance(admitted, Reply):
             return admitted.status, admitted.body()
         try:
-            rows = np.asarray(json.loads(body)["inputs"], dtype=np.float64)
-            rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
+            rows = admitted.inputs  # exactly the rows the pipeline checked
             outputs = np.asarray(self._predict(rows), dtype=np.float64)
             answer = encode({"outputs": outputs.tolist()})
             code = 200
@@ -135,7 +137,13 @@ class FirewallMiddleware:
         if isinstance(admitted, Reply):
             await _send_reply(send, admitted)
             return
-        status, content = await _call(self.app, scope, body)
+        # the app gets the canonical body of the rows checked, not the caller's bytes
+        forward = admitted.body
+        headers_out = [(k, v) for k, v in scope["headers"] if k.lower() not in _REWRITTEN] + [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(forward)).encode()),
+        ]
+        status, content = await _call(self.app, {**scope, "headers": headers_out}, forward)
         status, content = self.pipeline.complete(admitted, status, content)
         await _send(send, status, content, admitted.request_id)
 

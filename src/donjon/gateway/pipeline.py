@@ -37,7 +37,7 @@ from donjon.errors import AccessDenied, AuthenticationError, GatewayError
 from donjon.gateway.auth import Authenticator
 from donjon.gateway.detectors import Action, Signal
 from donjon.gateway.guard import ModelGuard
-from donjon.gateway.hardening import BadUpstreamResponse, harden, read_outputs
+from donjon.gateway.hardening import BadUpstreamResponse, harden
 from donjon.gateway.metrics import GatewayMetrics
 from donjon.gateway.quotas import Bucket, QuotaStore
 from donjon.gateway.replies import Reply, detector_reply, encode, request_id_of
@@ -46,8 +46,9 @@ from donjon.gateway.rules import (
     FAIL_CLOSED,
     INVALID_REQUEST,
     QUOTA_EXCEEDED,
+    UNREADABLE_RESPONSE,
 )
-from donjon.gateway.validation import ApiFormat, InvalidRequest, parse_request
+from donjon.gateway.validation import ApiFormat, InvalidRequest, Rows, parse_request
 
 PREDICT = "model.predict"  # the vault's action for querying a model
 log = logging.getLogger("donjon.gateway")
@@ -75,6 +76,8 @@ class Admitted:
     started: float
     spent: float  # seconds inside the pipeline so far
     body_digest: str
+    body: bytes  # what to forward: the canonical form of exactly the rows checked
+    inputs: Rows
 
 
 class Pipeline:
@@ -199,6 +202,8 @@ class Pipeline:
             started=started,
             spent=now - started,
             body_digest=hashlib.sha256(request.body).hexdigest()[:16],
+            body=parsed.body,
+            inputs=rows,
         )
 
     def _authorise(
@@ -285,17 +290,33 @@ class Pipeline:
                 admitted.request_id,
             )
             return reply.status, encode(reply.body())
+        guard = admitted.guard
         try:
-            output = read_outputs(body, admitted.fmt)
+            output = guard.reader.read(body)
+            hardened = harden(output, guard.hardening)
         except BadUpstreamResponse as e:
-            if admitted.guard.hardening.active:
-                raise  # never pass an answer we were told to harden but cannot read
-            log.warning("request %s: %s", admitted.request_id, e)
-            return status, body
+            guard.reader.announce(None, str(e))
+            self._unreadable(admitted, str(e))
+            return status, body  # forwarded as it is, said once by the log and by an event
+        guard.reader.announce(output)
         if len(output.labels) == admitted.rows:
-            admitted.guard.record_labels(admitted.principal, admitted.slots, output.labels)
-        hardened = harden(output, admitted.guard.hardening)
+            guard.record_labels(admitted.principal, admitted.slots, output.labels)
         return status, hardened if hardened is not None else body
+
+    def _unreadable(self, admitted: Admitted, problem: str) -> None:
+        guard = admitted.guard
+        if not self._due((f"model:{guard.name}", UNREADABLE_RESPONSE.id)):
+            return
+        hardened = guard.hardening.active
+        finding = Finding(
+            UNREADABLE_RESPONSE,
+            Subject(model=guard.name, principal=admitted.principal.id),
+            f"the model's answer could not be read ({problem}); forwarded "
+            + ("WITHOUT the configured hardening" if hardened else "as it is"),
+            severity=Severity.HIGH if hardened else Severity.MEDIUM,
+            evidence={"request_id": admitted.request_id, "hardening_skipped": hardened},
+        )
+        self._publish(SecurityEvent.of_finding(finding, SOURCE, principal=admitted.principal))
 
     # -- events, refusals, logs -------------------------------------------
 

@@ -1,7 +1,8 @@
 """The reverse-proxy form: a plain ASGI app in front, a keep-alive pool to the upstream model.
 
 Every request goes through :class:`Pipeline`; admitted requests are forwarded
-with the request id and without the caller's credentials; the answer is
+with the request id and without the caller's credentials, their body replaced
+by the pipeline's canonical form of the rows it checked; the answer is
 hardened and returned with the request id. ``/metrics`` serves Prometheus
 metrics; ``/healthz`` says the gateway is up. Any other path that no model
 claims is refused (404), and so is a path with dot segments, backslashes or
@@ -55,6 +56,10 @@ DROP_HEADERS = frozenset(
         b"cookie",
         b"x-request-id",
         b"expect",
+        # the gateway forwards its own canonical JSON body, never the caller's encoding
+        b"content-type",
+        b"content-encoding",
+        b"inference-header-content-length",
     }
 )
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -189,6 +194,7 @@ class Proxy:
             reply = Reply(400, "invalid_request", "malformed header", admitted.request_id)
             await _reply(send, reply)
             return
+        forward.append((b"content-type", _JSON))
         forward.append((b"x-request-id", admitted.request_id.encode("ascii")))
         plain = _PLAIN_PATH.fullmatch(path)
         target = (path if plain else quote(path, safe=_SAFE_PATH)).encode("ascii")
@@ -203,7 +209,7 @@ class Proxy:
             await self.start()  # served without a lifespan (some test clients)
         assert self._upstream is not None  # noqa: S101 - set just above
         try:
-            answer = await self._upstream.request(method, target, forward, body)
+            answer = await self._upstream.request(method, target, forward, admitted.body)
         except UpstreamUnavailable as e:
             status = 504 if isinstance(e, UpstreamTimeout) else 502
             reply = Reply(

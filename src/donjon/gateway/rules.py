@@ -143,6 +143,25 @@ FAIL_CLOSED = Rule(
     mitigations=("AML.M0019",),
 )
 
+UNREADABLE_RESPONSE = Rule(
+    id="DJ-GW-010",
+    title="Model answer unreadable: forwarded without hardening or labels",
+    description=(
+        "The gateway could not find the scores or labels in the model server's answer (an "
+        "unknown response shape, or not JSON). The answer was forwarded as it is: output "
+        "hardening (top-k, rounding, label-only) was not applied and the detectors that need "
+        "the model's labels (evasion, membership) learned nothing from it."
+    ),
+    remediation=(
+        "Set the model's 'output' to the key or JSON pointer of its scores (and 'output_kind'), "
+        "or fix the model server's answers."
+    ),
+    severity=Severity.MEDIUM,
+    atlas=("AML.T0024",),
+    owasp=("ML05",),
+    mitigations=("AML.M0002",),
+)
+
 RULES: tuple[Rule, ...] = (
     EVASION_PROBING,
     EXTRACTION,
@@ -153,4 +172,5 @@ RULES: tuple[Rule, ...] = (
     QUOTA_EXCEEDED,
     INVALID_REQUEST,
     FAIL_CLOSED,
+    UNREADABLE_RESPONSE,
 )

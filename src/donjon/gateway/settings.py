@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from donjon.errors import ConfigError
 from donjon.gateway.detectors import Action
+from donjon.gateway.outputs import OutputKind
 from donjon.gateway.validation import ApiFormat
 
 
@@ -109,6 +110,10 @@ class ModelSettings(_Section):
     max_body_bytes: int = Field(default=1_000_000, ge=64)
     profile: Path | None = None
     hardening: HardeningSettings = Field(default_factory=HardeningSettings)
+    # where the answer's scores or labels are: a top-level key or a JSON pointer (RFC 6901);
+    # unset, the known shapes are recognised (MLflow, KServe v1/v2, Triton, TorchServe...)
+    output: str | None = Field(default=None, min_length=1)
+    output_kind: OutputKind = OutputKind.AUTO
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)
 
 

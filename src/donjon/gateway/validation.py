@@ -2,14 +2,21 @@
 
 Three request shapes are understood:
 
-* ``generic``: ``{"inputs": [[...], ...]}`` (or ``"instances"``), one row or many;
+* ``generic``: ``{"inputs": [[...], ...]}`` or ``{"instances": ...}`` (KServe v1,
+  TensorFlow Serving's row format), one row or many;
 * ``kserve``: the KServe v2 / Triton inference protocol,
-  ``{"inputs": [{"name", "shape", "datatype", "data"}]}`` (one input tensor);
-* ``mlflow``: MLflow pyfunc ``/invocations``: ``dataframe_split``,
+  ``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?}``
+  (one input tensor);
+* ``mlflow``: MLflow pyfunc ``/invocations``: exactly one of ``dataframe_split``,
   ``dataframe_records``, ``instances`` or ``inputs``.
 
-``auto`` picks the shape from the body. Every problem is an
-:class:`InvalidRequest` naming what is wrong; nothing is forwarded.
+``auto`` picks the shape from the body. A body with more than one input key,
+or any key its shape does not define, is refused: a model server could read
+the other one. What is forwarded is never the caller's bytes but
+:attr:`ParsedRequest.body`, a canonical re-serialisation of exactly the rows
+that were checked (one key, 2-D rows, no duplicate keys, plain numbers), so
+the model receives what the gateway validated, detected and charged. Every
+problem is an :class:`InvalidRequest` naming what is wrong; nothing is forwarded.
 """
 
 from __future__ import annotations
@@ -26,20 +33,27 @@ import numpy.typing as npt
 from donjon.errors import GatewayError
 
 Rows = npt.NDArray[np.float64]
-KSERVE_TYPES = {
-    "FP16",
-    "FP32",
-    "FP64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
+# the value range of each KServe v2 datatype: a value outside it is not what the server reads
+KSERVE_TYPES: dict[str, tuple[float, float]] = {
+    "FP16": (-65504.0, 65504.0),
+    "FP32": (-3.4028234663852886e38, 3.4028234663852886e38),
+    "FP64": (-math.inf, math.inf),
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**53), 2**53),  # beyond 2**53 JSON parsers disagree (floats vs integers)
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**53),
 }
-
+_FLOAT_TYPES = {"FP16": np.float16, "FP32": np.float32}
+EXACT_INT = 2**53  # integers beyond this are read as different numbers by different parsers
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+GENERIC_KEYS = ("inputs", "instances")
+_KSERVE_KEYS = frozenset({"id", "inputs", "outputs"})
+_TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
+_SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 _NUMBER_TYPES = frozenset({int, float})
 
@@ -71,6 +85,7 @@ class InputContract:
 class ParsedRequest:
     rows: Rows
     format: ApiFormat
+    body: bytes  # the canonical body to forward: exactly ``rows``, in the request's shape
 
 
 def parse_request(body: bytes, fmt: ApiFormat, contract: InputContract) -> ParsedRequest:
@@ -85,14 +100,17 @@ def parse_request(body: bytes, fmt: ApiFormat, contract: InputContract) -> Parse
     if fmt is ApiFormat.AUTO:
         fmt = detect_format(doc)
     if fmt is ApiFormat.KSERVE:
-        table = _kserve_rows(doc)
+        table, rebuild = _kserve_rows(doc)
     elif fmt is ApiFormat.MLFLOW:
-        table = _mlflow_rows(doc)
+        table, rebuild = _mlflow_rows(doc)
     else:
-        table = _generic_rows(doc)
+        table, rebuild = _generic_rows(doc)
+    table = _two_dimensional(table)
     rows = _to_rows(table)
     _check(rows, contract)
-    return ParsedRequest(rows, fmt)
+    _check_exact(rows, table)
+    forward = json.dumps(rebuild(table), separators=(",", ":"), allow_nan=False)
+    return ParsedRequest(rows, fmt, forward.encode())
 
 
 def detect_format(doc: dict[str, Any]) -> ApiFormat:
@@ -104,21 +122,58 @@ def detect_format(doc: dict[str, Any]) -> ApiFormat:
     return ApiFormat.GENERIC
 
 
-def _generic_rows(doc: dict[str, Any]) -> Any:
-    for key in ("inputs", "instances"):
-        if key in doc:
-            return doc[key]
-    raise InvalidRequest("body needs an 'inputs' (or 'instances') array")
+Table = list[list[Any]]
+Rebuild = Any  # Callable[[Table], dict[str, Any]]: the canonical document for the rows
 
 
-def _kserve_rows(doc: dict[str, Any]) -> Any:
+def _only(doc: dict[str, Any], allowed: tuple[str, ...], api: str) -> str:
+    """The one input key of ``doc``; no other key may be present."""
+    keys = [k for k in allowed if k in doc]
+    if len(keys) != 1:
+        found = ", ".join(repr(k) for k in keys) or "none"
+        wanted = ", ".join(repr(k) for k in allowed)
+        raise InvalidRequest(f"{api} body needs exactly one of {wanted} (found {found})")
+    _no_other_keys(doc, {keys[0]}, api)
+    return keys[0]
+
+
+def _no_other_keys(doc: dict[str, Any], allowed: set[str] | frozenset[str], what: str) -> None:
+    extra = sorted(k for k in doc if k not in allowed)
+    if extra:
+        shown = ", ".join(repr(k[:40]) for k in extra[:5])
+        raise InvalidRequest(f"{what} body has keys its API does not define: {shown}")
+
+
+def _generic_rows(doc: dict[str, Any]) -> tuple[Any, Rebuild]:
+    if not any(k in doc for k in GENERIC_KEYS):
+        raise InvalidRequest("body needs an 'inputs' (or 'instances') array")
+    key = _only(doc, GENERIC_KEYS, "the")
+    return doc[key], lambda table: {key: table}
+
+
+def _kserve_rows(doc: dict[str, Any]) -> tuple[Any, Rebuild]:
+    _no_other_keys(doc, _KSERVE_KEYS, "KServe v2")
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidRequest("KServe v2 body needs exactly one tensor in 'inputs'")
     tensor = inputs[0]
-    shape, datatype, data = tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
+    _no_other_keys(tensor, _TENSOR_KEYS, "KServe v2 tensor")
+    name, shape, datatype, data = (tensor.get(k) for k in ("name", "shape", "datatype", "data"))
     if datatype not in KSERVE_TYPES:
-        raise InvalidRequest(f"unsupported KServe datatype {datatype!r}")
+        raise InvalidRequest(f"unsupported KServe datatype {str(datatype)[:40]!r}")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequest("KServe tensor 'name' must be a string")
+    request_id, outputs = doc.get("id"), doc.get("outputs")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequest("KServe 'id' must be a string")
+    if outputs is not None and not (
+        isinstance(outputs, list)
+        and all(
+            isinstance(o, dict) and set(o) == {"name"} and isinstance(o["name"], str)
+            for o in outputs
+        )
+    ):
+        raise InvalidRequest("KServe 'outputs' must be a list of {'name': ...} objects")
     if (
         not isinstance(shape, list)
         or not 1 <= len(shape) <= 2
@@ -130,35 +185,92 @@ def _kserve_rows(doc: dict[str, Any]) -> Any:
         raise InvalidRequest("KServe 'data' must be an array of numbers")
     if flat.size != math.prod(shape):
         raise InvalidRequest(f"KServe data has {flat.size} values, shape {shape} needs more")
-    if datatype.startswith(("INT", "UINT")) and not np.all(flat == np.rint(flat)):
+    integer = datatype.startswith(("INT", "UINT"))
+    if integer and not np.all(flat == np.rint(flat)):
         raise InvalidRequest(f"KServe {datatype} data holds non-integer values")
-    return flat.reshape(shape[0], -1).tolist()
+    low, high = KSERVE_TYPES[datatype]
+    if flat.size and (flat.min() < low or flat.max() > high):
+        raise InvalidRequest(f"KServe data holds values outside the range of {datatype}")
+    if datatype in _FLOAT_TYPES:  # check what the server reads: the value at its precision
+        with np.errstate(over="ignore"):
+            flat = flat.astype(_FLOAT_TYPES[datatype]).astype(np.float64)
+    table = flat.reshape(shape[0], -1)
+
+    def rebuild(_: Table) -> dict[str, Any]:
+        values = [int(v) for v in table.ravel()] if integer else table.ravel().tolist()
+        out: dict[str, Any] = {"name": name} if name is not None else {}
+        out.update(shape=shape, datatype=datatype, data=values)
+        canonical: dict[str, Any] = {"id": request_id} if request_id is not None else {}
+        canonical["inputs"] = [out]
+        if outputs is not None:
+            canonical["outputs"] = outputs
+        return canonical
+
+    return table.tolist(), rebuild
 
 
-def _mlflow_rows(doc: dict[str, Any]) -> Any:
-    if "dataframe_split" in doc:
-        split = doc["dataframe_split"]
-        if not isinstance(split, dict) or "data" not in split:
+def _mlflow_rows(doc: dict[str, Any]) -> tuple[Any, Rebuild]:
+    key = _only(doc, MLFLOW_KEYS, "MLflow")
+    value = doc[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
             raise InvalidRequest("'dataframe_split' needs 'columns' and 'data'")
-        return split["data"]
-    if "dataframe_records" in doc:
-        records = doc["dataframe_records"]
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        _no_other_keys(value, _SPLIT_KEYS, "'dataframe_split'")
+        columns = value.get("columns")
+        table = _two_dimensional(value["data"])
+        if not isinstance(table, list) or not table:
+            raise InvalidRequest("'dataframe_split' data must be a non-empty array")
+        if columns is not None:
+            _check_columns(columns, table)
+        if "index" in value and (
+            not isinstance(value["index"], list) or len(value["index"]) != len(table)
+        ):
+            raise InvalidRequest("'dataframe_split' index must list one label per row")
+
+        def split(rows: Table) -> dict[str, Any]:
+            inner: dict[str, Any] = {"columns": columns} if columns is not None else {}
+            inner["data"] = rows
+            return {"dataframe_split": inner}
+
+        return table, split
+    if key == "dataframe_records":
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
             raise InvalidRequest("'dataframe_records' must be a list of objects")
-        if not records:
+        if not value:
             raise InvalidRequest("'dataframe_records' is empty")
-        columns = list(records[0])
-        if any(list(r) != columns for r in records):
+        names = list(value[0])
+        if any(list(r) != names for r in value):
             raise InvalidRequest("every record needs the same columns in the same order")
-        return [[r[c] for c in columns] for r in records]
-    return _generic_rows(doc)
+
+        def records(rows: Table) -> dict[str, Any]:
+            return {"dataframe_records": [dict(zip(names, row, strict=True)) for row in rows]}
+
+        return [[r[c] for c in names] for r in value], records
+    return value, lambda rows: {key: rows}
+
+
+def _check_columns(columns: Any, table: Any) -> None:
+    if (
+        not isinstance(columns, list)
+        or not all(isinstance(c, str) for c in columns)
+        or len(set(columns)) != len(columns)
+    ):
+        raise InvalidRequest("'dataframe_split' columns must be distinct strings")
+    if isinstance(table[0], list) and len(columns) != len(table[0]):
+        raise InvalidRequest("'dataframe_split' names a column per value of each row")
+
+
+def _two_dimensional(table: Any) -> Any:
+    """One row given as a flat array becomes a table of one row (forwarded as such)."""
+    if isinstance(table, list) and table and not isinstance(table[0], list):
+        return [table]
+    return table
 
 
 def _to_rows(table: Any) -> Rows:
     if not isinstance(table, list) or not table:
         raise InvalidRequest("inputs must be a non-empty array")
-    if not isinstance(table[0], list):
-        table = [table]
+    table = _two_dimensional(table)
     width = len(table[0])
     for row in table:
         if not isinstance(row, list) or len(row) != width:
@@ -174,6 +286,14 @@ def _to_rows(table: Any) -> Rows:
     if rows.ndim != 2 or rows.shape[1] == 0:
         raise InvalidRequest("inputs must be a table of rows of numbers")
     return rows
+
+
+def _check_exact(rows: Rows, table: Table) -> None:
+    """No integer beyond 2**53: parsers disagree on them (exact integers or rounded floats)."""
+    big = np.argwhere(np.abs(rows) > EXACT_INT)
+    for i, j in big[:1000]:
+        if isinstance(table[i][j], int):
+            raise InvalidRequest("inputs hold an integer beyond 2**53 (not exactly a float)")
 
 
 def _check(rows: Rows, contract: InputContract) -> None:
