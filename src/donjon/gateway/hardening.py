@@ -69,9 +69,12 @@ def harden(output: ModelOutput, hardening: Hardening) -> bytes | None:
     if not parts:
         return None  # labels only already: nothing to take away
     doc = output.doc
-    for part in parts:
-        doc = _put(doc, part.path, _hardened(part, hardening, _get(doc, part.path)))
-    return json.dumps(doc, separators=(",", ":")).encode()
+    try:
+        for part in parts:
+            doc = _put(doc, part.path, _hardened(part, hardening, _get(doc, part.path)))
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise BadUpstreamResponse(f"the answer cannot be hardened: {str(e)[:80]}") from None
 
 
 def _hardened(part: Part, hardening: Hardening, value: Any) -> Any:

@@ -38,6 +38,7 @@ Path = tuple[str | int, ...]
 # known top-level keys, most specific first
 SCORE_KEYS = ("probabilities", "probs", "scores", "logits", "outputs", "predictions", "labels")
 _MAX_LABELS = 100_000  # distinct string labels remembered per model
+_NAMED = 2**30  # ids of labels that are not small integers start here (the state is int32)
 
 
 class BadUpstreamResponse(GatewayError):
@@ -98,6 +99,12 @@ class ResponseReader:
             doc = json.loads(body)
         except (ValueError, RecursionError) as e:
             raise BadUpstreamResponse(f"the answer is not JSON: {str(e)[:80]}") from None
+        try:
+            return self._read(doc)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+            raise BadUpstreamResponse(f"the answer is unreadable: {str(e)[:80]}") from None
+
+    def _read(self, doc: Any) -> ModelOutput:
         if self.pointer is not None:
             value = _resolve(doc, self.pointer)
             parts = [self._part(self.pointer, value, self._key_kind(self.pointer))]
@@ -211,7 +218,12 @@ class ResponseReader:
         if values.ndim == 1:
             integral = bool(np.all(values == np.rint(values)))
             if kind is OutputKind.LABELS or (kind is OutputKind.AUTO and integral):
-                return Part(path, layout, OutputKind.LABELS, None, np.rint(values).astype(np.int64))
+                labels = (
+                    values.astype(np.int64)
+                    if integral and values.min() >= 0 and values.max() < _NAMED
+                    else self._labels(values.tolist())
+                )
+                return Part(path, layout, OutputKind.LABELS, None, labels)
             kind = kind if kind is not OutputKind.AUTO else _kind_of(values)
             cut = 0.5 if kind is OutputKind.PROBABILITIES else 0.0
             labels = (values >= cut).astype(np.int64)
@@ -245,22 +257,22 @@ class ResponseReader:
         return Part(path, layout, kind, None, labels, names, ragged=rows)
 
     def _labels(self, values: list[Any]) -> npt.NDArray[np.int64]:
+        """Small non-negative integer labels as they are; any other label (a string, a
+        negative or huge number) as a stable id of its own, above them."""
         out = np.empty(len(values), dtype=np.int64)
         with self._lock:
             for i, value in enumerate(values):
-                if _small_integer(value):
+                if _small_label(value):
                     out[i] = int(value)
                     continue
                 text = str(value)
                 found = self._label_ids.get(text)
                 if found is None:
-                    found = (
-                        -1 - len(self._label_ids)
-                        if len(self._label_ids) < _MAX_LABELS
-                        else -1 - _MAX_LABELS - zlib.crc32(text.encode())
-                    )
                     if len(self._label_ids) < _MAX_LABELS:
+                        found = _NAMED + len(self._label_ids)
                         self._label_ids[text] = found
+                    else:
+                        found = _NAMED + _MAX_LABELS + zlib.crc32(text.encode()) % 2**29
                 out[i] = found
         return out
 
@@ -277,10 +289,10 @@ def _kind_of(values: npt.NDArray[np.float64]) -> OutputKind:
     return OutputKind.LOGITS
 
 
-def _small_integer(value: Any) -> bool:
+def _small_label(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return (isinstance(value, int) or value.is_integer()) and abs(value) < 2**62
+    return (isinstance(value, int) or value.is_integer()) and 0 <= value < _NAMED
 
 
 def _is_number(value: Any) -> bool:
