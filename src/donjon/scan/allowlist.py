@@ -3,7 +3,9 @@
 Only exact dotted names; everything not listed (and not denied) is *unknown*.
 Scikit-learn estimators are matched structurally in :func:`is_allowed_class`:
 public or private classes (CamelCase names) inside ``sklearn.*`` modules, whose
-constructors only store parameters by the library's convention.
+constructors only store parameters by the library's convention; so are the
+configuration and state classes of the major training libraries (Hugging Face
+``TrainingArguments``, accelerate, PEFT, Lightning, OmegaConf containers).
 """
 
 from __future__ import annotations
@@ -111,6 +113,26 @@ _SKLEARN_DENIED = ("sklearn.datasets", "sklearn.utils._testing", "sklearn.extern
 
 _CYTHON_FRAMEWORKS = ("sklearn.", "numpy.", "scipy.")
 
+# Modules of major libraries whose classes are plain configuration or state
+# holders (dataclasses, enums, containers): what Trainer and Lightning
+# checkpoints pickle (training_args.bin, hyper_parameters) and what Hydra
+# configs instantiate. Classes only (CamelCase); functions stay unknown.
+_LIBRARY_CLASS_MODULES = (
+    "transformers.training_args", "transformers.trainer_utils", "transformers.trainer_pt_utils",
+    "transformers.configuration_utils", "transformers.generation.configuration_utils",
+    "transformers.utils.quantization_config", "transformers.tokenization_utils_base",
+    "transformers.debug_utils", "transformers.integrations.deepspeed",
+    "accelerate.utils.dataclasses", "accelerate.state", "peft.utils.peft_types",
+    "tokenizers", "omegaconf", "lightning_fabric.utilities.data",
+    "pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing",
+    "lightning.fabric.utilities.data", "torch.optim", "torch.nn", "torch.utils.data",
+)  # fmt: skip
+# Library namespaces whose model and layer classes a Hydra `_target_` may name.
+_LIBRARY_CLASS_PREFIXES = (
+    "transformers.models.", "peft.tuners.", "trl.trainer.", "nemo.collections.",
+    "omegaconf.", "tokenizers.",
+)  # fmt: skip
+
 
 def is_allowed_class(dotted: str) -> bool:
     """Framework classes matched by structure (module prefix and a CamelCase name).
@@ -126,5 +148,7 @@ def is_allowed_class(dotted: str) -> bool:
     if not _CLASS.match(name):
         return False
     if module.startswith(("sklearn.", "scipy.sparse.")) and not module.startswith(_SKLEARN_DENIED):
+        return True
+    if module in _LIBRARY_CLASS_MODULES or module.startswith(_LIBRARY_CLASS_PREFIXES):
         return True
     return dotted.startswith(_TORCH_MODULE_PREFIXES) or module.startswith("__torch__")

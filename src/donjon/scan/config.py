@@ -44,6 +44,8 @@ _PLAIN_SPEC = re.compile(
 )
 _PIP_SECTION = re.compile(r"(?m)^\s*(dependencies|build_dependencies|- pip)\s*:")
 _FRAMEWORK_LOADERS = ("mlflow.",)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\s]+")
+_CODE_MAGIC = (b"PK\x03\x04", b"\x80", b"\x1f\x8b", b"\x93NUMPY", b"\x89HDF")
 
 
 def scan_config_file(ctx: Context, source: Source) -> None:
@@ -67,6 +69,10 @@ def scan_config_file(ctx: Context, source: Source) -> None:
         except (ValueError, RecursionError):
             data = None
         if data is not None:
+            if is_keras_config(data):  # a Keras model config, whatever the file is called
+                from donjon.scan.keras import check_config
+
+                check_config(ctx, source, data)
             check_value(ctx, source, data, source.name)
             return
     check_text(ctx, source, text, source.name)
@@ -125,7 +131,14 @@ def check_value(ctx: Context, source: Source, data: Any, where: str) -> None:
             _check_string(ctx, source, node, path, depth)
 
 
+def is_keras_config(data: Any) -> bool:
+    return isinstance(data, dict) and "class_name" in data and "config" in data
+
+
 def _check_string(ctx: Context, source: Source, text: str, path: str, depth: int) -> None:
+    if len(text) >= 64 and _BASE64.fullmatch(text[:4096]):
+        embedded(ctx, source, text, path)
+        return
     head = text.lstrip()[:1]
     if head in ("{", "[") and depth < 8:  # JSON inside a string (safetensors metadata)
         try:
@@ -239,3 +252,27 @@ def scan_native(ctx: Context, source: Source) -> None:
     """Machine code: reported inside a model archive, where a loader may load it."""
     if source.depth > 0:
         ctx.add(rules.ARC_NATIVE, f"archive ships native code: {source.name}", source)
+
+
+def embedded(ctx: Context, source: Source, text: str, path: str) -> None:
+    """A base64 blob in a config (a torch.save archive, a pickled layer): scanned as a file."""
+    import base64
+    import binascii
+    import io
+
+    try:
+        raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=False)
+    except (binascii.Error, ValueError):
+        return
+    if not raw.startswith(_CODE_MAGIC) and not _protocol0_pickle(raw, ctx):
+        return
+    from donjon.scan.engine import scan_source
+
+    child = source.child(f"{path}[base64]", lambda: io.BytesIO(raw), len(raw))
+    scan_source(ctx, child)
+
+
+def _protocol0_pickle(raw: bytes, ctx: Context) -> bool:
+    from donjon.scan.probe import looks_like_pickle
+
+    return looks_like_pickle(raw[: 64 << 10], ctx.policy, whole=len(raw) <= 64 << 10)

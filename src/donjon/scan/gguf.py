@@ -6,6 +6,7 @@ import struct
 from typing import Any, BinaryIO
 
 from donjon.scan import rules
+from donjon.scan.config import check_value
 from donjon.scan.context import Context, Source
 from donjon.scan.templates import check_template
 
@@ -73,5 +74,7 @@ def scan_gguf(ctx: Context, source: Source) -> None:
                 value = _value(fh, kind, wide, keep)
                 if keep and isinstance(value, str):
                     check_template(ctx, source, value, key)
+                elif isinstance(value, str) and len(value) > 8:  # any string metadata
+                    check_value(ctx, source, value, key)
         except (_Bad, struct.error, OSError) as e:
             ctx.add(rules.GGF_MALFORMED, f"malformed GGUF metadata: {e}", source)

@@ -72,6 +72,19 @@ def scan_keras_config(ctx: Context, source: Source) -> None:
         ctx.add(rules.KER_MALFORMED, f"config.json is not valid JSON: {e}", source)
         return
     check_config(ctx, source, config)
+    from donjon.scan.config import check_value
+
+    check_value(ctx, source, config, source.name)  # targets, templates, blobs in strings
+
+
+def _json_start(data: Any, at: int) -> int:
+    """Where the JSON text holding position ``at`` starts: a '{' after non-text bytes."""
+    low = max(0, at - (1 << 20))
+    start = at
+    while (start := data.rfind(b"{", low, start)) >= 0:
+        if start == 0 or not 0x20 <= data[start - 1] < 0x7F:
+            return int(start)
+    return -1
 
 
 def scan_hdf5(ctx: Context, source: Source) -> None:
@@ -83,18 +96,27 @@ def scan_hdf5(ctx: Context, source: Source) -> None:
         except (OSError, ValueError, AttributeError):
             data = fh.read(ctx.policy.max_member_bytes)
         try:
+            # Configs are JSON string attributes (model_config, training_config) in any
+            # key order: find a "class_name" key, then the start of the text holding it.
             at, found = 0, 0
-            while (at := data.find(b'{"class_name"', at)) >= 0 and found < 64:
-                end = data.find(b"\x00", at, at + (64 << 20))
-                chunk = bytes(data[at : end if end > 0 else at + (64 << 20)])
+            while (key := data.find(b'"class_name"', at)) >= 0 and found < 64:
+                start = _json_start(data, key)
+                if start < 0:
+                    at = key + 1
+                    continue
+                end = data.find(b"\x00", key, key + (64 << 20))
+                chunk = bytes(data[start : end if end > 0 else key + (64 << 20)])
                 try:
                     config, used = decoder.raw_decode(chunk.decode("utf-8", "replace"))
                 except ValueError:
-                    at += 1
+                    at = key + 1
                     continue
                 found += 1
                 check_config(ctx, source, config)
-                at += max(used, 1)
+                from donjon.scan.config import check_value
+
+                check_value(ctx, source, config, "model_config")
+                at = max(start + used, key + 1)
         finally:
             if isinstance(data, mmap.mmap):
                 data.close()

@@ -33,37 +33,54 @@ def _tensors(graph: memoryview, depth: int = 0) -> Iterator[memoryview]:
                 yield from _tensors(sub, depth + 1)
 
 
-def _domains(graph: memoryview, depth: int = 0) -> Iterator[str]:
+def _nodes(graph: memoryview, field: int = 1, depth: int = 0) -> Iterator[memoryview]:
+    """Every node of a graph (or of a function, ``field`` 7), subgraphs included."""
     if depth > 16:
         return
-    for node in submessages(graph, 1):
-        yield from strings(node, 7)  # NodeProto.domain
+    for node in submessages(graph, field):
+        yield node
         for attribute in submessages(node, 5):
             for sub in [*submessages(attribute, 6), *submessages(attribute, 11)]:
-                yield from _domains(sub, depth + 1)
+                yield from _nodes(sub, 1, depth + 1)
+
+
+def _function_tensors(function: memoryview) -> Iterator[memoryview]:
+    for node in _nodes(function, 7):
+        for attribute in submessages(node, 5):
+            yield from submessages(attribute, 5)
+            yield from submessages(attribute, 10)
 
 
 def external_locations(model: bytes) -> list[str]:
     found: list[str] = []
-    for graph in submessages(model, 7):
-        for tensor in _tensors(graph):
-            for entry in submessages(tensor, 13):  # TensorProto.external_data
-                pairs = dict(zip(strings(entry, 1), strings(entry, 2), strict=False))
-                if "location" in pairs:
-                    found.append(pairs["location"])
+    tensors = [t for graph in submessages(model, 7) for t in _tensors(graph)]
+    tensors += [t for function in submessages(model, 25) for t in _function_tensors(function)]
+    for tensor in tensors:
+        for entry in submessages(tensor, 13):  # TensorProto.external_data
+            pairs = dict(zip(strings(entry, 1), strings(entry, 2), strict=False))
+            if "location" in pairs:
+                found.append(pairs["location"])
     return found
 
 
 def model_domains(model: bytes) -> set[str]:
+    """Operator domains that need a custom-op library: neither standard nor model-local.
+
+    A model-local function (ModelProto.functions) defines ``(domain, name)``; a
+    node that calls it runs ONNX ops, not native code, so its domain is fine.
+    """
+    functions = list(submessages(model, 25))
+    local = {(next(strings(f, 10), ""), next(strings(f, 1), "")) for f in functions}
+    local_domains = {domain for domain, _ in local}
+    nodes = [n for graph in submessages(model, 7) for n in _nodes(graph)]
+    nodes += [n for function in functions for n in _nodes(function, 7)]
     domains: set[str] = set()
-    for opset in submessages(model, 8):
-        domains.update(strings(opset, 1))
-    for graph in submessages(model, 7):
-        domains.update(_domains(graph))
-    for function in submessages(model, 25):
-        domains.update(strings(function, 10))
-        for node in submessages(function, 7):
-            domains.update(strings(node, 7))
+    for node in nodes:
+        domain = next(strings(node, 7), "")
+        if (domain, next(strings(node, 4), "")) not in local:
+            domains.add(domain)
+    for opset in [*submessages(model, 8), *(o for f in functions for o in submessages(f, 9))]:
+        domains.update(d for d in strings(opset, 1) if d not in local_domains)
     return domains
 
 

@@ -79,6 +79,11 @@ def scan_safetensors(ctx: Context, source: Source) -> None:
     except (ValueError, UnicodeDecodeError) as e:
         ctx.add(rules.STF_HEADER, f"header is not valid JSON: {e}", source)
         return
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if isinstance(metadata, dict):  # strings: configs, templates, _target_ (by content)
+        from donjon.scan.config import check_value
+
+        check_value(ctx, source, metadata, "__metadata__")
     data_size = size - 8 - n if source.size is not None else 1 << 62
     problems = header_problems(header, data_size)
     if problems:

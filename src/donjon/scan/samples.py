@@ -50,7 +50,12 @@ def pb(number: int, value: int | str | bytes) -> bytes:
 
 
 def saved_model(ops: list[str]) -> bytes:
-    nodes = b"".join(pb(1, pb(1, f"n{i}") + pb(2, op)) for i, op in enumerate(ops))
+    """A SavedModel graph; checkpoint ops sit in the saver's name scope, as TensorFlow puts them."""
+    saver = ("SaveV2", "RestoreV2", "MergeV2Checkpoints")
+    nodes = b"".join(
+        pb(1, pb(1, f"save/{op}" if op in saver else f"n{i}") + pb(2, op))
+        for i, op in enumerate(ops)
+    )
     return pb(1, 1) + pb(2, pb(2, nodes))
 
 
