@@ -103,7 +103,11 @@ def serve(
     proxy = create_proxy(
         pipeline, target, timeout=settings.upstream_timeout, metrics_path=settings.metrics_path
     )
-    uvicorn.run(proxy, host=host, port=port, log_level="warning", access_log=False)
+    # proxy_headers off: the peer address is what auth.trusted_proxies is checked against,
+    # never an X-Forwarded-For a caller wrote
+    uvicorn.run(
+        proxy, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
+    )
 
 
 @app.command("profile")

@@ -10,12 +10,18 @@
   algorithms, issuer and audience configured, ``exp`` required.
 
 Keys travel as ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``.
+
+Behind an API gateway or service mesh that has already authenticated the caller,
+:class:`TrustedHeaderAuthenticator` takes the principal from a configured header
+(``X-Client-Id``), but only on connections from the trusted proxies' addresses
+(CIDRs); the same header from anywhere else is refused, never believed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -33,6 +39,8 @@ KEY_PREFIX = "djk_"
 VAULT_TOKEN_PREFIX = "djt_"  # noqa: S105 - a prefix: the vault's API tokens
 _KEY = re.compile(r"^djk_([A-Za-z0-9-]{1,64})_([A-Za-z0-9_-]{16,128})$")
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_HEADER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable, no spaces
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 class Authenticator(Protocol):
@@ -251,3 +259,62 @@ class ChainAuthenticator:
         if token.count(".") == 2 and self.vault is not None:
             return self.vault.verify(token)
         raise AuthenticationError("credential is neither a known API key nor an accepted JWT")
+
+
+class TrustedHeaderAuthenticator:
+    """The principal named by a header that a trusted proxy set (``X-Client-Id``)."""
+
+    def __init__(
+        self,
+        header: str,
+        trusted: Sequence[str],
+        *,
+        groups_header: str | None = None,
+        kind: PrincipalKind = PrincipalKind.SERVICE,
+    ) -> None:
+        for name in (header, groups_header):
+            if name is not None and not _HEADER_NAME.match(name):
+                raise ConfigError(f"invalid header name {name!r}")
+        if not trusted:
+            raise ConfigError("a principal header needs auth.trusted_proxies (CIDRs)")
+        try:
+            self.trusted = tuple(ipaddress.ip_network(c, strict=False) for c in trusted)
+        except ValueError as e:
+            raise ConfigError(f"invalid trusted proxy address: {e}") from e
+        self.header = header.lower()
+        self.groups_header = groups_header.lower() if groups_header else None
+        self.kind = kind
+
+    def principal(self, headers: Mapping[str, str], client: str | None) -> Principal | None:
+        """The principal the header names; None when the request carries no such header.
+
+        AuthenticationError when it does but the connection is not from a trusted
+        proxy (a caller naming itself), or the value is not a printable id.
+        """
+        value = headers.get(self.header)
+        if value is None:
+            return None
+        if not self.trusts(client):
+            raise AuthenticationError(
+                f"the {self.header} header is accepted only from trusted proxies"
+            )
+        value = value.strip()
+        if not _HEADER_ID.match(value):
+            raise AuthenticationError(f"the {self.header} header is not a printable id")
+        groups: tuple[str, ...] = ()
+        if self.groups_header and (listed := headers.get(self.groups_header)):
+            groups = tuple(g for g in (x.strip() for x in listed.split(",")) if g)
+            if not all(_HEADER_ID.match(g) for g in groups):
+                raise AuthenticationError(f"the {self.groups_header} header is malformed")
+        return Principal(value, self.kind, groups=groups)
+
+    def trusts(self, client: str | None) -> bool:
+        if client is None:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.trusted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from donjon.core.bus import EventBus
+from donjon.core.identity import PrincipalKind
 from donjon.core.ports import Authorizer
 from donjon.errors import ConfigError
 from donjon.gateway.auth import (
@@ -13,6 +14,7 @@ from donjon.gateway.auth import (
     ChainAuthenticator,
     CredentialPort,
     JwtAuthenticator,
+    TrustedHeaderAuthenticator,
     VaultAuthenticator,
 )
 from donjon.gateway.guard import ModelGuard
@@ -47,14 +49,30 @@ def build_authenticator(
         if auth.jwks_file
         else None
     )
-    if keys is None and verifier is None and chained is None and not auth.allow_anonymous:
+    methods = (keys, verifier, chained, auth.principal_header)
+    if all(m is None for m in methods) and not auth.allow_anonymous:
         raise ConfigError(
-            "the gateway needs auth.api_keys_file, auth.jwks_file or auth.vault_identities "
-            "(or the explicitly insecure auth.allow_anonymous = true)"
+            "the gateway needs auth.api_keys_file, auth.jwks_file, auth.vault_identities or "
+            "auth.principal_header (or the explicitly insecure auth.allow_anonymous = true)"
         )
     if auth.allow_anonymous:
         log.warning("gateway: anonymous callers are allowed (auth.allow_anonymous = true)")
     return ChainAuthenticator(keys, verifier, vault=chained, allow_anonymous=auth.allow_anonymous)
+
+
+def build_identity_header(settings: GatewaySettings) -> TrustedHeaderAuthenticator | None:
+    """``auth.principal_header`` believed from ``auth.trusted_proxies`` only, if set."""
+    auth = settings.auth
+    if auth.principal_header is None:
+        if auth.trusted_proxies:
+            raise ConfigError("auth.trusted_proxies is set but auth.principal_header is not")
+        return None
+    return TrustedHeaderAuthenticator(
+        auth.principal_header,
+        auth.trusted_proxies,
+        groups_header=auth.principal_groups_header,
+        kind=PrincipalKind(auth.principal_kind),
+    )
 
 
 def build_quotas(settings: GatewaySettings) -> QuotaStore:
@@ -108,6 +126,7 @@ def build_pipeline(
         event_interval=settings.event_interval_seconds,
         log_sample_rate=settings.log_sample_rate,
         authorizer=authorizer if settings.auth.vault_policies else None,
+        identity_header=build_identity_header(settings),
         # the vault's store and policy are checked off the event loop
         blocking=settings.auth.vault_identities or settings.auth.vault_policies,
     )

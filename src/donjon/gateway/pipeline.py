@@ -34,7 +34,7 @@ from donjon.core.ports import Authorizer
 from donjon.core.rules import Rule
 from donjon.core.severity import Severity
 from donjon.errors import AccessDenied, AuthenticationError, GatewayError
-from donjon.gateway.auth import Authenticator
+from donjon.gateway.auth import Authenticator, TrustedHeaderAuthenticator
 from donjon.gateway.detectors import Action, Signal
 from donjon.gateway.guard import ModelGuard
 from donjon.gateway.hardening import BadUpstreamResponse, harden
@@ -97,9 +97,11 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         authorizer: Authorizer | None = None,
         blocking: bool = False,
+        identity_header: TrustedHeaderAuthenticator | None = None,
     ) -> None:
         self.models = tuple(models)
         self.authenticator = authenticator
+        self.identity_header = identity_header  # X-Client-Id from trusted proxies
         self.authorizer = authorizer
         self.blocking = blocking  # admit() does blocking I/O: servers call it in a thread
         self.quotas = quotas
@@ -134,7 +136,11 @@ class Pipeline:
             return Reply(404, "not_found", "no model is served at this path", request_id)
         name = guard.name
         try:
-            principal = self.authenticator.authenticate(request.headers)
+            principal = None
+            if self.identity_header is not None:
+                principal = self.identity_header.principal(request.headers, request.client)
+            if principal is None:
+                principal = self.authenticator.authenticate(request.headers)
         except AuthenticationError as e:
             self._finding(
                 AUTH_FAILURE, None, guard, request, request_id, f"authentication failed: {e}", {}

@@ -11,7 +11,9 @@ from typing import Any
 
 from donjon.gateway.detectors import Action
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# any printable ASCII id up to 128 characters is kept (correlation ids carry ':' and '/');
+# no spaces, so that it cannot forge fields of the key=value request log
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 REQUEST_ID_HEADER = "x-request-id"
 _ids = random.Random()  # noqa: S311 - request ids are not secrets
 
@@ -55,7 +57,7 @@ def detector_reply(rule_id: str, action: Action, request_id: str) -> Reply:
 
 def request_id_of(headers: Mapping[str, str]) -> str:
     given = headers.get(REQUEST_ID_HEADER)
-    if given and _REQUEST_ID.match(given):
+    if given and _REQUEST_ID.match(given := given.strip()):
         return given
     # a correlation id, not a secret: no system call per request
     return f"{_ids.getrandbits(128):032x}"

@@ -33,6 +33,12 @@ class AuthConfig(_Section):
     vault_identities: bool = False
     # the vault's Cedar policy decides model.predict on models/<name> (every decision recorded)
     vault_policies: bool = False
+    # identity from the deployment: a header set by an API gateway / service mesh that has
+    # authenticated the caller, believed only on connections from these CIDRs
+    principal_header: str | None = None
+    principal_groups_header: str | None = None
+    principal_kind: Literal["user", "service"] = "service"
+    trusted_proxies: list[str] = Field(default_factory=list)
 
 
 class QuotaConfig(_Section):
