@@ -67,9 +67,29 @@ class AuditSettings(Section):
     """The tamper-evident ledger (``donjon.audit``)."""
 
     checkpoint_every: int = Field(
-        default=1000, ge=0, description="sign a checkpoint every N entries (0: only by hand)"
+        default=1000, ge=0, description="sign a checkpoint every N entries (0: not by count)"
     )
-    key_id: str = Field(default="ledger", description="signing key under $DONJON_HOME/keys")
+    checkpoint_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="sign a checkpoint at most this long after an entry (0: not by time)",
+    )
+    witness_file: Path | None = Field(
+        default=None, description="append every checkpoint to this JSON-lines file (off-host)"
+    )
+    witness_url: str | None = Field(
+        default=None, description="POST every checkpoint as JSON to this URL"
+    )
+    key_file: Path | None = Field(
+        default=None, description="the ledger's private key (PEM); replicas share one"
+    )
+    key_env: str = Field(
+        default="DONJON_LEDGER_KEY",
+        description="environment variable that may hold the ledger's private key (PEM)",
+    )
+    key_id: str = Field(
+        default="ledger", description="name of the default key file under $DONJON_HOME/keys"
+    )
     ledger: bool = Field(
         default=True, description="record every event in the ledger before it is acknowledged"
     )

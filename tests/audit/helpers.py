@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from donjon.audit import Ledger
 from donjon.core import SecurityEvent
@@ -28,16 +28,28 @@ def make_ledger(db: Database, keys: Path, every: int = 10) -> Ledger:
     return Ledger(SqlLedgerStore(db), keys=FileKeyProvider(keys), checkpoint_every=every)
 
 
+def drop_guards(connection: Connection, is_sqlite: bool) -> None:
+    """Drop every trigger on the ledger's tables, as a database owner can."""
+    if is_sqlite:
+        names = connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name LIKE 'audit_%'"
+        ).all()
+        for (name,) in names:
+            connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
+        return
+    found = connection.exec_driver_sql(
+        "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE NOT t.tgisinternal AND c.relname LIKE 'audit_%%' "
+        "AND c.relnamespace = current_schema()::regnamespace"
+    ).all()
+    for name, table in found:
+        connection.exec_driver_sql(f'DROP TRIGGER "{name}" ON "{table}"')
+
+
 def tamper(db: Database, *statements: str) -> None:
-    """Run SQL as a database owner would: drop the append-only guard first."""
+    """Run SQL as a database owner would: drop the guards (triggers) first."""
     with db.engine.begin() as connection:
-        if db.is_sqlite:
-            connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_ledger_no_update")
-            connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_ledger_no_delete")
-        else:
-            connection.exec_driver_sql(
-                "DROP TRIGGER IF EXISTS audit_ledger_append_only ON audit_ledger"
-            )
+        drop_guards(connection, db.is_sqlite)
         for statement in statements:
             connection.exec_driver_sql(statement)
 

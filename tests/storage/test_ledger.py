@@ -138,8 +138,9 @@ def test_export_is_verifiable_on_its_own(database_url: str, tmp_path: Path) -> N
 
 
 def test_checkpoints_are_idempotent_and_need_a_key(database_url: str, tmp_path: Path) -> None:
-    from donjon.audit import Ledger
+    from donjon.audit import Ledger, Problem
     from donjon.errors import VerificationError
+    from donjon.storage.ledger_keys import FileKeyProvider
 
     db = open_database(database_url)
     try:
@@ -150,8 +151,15 @@ def test_checkpoints_are_idempotent_and_need_a_key(database_url: str, tmp_path: 
         assert ledger.verify().checkpoints == 1
         with pytest.raises(VerificationError, match="no signing key"):
             Ledger(SqlLedgerStore(db)).checkpoint()
-        unsigned = Ledger(SqlLedgerStore(db)).verify()
-        assert unsigned.issues[0].message.endswith("no public key to verify it")
+        # a verifier needs no private key: the database registers the public one
+        keyless = Ledger(SqlLedgerStore(db)).verify()
+        assert (keyless.ok, keyless.checkpoints) == (True, 1)
+        assert SqlLedgerStore(db).public_keys() == {
+            "ledger": (tmp_path / "keys" / "ledger.pub.pem").read_bytes()
+        }
+        other = FileKeyProvider(tmp_path / "other").public_key_pem("ledger")
+        pinned = Ledger(SqlLedgerStore(db)).verify(public_key_pem=other)
+        assert pinned.issues[0].problem is Problem.BAD_CHECKPOINT
         assert (tmp_path / "keys" / "ledger.key.pem").stat().st_mode & 0o777 == 0o600
     finally:
         db.dispose()

@@ -17,17 +17,36 @@ if TYPE_CHECKING:
 
 
 def build_ledger(settings: Settings, database: Database | None = None) -> Ledger:
-    """The tamper-evident ledger (an ``EventJournal``) on ``database`` or ``settings.sql_url``."""
-    from donjon.app.sql import open_sql
-    from donjon.audit import Ledger
-    from donjon.storage.ledger import SqlLedgerStore
-    from donjon.storage.ledger_keys import FileKeyProvider
+    """The tamper-evident ledger (an ``EventJournal``) on ``database`` or ``settings.sql_url``.
 
+    Its key is the one the database registers (``LedgerKey``); its checkpoints
+    go to the witness file and URL the settings name (the wiring adds the bus).
+    """
+    from donjon.app.sql import open_sql
+    from donjon.audit import FileWitness, Ledger, UrlWitness, Witness
+    from donjon.storage.ledger import SqlLedgerStore
+    from donjon.storage.ledger_keys import LedgerKey
+
+    audit = settings.audit
+    store = SqlLedgerStore(database or open_sql(settings))
+    witnesses: list[Witness] = []
+    if audit.witness_file is not None:
+        witnesses.append(FileWitness(audit.witness_file))
+    if audit.witness_url:
+        witnesses.append(UrlWitness(audit.witness_url))
+    key = LedgerKey(
+        store,
+        default_file=settings.keys_dir / f"{audit.key_id}.key.pem",
+        key_file=audit.key_file,
+        env=audit.key_env,
+    )
     return Ledger(
-        SqlLedgerStore(database or open_sql(settings)),
-        keys=FileKeyProvider(settings.keys_dir),
-        key_id=settings.audit.key_id,
-        checkpoint_every=settings.audit.checkpoint_every,
+        store,
+        keys=key,
+        key_id=None,
+        checkpoint_every=audit.checkpoint_every,
+        checkpoint_seconds=audit.checkpoint_seconds,
+        witnesses=witnesses,
     )
 
 

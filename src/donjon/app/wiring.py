@@ -48,6 +48,8 @@ class Donjon:
         if self._closed:
             return
         self._closed = True
+        if self.ledger is not None:  # a clean shutdown: sign and witness the tail first
+            self.ledger.close()
         if self.dispatcher is not None:
             self.dispatcher.stop(self.settings.soc.drain_on_close)
         for closer in self._closers:
@@ -77,6 +79,10 @@ def build(settings: Settings) -> Donjon:
             closers.append(Disposer(database.dispose))
     ledger = _ledger(settings, database)
     soc = build_soc(settings, database, ledger)
+    if ledger is not None:
+        from donjon.audit import EventWitness
+
+        ledger.add_witness(EventWitness(soc.bus.publish))
     return Donjon(
         settings=settings,
         bus=soc.bus,

@@ -2,30 +2,32 @@
 
 A :class:`LedgerStore` adapter (``donjon.storage.ledger``) serialises appends
 on the chain head (a lock row) and stores rows; this module computes hashes,
-signs checkpoints and checks everything on the way back. See
+signs checkpoints and hands them to the witnesses (:mod:`donjon.audit.witness`);
+:mod:`donjon.audit.verify` checks everything on the way back. See
 :mod:`donjon.audit.chain` for the hash and canonical-JSON definitions.
+
+Checkpoints are signed every ``checkpoint_every`` entries (at exact
+multiples, while appending) by any process; a long-running process that
+called :meth:`Ledger.start_anchoring` (the server) also signs the head
+within ``checkpoint_seconds`` of its moving and at :meth:`Ledger.close` (a
+clean shutdown), so a server that stops cleanly leaves the tail signed and
+witnessed.
 """
 
 from __future__ import annotations
 
 import base64
-import enum
-import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from donjon.audit.chain import (
-    GENESIS,
-    Checkpoint,
-    body_seq_suffix,
-    entry_body,
-    entry_hash,
-    signed_payload,
-)
+from donjon.audit.chain import Checkpoint, entry_body, entry_hash, signed_payload
+from donjon.audit.verify import Verification, verify_chain
+from donjon.audit.witness import Witness, is_announcement
 from donjon.core.clock import SystemClock
 from donjon.core.events import SecurityEvent
 from donjon.core.ports import Clock, KeyProvider
@@ -39,13 +41,15 @@ Builder = Callable[[int, str], Sequence[Row]]
 
 
 class LedgerStore(Protocol):
-    """Rows of the chain and its checkpoints, with appends serialised on the head."""
+    """Rows of the chain, its checkpoints and signing keys, appends serialised on the head."""
 
     def append(self, build: Builder) -> Sequence[Row]:
         """Lock the head, call ``build(head_seq, head_hash)``, store its rows, move the head."""
         ...
 
-    def head(self) -> tuple[int, str]: ...
+    def head(self) -> tuple[int, str] | None:
+        """The head row, or None when it is missing (deleted)."""
+        ...
 
     def rows(self, start: int = 1) -> Iterator[Row]: ...
 
@@ -53,53 +57,13 @@ class LedgerStore(Protocol):
 
     def checkpoints(self) -> list[Mapping[str, Any]]: ...
 
+    def public_keys(self) -> dict[str, bytes]:
+        """The registered checkpoint keys: key id -> PEM public key."""
+        ...
 
-class Problem(enum.StrEnum):
-    MODIFIED = "modified"
-    MISSING = "missing"  # a deleted entry (a gap in the sequence)
-    OUT_OF_ORDER = "out-of-order"  # inserted or reordered entries
-    TRUNCATED = "truncated"
-    BAD_CHECKPOINT = "bad-checkpoint"
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    problem: Problem
-    seq: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Verification:
-    """The result of :meth:`Ledger.verify`: ``ok`` or the issues, first bad entry first."""
-
-    entries: int
-    head_hash: str
-    checkpoints: int
-    issues: tuple[Issue, ...] = ()
-    anchors: tuple[str, ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return not self.issues
-
-    @property
-    def first_bad_seq(self) -> int | None:
-        return min(i.seq for i in self.issues) if self.issues else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "head_hash": self.head_hash,
-            "checkpoints": self.checkpoints,
-            "first_bad_seq": self.first_bad_seq,
-            "issues": [
-                {"problem": i.problem.value, "seq": i.seq, "message": i.message}
-                for i in self.issues
-            ],
-            "anchors": list(self.anchors),
-        }
+    def register_key(self, key_id: str, public_key_pem: bytes) -> bool:
+        """Register a checkpoint key (idempotent); False if the id names another key."""
+        ...
 
 
 @dataclass
@@ -120,29 +84,49 @@ class _Pending:
 
 
 class Ledger:
-    """The audit ledger. ``append`` makes it the bus's ``EventJournal``."""
+    """The audit ledger. ``append`` makes it the bus's ``EventJournal``.
+
+    ``key_id`` None signs with the provider's only key (``keys.key_ids()[0]``,
+    looked up on first use: a verifier never needs the private key).
+    """
 
     def __init__(
         self,
         store: LedgerStore,
         *,
         keys: KeyProvider | None = None,
-        key_id: str = "ledger",
+        key_id: str | None = "ledger",
         checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 0.0,
+        witnesses: Sequence[Witness] = (),
         clock: Clock | None = None,
         name: str = "donjon",
     ) -> None:
         if checkpoint_every < 0:
             raise ValueError("checkpoint_every must be 0 (off) or positive")
+        if checkpoint_seconds < 0:
+            raise ValueError("checkpoint_seconds must be 0 (off) or positive")
         self._store = store
         self._keys = keys
         self._key_id = key_id
+        self._registered = False
         self._every = checkpoint_every
+        self._seconds = checkpoint_seconds
+        self._witnesses: list[Witness] = list(witnesses)
         self._clock: Clock = clock or SystemClock()
         self.name = name
         self._turn = threading.Condition()
         self._queue: list[_Pending] = []
         self._writing = False
+        self._anchor = _AnchorState()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._serving = False
+
+    def add_witness(self, witness: Witness) -> None:
+        """Hand every later checkpoint to ``witness`` too (the bus, once it exists)."""
+        self._witnesses.append(witness)
 
     # -- writing -------------------------------------------------------------
 
@@ -218,6 +202,9 @@ class Ledger:
 
     def committed(self, rows: Sequence[Row]) -> None:
         """After ``rows`` are committed: sign the checkpoints that fall among them."""
+        for seq, _prev, _digest, body in rows:
+            if is_announcement(body):
+                self._anchor.announced(seq)
         if self._every and self._keys is not None:
             for seq, _prev, digest, _body in rows:
                 if seq % self._every == 0:
@@ -225,25 +212,164 @@ class Ledger:
                         self._sign_and_store(seq, digest)
                     except DonjonError:  # the entries are stored; the next checkpoint covers them
                         log.exception("could not sign the ledger checkpoint at entry %d", seq)
+        if self._anchor.has_pending():
+            self._start_thread()
 
     def checkpoint(self) -> Checkpoint:
         """Sign the current head now (also what ``donjon audit checkpoint`` does)."""
-        seq, digest = self._store.head()
+        seq, digest = self.head()
         return self._sign_and_store(seq, digest)
+
+    @property
+    def key_id(self) -> str:
+        """The signing key's id (looks the key up: raises when there is none)."""
+        if self._keys is None:
+            raise VerificationError("no signing key: checkpoints cannot be signed")
+        if self._key_id is None:
+            ids = self._keys.key_ids()
+            if not ids:
+                raise VerificationError("no signing key: checkpoints cannot be signed")
+            self._key_id = ids[0]
+        return self._key_id
 
     def _sign_and_store(self, seq: int, digest: str) -> Checkpoint:
         if self._keys is None:
             raise VerificationError("no signing key: checkpoints cannot be signed")
-        time = self._clock.now()
-        signature = self._keys.sign(self._key_id, signed_payload(self.name, seq, digest, time))
+        key_id = self.key_id
+        if not self._registered:
+            if not self._store.register_key(key_id, self._keys.public_key_pem(key_id)):
+                raise VerificationError(
+                    f"the database registers another public key under key id {key_id!r}: "
+                    "replicas must share one ledger key (docs/audit.md)"
+                )
+            self._registered = True
+        now = self._clock.now()
+        signature = self._keys.sign(key_id, signed_payload(self.name, seq, digest, now))
         checkpoint = Checkpoint(
-            seq, digest, time, self._key_id, base64.b64encode(signature).decode(), self.name
+            seq, digest, now, key_id, base64.b64encode(signature).decode(), self.name
         )
         self._store.add_checkpoint(checkpoint.to_dict())  # idempotent per seq
+        self._anchor.signed(checkpoint, bool(self._witnesses))
         return checkpoint
 
     def head(self) -> tuple[int, str]:
-        return self._store.head()
+        found = self._store.head()
+        if found is None:
+            raise AuditError("the ledger's head row is missing: run `donjon audit verify`")
+        return found
+
+    # -- anchoring: checkpoints on a timer and at shutdown, handed to witnesses --
+
+    def start_anchoring(self) -> str:
+        """Anchor the head from now on (a long-running process: the server).
+
+        Checks the signing key (a clear error before serving), then signs the
+        database's head whenever it moved past the last checkpoint, polled every
+        ``checkpoint_seconds`` (whichever process appended), and once more at
+        :meth:`close`. Returns the key id.
+        """
+        key_id = self.key_id
+        self._serving = True
+        self._start_thread()
+        return key_id
+
+    def _start_thread(self) -> None:
+        if self._stopping.is_set():
+            return
+        if not (self._witnesses or (self._serving and self._seconds)):
+            return
+        with self._wake:
+            if self._stopping.is_set():
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._anchor_loop, name="ledger-anchor", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify_all()
+
+    def _anchor_loop(self) -> None:
+        next_poll = time.monotonic() + self._seconds
+        while True:
+            with self._wake:
+                if self._stopping.is_set():
+                    return
+                if not self._anchor.has_pending():
+                    wait = next_poll - time.monotonic() if self._poll() else 3600.0
+                    self._wake.wait(timeout=max(0.0, wait))
+                if self._stopping.is_set():
+                    return
+            poll = self._poll() and time.monotonic() >= next_poll
+            if poll:
+                next_poll = time.monotonic() + self._seconds
+            self._anchor_once(sign_if_moved=poll)
+
+    def _poll(self) -> bool:
+        return self._serving and self._seconds > 0
+
+    def _anchor_once(self, *, sign_if_moved: bool) -> None:
+        """Sign the head if it moved past what is covered, then hand pending checkpoints out."""
+        if sign_if_moved and self._keys is not None:
+            try:
+                self._sign_if_moved()
+            except DonjonError as e:
+                log.error("could not sign the ledger checkpoint: %s", e)
+        for checkpoint in self._anchor.take_pending():
+            for witness in self._witnesses:
+                try:
+                    witness.witness(checkpoint)
+                except Exception as e:  # noqa: BLE001 - a witness never breaks the ledger
+                    log.error(
+                        "witness %s missed the checkpoint at entry %d: %s",
+                        witness.name,
+                        checkpoint.seq,
+                        e,
+                    )
+
+    def _sign_if_moved(self) -> None:
+        """Sign the head unless only checkpoints and their announcements lie past it.
+
+        Checks the database, not only this process: of several replicas polling
+        one ledger, one signs, and the others see its checkpoint and announcement.
+        """
+        found = self._store.head()
+        if found is None:
+            raise AuditError("the ledger's head row is missing: run `donjon audit verify`")
+        if self._anchor.covered() == 0:
+            latest = max((int(c["seq"]) for c in self._store.checkpoints()), default=0)
+            self._anchor.cover(latest)
+        covered = self._anchor.covered()
+        if found[0] <= covered:
+            return
+        rows = self._store.rows(covered + 1)
+        try:
+            moved = any(not is_announcement(body) for _seq, _p, _h, body in rows)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+        if moved:
+            self._sign_and_store(*found)
+        else:
+            self._anchor.cover(found[0])
+
+    def flush(self) -> None:
+        """Hand every signed checkpoint to the witnesses now (``audit checkpoint``)."""
+        self._anchor_once(sign_if_moved=False)
+
+    def close(self) -> None:
+        """Stop anchoring; after :meth:`start_anchoring`, a clean shutdown signs the head.
+
+        Every pending checkpoint goes to the witnesses. The shutdown
+        checkpoint's own ``audit.checkpoint`` entry is covered by the next one.
+        """
+        with self._wake:
+            self._stopping.set()
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self._anchor_once(sign_if_moved=self._serving)
+        self._anchor_once(sign_if_moved=False)  # what announcing the last one signed, if anything
 
     # -- reading -------------------------------------------------------------
 
@@ -257,121 +383,68 @@ class Ledger:
             count += 1
         return count
 
+    def public_keys(self) -> dict[str, bytes]:
+        return self._store.public_keys()
+
     def verify(
-        self, *, public_key_pem: bytes | None = None, head: Checkpoint | None = None
+        self,
+        *,
+        public_key_pem: bytes | None = None,
+        head: Checkpoint | None = None,
+        witnessed: Sequence[Checkpoint] = (),
     ) -> Verification:
-        """Check every entry, the head row, the signed checkpoints and an exported head."""
-        if public_key_pem is None and self._keys is not None:
-            public_key_pem = self._keys.public_key_pem(self._key_id)
+        """Check every entry, the head row, the signed checkpoints and outside copies.
+
+        Checkpoint signatures are checked against the keys the database
+        registers, or only against ``public_key_pem`` when it is given.
+        ``head`` (a head file) and ``witnessed`` (a witness file, the SOC
+        stream) are checkpoints kept outside the database.
+        """
         checkpoints = [Checkpoint.from_dict(dict(c)) for c in self._store.checkpoints()]
-        anchors = {c.seq for c in checkpoints} | ({head.seq} if head else set())
-        seen: dict[int, str] = {0: GENESIS}
-        issues: list[Issue] = []
-        prev, expected = GENESIS, 1
-        highest = 0
-        sha256 = hashlib.sha256
-        for seq, stored_prev, digest, body in self._store.rows():
-            highest = seq
-            if issues:
-                continue  # the chain is broken; only find where the table ends
-            intact = (
-                seq == expected
-                and stored_prev == prev
-                and body.endswith(f',"seq":{seq}}}')
-                and sha256((prev + body).encode()).hexdigest() == digest
-            )  # the fast path of _check_row, which says what is wrong otherwise
-            if not intact:
-                issue = _check_row(seq, expected, prev, stored_prev, digest, body)
-                issues.append(issue or Issue(Problem.MODIFIED, seq, f"entry {seq} is corrupt"))
-                continue
-            if seq in anchors:
-                seen[seq] = digest
-            prev, expected = digest, expected + 1
-        last = expected - 1 if not issues else highest
-        head_seq, head_hash = self._store.head()
-        if not issues and (head_seq, head_hash) != (last, prev):
-            problem = Problem.TRUNCATED if head_seq > last else Problem.OUT_OF_ORDER
-            issues.append(
-                Issue(
-                    problem,
-                    min(head_seq, last) + 1,
-                    f"the chain head records entry {head_seq} but the ledger ends at {last}",
-                )
-            )
-        anchored = [
-            *(("checkpoint", c) for c in checkpoints),
-            *((("head file", head),) if head else ()),
-        ]
-        for what, checkpoint in anchored:
-            issues += _check_anchor(what, checkpoint, seen, last, public_key_pem, checkpoints)
-        issues.sort(key=lambda i: i.seq)
-        return Verification(
-            entries=last,
-            head_hash=prev,
-            checkpoints=len(checkpoints),
-            issues=tuple(issues),
-            anchors=tuple(sorted(f"{w}@{c.seq}" for w, c in anchored)),
+        return verify_chain(
+            self._store,
+            checkpoints,
+            keys=self._store.public_keys(),
+            pinned_key=public_key_pem,
+            head=head,
+            witnessed=witnessed,
         )
 
 
-def _check_row(
-    seq: int, expected: int, prev: str, stored_prev: str, digest: str, body: str
-) -> Issue | None:
-    if seq > expected:
-        return Issue(Problem.MISSING, expected, f"entry {expected} is missing (deleted)")
-    if seq < expected:
-        return Issue(Problem.OUT_OF_ORDER, seq, f"entry {seq} appears again after {expected - 1}")
-    if not body.endswith(body_seq_suffix(seq)):
-        return Issue(Problem.OUT_OF_ORDER, seq, f"entry {seq} holds the body of another entry")
-    if stored_prev != prev:
-        return Issue(
-            Problem.OUT_OF_ORDER, seq, f"entry {seq} does not follow entry {seq - 1} (inserted?)"
-        )
-    if entry_hash(prev, body) != digest:
-        return Issue(Problem.MODIFIED, seq, f"entry {seq} was modified (hash mismatch)")
-    return None
+@dataclass
+class _AnchorState:
+    """What this process's checkpoints cover, and the checkpoints still to witness."""
 
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Entries up to here are signed by this process's checkpoints, or are only
+    # the audit.checkpoint announcements that follow one (those need no other).
+    covered_to: int = 0
+    pending: list[Checkpoint] = field(default_factory=list)
 
-def _check_anchor(
-    what: str,
-    checkpoint: Checkpoint,
-    seen: dict[int, str],
-    last: int,
-    public_key_pem: bytes | None,
-    checkpoints: list[Checkpoint],
-) -> list[Issue]:
-    if public_key_pem is None:
-        return [
-            Issue(
-                Problem.BAD_CHECKPOINT,
-                checkpoint.seq,
-                f"{what} at entry {checkpoint.seq}: no public key to verify it",
-            )
-        ]
-    try:
-        checkpoint.verify(public_key_pem)
-    except VerificationError as e:
-        return [Issue(Problem.BAD_CHECKPOINT, checkpoint.seq, f"{what}: {e}")]
-    if checkpoint.seq > last:
-        return [
-            Issue(
-                Problem.TRUNCATED,
-                last + 1,
-                f"ledger truncated: the signed {what} covers entry {checkpoint.seq} "
-                f"but the ledger ends at {last}",
-            )
-        ]
-    if checkpoint.seq not in seen:
-        return []  # beyond the first broken entry: already reported
-    if seen[checkpoint.seq] != checkpoint.hash:
-        earlier = [c.seq for c in checkpoints if c.seq < checkpoint.seq]
-        since = max(earlier, default=0) + 1
-        return [
-            Issue(
-                Problem.MODIFIED,
-                since,
-                f"entries {since}..{checkpoint.seq} were rewritten: entry "
-                f"{checkpoint.seq} no longer matches its signed {what}",
-            )
-        ]
-    return []
+    def announced(self, seq: int) -> None:
+        with self.lock:
+            if seq == self.covered_to + 1:
+                self.covered_to = seq
+
+    def signed(self, checkpoint: Checkpoint, witnessed: bool) -> None:
+        with self.lock:
+            self.covered_to = max(self.covered_to, checkpoint.seq)
+            if witnessed:
+                self.pending.append(checkpoint)
+
+    def cover(self, seq: int) -> None:
+        with self.lock:
+            self.covered_to = max(self.covered_to, seq)
+
+    def covered(self) -> int:
+        with self.lock:
+            return self.covered_to
+
+    def has_pending(self) -> bool:
+        with self.lock:
+            return bool(self.pending)
+
+    def take_pending(self) -> list[Checkpoint]:
+        with self.lock:
+            taken, self.pending = self.pending, []
+        return taken

@@ -1,7 +1,9 @@
-"""``donjon audit``: verify, export and checkpoint the tamper-evident ledger.
+"""``donjon audit``: verify, export and checkpoint the tamper-evident ledger; its keys.
 
 ``verify`` exits 1 when the ledger was tampered with, naming the first bad
-entry, and publishes a DJ-LED-001 finding; a clean ledger exits 0.
+entry, and publishes a DJ-LED-001 finding; a clean ledger exits 0. Given a
+witness file (``--witness`` or ``audit.witness_file``), it also checks the
+ledger against every checkpoint kept there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ def _ledger(ctx: typer.Context) -> Ledger:
     from donjon.cli.access_admin import sql_database
 
     return build_ledger(state(ctx).settings, sql_database(ctx))
+
+
+def _witnessed(ctx: typer.Context, witness: Path | None) -> tuple[list[Checkpoint], str]:
+    """Checkpoints from ``--witness``, else from ``audit.witness_file`` when it exists."""
+    from donjon.audit import read_witness
+    from donjon.errors import AuditError
+
+    path = witness or state(ctx).settings.audit.witness_file
+    if path is None or (witness is None and not path.exists()):
+        return [], ""
+    try:
+        return read_witness(path), str(path)
+    except AuditError as e:
+        raise InputError(str(e)) from e
 
 
 def _write_head(path: Path, checkpoint: Checkpoint) -> None:
@@ -56,10 +72,18 @@ def verify(
         typer.Option("--head", help="A head file from `audit checkpoint --head` (truncation)."),
     ] = None,
     public_key: Annotated[
-        Path | None, typer.Option("--public-key", help="PEM key to check signatures with.")
+        Path | None,
+        typer.Option("--public-key", help="Trust only this PEM key (not the registered ones)."),
+    ] = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness",
+            help="Witness file or event file holding checkpoints (default: audit.witness_file).",
+        ),
     ] = None,
 ) -> int:
-    """Check every entry's hash and link, the signed checkpoints and an exported head."""
+    """Check every entry's hash and link, the head row, the checkpoints and outside copies."""
     from donjon.audit.rules import LEDGER_TAMPERED
     from donjon.core.artifacts import ArtifactRef
     from donjon.core.events import EventKind, Outcome, SecurityEvent
@@ -73,7 +97,8 @@ def verify(
             pem = public_key.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read public key {public_key}: {e}") from e
-    result = _ledger(ctx).verify(public_key_pem=pem, head=anchor)
+    witnessed, witness_path = _witnessed(ctx, witness)
+    result = _ledger(ctx).verify(public_key_pem=pem, head=anchor, witnessed=witnessed)
     where = cli.settings.sql_url if cli.settings.database_url is None else "database_url"
     if result.ok:
         cli.app.bus.publish(
@@ -99,9 +124,16 @@ def verify(
     if cli.json:
         cli.print_json(result.to_dict())
     elif result.ok:
+        witnessed_note = (
+            f", {len(witnessed)} witnessed checkpoints match ({witness_path})"
+            if witness_path
+            else ""
+        )
         cli.out.print(
             f"ledger OK: {result.entries} entries, {result.checkpoints} signed checkpoints"
-            f"{', head file matches' if anchor else ''}; head {result.head_hash[:16]}"
+            f"{', head file matches' if anchor else ''}{witnessed_note}; "
+            f"head {result.head_hash[:16]}",
+            markup=False,
         )
     else:
         cli.out.print(f"ledger TAMPERED: first bad entry {result.first_bad_seq}")
@@ -143,11 +175,53 @@ def checkpoint(
     ] = None,
 ) -> None:
     """Sign the ledger's current head with the server's key and store the checkpoint."""
+    from donjon.audit import EventWitness
+
     cli = state(ctx)
-    signed = _ledger(ctx).checkpoint()
+    ledger = _ledger(ctx)
+    ledger.add_witness(EventWitness(cli.app.bus.publish))
+    signed = ledger.checkpoint()
+    ledger.flush()  # to the witness file and URL, and the SOC stream
     if head is not None:
         _write_head(head, signed)
     if cli.json:
         cli.print_json(signed.to_dict())
     else:
         cli.out.print(f"checkpoint at entry {signed.seq}: {signed.hash}")
+
+
+@app.command("keys")
+def keys(
+    ctx: typer.Context,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register",
+            help="Register this process's key although the database names another (rotation).",
+        ),
+    ] = False,
+) -> None:
+    """List the public keys the database registers for checkpoints."""
+    from donjon.app import build_ledger
+    from donjon.cli.access_admin import sql_database
+    from donjon.storage.ledger import SqlLedgerStore
+    from donjon.storage.ledger_keys import LedgerKey
+
+    cli = state(ctx)
+    settings = cli.settings
+    database = sql_database(ctx)
+    if register:
+        audit = settings.audit
+        key = LedgerKey(
+            SqlLedgerStore(database),
+            default_file=settings.keys_dir / f"{audit.key_id}.key.pem",
+            key_file=audit.key_file,
+            env=audit.key_env,
+        )
+        cli.info(f"registered ledger key {key.register()}")
+    registered = build_ledger(settings, database).public_keys()
+    if cli.json:
+        cli.print_json([{"key_id": k, "public_key": v.decode()} for k, v in registered.items()])
+        return
+    for key_id in registered:
+        cli.out.print(key_id)

@@ -80,6 +80,8 @@ def server(
             uvicorn.Server(config).run()
         return
     open_sql(settings).dispose()  # migrate (or refuse an old schema) once, before the workers
+    if cli.app.ledger is not None:
+        cli.info(f"ledger key {cli.app.ledger.key_id[:16]}")  # or a clear error, before forking
     _pass_settings_to_workers(cli.config_file, settings.home, database_url)
     cli.info(f"serving the vault on http://{bind_host}:{bind_port} with {workers} workers")
     with _exit_cleanly_on_stop():

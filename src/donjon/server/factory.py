@@ -17,6 +17,8 @@ def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
     from donjon.app import build_vault, vault_access
     from donjon.server.app import ServerLimits, create_app
 
+    if donjon.ledger is not None:  # the registered key or a clear error; then sign on time
+        donjon.ledger.start_anchoring()
     authenticator, authorizer = vault_access(settings, donjon.bus)
     services = build_vault(settings, authenticator, authorizer, donjon.bus, app=donjon)
     return create_app(

@@ -4,8 +4,10 @@ Appends are serialised on the single head row: ``BEGIN IMMEDIATE`` on SQLite
 (the write lock is taken before the head is read) and ``SELECT ... FOR UPDATE``
 on PostgreSQL, so concurrent writers, threads or processes, never fork the
 chain, lose, duplicate or reorder an entry. Triggers installed by the
-migration refuse ``UPDATE`` and ``DELETE`` on the chain table; verification
-does not rely on them (a database owner can drop them).
+migrations refuse ``UPDATE``, ``DELETE`` and ``TRUNCATE`` on the chain, the
+checkpoints and the registered keys, and let the head row only move forward
+to an entry that exists; verification does not rely on them (a database
+owner can drop them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -59,6 +61,13 @@ checkpoints = Table(
     Column("key_id", String(128), nullable=False),
     Column("signature", Text, nullable=False),
     Column("ledger", String(128), nullable=False),
+)
+keys = Table(
+    "audit_keys",
+    metadata,
+    Column("key_id", String(128), primary_key=True, autoincrement=False),
+    Column("public_key", Text, nullable=False),
+    Column("registered", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -126,15 +135,15 @@ class SqlLedgerStore:
             for row in rows:
                 copy.write_row(row)
 
-    def head(self) -> tuple[int, str]:
+    def head(self) -> tuple[int, str] | None:
         try:
             with self._db.engine.connect() as connection:
                 row = connection.execute(
                     select(head.c.seq, head.c.hash).where(head.c.id == 1)
-                ).one()
+                ).one_or_none()
         except SQLAlchemyError as e:
             raise AuditError(f"cannot read the ledger head: {e}") from e
-        return int(row.seq), str(row.hash)
+        return None if row is None else (int(row.seq), str(row.hash))
 
     def rows(self, start: int = 1) -> Iterator[Row]:
         """Entries in ``seq`` order.
@@ -240,3 +249,46 @@ class SqlLedgerStore:
         for row in rows:
             row["time"] = as_utc(row["time"]).isoformat()
         return list(rows)
+
+    def public_keys(self) -> dict[str, bytes]:
+        try:
+            with self._db.engine.connect() as connection:
+                found = connection.execute(
+                    select(keys.c.key_id, keys.c.public_key).order_by(keys.c.registered)
+                ).all()
+        except SQLAlchemyError as e:
+            raise AuditError(f"cannot read the ledger's registered keys: {e}") from e
+        return {str(r.key_id): str(r.public_key).encode("ascii") for r in found}
+
+    def register_key(self, key_id: str, public_key_pem: bytes, *, first: bool = False) -> bool:
+        """Register a checkpoint key; True when it is (now or already) registered.
+
+        ``first``: register it only if the database registers no key yet,
+        deciding under the head row's lock, so that of several replicas
+        starting at once on an empty database exactly one key wins.
+        """
+        pem = public_key_pem.decode("ascii")
+        try:
+            with self._db.engine.connect() as connection:
+                if self._db.is_sqlite:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.execute(select(head.c.id).where(head.c.id == 1).with_for_update())
+                registered = {
+                    str(r.key_id): str(r.public_key)
+                    for r in connection.execute(select(keys.c.key_id, keys.c.public_key))
+                }
+                if key_id in registered:
+                    connection.rollback()
+                    return registered[key_id] == pem
+                if first and registered:
+                    connection.rollback()
+                    return False
+                connection.execute(
+                    keys.insert().values(
+                        key_id=key_id, public_key=pem, registered=datetime.now(UTC)
+                    )
+                )
+                connection.commit()
+                return True
+        except SQLAlchemyError as e:
+            raise AuditError(f"cannot register the ledger key: {e}") from e
