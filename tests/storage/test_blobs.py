@@ -156,3 +156,23 @@ def test_bytes_already_stored_are_checked_not_written_again(tmp_path: Path) -> N
         store.put(io.BytesIO(b"other bytes"), digest)
     assert stored.read_bytes() == data
     assert not any((tmp_path / "tmp").iterdir())
+
+
+def test_start_up_removes_the_parts_of_dead_uploads_only(tmp_path: Path) -> None:
+    import fcntl
+
+    store = FileBlobStore(tmp_path)
+    dead = tmp_path / "tmp" / "dead.part"
+    dead.write_bytes(b"half an upload")
+    alive = tmp_path / "tmp" / "alive.part"
+    alive.write_bytes(b"an upload in flight")
+    with alive.open("rb") as held:  # another writer's lock, as a live upload holds it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        FileBlobStore(tmp_path)
+        assert not dead.exists()
+        assert alive.exists()
+    assert FileBlobStore(tmp_path).remove_stale_parts() == 0  # constructing removed it
+    assert not alive.exists()
+    digest = store.put(io.BytesIO(b"still works"))
+    assert store.open(digest).read() == b"still works"
+    assert list((tmp_path / "tmp").iterdir()) == []

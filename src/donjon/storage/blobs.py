@@ -6,15 +6,20 @@ with the expected digest when one was given and only then renamed into place
 (``os.replace`` is atomic); large uploads are flushed to disk in the
 background as they arrive (:class:`Writeback`), so the final fsync is short.
 Keys are digests, validated by :class:`~donjon.core.artifacts.Digest`, so no
-name from a user ever becomes a path. Reads are checked too:
+name from a user ever becomes a path. Each ``.part`` file is locked
+(``flock``) by its writer while it lives: at start-up the store removes every
+part no live process holds, the leftovers of a killed upload, and never
+another replica's upload in flight. Reads are checked too:
 :meth:`FileBlobStore.open` returns a stream that hashes what it serves and
 raises at the end if the bytes on disk changed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
+import logging
 import os
 import threading
 import uuid
@@ -23,6 +28,8 @@ from typing import BinaryIO
 
 from donjon.core.artifacts import Digest
 from donjon.errors import InputError, NotFound, StorageError
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
 WRITEBACK_BYTES = 64 << 20  # start writing an upload to disk every 64 MiB
@@ -119,6 +126,44 @@ class FileBlobStore:
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.root / ALGORITHM).mkdir(exist_ok=True, mode=0o700)
+        self.remove_stale_parts()
+
+    def remove_stale_parts(self) -> int:
+        """Delete the ``tmp/*.part`` files no live writer holds; returns how many.
+
+        A writer holds an exclusive ``flock`` on its part until it is renamed or
+        removed, and the kernel drops it when the writer dies (even by SIGKILL):
+        a part whose lock can be taken is a dead upload's.
+        """
+        removed = 0
+        for part in self._tmp.glob("*.part"):
+            try:
+                fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # gone already, or not a plain file we made
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # an upload in flight (this or another process)
+                continue
+            try:
+                part.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                os.close(fd)  # closing releases the lock
+        if removed:
+            log.warning("removed %d unfinished upload(s) from %s", removed, self._tmp)
+        return removed
+
+    def _new_part(self) -> tuple[Path, int]:
+        """A fresh part file, open and locked by this writer."""
+        while True:
+            tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return tmp, fd
+            os.close(fd)  # a start-up clean-up removed it between open and lock: again
 
     def path(self, digest: Digest) -> Path:
         if digest.algorithm != ALGORITHM:
@@ -130,10 +175,10 @@ class FileBlobStore:
             raise InputError(f"this store checks {ALGORITHM} digests, not {expected.algorithm}")
         if expected is not None and self.exists(expected):
             return self._verify(stream, expected)  # stored already: check the bytes, keep one copy
-        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         hasher = hashlib.sha256()
+        tmp: Path | None = None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp, fd = self._new_part()
             with os.fdopen(fd, "wb", buffering=0) as out:
                 flusher = Writeback(fd) if self.fsync else None
                 try:
@@ -150,20 +195,23 @@ class FileBlobStore:
                     flusher.close()
                 if self.fsync:
                     os.fsync(out.fileno())
-            digest = Digest(ALGORITHM, hasher.hexdigest())
-            if expected is not None and digest != expected:
-                raise DigestMismatch(f"upload has digest {digest}, not the announced {expected}")
-            final = self.path(digest)
-            final.parent.mkdir(exist_ok=True, mode=0o700)
-            if final.exists():  # same bytes already stored: keep the first copy
-                tmp.unlink()
-            else:
-                os.replace(tmp, final)
+                digest = Digest(ALGORITHM, hasher.hexdigest())
+                if expected is not None and digest != expected:
+                    raise DigestMismatch(
+                        f"upload has digest {digest}, not the announced {expected}"
+                    )
+                final = self.path(digest)
+                final.parent.mkdir(exist_ok=True, mode=0o700)
+                if final.exists():  # same bytes already stored: keep the first copy
+                    tmp.unlink()
+                else:
+                    os.replace(tmp, final)  # still locked: no clean-up can take it first
             return digest
         except OSError as e:
             raise StorageError(f"cannot store blob: {e}") from e
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
     def _verify(self, stream: BinaryIO, expected: Digest) -> Digest:
         """Hash ``stream`` without writing it: the announced bytes are stored already."""
