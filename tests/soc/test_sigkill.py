@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import donjon
 from donjon.soc.jsonl import read_all_events
 from donjon.storage.outbox import SqlOutboxStore
 from donjon.storage.sql import open_database
@@ -48,7 +49,9 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
 ) -> None:
     acks = tmp_path / "acks.txt"
     env = {**os.environ, "DONJON_HOME": str(donjon_home), "DONJON_SOC__OUTBOX_URL": database_url}
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    source = Path(donjon.__file__).resolve().parents[1]  # this checkout's code
+    env["PYTHONPATH"] = os.pathsep.join([str(source), str(REPO_ROOT)])
+    env["DONJON_SOC__LEASE_SECONDS"] = "1"  # a killed relay's lease runs out quickly
     target = 0
     for _round in range(3):
         child = _spawn(acks, env)

@@ -16,6 +16,7 @@ from donjon.app.access import (
 )
 from donjon.app.gateway import gateway_pipeline
 from donjon.app.scan import scan_policy
+from donjon.app.service import with_delivery
 from donjon.app.soc import SocWiring, build_metrics, build_outbox, build_sinks, build_soc
 from donjon.app.vault import VaultServices, build_vault
 from donjon.app.wiring import Donjon, build
@@ -37,4 +38,5 @@ __all__ = [
     "gateway_pipeline",
     "scan_policy",
     "vault_access",
+    "with_delivery",
 ]

@@ -153,6 +153,8 @@ def build_soc(
         max_attempts=soc.max_attempts,
         backoff_base=soc.backoff_base,
         backoff_max=soc.backoff_max,
+        idle_wait=soc.relay_interval,
+        lease_ttl=soc.lease_seconds,
     )
     closers.append(outbox)  # stops its writer thread before the database goes
     if disposer is not None:

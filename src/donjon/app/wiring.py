@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,24 @@ class Donjon:
     def deliver(self, timeout: float = 10.0) -> bool:
         """Deliver the outbox to every sink now; True when all caught up."""
         return self.dispatcher.drain(timeout) if self.dispatcher is not None else True
+
+    def start_delivery(self) -> None:
+        """Deliver the outbox in the background until :meth:`close` (which drains it)."""
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+
+    @contextmanager
+    def delivering(self) -> Iterator[Donjon]:
+        """Deliver the outbox in the background while the block runs (a long-running
+        service), then drain it and give the relay lease up."""
+        if self.dispatcher is None:
+            yield self
+            return
+        self.dispatcher.start()
+        try:
+            yield self
+        finally:
+            self.dispatcher.stop(self.settings.soc.drain_on_close)
 
     def close(self) -> None:
         """Deliver what the outbox holds (``soc.drain_on_close``), then release everything.

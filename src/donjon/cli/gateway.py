@@ -58,7 +58,7 @@ def serve(
         return
     if config is None:
         raise typer.BadParameter("give the gateway config with --config", param_hint="--config")
-    from donjon.app import gateway_pipeline
+    from donjon.app import gateway_pipeline, with_delivery
     from donjon.gateway import load_gateway_settings
 
     cli = state(ctx)
@@ -103,10 +103,11 @@ def serve(
     proxy = create_proxy(
         pipeline, target, timeout=settings.upstream_timeout, metrics_path=settings.metrics_path
     )
+    served = with_delivery(proxy, cli.app)  # the outbox relay runs while the gateway does
     # proxy_headers off: the peer address is what auth.trusted_proxies is checked against,
     # never an X-Forwarded-For a caller wrote
     uvicorn.run(
-        proxy, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
+        served, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
     )
 
 

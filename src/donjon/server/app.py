@@ -71,21 +71,25 @@ def create_app(
     *,
     limits: ServerLimits | None = None,
     readiness: Mapping[str, Callable[[], object]] | None = None,
+    on_startup: Sequence[Callable[[], None]] = (),
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """The FastAPI app of the vault; serve it with uvicorn.
 
     ``readiness``: named checks ``GET /readyz`` runs (each raises when its
-    dependency is unavailable). ``on_shutdown``: run in order once the server has
+    dependency is unavailable). ``on_startup``: run before the first request (start
+    the outbox relay). ``on_shutdown``: run in order once the server has
     stopped taking requests and the in-flight ones have finished (close the
     services, drain the outbox).
     """
     limits = limits or ServerLimits()
     checks = dict(readiness or {})
-    closers = tuple(on_shutdown)
+    starters, closers = tuple(on_startup), tuple(on_shutdown)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for start in starters:
+            start()
         yield
         for close in closers:
             try:

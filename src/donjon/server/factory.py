@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
-    """The vault on ``donjon``'s bus, ledger and outbox, with ``/readyz`` checks; when the
+    """The vault on ``donjon``'s bus, ledger and outbox, with ``/readyz`` checks; the
+    outbox relay runs while it serves (one per outbox among workers, by lease); when the
     server stops it closes the vault and ``donjon`` (the outbox is drained)."""
     from donjon.app import build_vault, vault_access
     from donjon.server.app import ServerLimits, create_app
@@ -27,6 +28,7 @@ def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
         services.bus,
         limits=ServerLimits(max_upload_bytes=settings.vault.max_upload_bytes),
         readiness=services.readiness(),
+        on_startup=(donjon.start_delivery,),
         on_shutdown=(services.close, donjon.close),
     )
 

@@ -13,15 +13,24 @@ attempt against the event at the head of the queue, and after
 moves on. Delivery is at least once; sinks use the event uid as their
 idempotency key where the collector supports one (Elasticsearch ``_id``, NATS
 ``Nats-Msg-Id``).
+
+Several processes may share one outbox (``donjon server --workers``, a gateway
+and a vault on one database): when the store offers a :class:`LeaseStore`, a
+dispatcher delivers only while it holds the outbox's relay lease, renewed every
+round, so one relay delivers at a time and another takes over when it stops or
+its lease runs out.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,6 +66,22 @@ class OutboxStore(Protocol):
     def last_seq(self) -> int: ...
 
     def count_after(self, position: int) -> int: ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """A store that can elect one relay among processes (``SqlOutboxStore``)."""
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool: ...
+
+    def release_lease(self, name: str, holder: str) -> None: ...
+
+
+RELAY_LEASE = "relay"
+
+
+def _holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @runtime_checkable
@@ -194,11 +219,15 @@ class Dispatcher:
     backoff_base: float = 0.5
     backoff_max: float = 60.0
     idle_wait: float = 0.2
+    lease_ttl: float = 10.0
+    standby_wait: float = 1.0  # how often a process without the lease asks for it
+    holder: str = field(default_factory=_holder_id)
     clock: Callable[[], float] = time.monotonic
     states: dict[str, SinkState] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _round: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _lease_until: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.sinks]
@@ -214,14 +243,60 @@ class Dispatcher:
         turn), so two rounds never send the same batch from the same cursor.
         """
         with self._round:
-            return sum(self._deliver(sink) for sink in self.sinks)
+            moved = 0
+            for sink in self.sinks:
+                if not self._hold_lease():
+                    break
+                moved += self._deliver(sink)
+            return moved
+
+    @property
+    def is_relay(self) -> bool:
+        """Whether this dispatcher held the relay lease at its last check."""
+        return self._lease_until > self.clock()
+
+    def _hold_lease(self) -> bool:
+        """Take or renew the relay lease (renewed once a third of it has passed)."""
+        store = self.store
+        if not isinstance(store, LeaseStore):
+            return True
+        now = self.clock()
+        if now < self._lease_until - self.lease_ttl * 2 / 3:
+            return True
+        if store.acquire_lease(RELAY_LEASE, self.holder, self.lease_ttl):
+            if self._lease_until <= now:
+                log.info("outbox: %s is now the relay", self.holder)
+            self._lease_until = now + self.lease_ttl
+            return True
+        self._lease_until = 0.0
+        return False
+
+    def _release_lease(self) -> None:
+        with self._round:
+            if isinstance(self.store, LeaseStore) and self._lease_until > 0:
+                self._lease_until = 0.0
+                try:
+                    self.store.release_lease(RELAY_LEASE, self.holder)
+                except DonjonError:  # it expires on its own
+                    log.warning("outbox: could not release the relay lease", exc_info=True)
 
     def lag(self) -> dict[str, int]:
         """Events stored but not yet delivered (or parked), per sink."""
         return {s.name: self.store.count_after(self.store.position(s.name)) for s in self.sinks}
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Deliver until every sink is caught up or ``timeout`` passes; True if caught up."""
+        """Deliver until every sink is caught up or ``timeout`` passes; True if caught up.
+
+        While another process holds the relay lease, this waits for that relay to
+        catch up instead; a lease taken here is given up on return unless the
+        background thread runs."""
+        try:
+            return self._drain(timeout)
+        finally:
+            if self._thread is None:
+                self._release_lease()
+
+    def _drain(self, timeout: float) -> bool:
         deadline = self.clock() + timeout
         while True:
             if self.run_once():
@@ -243,12 +318,17 @@ class Dispatcher:
         self._thread.start()
 
     def stop(self, drain_timeout: float = 0.0) -> None:
+        """Stop the background thread, deliver what is left (for up to ``drain_timeout``
+        seconds) and give the relay lease up for another process to take."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if drain_timeout > 0:
-            self.drain(drain_timeout)
+        try:
+            if drain_timeout > 0:
+                self._drain(drain_timeout)
+        finally:
+            self._release_lease()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -258,7 +338,7 @@ class Dispatcher:
                 log.exception("outbox delivery round failed")
                 moved = 0
             if not moved:
-                self._stop.wait(self.idle_wait)
+                self._stop.wait(self.idle_wait if self.is_relay else self.standby_wait)
 
     # -- one sink ------------------------------------------------------------
 

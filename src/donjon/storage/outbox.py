@@ -5,12 +5,17 @@ Sequence numbers are committed in order: on PostgreSQL each append takes a
 transaction-scoped advisory lock (SQLite has one writer anyway), so a reader
 never sees seq N+1 before seq N and a cursor can never skip an event. Appends
 are idempotent by event uid.
+
+The relay lease (``outbox_leases``) lets several processes share one outbox
+while only one of them delivers: a holder renews its row before it expires, and
+anyone may take over a row whose time has passed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -30,10 +35,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import StorageError
-from donjon.storage.sql import Database, metadata
+from donjon.storage.sql import Database, as_utc, metadata
 
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")
-_LOCK_KEY = 0x646A6F62  # "djob": the outbox's advisory lock on PostgreSQL
 
 events = Table(
     "outbox_events",
@@ -62,11 +66,27 @@ dead_letters = Table(
     Column("failed_at", DateTime(timezone=True), nullable=False),
 )
 
+leases = Table(
+    "outbox_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 Row = tuple[str, str, datetime, str]  # uid, kind, time, payload (JSON)
 _SQLITE_READ = "SELECT seq, uid, payload FROM outbox_events WHERE seq > ? ORDER BY seq LIMIT ?"
 _SQLITE_INSERT = (
     "INSERT OR IGNORE INTO outbox_events (uid, kind, time, payload) VALUES (?, ?, ?, ?)"
 )
+
+
+def advisory_key(purpose: str, url: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for ``purpose`` in the database and
+    schema ``url`` names: advisory locks are database-wide, so two outboxes in two schemas
+    (or two test runs) must not share a key."""
+    digest = hashlib.blake2b(f"{purpose}\0{url}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _sqlite_time(t: datetime) -> str:
@@ -82,7 +102,12 @@ class SqlOutboxStore:
     def __init__(self, database: Database) -> None:
         self._db = database
         dialect = sqlite if database.is_sqlite else postgresql
+        self._lock_key = advisory_key("outbox", database.url)
         self._insert = dialect.insert(events).on_conflict_do_nothing(index_elements=["uid"])
+        self._insert_cursor = dialect.insert(cursors).on_conflict_do_nothing(
+            index_elements=["sink"]
+        )
+        self._insert_lease = dialect.insert(leases).on_conflict_do_nothing(index_elements=["name"])
 
     @property
     def database(self) -> Database:
@@ -112,7 +137,8 @@ class SqlOutboxStore:
             values = [(u, k, _sqlite_time(t), p) for u, k, t, p in rows]
             result = connection.exec_driver_sql(_SQLITE_INSERT, values)
         else:
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            lock = text("SELECT pg_advisory_xact_lock(:k)")
+            connection.execute(lock, {"k": self._lock_key})
             params = [{"uid": u, "kind": k, "time": t, "payload": p} for u, k, t, p in rows]
             result = connection.execute(self._insert, params)
         return max(result.rowcount, 0)
@@ -152,9 +178,9 @@ class SqlOutboxStore:
                     exists = connection.execute(
                         select(cursors.c.sink).where(cursors.c.sink == sink)
                     ).first()
-                    if exists is None:
+                    if exists is None:  # a racing first advance loses quietly
                         connection.execute(
-                            cursors.insert().values(sink=sink, position=position, updated_at=now)
+                            self._insert_cursor.values(sink=sink, position=position, updated_at=now)
                         )
         except SQLAlchemyError as e:
             raise StorageError(f"cannot move the outbox cursor of {sink}: {e}") from e
@@ -190,6 +216,55 @@ class SqlOutboxStore:
     def count_after(self, position: int) -> int:
         rows = self._fetch(select(func.count()).select_from(events).where(events.c.seq > position))
         return int(rows[0][0])
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew lease ``name`` for ``ttl`` seconds; False while another holds it.
+
+        One conditional UPDATE (or an INSERT of a missing row) decides, so two
+        processes racing for an expired lease cannot both win it.
+        """
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=ttl)
+        try:
+            with self._db.engine.begin() as connection:
+                taken = connection.execute(
+                    leases.update()
+                    .where(
+                        leases.c.name == name,
+                        (leases.c.holder == holder) | (leases.c.expires_at < now),
+                    )
+                    .values(holder=holder, expires_at=until)
+                    .returning(leases.c.name)
+                ).first()
+                if taken is None:  # no row yet, or another holder's unexpired one
+                    taken = connection.execute(
+                        self._insert_lease.values(
+                            name=name, holder=holder, expires_at=until
+                        ).returning(leases.c.name)
+                    ).first()
+                return taken is not None
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot take the outbox lease {name}: {e}") from e
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give lease ``name`` up now (if ``holder`` still holds it)."""
+        try:
+            with self._db.engine.begin() as connection:
+                connection.execute(
+                    leases.delete().where(leases.c.name == name, leases.c.holder == holder)
+                )
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot release the outbox lease {name}: {e}") from e
+
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds lease ``name`` and until when (expired rows included), or None."""
+        rows = self._fetch(
+            select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)
+        )
+        if not rows:
+            return None
+        holder, until = rows[0]
+        return str(holder), as_utc(until)
 
     def _fetch(self, query: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._rows(query)]
