@@ -224,14 +224,19 @@ def _delivers_while_running(
     assert service.stop() in STOPPED, service.output()
     stored = _file_uids(home)
     assert len(stored) >= events
-    assert set(_collected(hec)) == set(stored)
+    collected = _collected(hec)
+    assert set(collected) == set(stored)
+    assert len(collected) == len(set(collected))  # one relay: nothing sent twice
 
 
-def test_server_delivers_in_the_background(tmp_path: Path, hec: Collector) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_server_delivers_in_the_background(tmp_path: Path, hec: Collector, workers: str) -> None:
+    """With --workers 2, the workers share the outbox and one of them is the relay."""
     home = tmp_path / "home"
     config = _settings(home, hec)
     port = free_port()
-    service = Service(["--config", str(config), "server", "--port", str(port)], home)
+    argv = ["--config", str(config), "server", "--port", str(port), "--workers", workers]
+    service = Service(argv, home)
     try:
         service.wait_listening(f"http://127.0.0.1:{port}/health")
         _delivers_while_running(service, home, hec, f"http://127.0.0.1:{port}/v1/whoami")
