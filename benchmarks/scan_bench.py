@@ -1,6 +1,6 @@
 """Benchmark ``donjon scan`` against picklescan, modelscan, fickling and modelaudit.
 
-    python benchmarks/scan_bench.py --peer-python PEER_VENV/bin/python [--big-mb 1024]
+    python benchmarks/scan_bench.py --peer-python PEERS/bin/python [--big-mb 1024] [--advisories]
 
 One run builds the corpus in code (tests/scan/corpus.py), scans every file with
 Donjon and with each peer (their Python APIs, in the peer environment), prints
@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.scan.advisories.cases import Effect, write_corpus  # noqa: E402
 from tests.scan.corpus import write_benign, write_malicious  # noqa: E402
 
 from donjon.core import Severity  # noqa: E402
@@ -111,6 +112,20 @@ def detection_table(
     for label, fn in rows.items():
         print(f"{label:{width + 5}}" + " ".join(f"{fn(tables[t], k):>12.1f}" for t, k in columns))
     print(f"\n{len(mal)} malicious and {len(ben)} benign files")
+
+
+def advisory_table(tables: dict[str, dict[str, dict[str, object]]], cases: dict[Path, str]) -> None:
+    """One row per published advisory (tests/scan/advisories): who flags it."""
+    columns = [(t, k) for t, k in COLUMNS if t in tables]
+    labels = [label for label, (t, _) in zip(LABELS, COLUMNS, strict=True) if t in tables]
+    width = max(len(name) for name in cases.values()) + 2
+    print(f"\n{'advisory case':{width}}" + " ".join(f"{c:>12}" for c in labels))
+    for path, name in sorted(cases.items(), key=lambda item: item[1]):
+        cells = ["yes" if tables[t][str(path)][k] else ("error" if tables[t][str(path)]["error"]
+                 else "-") for t, k in columns]  # fmt: skip
+        print(f"{name:{width}}" + " ".join(f"{c:>12}" for c in cells))
+    totals = [sum(bool(tables[t][str(p)][k]) for p in cases) for t, k in columns]
+    print(f"{'flagged':{width}}" + " ".join(f"{n:>9}/{len(cases):<2}" for n in totals))
 
 
 # A small launcher process, so the child's peak RSS is its own and not this process's
@@ -216,6 +231,9 @@ def main() -> None:
     parser.add_argument("--small-files", type=int, default=200)
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument(
+        "--advisories", action="store_true", help="also measure every tool on tests/scan/advisories"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="time each command N times, keep the best"
     )
     parser.add_argument(
@@ -234,6 +252,11 @@ def main() -> None:
         peers = peer_verdicts(args.peer_python, paths, args.skip_peer)
         tables = {"donjon": donjon_verdicts(paths), **peers}
         detection_table(tables, malicious, benign)
+        if args.advisories:
+            written = write_corpus(work / "advisories", Effect.attacker())
+            cases = {path: case.name for path, case in written.items()}
+            found = peer_verdicts(args.peer_python, list(cases), args.skip_peer)
+            advisory_table({"donjon": donjon_verdicts(list(cases)), **found}, cases)
         if not args.skip_timing:
             inputs = build_timing_inputs(work, args.big_mb, args.small_files, benign)
             compile_donjon()

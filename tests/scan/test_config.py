@@ -319,3 +319,12 @@ def test_hugging_face_training_args_bin_is_clean(tmp_path: Path) -> None:
         sys.modules.clear()
         sys.modules.update(saved)
     assert _rules(_write(tmp_path, "training_args.bin", data)) == set()
+
+
+def test_keras_registered_name_is_judged_like_a_module_path(tmp_path: Path) -> None:
+    layer = {"class_name": "Dense", "config": {}, "registered_name": "subprocess.check_output"}
+    custom = {"class_name": "Dense", "config": {}, "registered_name": "MyPkg>Dense"}
+    config = {"class_name": "Sequential", "config": {"layers": [layer]}}
+    assert "DJ-KER-002" in _rules(_write(tmp_path, "a.json", json.dumps(config)))
+    config = {"class_name": "Sequential", "config": {"layers": [custom]}}
+    assert _rules(_write(tmp_path, "b.json", json.dumps(config))) == set()

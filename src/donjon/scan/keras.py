@@ -49,13 +49,20 @@ def _check_object(ctx: Context, source: Source, node: dict[str, Any]) -> None:
         for k in _CODE_KEYS
     ):
         ctx.add(rules.KER_LAMBDA, "layer config holds marshalled bytecode", source)
+    registered = node.get("registered_name")
+    if isinstance(registered, str) and "." in registered and ">" not in registered:
+        _judge(ctx, source, registered)  # a dotted callable, not a "package>Name" registration
     module = node.get("module")
     if not isinstance(module, str) or not isinstance(class_name, str):
         if isinstance(class_name, str) and class_name.startswith("Custom>"):
             ctx.add(rules.KER_CUSTOM, f"custom object {class_name!r}", source)
         return
     name = cfg if class_name == "function" and isinstance(cfg, str) else class_name
-    dotted = f"{module}.{name}"
+    _judge(ctx, source, f"{module}.{name}")
+
+
+def _judge(ctx: Context, source: Source, dotted: str) -> None:
+    module = dotted.rsplit(".", 1)[0]
     verdict = ctx.policy.verdict(dotted)
     if verdict is Verdict.DENY:
         ctx.add(rules.KER_DANGEROUS, f"config names dangerous callable {dotted}", source)
