@@ -1,7 +1,9 @@
-"""The outbox pattern: a registry write and the events that record it, in one transaction.
+"""The ledger and the outbox written together: per group of events, and with a registry write.
 
-The bus journals each event in the audit ledger, then the outbox, in transactions
-of their own. A vault write (a version, its gate results, a stage or status
+:class:`SqlJournal` is the bus's journal when the ledger and the outbox share the
+database: one transaction (shared by concurrent callers) stores each event in both.
+
+The outbox pattern: a vault write (a version, its gate results, a stage or status
 change) must not become visible without its evidence, nor leave evidence of a
 write that rolled back: :class:`SqlTransactionJournal` writes those events into
 the ledger and the outbox inside the registry's own transaction.
@@ -10,11 +12,12 @@ the ledger and the outbox inside the registry's own transaction.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from donjon.core.events import SecurityEvent
-from donjon.errors import DonjonError
+from donjon.errors import AuditError, DonjonError
 from donjon.soc.outbox import Outbox, outbox_row
 
 log = logging.getLogger(__name__)
@@ -78,3 +81,82 @@ class SqlTransactionJournal:
                     log.exception("events of a committed write did not reach the outbox")
 
         return committed
+
+
+class _Waiting:
+    """One caller's events waiting for a group commit."""
+
+    __slots__ = ("done", "error", "events")
+
+    def __init__(self, events: list[SecurityEvent]) -> None:
+        self.events = events
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class SqlJournal:
+    """The bus's journal when the ledger and the outbox share one database: each group of
+    events is appended to both in ONE transaction (instead of a ledger transaction, then
+    an outbox one), and concurrent callers share it (group commit).
+
+    A caller returns only once the transaction holding its events has committed, and gets
+    the error otherwise: no event is acknowledged before it is stored in both.
+    """
+
+    def __init__(self, database: Database, ledger: Ledger) -> None:
+        from donjon.storage.ledger import SqlLedgerStore
+        from donjon.storage.outbox import SqlOutboxStore
+
+        self._db = database
+        self._ledger = ledger
+        self._ledger_store = SqlLedgerStore(database)
+        self._outbox = SqlOutboxStore(database)
+        self._turn = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._writing = False
+
+    def append(self, event: SecurityEvent) -> None:
+        self.append_many([event])
+
+    def append_many(self, events: Sequence[SecurityEvent]) -> None:
+        mine = _Waiting(list(events))
+        if not mine.events:
+            return
+        with self._turn:
+            self._queue.append(mine)
+            while self._writing and not mine.done:
+                self._turn.wait()
+            if not mine.done:  # the writer's turn is ours: take everyone waiting
+                self._writing = True
+                group, self._queue = self._queue, []
+            else:
+                group = []
+        if group:
+            try:
+                self._write(group)
+            finally:
+                with self._turn:
+                    self._writing = False
+                    for waiting in group:
+                        waiting.done = True
+                    self._turn.notify_all()
+        if mine.error is not None:
+            raise mine.error
+
+    def _write(self, group: list[_Waiting]) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        batch = [event for waiting in group for event in waiting.events]
+        try:
+            with self._db.engine.connect() as connection:
+                if self._db.is_sqlite:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                rows = self._ledger_store.append_in(connection, self._ledger.builder(batch))
+                self._outbox.append_in(connection, [outbox_row(e) for e in batch])
+                connection.commit()
+        except (DonjonError, SQLAlchemyError) as e:
+            error = AuditError(f"cannot journal {len(batch)} events: {e}")
+            for waiting in group:
+                waiting.error = error
+            return
+        self._ledger.committed(rows)

@@ -160,7 +160,20 @@ def build_soc(
     if disposer is not None:
         closers.append(disposer)
     journal: EventJournal = outbox if ledger is None else JournalChain(ledger, outbox)
+    if disposer is None and database is not None and ledger is not None:
+        journal = _joint_journal(database, ledger) or journal
     return SocWiring(EventBus(journal=journal), sinks, closers, outbox, dispatcher)
+
+
+def _joint_journal(database: Database, ledger: EventJournal) -> EventJournal | None:
+    """The ledger and the outbox on one database: one transaction stores each event in both
+    (``donjon.app.journal.SqlJournal``), rather than one for each."""
+    try:
+        from donjon.app.journal import SqlJournal
+        from donjon.audit import Ledger
+    except ImportError:
+        return None
+    return SqlJournal(database, ledger) if isinstance(ledger, Ledger) else None
 
 
 class Disposer:

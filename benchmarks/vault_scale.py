@@ -1,0 +1,314 @@
+"""The vault under a realistic mix of clients: 1 replica on SQLite, 1 and 2 on PostgreSQL.
+
+    python benchmarks/vault_scale.py                       # 20 s per setup, 16 clients
+    python benchmarks/vault_scale.py --seconds 90 --clients 16
+    python benchmarks/vault_scale.py --setups sqlite-1 --profile profile.svg   # py-spy
+
+Each setup starts real ``donjon server`` processes (``--workers`` each) on a fresh
+home and, for PostgreSQL, a fresh schema in ``--postgres`` (dropped afterwards);
+two replicas share the database and the blob folder and the clients alternate
+between them (no proxy). The load generator (asyncio + httpx, this process) runs
+``--clients`` concurrent clients, each repeating the mix of issue #22:
+
+    model pushes 20 %, dataset pushes 10 % (10-500 KB), version lists 20 %, pulls 20 %,
+    promotions 10 %, reads of a version 10 %, bad tokens 5 %, forbidden actions 5 %
+
+It prints requests/s, p50 and p99 latency per setup, the status codes seen and any
+5xx (there must be none), then checks the ledger (``donjon audit verify``). Nothing
+here is a peer: the issue's figures for the code before this work are printed beside
+(same mix, same machine class) so the ratio can be read off. The load generator
+shares the machine with the servers, as in the issue's measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY = """\
+@id("alice-all")
+permit (principal == User::"alice", action, resource in Collection::"models");
+@id("alice-datasets")
+permit (principal == User::"alice", action, resource in Collection::"datasets");
+@id("bob-reads-datasets")
+permit (
+  principal == User::"bob", action == Action::"dataset.read", resource in Collection::"datasets"
+);
+"""
+ISSUE = {  # issue #22's table: the vault before this work (req/s, p50 ms, p99 ms)
+    "sqlite-1": ("98-101", "78", "498-531"),
+    "postgres-1": ("59-64", "173-179", "658-767"),
+    "postgres-2": ("80", "151", "650"),
+}
+MIX = [
+    ("push-model", 20), ("push-dataset", 10), ("list", 20), ("pull", 20),
+    ("promote", 10), ("get", 10), ("bad-token", 5), ("forbidden", 5),
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def env_for(home: Path, database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DONJON_")}
+    env.update(DONJON_HOME=str(home), DONJON_DATABASE_URL=database_url)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def donjon(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "donjon", *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"donjon {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+def prepare(home: Path, env: dict[str, str]) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "policies.cedar").write_text(POLICY)
+    tokens = {}
+    for user in ("alice", "bob"):
+        donjon(env, "-f", "json", "access", "user", "add", user)
+        tokens[user] = json.loads(donjon(env, "-f", "json", "access", "token", "issue", user))[
+            "token"
+        ]
+    return tokens
+
+
+@contextmanager
+def servers(env: dict[str, str], replicas: int, workers: int) -> Iterator[list[tuple[int, str]]]:
+    procs: list[tuple[subprocess.Popen[bytes], str]] = []
+    try:
+        for i in range(replicas):
+            port = free_port()
+            log = open(Path(env["DONJON_HOME"]) / f"server-{i}.log", "wb")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "donjon", "server", "--host", "127.0.0.1",
+                 "--port", str(port), "--workers", str(workers)],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            procs.append((proc, f"http://127.0.0.1:{port}"))
+        for proc, url in procs:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a server exited {proc.returncode}")
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("a server did not become ready")
+                time.sleep(0.1)
+        yield [(p.pid, url) for p, url in procs]
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+
+async def client(
+    n: int, urls: list[str], tokens: dict[str, str], until: float, results: Results
+) -> None:
+    rng = random.Random(n)  # noqa: S311 - a workload, not a secret
+    good = {"Authorization": f"Bearer {tokens['alice']}"}
+    bob = {"Authorization": f"Bearer {tokens['bob']}"}
+    bad = {"Authorization": "Bearer djt_not_a_real_token_" + "x" * 20}
+    model, dataset = f"scale/m{n % 4}", f"scale/d{n % 4}"
+    pushed = {"models": 0, "datasets": 0}
+    ops = [op for op, weight in MIX for _ in range(weight)]
+    async with httpx.AsyncClient(timeout=60) as http:
+        i = 0
+        while time.monotonic() < until:
+            base = urls[i % len(urls)]
+            i += 1
+            op = rng.choice(ops)
+            kind, name = ("datasets", dataset) if op == "push-dataset" else ("models", model)
+            if op in ("pull", "get", "promote", "list") and not pushed["models"]:
+                op = "push-model"
+            started = time.perf_counter()
+            try:
+                if op in ("push-model", "push-dataset"):
+                    body = rng.randbytes(rng.randint(10_000, 500_000))
+                    r = await http.post(f"{base}/v1/{kind}/{name}/versions", content=body,
+                                        headers=good)  # fmt: skip
+                    if r.status_code == 201:
+                        pushed[kind] = max(pushed[kind], int(r.json()["version"]))
+                elif op == "list":
+                    r = await http.get(f"{base}/v1/models/{model}/versions", headers=good)
+                elif op == "pull":
+                    v = rng.randint(1, pushed["models"])
+                    r = await http.get(f"{base}/v1/models/{model}/versions/{v}/blob", headers=good)
+                elif op == "get":
+                    v = rng.randint(1, pushed["models"])
+                    r = await http.get(f"{base}/v1/models/{model}/versions/{v}", headers=good)
+                elif op == "promote":
+                    v = rng.randint(1, pushed["models"])
+                    r = await http.post(
+                        f"{base}/v1/models/{model}/versions/{v}/promote",
+                        json={"stage": "staging"}, headers=good,
+                    )  # fmt: skip
+                elif op == "bad-token":
+                    r = await http.get(f"{base}/v1/models/{model}/versions", headers=bad)
+                else:  # forbidden: bob may read datasets only
+                    r = await http.get(f"{base}/v1/models/{model}/versions", headers=bob)
+            except httpx.HTTPError as e:
+                results.errors.append(f"{op}: {type(e).__name__}")
+                continue
+            results.latencies.append(time.perf_counter() - started)
+            results.statuses[f"{op} {r.status_code}"] += 1
+            if r.status_code >= 500:
+                results.errors.append(f"{op}: {r.status_code} {r.text[:200]}")
+
+
+def run_load(urls: list[str], tokens: dict[str, str], clients: int, seconds: float) -> Results:
+    results = Results()
+    until = time.monotonic() + seconds
+
+    async def main() -> None:
+        await asyncio.gather(*(client(n, urls, tokens, until, results) for n in range(clients)))
+
+    asyncio.run(main())
+    return results
+
+
+def pg_schema(admin_url: str) -> tuple[str, str]:
+    import psycopg
+
+    schema = f"donjon_scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    base = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return schema, f"{base}?options=-csearch_path%3D{schema}"
+
+
+def drop_schema(admin_url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
+    backend, replicas = name.split("-")
+    with tempfile.TemporaryDirectory(prefix="donjon-scale-") as tmp:
+        home = Path(tmp) / "home"
+        schema = None
+        if backend == "sqlite":
+            url = f"sqlite+pysqlite:///{home / 'donjon.db'}"
+        else:
+            schema, url = pg_schema(args.postgres)
+        try:
+            env = env_for(home, url)
+            tokens = prepare(home, env)
+            with servers(env, int(replicas), args.workers) as procs:
+                urls = [u for _, u in procs]
+                profiler = None
+                if args.profile:
+                    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                    fmt = "flamegraph" if args.profile.endswith(".svg") else "raw"
+                    profiler = subprocess.Popen(
+                        [spy, "record", "--subprocesses", "-f", fmt, "-o", args.profile,
+                         "-d", str(int(args.seconds)), "-p", str(procs[0][0])],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                started = time.monotonic()
+                results = run_load(urls, tokens, args.clients, args.seconds)
+                elapsed = time.monotonic() - started
+                if profiler is not None:
+                    profiler.wait(timeout=120)
+            verify = subprocess.run(
+                [sys.executable, "-m", "donjon", "audit", "verify"], env=env, capture_output=True
+            )
+        finally:
+            if schema is not None:
+                drop_schema(args.postgres, schema)
+    lat = sorted(results.latencies)
+    return {
+        "setup": name,
+        "requests": len(lat),
+        "rps": len(lat) / elapsed,
+        "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
+        "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else float("nan"),
+        "errors": results.errors[:10],
+        "error_count": len(results.errors),
+        "statuses": dict(sorted(results.statuses.items())),
+        "audit_verify": verify.returncode,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per replica")
+    parser.add_argument("--setups", default="sqlite-1,postgres-1,postgres-2")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--profile", help="py-spy profile of the first replica: .svg flame graph, else raw stacks"
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    rows = [run_setup(name, args) for name in args.setups.split(",")]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{args.clients} clients, {args.seconds:.0f} s per setup, {args.workers} worker(s)")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print("| setup | req/s | p50 ms | p99 ms | 5xx/errors | audit verify | "
+          "before (issue): req/s, p50, p99 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        before = ISSUE.get(str(row["setup"]), ("?", "?", "?"))
+        print(
+            f"| {row['setup']} | {row['rps']:.0f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} "
+            f"| {row['error_count']} | {'ok' if row['audit_verify'] == 0 else 'FAILED'} "
+            f"| {before[0]}, {before[1]} ms, {before[2]} ms |"
+        )
+    for row in rows:
+        if row["errors"]:
+            print(f"\n{row['setup']} errors: {row['errors']}")
+        print(f"\n{row['setup']} statuses: {row['statuses']}")
+
+
+if __name__ == "__main__":
+    main()
