@@ -78,7 +78,17 @@ class ModelOutput:
     doc: Any
     parts: list[Part]
     labels: npt.NDArray[np.int64]  # one per row, for the detectors
-    where: str  # what was found, said once in the log
+
+    @property
+    def found(self) -> tuple[tuple[Path, OutputKind, Layout], ...]:
+        return tuple((p.path, p.kind, p.layout) for p in self.parts)
+
+    @property
+    def where(self) -> str:
+        """What was found, said once in the log."""
+        return ", ".join(
+            f"{p.kind.value} at {_show(p.path)} ({p.layout.value})" for p in self.parts
+        )
 
 
 class ResponseReader:
@@ -93,6 +103,7 @@ class ResponseReader:
         self._label_ids: dict[str, int] = {}
         self._lock = threading.Lock()
         self._said: str | None = None
+        self._said_key: object = None
 
     def read(self, body: bytes) -> ModelOutput:
         try:
@@ -116,15 +127,15 @@ class ResponseReader:
                 "or JSON pointer)"
             )
         primary = next((p for p in parts if p.kind is not OutputKind.LABELS), parts[0])
-        where = ", ".join(f"{p.kind.value} at {_show(p.path)} ({p.layout.value})" for p in parts)
-        return ModelOutput(doc, parts, primary.labels, where)
+        return ModelOutput(doc, parts, primary.labels)
 
     def announce(self, found: ModelOutput | None, problem: str | None = None) -> None:
         """Log once what the answers hold, or why they cannot be read (again on a change)."""
-        said = found.where if found is not None else f"unreadable: {problem}"
-        if said == self._said:
+        key: object = found.found if found is not None else "unreadable"
+        if key == self._said_key:
             return
-        self._said = said
+        self._said_key = key
+        self._said = found.where if found is not None else f"unreadable: {problem}"
         if found is not None:
             log.info("model %s: reading %s from its answers", self.model, found.where)
         else:

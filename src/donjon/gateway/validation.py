@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,20 @@ _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 _NUMBER_TYPES = frozenset({int, float})
+
+
+try:  # the same JSON, several times faster (floats in their shortest round-trip form)
+    import orjson
+
+    _fast_dumps: Callable[[Any], bytes] | None = orjson.dumps
+except ImportError:  # pragma: no cover - orjson is in the gateway extra
+    _fast_dumps = None
+
+
+def _dumps(doc: Any) -> bytes:
+    if _fast_dumps is not None:
+        return _fast_dumps(doc)
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 class InvalidRequest(GatewayError):
@@ -109,8 +124,7 @@ def parse_request(body: bytes, fmt: ApiFormat, contract: InputContract) -> Parse
     rows = _to_rows(table)
     _check(rows, contract)
     _check_exact(rows, table)
-    forward = json.dumps(rebuild(table), separators=(",", ":"), allow_nan=False)
-    return ParsedRequest(rows, fmt, forward.encode())
+    return ParsedRequest(rows, fmt, _dumps(rebuild(table)))
 
 
 def detect_format(doc: dict[str, Any]) -> ApiFormat:
@@ -290,8 +304,9 @@ def _to_rows(table: Any) -> Rows:
 
 def _check_exact(rows: Rows, table: Table) -> None:
     """No integer beyond 2**53: parsers disagree on them (exact integers or rounded floats)."""
-    big = np.argwhere(np.abs(rows) > EXACT_INT)
-    for i, j in big[:1000]:
+    if rows.max() <= EXACT_INT and rows.min() >= -EXACT_INT:
+        return
+    for i, j in np.argwhere(np.abs(rows) > EXACT_INT)[:1000]:
         if isinstance(table[i][j], int):
             raise InvalidRequest("inputs hold an integer beyond 2**53 (not exactly a float)")
 
