@@ -103,6 +103,16 @@ class VaultSettings(Section):
     url: str = Field(
         default="http://127.0.0.1:8470", description="the server clients talk to by default"
     )
+    ca_file: Path | None = Field(
+        default=None, description="clients: trust this CA for the vault's TLS certificate"
+    )
+    client_cert: Path | None = Field(
+        default=None, description="clients: certificate (PEM) for mTLS as a service account"
+    )
+    client_key: Path | None = Field(default=None, description="clients: key of client_cert")
+    insecure_http: bool = Field(
+        default=False, description="clients: allow plain http:// to a non-loopback vault"
+    )
     max_upload_bytes: int = Field(
         default=10 << 30, ge=1, description="largest dataset or model upload accepted"
     )

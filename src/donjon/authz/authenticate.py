@@ -17,7 +17,7 @@ from donjon.authz.jwt import JwtAuthenticator
 from donjon.authz.tokens import hash_token, hashes_match, looks_like_token
 from donjon.core.clock import SystemClock
 from donjon.core.events import EventKind, Outcome, SecurityEvent
-from donjon.core.identity import Principal
+from donjon.core.identity import Principal, PrincipalKind
 from donjon.core.ports import Clock
 from donjon.core.severity import Severity
 from donjon.errors import AuthenticationError, ConfigError, StorageError
@@ -60,6 +60,18 @@ class TokenAuthenticator:
         if account.disabled:
             raise AuthenticationError(f"account {account.id} is disabled")
         return account.principal(frozenset(row.get("scopes") or ())), token_id
+
+    def service(self, account_id: str) -> Principal:
+        """The service account a verified client certificate names (mTLS)."""
+        row = self._store.get_account(account_id)
+        if row is None:
+            raise AuthenticationError(f"no service account {account_id!r} for the certificate")
+        account = account_from_row(row)
+        if account.kind is not PrincipalKind.SERVICE:
+            raise AuthenticationError(f"{account.id} is not a service account")
+        if account.disabled:
+            raise AuthenticationError(f"account {account.id} is disabled")
+        return account.principal()
 
 
 class CredentialAuthenticator:
@@ -108,6 +120,22 @@ class CredentialAuthenticator:
             self._event(None, method, Outcome.FAILURE, "credential checker unavailable", token_id)
             raise AuthenticationError("cannot check the credential right now") from e
         self._event(principal, method, Outcome.SUCCESS, "authenticated", token_id)
+        return principal
+
+    def authenticate_certificate(self, name: str) -> Principal:
+        """The service account named by a client certificate the TLS layer verified."""
+        try:
+            if self._tokens is None:
+                raise AuthenticationError("client certificates are not accepted here")
+            principal = self._tokens.service(name)
+        except AuthenticationError as e:
+            self._event(None, "mtls", Outcome.FAILURE, str(e), None)
+            raise
+        except StorageError as e:
+            log.error("cannot check a client certificate: %s", e)
+            self._event(None, "mtls", Outcome.FAILURE, "credential checker unavailable", None)
+            raise AuthenticationError("cannot check the credential right now") from e
+        self._event(principal, "mtls", Outcome.SUCCESS, "authenticated", None)
         return principal
 
     def _event(

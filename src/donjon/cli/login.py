@@ -19,20 +19,36 @@ def login(
     token_stdin: Annotated[
         bool, typer.Option("--token-stdin", help="Read the token from standard input.")
     ] = False,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Allow http:// to a non-loopback host (the token crosses the network in "
+            "clear); later commands need vault.insecure_http too.",
+        ),
+    ] = False,
 ) -> None:
-    """Log in to a vault: the token is checked, then stored under DONJON_HOME (mode 0600)."""
-    from donjon.cli.vault_session import client_class
+    """Log in to a vault: the token is checked, then stored under DONJON_HOME (mode 0600).
 
-    VaultClient = client_class()  # noqa: N806
+    ``http://`` is refused for any host but this machine unless ``--insecure-http``.
+    """
+    from donjon.cli.vault_session import client_for
+    from donjon.client.vault import check_url
+    from donjon.errors import InputError
+
     cli = state(ctx)
     url = server or cli.settings.vault.url
+    try:  # before asking for the token
+        check_url(url, allow_insecure_http=insecure_http or cli.settings.vault.insecure_http)
+    except InputError as e:
+        raise typer.BadParameter(str(e), param_hint="--server") from None
     if token_stdin:
         token = sys.stdin.readline().strip()
     else:
         token = typer.prompt("API token", hide_input=True).strip()
     if not token:
         raise typer.BadParameter("an empty token", param_hint="token")
-    with VaultClient(url, token) as client:
+    with client_for(cli, url, token, insecure_http=insecure_http) as client:
         me = client.whoami()
     path = save_credentials(cli.settings.home, url, token)
     if cli.json:

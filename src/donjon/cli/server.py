@@ -3,10 +3,16 @@
 SIGTERM (or Ctrl-C) drains: the server stops accepting connections, lets in-flight
 requests finish (up to ``--graceful-timeout`` seconds), closes the vault and
 delivers the outbox (``soc.drain_on_close``), then exits 0.
+
+TLS: ``--tls-cert/--tls-key`` (uvicorn's TLS); ``--tls-client-ca`` also verifies
+client certificates, each naming a service account (mTLS). Plain HTTP on a
+non-loopback address is refused unless ``--insecure-http`` says a TLS proxy
+is in front.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -48,12 +54,34 @@ def server(
             "--graceful-timeout", min=0, help="Seconds in-flight requests get on SIGTERM."
         ),
     ] = 30,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Server certificate chain (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="Private key of --tls-cert (PEM).")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            help="Verify client certificates against this CA; a certificate's subject CN "
+            "names a service account (mTLS).",
+        ),
+    ] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Allow plain HTTP on a non-loopback address (only behind a TLS proxy).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the vault (datasets and models) over HTTP; every route but /health needs a token."""
     try:
         import uvicorn
 
         from donjon.server.factory import vault_app
+        from donjon.server.tls import TlsOptions, is_loopback
     except ImportError as e:
         raise ConfigError(f"the vault server needs: pip install 'donjon[server]' ({e})") from e
 
@@ -69,12 +97,19 @@ def server(
     bind_host = host or settings.vault.host
     bind_port = settings.vault.port if port is None else port
     log_level = settings.log_level
+    tls = TlsOptions(tls_cert, tls_key, tls_client_ca)
+    tls.check(bind_host, insecure_http=insecure_http)
+    if not tls.enabled and not is_loopback(bind_host):
+        logging.getLogger("donjon").warning(
+            "serving plain HTTP on %s (--insecure-http): keep a TLS proxy in front", bind_host
+        )
+    scheme = "https" if tls.enabled else "http"
     if workers == 1:
         app = vault_app(settings, cli.app)  # closes the vault and the app when it stops
-        cli.info(f"serving the vault on http://{bind_host}:{bind_port} ({settings.sql_url})")
+        cli.info(f"serving the vault on {scheme}://{bind_host}:{bind_port} ({settings.sql_url})")
         config = uvicorn.Config(
             app, host=bind_host, port=bind_port, log_level=log_level,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=graceful_timeout, **tls.uvicorn_options(),
         )  # fmt: skip
         with _exit_cleanly_on_stop():
             uvicorn.Server(config).run()
@@ -83,12 +118,12 @@ def server(
     if cli.app.ledger is not None:
         cli.info(f"ledger key {cli.app.ledger.key_id[:16]}")  # or a clear error, before forking
     _pass_settings_to_workers(cli.config_file, settings.home, database_url)
-    cli.info(f"serving the vault on http://{bind_host}:{bind_port} with {workers} workers")
+    cli.info(f"serving the vault on {scheme}://{bind_host}:{bind_port} with {workers} workers")
     with _exit_cleanly_on_stop():
         uvicorn.run(
             "donjon.server.factory:worker_app", factory=True, workers=workers,
             host=bind_host, port=bind_port, log_level=log_level,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=graceful_timeout, **tls.uvicorn_options(),
         )  # fmt: skip
 
 

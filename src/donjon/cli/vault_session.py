@@ -63,10 +63,25 @@ def client_class() -> type[VaultClient]:
 
 
 def open_client(cli: CliState, server: str | None = None) -> VaultClient:
+    saved_server, token = load_credentials(cli.settings.home)
+    return client_for(cli, server or saved_server, token)
+
+
+def client_for(
+    cli: CliState, url: str, token: str | None, *, insecure_http: bool = False
+) -> VaultClient:
+    """A client with the TLS settings (``vault.ca_file``, ``client_cert``, ...)."""
     VaultClient = client_class()  # noqa: N806
 
-    saved_server, token = load_credentials(cli.settings.home)
-    return VaultClient(server or saved_server, token)
+    vault = cli.settings.vault
+    return VaultClient(
+        url,
+        token,
+        ca_file=vault.ca_file,
+        client_cert=vault.client_cert,
+        client_key=vault.client_key,
+        allow_insecure_http=insecure_http or vault.insecure_http,
+    )
 
 
 def parse_metadata(text: str | None) -> dict[str, object] | None:

@@ -9,8 +9,10 @@ version's record, and only then move the file into place (atomic rename).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
+import ssl
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,23 +36,72 @@ CHUNK = 1 << 20
 _COLLECTION = {"dataset": "datasets", "model": "models"}
 
 
+def check_url(url: str, *, allow_insecure_http: bool = False) -> None:
+    """Refuse a URL that is not http(s), and plain HTTP to a non-loopback host."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputError(f"not a vault URL: {url!r} (expected https://host[:port])")
+    if parsed.scheme == "http" and not allow_insecure_http and not _loopback(parsed.host):
+        raise InputError(
+            f"refusing plain HTTP to {parsed.host}: the token would cross the network in "
+            "clear; use https://, or pass --insecure-http (vault.insecure_http) on purpose"
+        )
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(
+    ca_file: Path | None, client_cert: Path | None, client_key: Path | None
+) -> ssl.SSLContext:
+    """The system's trust store, or ``ca_file``; with a client certificate for mTLS."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if client_cert is not None:
+            context.load_cert_chain(str(client_cert), str(client_key) if client_key else None)
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(f"cannot load the TLS files: {e}") from e
+    return context
+
+
 class VaultClient:
     """A session with one vault server, authenticated by one bearer token."""
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: Path | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
+        """``token`` None: authenticate by ``client_cert`` alone (mTLS, a service account).
+
+        Plain ``http://`` to a host other than this machine is refused unless
+        ``allow_insecure_http``: the token would cross the network in clear.
+        """
+        check_url(base_url, allow_insecure_http=allow_insecure_http)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
+            verify=tls_context(ca_file, client_cert, client_key)
+            if ca_file or client_cert
+            else True,
         )
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +38,7 @@ from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
 from donjon.server.attachments import add_attachment_routes
 from donjon.server.schemas import HealthOut, ReadyOut, WhoAmIOut
+from donjon.server.tls import CLIENT_CERT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ _STATUS: list[tuple[type[DonjonError], int, str]] = [
     (Conflict, 409, "conflict"),
     (InputError, 400, "bad_request"),
 ]
+
+
+@runtime_checkable
+class CertAuthenticator(Protocol):
+    """An authenticator that also maps a verified client certificate to a principal."""
+
+    def authenticate_certificate(self, name: str) -> Principal: ...
 
 
 @dataclass(frozen=True)
@@ -110,8 +118,16 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="A Donjon API token or an OIDC JWT.")
 
     def current_principal(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
+        certified = request.scope.get("state", {}).get(CLIENT_CERT_NAME)
+        if credentials is None and certified and isinstance(authenticator, CertAuthenticator):
+            try:  # a client certificate the TLS layer verified names a service account
+                return authenticator.authenticate_certificate(str(certified))
+            except AuthenticationError as e:
+                _auth_event(bus, str(e))
+                raise
         if credentials is None or credentials.scheme.lower() != "bearer":
             _auth_event(bus, "missing bearer token")
             raise AuthenticationError("a bearer token is required")
