@@ -14,6 +14,7 @@ Nothing here runs at import time.
 
 from __future__ import annotations
 
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -359,13 +360,18 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
-        where = f" in {path}" if path else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise ConfigError(f"invalid settings{where}: {problems}") from e
+        problems = "; ".join(_problem(err["loc"], err["msg"], path) for err in e.errors())
+        raise ConfigError(f"invalid settings: {problems}") from e
     except (OSError, ValueError) as e:  # TOML syntax errors are ValueErrors
         raise ConfigError(f"cannot read settings file {path}: {e}") from e
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def _problem(loc: tuple[int | str, ...], message: str, path: Path | None) -> str:
+    """One validation problem, naming where the value came from: a variable or the file."""
+    field = ".".join(str(p) for p in loc) or "settings"
+    variable = "DONJON_" + "__".join(str(p) for p in loc).upper()
+    if loc and variable in os.environ:
+        return f"{variable}={os.environ[variable]!r}: {message}"
+    return f"{field}{f' in {path}' if path else ''}: {message}"

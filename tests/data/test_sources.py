@@ -41,7 +41,7 @@ def test_policy_judges_trusted_denied_and_unknown(tmp_path: Path) -> None:
     assert "not trusted" in (policy.judge("elsewhere") or "")
     assert policy.judge(None) == "no source recorded"
     (tmp_path / "bad.toml").write_text("[sources]\ntrusted = 'x'\nsurprise = 1\n")
-    with pytest.raises(InputError, match="unknown keys"):
+    with pytest.raises(InputError, match="unknown key"):
         SourcePolicy.load(tmp_path / "bad.toml")
 
 

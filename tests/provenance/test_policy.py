@@ -137,7 +137,7 @@ def test_certificate_identity_must_be_allowed(tmp_path: Path) -> None:
         ("not toml [", "not valid TOML"),
         (
             '[signature]\npublic_keys = ["release.pub"]\n[metrics]\naccuracy = 0.9\n',
-            "metric accuracy",
+            "metrics.accuracy",
         ),
     ],
 )

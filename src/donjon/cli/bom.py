@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.sign import require
 from donjon.cli.state import state
 
@@ -33,6 +34,7 @@ def bom(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Write the ML-BOM (CycloneDX 1.6 JSON): model, datasets, model card."""
     require("cyclonedx", "provenance")
@@ -43,6 +45,7 @@ def bom(
     from donjon.provenance.slsa import Provenance, read_provenance, verify_provenance
 
     cli = state(ctx)
+    refuse_overwrite(output, force, "--output")
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
     manifest = build_manifest(model, HashOptions(ignore_paths=tuple(ignore_paths or ())))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.state import CliState, ExitCode, state
 from donjon.core.events import SecurityEvent
 from donjon.core.severity import Severity
@@ -71,12 +72,15 @@ def manifest_cmd(
     id_column: Annotated[
         str | None, typer.Option("--id-column", help="A unique record id column (tables).")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Hash every file or record of DATA into a Merkle manifest."""
     from donjon.data.manifest import build_manifest
 
     cli = state(ctx)
     target = out or data.with_name(data.name + ".manifest.json")
+    records = target.with_name(target.name.removesuffix(".json") + ".records.parquet")
+    refuse_overwrite([target, records], force, "--out", remove=True)
     with progress_bar(cli, f"manifest {data.name}", None) as advance:
         manifest = build_manifest(
             data, target, label_column=label_column, id_column=id_column, progress=advance
@@ -195,12 +199,16 @@ def filter_cmd(
         str | None, typer.Option("--id-column", help="Id column to join the sidecar on.")
     ] = None,
     fail_on: FailOn = "high",
+    force: Force = False,
 ) -> None:
     """Split DATA into admitted and quarantined records by source (nothing is deleted)."""
     from donjon.data.sources import SourcePolicy, filter_dataset
 
     cli = state(ctx)
     floor = _severity(fail_on)
+    suffix = ".npz" if data.suffix.lower() == ".npz" else data.suffix.lower()
+    names = [f"admitted{suffix}", f"quarantine{suffix}", "filter-report.json"]
+    refuse_overwrite([out_dir / n for n in names], force, "--out-dir", remove=True)
     result = filter_dataset(
         data,
         out_dir,
@@ -264,6 +272,7 @@ def check_cmd(
         typer.Option("--dask-scheduler", help="Run the detectors on this Dask scheduler."),
     ] = None,
     fail_on: FailOn = "high",
+    force: Force = False,
 ) -> None:
     """Look for label manipulation, backdoor triggers, injected duplicates and shift."""
     from donjon.data.checks import DETECTORS, check
@@ -272,8 +281,7 @@ def check_cmd(
     cli = state(ctx)
     floor = _severity(fail_on)
     shape = _shape(image_shape)
-    if out is not None and out.exists():
-        raise typer.BadParameter(f"{out} already exists", param_hint="--out")
+    refuse_overwrite(out, force, "--out")
     chosen = detector or list(DETECTORS)
     with progress_bar(cli, f"check {data.name}", len(chosen)) as advance:
         result = check(

@@ -9,7 +9,7 @@ as the Typer command, with the built-in settings:
 - the words are, exactly: global ``--format``/``-f`` (``text``, ``json``),
   ``--quiet``/``-q`` and ``--home DIR``, then ``scan`` with ``--fail-on``,
   ``--format``/``-f`` (``text``, ``json``, ``sarif``), ``--output``/``-o``,
-  ``--workers N`` (N >= 1), ``--allow`` and existing paths;
+  ``--workers N`` (N >= 1), ``--allow``, ``--force`` and existing paths;
 - no ``DONJON_*`` variable but ``DONJON_HOME`` is set, and no settings file
   exists where Donjon looks for one.
 
@@ -48,6 +48,7 @@ class _Plan:
         self.output: str | None = None
         self.workers: int | None = None
         self.allow: list[str] = []
+        self.force = False
         self.paths: list[str] = []
 
 
@@ -79,6 +80,9 @@ def parse(args: list[str]) -> _Plan | None:
     else:
         return None  # no scan command
     for word in words:
+        if word == "--force":
+            plan.force = True
+            continue
         if word.startswith("-") or not word:
             value = next(words, "")
             if not value or value.startswith("-") or not _option(plan, word, value):
@@ -146,6 +150,7 @@ def _run(plan: _Plan) -> int:
                 fmt=ScanFormat(plan.scan_format or plan.format),
                 output=Path(plan.output) if plan.output else None,
                 workers=plan.workers,
+                force=plan.force,
             )
         finally:
             cli.close()

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.sign import passphrase_from_env, require
 from donjon.cli.state import state
 
@@ -87,6 +88,7 @@ def export_public(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Print (or write) the PEM public key of KEY_ID."""
     require("cryptography", "sign")
@@ -96,6 +98,7 @@ def export_public(
     provider = LocalKeyProvider(cli.settings.keys_dir)
     if key_id not in provider.key_ids():
         raise typer.BadParameter(f"no key {key_id!r}; `donjon keys list` shows them")
+    refuse_overwrite(output, force, "--output")
     pem = provider.public_key_pem(key_id)
     if output is not None:
         output.write_bytes(pem)

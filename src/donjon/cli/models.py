@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.state import ExitCode, state
 from donjon.cli.vault_session import (
     list_names,
@@ -59,9 +60,11 @@ def pull(
     dest: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write it.")],
     version: Annotated[int | None, typer.Option("--version", "-v", min=1)] = None,
     server: Server = None,
+    force: Force = False,
 ) -> None:
     """Download a model version (the latest by default); its digest is checked."""
     cli = state(ctx)
+    refuse_overwrite(dest, force, "DEST")
     with open_client(cli, server) as client:
         record = client.pull("model", name, dest, version)
     show_record(cli, "pulled", record)

@@ -90,4 +90,34 @@ def run_app(args: list[str]) -> int:
     except DonjonError as e:
         typer.secho(f"error: {e}", err=True, fg="red")
         return ExitCode.ERROR
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        return ExitCode.ERROR
+    except Exception as e:  # noqa: BLE001 - the CLI boundary: a message, never a traceback
+        return _unexpected(e, args)
     return int(result) if isinstance(result, int) else ExitCode.OK
+
+
+def _unexpected(error: Exception, args: list[str]) -> int:
+    """An error no command anticipated: say what failed and what to do, exit 2.
+
+    ``DONJON_DEBUG=1`` shows the traceback (for a bug report); the log keeps it at debug.
+    """
+    import logging
+    import os
+
+    command = " ".join(a for a in args[:3] if not a.startswith("-")) or "donjon"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    kind = type(error).__name__
+    typer.secho(
+        f"error: {command} failed: {kind}{': ' + reason if reason else ''}", err=True, fg="red"
+    )
+    if isinstance(error, OSError | ValueError | LookupError | TypeError):
+        typer.echo("check the input files and options (donjon COMMAND --help)", err=True)
+    typer.echo("set DONJON_DEBUG=1 to see the traceback when reporting a bug", err=True)
+    logging.getLogger("donjon.cli").debug("unexpected error", exc_info=error)
+    if os.environ.get("DONJON_DEBUG", "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(error)
+    return ExitCode.ERROR

@@ -35,6 +35,9 @@ def scan(
     allow: Annotated[
         list[str] | None, typer.Option("--allow", help="Extra allowed callable (repeatable).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the --output file if it exists.")
+    ] = False,
 ) -> int:
     """Scan model files without loading them; exit 1 on findings at or above --fail-on."""
     from donjon.app.scan import scan_policy
@@ -54,6 +57,7 @@ def scan(
         fmt=output_format or ScanFormat(cli.format.value),
         output=output,
         workers=workers,
+        force=force,
     )
 
 

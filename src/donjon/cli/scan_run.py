@@ -35,6 +35,7 @@ def run_scan(
     fmt: ScanFormat,
     output: Path | None,
     workers: int | None,
+    force: bool = False,
 ) -> int:
     """Scan ``paths``, publish findings (building the app on the first), render; the exit code.
 
@@ -42,7 +43,11 @@ def run_scan(
     next file is reported; ``scan.completed`` follows a scan with a finding or
     an error, or any scan when ``record_clean``.
     """
+    from donjon.errors import ScanError
     from donjon.scan import scan_path
+
+    if output is not None and output.exists() and not force:
+        raise ScanError(f"{output} already exists; pass --force to overwrite it")
 
     def file_done(done: FileReport) -> None:
         if done.findings:  # the app (database, ledger, outbox) is built on the first event
@@ -56,6 +61,12 @@ def run_scan(
     with progress as bar:
         task = bar.add_task("scanning", total=None)
         report = scan_path(*paths, policy=policy, workers=workers, on_file=file_done)
+    if not report.files:
+        given = ", ".join(str(p) for p in paths)
+        raise ScanError(
+            f"nothing scannable in {given}: no regular file (an empty folder, a device or a "
+            "pipe is not a model file)"
+        )
     if report.findings or report.errors or record_clean:
         _publish_completed(cli, report, threshold)
     _render(cli, report, fmt, output)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.state import state
 from donjon.errors import ConfigError, DonjonError
 
@@ -82,6 +83,7 @@ def sign(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Hashing threads (default: cores).")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Sign MODEL: hash every file, sign the manifest, write an OMS bundle."""
     require("cryptography", "sign")
@@ -104,6 +106,7 @@ def sign(
         raise typer.BadParameter(f"use one of {', '.join(_HASHES)}", param_hint="--hash")
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
+    refuse_overwrite(signature, force, "--signature")
     try:
         secret = passphrase_from_env(passphrase_env)
         signer: Signer | None = None

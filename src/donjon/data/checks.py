@@ -46,6 +46,7 @@ DETECTORS: dict[str, Detector] = {
 }
 PRIMARY = frozenset({"label_issues", "trigger_search", "near_duplicates"})
 MAX_FINDING_ROWS = 1000
+MIN_RECORDS = 10
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,11 @@ def check(
         pred_probs=pred_probs,
     )
     labelled = loaded.data
+    if labelled.n < MIN_RECORDS:
+        raise DataError(
+            f"{loaded.source} has {labelled.n} record(s): a poisoning check compares records "
+            f"with each other and needs at least {MIN_RECORDS}"
+        )
     names = list(detectors or DETECTORS)
     notes = list(loaded.notes)
     if labelled.y is None:

@@ -44,11 +44,14 @@ def render_check_text(report: CheckReport, limit: int = 25) -> str:
         (r.summary.get("triggers", []) for r in report.results if r.detector == "trigger_search"),
         [],
     ):
-        box = trigger["box"]
+        box = trigger.get("box")
+        where = (
+            f"{box['height']}x{box['width']} patch at ({box['top']}, {box['left']})"
+            if box
+            else "fixed values in " + ", ".join(trigger.get("features", []))
+        )
         lines.append(
-            f"  backdoor trigger: {box['height']}x{box['width']} patch at "
-            f"({box['top']}, {box['left']}) -> {trigger['target']!r} "
-            f"on {trigger['records']} records"
+            f"  backdoor trigger: {where} -> {trigger['target']!r} on {trigger['records']} records"
         )
     if report.shift is not None:
         lines.append(

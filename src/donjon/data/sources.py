@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +26,30 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from pydantic import BaseModel, ConfigDict
 
 from donjon.core.artifacts import ArtifactRef
 from donjon.core.findings import Finding, Subject
+from donjon.core.tomlfile import read_toml, validate
 from donjon.data import rules
 from donjon.data.tabular import data_format, read_npz, read_table, write_table
 from donjon.errors import DataError, InputError
 
 ROW, SOURCE, REASON = "_donjon_row", "_donjon_source", "_donjon_reason"
+
+
+class SourcesTable(BaseModel):
+    """``[sources]`` of a source policy file."""
+
+    model_config = ConfigDict(extra="forbid")
+    trusted: list[str] = []
+    denied: list[str] = []
+    allow_unknown: bool = False
+
+
+class PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: SourcesTable
 
 
 @dataclass(frozen=True)
@@ -45,21 +60,12 @@ class SourcePolicy:
 
     @classmethod
     def load(cls, path: Path) -> SourcePolicy:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise InputError(f"cannot read source policy {path}: {e}") from e
-        section = data.get("sources")
-        if not isinstance(section, dict):
+        data = read_toml(path, "source policy")
+        if not isinstance(data.get("sources"), dict):
             raise InputError(f"{path}: the policy needs a [sources] table")
-        unknown = set(section) - {"trusted", "denied", "allow_unknown"}
-        if unknown:
-            raise InputError(f"{path}: unknown keys in [sources]: {sorted(unknown)}")
-        trusted, denied = section.get("trusted", []), section.get("denied", [])
-        allow = section.get("allow_unknown", False)
-        if not all(isinstance(p, str) for p in [*trusted, *denied]) or not isinstance(allow, bool):
-            raise InputError(f"{path}: trusted/denied are lists of strings, allow_unknown a bool")
-        return cls(tuple(trusted), tuple(denied), allow)
+        document = validate(PolicyFile, data, f"source policy {path}")
+        section = document.sources
+        return cls(tuple(section.trusted), tuple(section.denied), section.allow_unknown)
 
     def judge(self, source: str | None) -> str | None:
         """None when admitted, else the reason for quarantine."""

@@ -31,7 +31,6 @@ registry's promotion gate passes the wiring ``app.py`` gives it.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,8 +38,10 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from donjon.core.severity import Severity
+from donjon.core.tomlfile import read_toml, validate
 from donjon.errors import InputError
 from donjon.provenance.attest import provenance_path
 from donjon.provenance.certs import load_certificates
@@ -51,18 +52,49 @@ from donjon.provenance.sign import signature_ignore
 from donjon.provenance.slsa import verify_provenance
 from donjon.provenance.verify import CertificateTrust, KeyTrust, Trust, verify_model
 
-_SECTIONS: dict[str, set[str]] = {
-    "signature": {"public_keys", "certificate_chain", "identities", "ignore_unsigned_files"},
-    "provenance": {
-        "required",
-        "builder_keys",
-        "builders",
-        "datasets_need_manifest",
-        "allow_dirty_source",
-    },
-    "metrics": set(),
-    "scan": {"required", "max_severity"},
-}
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignatureTable(_Table):
+    public_keys: list[str] = []
+    certificate_chain: list[str] = []
+    identities: list[str] = []
+    ignore_unsigned_files: bool = False
+
+
+class ProvenanceTable(_Table):
+    required: bool = False
+    builder_keys: list[str] = []
+    builders: list[str] = []
+    datasets_need_manifest: bool = False
+    allow_dirty_source: bool = True
+
+
+class MetricBound(_Table):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> MetricBound:
+        if self.min is None and self.max is None:
+            raise ValueError("a metric needs { min = x } and/or { max = y }")
+        return self
+
+
+class ScanTable(_Table):
+    required: bool = False
+    max_severity: str = "info"
+
+
+class PolicyFile(_Table):
+    """The verification policy file, validated before any key or certificate is read."""
+
+    signature: SignatureTable = SignatureTable()
+    provenance: ProvenanceTable = ProvenanceTable()
+    metrics: dict[str, MetricBound] = {}
+    scan: ScanTable = ScanTable()
 
 
 SCAN_SCHEMA = "donjon.scan/v1"
@@ -91,66 +123,36 @@ class Policy:
 
     @classmethod
     def load(cls, path: Path) -> Policy:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise InputError(f"cannot read policy {path}: {e.strerror}") from e
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"policy {path} is not valid TOML: {e}") from e
-        return cls.from_dict(data, path.parent)
+        return cls.from_dict(read_toml(path, "policy"), path.parent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: Path) -> Policy:
-        for section, value in data.items():
-            if section not in _SECTIONS or not isinstance(value, dict):
+        for section in data:
+            if section not in PolicyFile.model_fields:
                 raise InputError(f"policy: unknown section [{section}]")
-            unknown = set(value) - _SECTIONS[section] if section != "metrics" else set()
-            if unknown:
-                raise InputError(f"policy: unknown key(s) in [{section}]: {sorted(unknown)}")
-        sig, prov = data.get("signature", {}), data.get("provenance", {})
-        scan = data.get("scan", {})
-
-        def paths(section: dict[str, Any], key: str) -> list[Path]:
-            value = section.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise InputError(f"policy: {key} must be a list of paths")
-            return [base / v for v in value]
-
-        def strings(section: dict[str, Any], key: str) -> tuple[str, ...]:
-            value = section.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise InputError(f"policy: {key} must be a list of strings")
-            return tuple(value)
-
-        def flag(section: dict[str, Any], key: str, default: bool) -> bool:
-            value = section.get(key, default)
-            if not isinstance(value, bool):
-                raise InputError(f"policy: {key} must be true or false")
-            return value
-
-        metrics: dict[str, Bound] = {}
-        for name, bound in data.get("metrics", {}).items():
-            if not isinstance(bound, dict) or not set(bound) <= {"min", "max"} or not bound:
-                raise InputError(f"policy: metric {name} needs {{ min = x }} and/or {{ max = y }}")
-            if not all(isinstance(v, int | float) for v in bound.values()):
-                raise InputError(f"policy: bounds of metric {name} must be numbers")
-            metrics[name] = Bound(bound.get("min"), bound.get("max"))
+        doc = validate(PolicyFile, data, "policy")
+        sig, prov, scan = doc.signature, doc.provenance, doc.scan
+        metrics = {name: Bound(b.min, b.max) for name, b in doc.metrics.items()}
         try:
-            max_severity = Severity.parse(str(scan.get("max_severity", "info")))
+            max_severity = Severity.parse(scan.max_severity)
         except ValueError as e:
             raise InputError(f"policy: {e}") from e
+
+        def paths(values: list[str]) -> list[Path]:
+            return [base / v for v in values]
+
         policy = cls(
-            public_keys=tuple(load_public_key(p) for p in paths(sig, "public_keys")),
-            anchors=tuple(load_certificates(paths(sig, "certificate_chain"))),
-            identities=strings(sig, "identities"),
-            ignore_unsigned_files=flag(sig, "ignore_unsigned_files", False),
-            provenance_required=flag(prov, "required", False),
-            builder_keys=tuple(load_public_key(p) for p in paths(prov, "builder_keys")),
-            builders=strings(prov, "builders"),
-            datasets_need_manifest=flag(prov, "datasets_need_manifest", False),
-            allow_dirty_source=flag(prov, "allow_dirty_source", True),
+            public_keys=tuple(load_public_key(p) for p in paths(sig.public_keys)),
+            anchors=tuple(load_certificates(paths(sig.certificate_chain))),
+            identities=tuple(sig.identities),
+            ignore_unsigned_files=sig.ignore_unsigned_files,
+            provenance_required=prov.required,
+            builder_keys=tuple(load_public_key(p) for p in paths(prov.builder_keys)),
+            builders=tuple(prov.builders),
+            datasets_need_manifest=prov.datasets_need_manifest,
+            allow_dirty_source=prov.allow_dirty_source,
             metrics=metrics,
-            scan_required=flag(scan, "required", False),
+            scan_required=scan.required,
             scan_max_severity=max_severity,
         )
         if not policy.public_keys and not policy.anchors:

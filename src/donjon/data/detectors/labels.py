@@ -3,7 +3,12 @@
 1. Out-of-sample probabilities from cross-validated models (or the user's own).
 2. cleanlab's confident joint estimates how often each class is labelled as each other
    class, and prunes the likely label issues.
-3. Models refitted without the pruned rows give cleaner probabilities ``p(j | x)``.
+3. Models refitted without the pruned rows give cleaner probabilities ``p(j | x)``. A
+   class-conditional flip (a share of one class relabelled as another) forms a coherent
+   cluster that cross-validated models partly learn: its records vouch for each other. So
+   the cleaning is iterated: records found wrong (step 5) leave the training rows too, and
+   the models are refitted until the set left out stops changing (at most
+   ``CLEANING_ROUNDS`` refits).
 4. Each record's posterior that its label is wrong follows Bayes' rule with the estimated
    noise matrix ``T[i][j] = P(label i | true class j)``, each off-diagonal cell shrunk toward
    the average off-diagonal count (so an unobserved confusion is not treated as impossible):
@@ -23,6 +28,7 @@ from donjon.data.detectors.base import DetectorResult, LabelledData, RecordFlag
 from donjon.data.detectors.models import out_of_sample_probs
 
 NAME = "label_issues"
+CLEANING_ROUNDS = 3
 
 
 def _normalise(probs: np.ndarray) -> np.ndarray:
@@ -45,6 +51,31 @@ def label_posterior(probs: np.ndarray, labels: np.ndarray, noise: np.ndarray) ->
     return np.asarray(post / post.sum(axis=1, keepdims=True))
 
 
+def _clean_probabilities(
+    X: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    first: np.ndarray,
+    pruned: np.ndarray,
+    noise: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities from models fitted without the suspect rows, refitted until the suspects
+    are stable; and the posterior over each record's true class."""
+    clean, left_out = first, pruned
+    for _ in range(CLEANING_ROUNDS):
+        keep = np.flatnonzero(~left_out)
+        if np.bincount(y[keep], minlength=k).min() < 2:
+            break  # a class would be left with too few records to cross-validate
+        clean = _normalise(out_of_sample_probs(X, y, k, keep, seed))
+        posterior = label_posterior(clean, y, noise)
+        suspects = pruned | (posterior[np.arange(len(y)), y] < 0.5)
+        if (suspects == left_out).all():
+            return clean, posterior
+        left_out = suspects
+    return clean, label_posterior(clean, y, noise)
+
+
 def detect_label_issues(data: LabelledData, seed: int = 0) -> DetectorResult:
     from cleanlab.count import estimate_joint
     from cleanlab.filter import find_label_issues
@@ -65,11 +96,11 @@ def detect_label_issues(data: LabelledData, seed: int = 0) -> DetectorResult:
         warnings.simplefilter("ignore")  # cleanlab warns on tiny classes; results stand
         pruned = find_label_issues(y, first, filter_by="prune_by_noise_rate")
         joint = estimate_joint(y, first) * n
-    keep = np.flatnonzero(~pruned)
-    refit = supplied or len(np.unique(y[keep])) < k
-    clean = first if refit else _normalise(out_of_sample_probs(data.X, y, k, keep, seed))
     noise = noise_matrix(joint)
-    posterior = label_posterior(clean, y, noise)
+    if supplied:
+        clean, posterior = first, label_posterior(first, y, noise)
+    else:
+        clean, posterior = _clean_probabilities(data.X, y, k, first, pruned, noise, seed)
     wrong = 1.0 - posterior[np.arange(n), y]
     likely = posterior.argmax(axis=1)
     flags = tuple(

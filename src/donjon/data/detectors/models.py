@@ -26,13 +26,14 @@ MAX_SVM_ROWS = 20_000
 _WEIGHT_STEP = 0.1
 
 
-def _models(n_train: int, n_total: int) -> list[Pipeline]:
+def _models(n_train: int, n_total: int, smallest: int = 3) -> list[Pipeline]:
+    """The model families; ``smallest``: the fewest training records of any class."""
     neighbours = max(1, min(10, n_train // 10))
     models = [
         make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)),
         make_pipeline(StandardScaler(), KNeighborsClassifier(neighbours, weights="distance")),
     ]
-    if n_total <= MAX_SVM_ROWS:  # kernel SVMs scale quadratically
+    if n_total <= MAX_SVM_ROWS and smallest >= 3:  # quadratic cost; calibration needs 3 folds
         svm = CalibratedClassifierCV(SVC(C=10), ensemble=False, cv=3)
         models.append(make_pipeline(StandardScaler(), svm))
     return models
@@ -62,18 +63,19 @@ def out_of_sample_probs(
     fit = np.arange(n) if fit_rows is None else np.asarray(fit_rows)
     rest = np.setdiff1d(np.arange(n), fit)
     Xf, yf = X[fit], y[fit]
-    per_model = [np.zeros((n, k)) for _ in _models(len(fit), n)]
     smallest = int(np.bincount(yf, minlength=k)[np.bincount(yf, minlength=k) > 0].min())
     folds = max(2, min(FOLDS, smallest))
+    in_train = smallest - -(-smallest // folds)  # the fewest of a class in a training fold
+    per_model = [np.zeros((n, k)) for _ in _models(len(fit), n, in_train)]
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         splits = list(splitter.split(Xf, yf))
     for train, test in splits:
-        for i, model in enumerate(_models(len(train), n)):
+        for i, model in enumerate(_models(len(train), n, in_train)):
             per_model[i][fit[test]] = _fit_predict(model, Xf[train], yf[train], Xf[test], k)
     if len(rest):
-        for i, model in enumerate(_models(len(fit), n)):
+        for i, model in enumerate(_models(len(fit), n, in_train)):
             per_model[i][rest] = _fit_predict(model, Xf, yf, X[rest], k)
     return _best_mixture(per_model, fit, yf)
 

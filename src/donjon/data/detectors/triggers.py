@@ -1,10 +1,13 @@
-"""Trigger-pattern search for image-like arrays (BadNets-style backdoors).
+"""Trigger-pattern search (BadNets-style backdoors) in images and in tables.
 
 A backdoor trigger is a small patch of fixed values stamped on records relabelled to one
-target class. The search needs no poison rate:
+target class: a square of pixels in an image, one or two cells of a table row. The search
+needs no poison rate:
 
-1. For every square window (sides 1 to 4 pixels, every position), records sharing
-   exactly the same window content form groups.
+1. For every window (images: squares of sides 1 to 4 pixels at every position; tables:
+   every feature with mostly distinct values, and every pair of them), records sharing
+   exactly the same window content form groups. In continuous columns exact ties are
+   rare, so a group of a few records stands out however small the poisoned share.
 2. A group is a candidate when its labels are concentrated on one class far beyond that
    class's share of the data (one-sided binomial test, Bonferroni-corrected over every
    group tested).
@@ -44,7 +47,7 @@ class Candidate:
     rows: np.ndarray  # records carrying the content and the target label
     target: int
     log_p: float
-    box: tuple[int, int, int, int]  # top, left, height, width
+    box: tuple[int, int, int, int] | None  # top, left, height, width (images)
     values: tuple[float, ...]
 
 
@@ -60,11 +63,11 @@ def infer_image_shape(d: int) -> tuple[int, ...] | None:
     return None
 
 
-def _windows(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, int, int, int]]]:
+def _windows(shape: tuple[int, ...]) -> list[Window]:
     height, width = shape[0], shape[1]
     channels = shape[2] if len(shape) == 3 else 1
     grid = np.arange(height * width * channels).reshape(height, width, channels)
-    out = []
+    out: list[Window] = []
     for side in range(1, MAX_SIDE + 1):
         for top in range(height - side + 1):
             for left in range(width - side + 1):
@@ -73,11 +76,28 @@ def _windows(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, i
     return out
 
 
-def _candidates(data: LabelledData, y: np.ndarray, shape: tuple[int, ...]) -> list[Candidate]:
+Window = tuple[tuple[int, ...], tuple[int, int, int, int] | None]
+MAX_PAIR_FEATURES = 64  # pairs of up to 64 columns: 2,016 windows
+
+
+def _table_windows(X: np.ndarray) -> list[Window]:
+    """Single columns and pairs of columns whose values are mostly distinct (continuous).
+
+    A column of few values (a category, a count, a flag) groups records by nature; a
+    fixed value stamped into a continuous column is what a trigger looks like.
+    """
+    n = X.shape[0]
+    spread = [j for j in range(X.shape[1]) if len(np.unique(X[:, j])) >= n / 2]
+    out: list[Window] = [((j,), None) for j in spread]
+    paired = spread[:MAX_PAIR_FEATURES]
+    out += [((a, b), None) for i, a in enumerate(paired) for b in paired[i + 1 :]]
+    return out
+
+
+def _candidates(data: LabelledData, y: np.ndarray, windows: list[Window]) -> list[Candidate]:
     k = data.k
     share = np.bincount(y, minlength=k) / len(y)
     found: list[Candidate] = []
-    windows = _windows(shape)
     tests = 0
     for pixels, box in windows:
         block = np.ascontiguousarray(data.X[:, list(pixels)])
@@ -141,14 +161,16 @@ def detect_triggers(data: LabelledData) -> DetectorResult:
     if data.y is None or data.k < 2:
         return DetectorResult(NAME, rules.BACKDOOR_TRIGGER, error="needs labels")
     shape = data.image_shape or infer_image_shape(data.X.shape[1])
-    if shape is None or int(np.prod(shape)) != data.X.shape[1]:
-        return DetectorResult(
-            NAME, rules.BACKDOOR_TRIGGER, summary={"skipped": "features are not image-like"}
-        )
+    if shape is not None and int(np.prod(shape)) == data.X.shape[1]:
+        windows = _windows(shape)
+        summary: dict[str, object] = {"image_shape": list(shape)}
+    else:
+        windows = _table_windows(data.X)
+        summary = {"table_windows": len(windows)}
     flags: list[RecordFlag] = []
-    triggers = []
+    triggers: list[dict[str, object]] = []
     flagged: set[int] = set()
-    candidates = _candidates(data, data.y, shape)
+    candidates = _candidates(data, data.y, windows)
     for cand in candidates:
         rows = np.array([r for r in cand.rows if r not in flagged], dtype=int)
         if len(rows) < MIN_GROUP:
@@ -159,17 +181,20 @@ def detect_triggers(data: LabelledData) -> DetectorResult:
         # most of the group must look like other classes once the patch is hidden
         if stats.binomtest(int(elsewhere.sum()), len(rows), 0.5, "greater").pvalue > ALPHA:
             continue
-        top, left, height, width = cand.box
         name = data.label_name(cand.target)
-        triggers.append(
-            {
-                "target": name,
-                "box": {"top": top, "left": left, "height": height, "width": width},
-                "values": list(cand.values),
-                "records": len(rows),
-                "look_like_other_classes": round(float(elsewhere.mean()), 3),
-            }
-        )
+        where = _where(data, cand)
+        trigger: dict[str, object] = {
+            "target": name,
+            "values": list(cand.values),
+            "records": len(rows),
+            "look_like_other_classes": round(float(elsewhere.mean()), 3),
+        }
+        if cand.box is not None:
+            top, left, height, width = cand.box
+            trigger["box"] = {"top": top, "left": left, "height": height, "width": width}
+        else:
+            trigger["features"] = [data.feature_names[j] for j in cand.pixels]
+        triggers.append(trigger)
         for row, p in zip(rows.tolist(), probs, strict=True):
             flagged.add(row)
             score = float(1.0 - p[cand.target])
@@ -179,11 +204,21 @@ def detect_triggers(data: LabelledData) -> DetectorResult:
                     NAME,
                     rules.BACKDOOR_TRIGGER,
                     score,
-                    f"carries a fixed {height}x{width} patch at ({top}, {left}) shared by "
-                    f"{len(rows)} records labelled {name!r}; without it the record looks like "
-                    f"{data.label_name(int(p.argmax()))!r}",
+                    f"carries {where} shared by {len(rows)} records labelled {name!r}; "
+                    f"without it the record looks like {data.label_name(int(p.argmax()))!r}",
                     {"trigger": len(triggers) - 1, "p_target_without_patch": round(1 - score, 4)},
                 )
             )
-    summary = {"image_shape": list(shape), "candidates": len(candidates), "triggers": triggers}
+    summary |= {"candidates": len(candidates), "triggers": triggers}
     return DetectorResult(NAME, rules.BACKDOOR_TRIGGER, tuple(flags), summary)
+
+
+def _where(data: LabelledData, cand: Candidate) -> str:
+    if cand.box is not None:
+        top, left, height, width = cand.box
+        return f"a fixed {height}x{width} patch at ({top}, {left})"
+    cells = ", ".join(
+        f"{data.feature_names[j] if j < len(data.feature_names) else j}={v:g}"
+        for j, v in zip(cand.pixels, cand.values, strict=True)
+    )
+    return f"fixed values {cells}"

@@ -1,0 +1,35 @@
+"""One rule for the files a command writes: an existing file is kept unless ``--force``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite output files that already exist.")]
+
+
+def refuse_overwrite(
+    paths: Path | list[Path] | None, force: bool, option: str, *, remove: bool = False
+) -> None:
+    """Stop (exit 2) when an output exists and ``--force`` was not given.
+
+    ``remove``: with ``--force``, delete the existing files here, for writers that never
+    overwrite on their own (the data commands); the others replace the file themselves.
+    """
+    given = [] if paths is None else paths if isinstance(paths, list) else [paths]
+    existing = [p for p in given if p.exists() or p.is_symlink()]
+    if not existing:
+        return
+    if not force:
+        names = ", ".join(str(p) for p in existing)
+        raise typer.BadParameter(
+            f"{names} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite",
+            param_hint=option,
+        )
+    for path in existing:
+        if path.is_dir() and not path.is_symlink():
+            raise typer.BadParameter(f"{path} is a folder; not overwriting it", param_hint=option)
+    for path in existing if remove else ():
+        path.unlink()
