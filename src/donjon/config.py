@@ -360,18 +360,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
-        problems = "; ".join(_problem(err["loc"], err["msg"], path) for err in e.errors())
-        raise ConfigError(f"invalid settings: {problems}") from e
+        problems = [_problem(err["loc"], err["msg"]) for err in e.errors()]
+        from_file = path is not None and any(not p.startswith("DONJON_") for p in problems)
+        where = f" in {path}" if from_file else ""
+        raise ConfigError(f"invalid settings{where}: {'; '.join(problems)}") from e
     except (OSError, ValueError) as e:  # TOML syntax errors are ValueErrors
         raise ConfigError(f"cannot read settings file {path}: {e}") from e
     finally:
         _CONFIG_FILE.reset(token)
 
 
-def _problem(loc: tuple[int | str, ...], message: str, path: Path | None) -> str:
-    """One validation problem, naming where the value came from: a variable or the file."""
-    field = ".".join(str(p) for p in loc) or "settings"
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One validation problem, naming the variable when a ``DONJON_*`` variable set it."""
     variable = "DONJON_" + "__".join(str(p) for p in loc).upper()
     if loc and variable in os.environ:
         return f"{variable}={os.environ[variable]!r}: {message}"
-    return f"{field}{f' in {path}' if path else ''}: {message}"
+    return f"{'.'.join(str(p) for p in loc) or 'settings'}: {message}"
