@@ -191,5 +191,5 @@ def build_metrics(soc: SocWiring) -> DonjonMetrics | None:
     soc.bus.subscribe(metrics)
     if soc.dispatcher is not None:
         dispatcher = soc.dispatcher
-        metrics.track_outbox(dispatcher.lag, dispatcher.store.dead_letters)
+        metrics.track_outbox(dispatcher.lag, dispatcher.store.dead_letters, dispatcher.guarantees())
     return metrics

@@ -64,7 +64,7 @@ def serve(
     metrics = DonjonMetrics()
     dispatcher = cli.app.dispatcher
     if dispatcher is not None:
-        metrics.track_outbox(dispatcher.lag, dispatcher.store.dead_letters)
+        metrics.track_outbox(dispatcher.lag, dispatcher.store.dead_letters, dispatcher.guarantees())
     follower = _Follower(path or settings.events_path)
     address = host or settings.monitor.metrics_host
     try:

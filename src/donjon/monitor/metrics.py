@@ -9,7 +9,7 @@ dead letters are read from the delivery dispatcher at scrape time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
@@ -103,9 +103,11 @@ class DonjonMetrics:
         self,
         lag: Callable[[], dict[str, int]],
         dead_letters: Callable[[], list[dict[str, Any]]] | None = None,
+        guarantees: Mapping[str, str] | None = None,
     ) -> None:
-        """Export the outbox's per-sink lag (and dead letters), read at each scrape."""
-        self.registry.register(_OutboxCollector(lag, dead_letters))
+        """Export the outbox's per-sink lag (and dead letters), read at each scrape, and
+        each sink's delivery guarantee (``lossy`` for syslog over UDP)."""
+        self.registry.register(_OutboxCollector(lag, dead_letters, dict(guarantees or {})))
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -118,8 +120,9 @@ class _OutboxCollector(Collector):
         self,
         lag: Callable[[], dict[str, int]],
         dead: Callable[[], list[dict[str, Any]]] | None,
+        guarantees: dict[str, str],
     ) -> None:
-        self._lag, self._dead = lag, dead
+        self._lag, self._dead, self._guarantees = lag, dead, guarantees
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
@@ -140,6 +143,15 @@ class _OutboxCollector(Collector):
             for sink, count in sorted(counts.items()):
                 dead.add_metric([sink], count)
             yield dead
+        if self._guarantees:
+            info = GaugeMetricFamily(
+                "donjon_outbox_sink_guarantee",
+                "1 per sink with its delivery guarantee: at-least-once, or lossy (syslog "
+                "over UDP: 'delivered' there only means sent)", None, ["sink", "guarantee"],
+            )  # fmt: skip
+            for sink, guarantee in sorted(self._guarantees.items()):
+                info.add_metric([sink, guarantee], 1)
+            yield info
 
 
 def metrics_app(metrics: DonjonMetrics) -> Any:

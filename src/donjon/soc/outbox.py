@@ -280,6 +280,11 @@ class Dispatcher:
                 except DonjonError:  # it expires on its own
                     log.warning("outbox: could not release the relay lease", exc_info=True)
 
+    def guarantees(self) -> dict[str, str]:
+        """Each sink's delivery guarantee: ``at-least-once`` unless it says otherwise
+        (syslog over UDP is ``lossy``: nothing acknowledges a datagram)."""
+        return {s.name: str(getattr(s, "guarantee", "at-least-once")) for s in self.sinks}
+
     def lag(self) -> dict[str, int]:
         """Events stored but not yet delivered (or parked), per sink."""
         return {s.name: self.store.count_after(self.store.position(s.name)) for s in self.sinks}

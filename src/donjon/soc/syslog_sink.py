@@ -1,11 +1,26 @@
-"""Syslog sink: RFC 5424 over UDP, TCP (RFC 6587 octet counting) or TLS (RFC 5425)."""
+"""Syslog sink: RFC 5424 over UDP, TCP (RFC 6587 octet counting) or TLS (RFC 5425).
+
+Syslog over TCP has no application acknowledgement, so "delivered" means: the
+receiver's TCP stack acknowledged every byte of the batch (the socket's send
+queue is empty, read with ``SIOCOUTQ`` on Linux) on a connection that the
+receiver had not closed before or while the batch was written. A connection the
+receiver closed (a restart) is noticed before it is reused, by a non-blocking
+check for its end (EOF, reset, TLS close_notify), and after each write; either
+way the batch is sent again on a new connection (at least once: a duplicate
+carries the same uid, never a loss). UDP has no acknowledgement at all: a
+datagram the receiver drops is gone, so a UDP sink is lossy (``guarantee``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import select
 import socket
 import ssl
+import termios
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -17,13 +32,51 @@ from donjon.soc.syslog import Payload, format_syslog, octet_frame
 
 Protocol = Literal["udp", "tcp", "tls"]
 UDP_MAX = 65_000
+SIOCOUTQ = termios.TIOCOUTQ  # bytes in the send queue not yet acknowledged by the peer
+
+
+class PeerClosed(OSError):
+    """The receiver closed the connection (or reset it): what was written may be lost."""
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the receiver has ended the connection (EOF, a reset, a TLS close_notify or
+    alert), checked without blocking. A syslog receiver sends nothing else, but TLS 1.3
+    session tickets arrive after the handshake: those are read and the check goes on."""
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        while True:
+            pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+            if not pending and not select.select([sock], [], [], 0)[0]:
+                return False
+            try:
+                if not sock.recv(4096):
+                    return True  # EOF
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return False  # a TLS record that carried no data (a session ticket)
+    except (OSError, ValueError):
+        return True  # reset, TLS alert, closed socket
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
+
+
+def unacknowledged(sock: socket.socket) -> int:
+    """Bytes written but not yet acknowledged by the receiver's TCP stack."""
+    try:
+        packed = fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0\0\0\0")
+    except OSError:  # not Linux: no way to tell, the peer checks still hold
+        return 0
+    return int.from_bytes(packed, "little", signed=True)
 
 
 class SyslogSink:
     """Sends each event as one RFC 5424 message; one connection, re-opened on failure.
 
     A failed send raises :class:`SinkUnavailable`, so the outbox retries the
-    whole batch later (delivery is at least once).
+    whole batch later (delivery is at least once over TCP and TLS; see the module
+    docstring for what "delivered" means, and why UDP is lossy).
     """
 
     def __init__(
@@ -67,6 +120,11 @@ class SyslogSink:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
+    @property
+    def guarantee(self) -> str:
+        """``lossy`` over UDP (no acknowledgement), else ``at-least-once``."""
+        return "lossy" if self.protocol == "udp" else "at-least-once"
+
     def render(self, event: SecurityEvent) -> str:
         return format_syslog(event, **self._format)  # type: ignore[arg-type]
 
@@ -80,7 +138,7 @@ class SyslogSink:
                 if self.protocol == "udp":
                     self._send_udp(messages)
                 else:
-                    self._connect().sendall(b"".join(octet_frame(m) for m in messages))
+                    self._send_stream(b"".join(octet_frame(m) for m in messages))
             except (OSError, ssl.SSLError) as e:
                 self._close()
                 raise SinkUnavailable(
@@ -98,7 +156,30 @@ class SyslogSink:
                 raise ExportError(f"syslog message of {len(data)} bytes does not fit in UDP")
             sock.sendto(data, (self.host, self.port))
 
+    def _send_stream(self, data: bytes) -> None:
+        sock = self._connect()
+        sock.sendall(data)
+        self._confirm(sock)
+
+    def _confirm(self, sock: socket.socket) -> None:
+        """Wait until the receiver's TCP stack has acknowledged every byte written, and
+        fail if it closed the connection meanwhile (the batch is then sent again)."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            if peer_closed(sock):
+                raise PeerClosed("the receiver closed the connection during the write")
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, "the connection failed during the write")
+            if unacknowledged(sock) <= 0:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the receiver did not acknowledge the batch in time")
+            select.select([sock], [], [], 0.002)
+
     def _connect(self) -> socket.socket:
+        if self._sock is not None and peer_closed(self._sock):
+            self._close()  # the receiver went away (a restart): a new connection
         if self._sock is None:
             raw = socket.create_connection((self.host, self.port), timeout=self._timeout)
             if self._ssl is not None:
