@@ -328,3 +328,42 @@ def test_keras_registered_name_is_judged_like_a_module_path(tmp_path: Path) -> N
     assert "DJ-KER-002" in _rules(_write(tmp_path, "a.json", json.dumps(config)))
     config = {"class_name": "Sequential", "config": {"layers": [custom]}}
     assert _rules(_write(tmp_path, "b.json", json.dumps(config))) == set()
+
+
+def test_onnx_string_metadata_is_judged_by_content(tmp_path: Path) -> None:
+    io_info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("a", "b")]
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["a"], ["b"])], "g", io_info[:1], io_info[1:]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"prompt": "{{ lipsum.__globals__['os'].popen('id') }}"})
+    assert _rules(_write(tmp_path, "m.onnx", model.SerializeToString())) == {"DJ-GGF-001"}
+    helper.set_model_props(model, {"author": "me", "prompt": "{{ messages[0]['content'] }}"})
+    assert _rules(_write(tmp_path, "ok.onnx", model.SerializeToString())) == set()
+
+
+def test_protocol_0_pickle_bytes_inside_a_pickle_are_interpreted(tmp_path: Path) -> None:
+    inner = pickle.dumps(_Shell(), protocol=0)  # no PROTO header: it starts with GLOBAL
+    outer = pickle.dumps(_Holder(inner), protocol=4)
+    assert "DJ-PKL-001" in _rules(_write(tmp_path, "outer.pkl", outer))
+
+
+class _Holder:
+    """An unknown class called with bytes: its argument is interpreted when it is a pickle."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_Holder, (self.blob,))
+
+
+def test_tensorflow_print_to_a_file_is_a_file_write(tmp_path: Path) -> None:
+    def print_node(stream: str) -> bytes:
+        attr = pb(5, pb(1, "output_stream") + pb(2, pb(2, stream)))
+        return pb(1, pb(1, "p") + pb(2, "PrintV2") + attr)
+
+    to_file = pb(1, 1) + pb(2, pb(2, print_node("file:///etc/cron.d/x")))
+    to_stderr = pb(1, 1) + pb(2, pb(2, print_node("stderr")))
+    assert _rules(_write(tmp_path, "a", to_file)) == {"DJ-TF-001"}
+    assert _rules(_write(tmp_path, "b", to_stderr)) == set()

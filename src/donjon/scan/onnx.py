@@ -108,6 +108,14 @@ def scan_onnx(ctx: Context, source: Source) -> None:
     except ProtoError as e:
         ctx.add(rules.ONX_MALFORMED, f"not a valid ONNX model: {e}", source)
         return
+    metadata = {
+        next(strings(entry, 1), ""): next(strings(entry, 2), "")
+        for entry in submessages(data, 14)  # ModelProto.metadata_props
+    }
+    if metadata:  # templates, targets and configs in string metadata, judged by content
+        from donjon.scan.config import check_value
+
+        check_value(ctx, source, metadata, "metadata_props")
     for location in sorted(set(locations)):
         if escapes(source.folder, location):
             ctx.add(

@@ -416,7 +416,11 @@ def _two_strings(args: Any) -> bool:
 
 
 def _looks_like_pickle(data: bytes) -> bool:
-    return len(data) >= 4 and data[0] == 0x80 and data[1] <= 5 and data.rstrip()[-1:] == b"."
+    """Embedded bytes worth interpreting: a PROTO header, or a protocol-0/1 import first."""
+    if len(data) < 4 or data.rstrip()[-1:] != b".":
+        return False
+    start = 1 if data[:1] == b"(" else 0
+    return (data[0] == 0x80 and data[1] <= 5) or _GLOBAL_TEXT.match(data, start) is not None
 
 
 def _holds_bytes(value: Any, depth: int) -> bool:

@@ -37,7 +37,17 @@ SAVER_OPS = frozenset(
 _SAVER_FUNCTIONS = ("traced_save", "traced_restore", "_save_fn", "_restore_fn", "save_fn",
                     "restore_fn", "saver", "restore_from_tensors", "save_to_tensors")  # fmt: skip
 _SAVER_SCOPES = ("save/", "save_", "saver", "restore/", "checkpoint")
-_REPORTED = (UNSAFE_OPS - {"PrintV2"}) | SAVER_OPS
+_PRINT_TO_FILE = "PrintV2(output_stream=file://)"
+_REPORTED = (UNSAFE_OPS - {"PrintV2"}) | SAVER_OPS | {_PRINT_TO_FILE}
+
+
+def _writes_to_file(node: memoryview) -> bool:
+    """PrintV2's ``output_stream`` attribute naming a file ("file://...") instead of a stream."""
+    for entry in submessages(node, 5):  # NodeDef.attr: map<string, AttrValue>
+        if next(strings(entry, 1), "") == "output_stream":
+            value = next(submessages(entry, 2), memoryview(b""))
+            return any(s.startswith("file://") for s in strings(value, 2))  # AttrValue.s
+    return False
 
 
 def _ops(graph: memoryview) -> Iterator[tuple[str, str, str]]:
@@ -45,7 +55,7 @@ def _ops(graph: memoryview) -> Iterator[tuple[str, str, str]]:
     for node in submessages(graph, 1):  # GraphDef.node
         name = next(strings(node, 1), "")
         for op in strings(node, 2):  # NodeDef.op
-            yield op, "", name
+            yield (_PRINT_TO_FILE if op == "PrintV2" and _writes_to_file(node) else op), "", name
     for library in submessages(graph, 2):  # GraphDef.library
         for function in submessages(library, 1):  # FunctionDefLibrary.function
             signature = next(submessages(function, 1), memoryview(b""))
@@ -53,6 +63,8 @@ def _ops(graph: memoryview) -> Iterator[tuple[str, str, str]]:
             for node in submessages(function, 3):  # FunctionDef.node_def
                 name = next(strings(node, 1), "")
                 for op in strings(node, 2):
+                    if op == "PrintV2" and _writes_to_file(node):
+                        op = _PRINT_TO_FILE
                     yield op, fname, name
 
 
