@@ -286,3 +286,23 @@ def test_a_one_shot_process_signs_only_at_multiples(database: Database, tmp_path
     ledger.append_many(event("c", i) for i in range(12))
     ledger.close()
     assert [c.seq for c in read_witness(witness)] == [10]
+
+
+def test_a_failing_witness_never_breaks_the_ledger(
+    database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.server.process import free_port
+
+    witness = tmp_path / "witness.jsonl"
+    ledger = Ledger(
+        SqlLedgerStore(database),
+        keys=FileKeyProvider(tmp_path / "keys"),
+        checkpoint_every=5,
+        witnesses=[UrlWitness(f"http://127.0.0.1:{free_port()}/", timeout=2), FileWitness(witness)],
+    )
+    ledger.start_anchoring()
+    ledger.append_many(event("f", i) for i in range(7))
+    ledger.close()
+    assert [c.seq for c in read_witness(witness)] == [5, 7], "the other witnesses still get them"
+    assert "witness url missed the checkpoint at entry 5" in caplog.text
+    assert ledger.verify().ok

@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 
 from donjon.audit.chain import Checkpoint, entry_body, entry_hash, signed_payload
 from donjon.audit.verify import Verification, verify_chain
-from donjon.audit.witness import Witness, is_announcement
+from donjon.audit.witness import AnchorState, Witness, is_announcement
 from donjon.core.clock import SystemClock
 from donjon.core.events import SecurityEvent
 from donjon.core.ports import Clock, KeyProvider
@@ -118,7 +118,7 @@ class Ledger:
         self._turn = threading.Condition()
         self._queue: list[_Pending] = []
         self._writing = False
-        self._anchor = _AnchorState()
+        self._anchor = AnchorState()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -302,7 +302,10 @@ class Ledger:
             poll = self._poll() and time.monotonic() >= next_poll
             if poll:
                 next_poll = time.monotonic() + self._seconds
-            self._anchor_once(sign_if_moved=poll)
+            try:
+                self._anchor_once(sign_if_moved=poll)
+            except Exception:  # the thread must outlive one bad round
+                log.exception("ledger anchoring failed; retrying at the next poll")
 
     def _poll(self) -> bool:
         return self._serving and self._seconds > 0
@@ -409,42 +412,3 @@ class Ledger:
             head=head,
             witnessed=witnessed,
         )
-
-
-@dataclass
-class _AnchorState:
-    """What this process's checkpoints cover, and the checkpoints still to witness."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # Entries up to here are signed by this process's checkpoints, or are only
-    # the audit.checkpoint announcements that follow one (those need no other).
-    covered_to: int = 0
-    pending: list[Checkpoint] = field(default_factory=list)
-
-    def announced(self, seq: int) -> None:
-        with self.lock:
-            if seq == self.covered_to + 1:
-                self.covered_to = seq
-
-    def signed(self, checkpoint: Checkpoint, witnessed: bool) -> None:
-        with self.lock:
-            self.covered_to = max(self.covered_to, checkpoint.seq)
-            if witnessed:
-                self.pending.append(checkpoint)
-
-    def cover(self, seq: int) -> None:
-        with self.lock:
-            self.covered_to = max(self.covered_to, seq)
-
-    def covered(self) -> int:
-        with self.lock:
-            return self.covered_to
-
-    def has_pending(self) -> bool:
-        with self.lock:
-            return bool(self.pending)
-
-    def take_pending(self) -> list[Checkpoint]:
-        with self.lock:
-            taken, self.pending = self.pending, []
-        return taken

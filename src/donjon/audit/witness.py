@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -146,3 +148,42 @@ def _read(path: Path) -> Iterator[Checkpoint]:
             yield Checkpoint.from_dict(data)
         except VerificationError as e:
             raise AuditError(f"{path}:{number}: {e}") from e
+
+
+@dataclass
+class AnchorState:
+    """What a ledger's checkpoints cover in this process, and those still to witness."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Entries up to here are signed by this process's checkpoints, or are only
+    # the audit.checkpoint announcements that follow one (those need no other).
+    covered_to: int = 0
+    pending: list[Checkpoint] = field(default_factory=list)
+
+    def announced(self, seq: int) -> None:
+        with self.lock:
+            if seq == self.covered_to + 1:
+                self.covered_to = seq
+
+    def signed(self, checkpoint: Checkpoint, witnessed: bool) -> None:
+        with self.lock:
+            self.covered_to = max(self.covered_to, checkpoint.seq)
+            if witnessed:
+                self.pending.append(checkpoint)
+
+    def cover(self, seq: int) -> None:
+        with self.lock:
+            self.covered_to = max(self.covered_to, seq)
+
+    def covered(self) -> int:
+        with self.lock:
+            return self.covered_to
+
+    def has_pending(self) -> bool:
+        with self.lock:
+            return bool(self.pending)
+
+    def take_pending(self) -> list[Checkpoint]:
+        with self.lock:
+            taken, self.pending = self.pending, []
+        return taken
