@@ -367,3 +367,24 @@ def test_tensorflow_print_to_a_file_is_a_file_write(tmp_path: Path) -> None:
     to_stderr = pb(1, 1) + pb(2, pb(2, print_node("stderr")))
     assert _rules(_write(tmp_path, "a", to_file)) == {"DJ-TF-001"}
     assert _rules(_write(tmp_path, "b", to_stderr)) == set()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import os\nimport torch\nfrom torch import nn\n"
+         "VOCAB = os.path.join(os.path.dirname(__file__), 'vocab.txt')\n"
+         "def load():\n    with open(VOCAB) as f:\n"
+         "        return getattr(nn, 'Linear'), f.read()\n",
+         {"DJ-CFG-003"}),
+        ("from os import system as s\ns('id')\n", {"DJ-CFG-004"}),
+        ("import subprocess as sp\nsp.run(['id'])\n", {"DJ-CFG-004"}),
+        ("import socket\n", {"DJ-CFG-004"}),
+        ("x = eval('1 + 1')\n", {"DJ-CFG-004"}),
+        ("import os\nos.execv('/bin/sh', ['sh'])\n", {"DJ-CFG-004"}),
+    ],
+)  # fmt: skip
+def test_shipped_python_is_judged_by_what_it_calls(
+    tmp_path: Path, source: str, expected: set[str]
+) -> None:
+    assert _rules(_write(tmp_path, "modeling_x.py", source)) == expected

@@ -291,16 +291,18 @@ CFG_CODE = _rule(
     "Model ships Python code that its loader runs",
     "The model brings its own Python: Hugging Face `auto_map` modules (run with "
     "`trust_remote_code`), MLflow `code` paths, TorchServe handlers, or Python source "
-    "inside the archive. Loading the model runs that code.",
+    "inside the archive. Loading the model runs that code; the source itself is judged on "
+    "its own (`DJ-CFG-004` when it runs processes, opens the network or evaluates strings).",
     "Review the shipped code before loading the model with remote code enabled, and pin the "
     "reviewed revision.",
-    Severity.MEDIUM,
+    Severity.LOW,
 )
 CFG_CODE_DANGEROUS = _rule(
     "DJ-CFG-004",
     "Shipped Python code runs processes, opens the network or evaluates code",
-    "Python source shipped with the model imports or calls deny-listed modules or builtins "
-    "(os, subprocess, socket, eval, exec ...).",
+    "Python source shipped with the model runs processes (os.system, subprocess), opens the "
+    "network (socket, urllib.request, requests), loads native code (ctypes) or evaluates "
+    "strings (eval, exec, __import__).",
     _DO_NOT_LOAD,
     Severity.HIGH,
     _MALWARE,
