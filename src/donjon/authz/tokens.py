@@ -3,27 +3,27 @@
 A token looks like ``djt_<43 url-safe characters>`` (256 random bits). The
 ``djt_`` prefix lets secret scanners and log filters recognise a leaked token.
 Only ``sha256(token)`` is stored; a presented token is hashed and looked up
-by its hash, then compared in constant time with :func:`hmac.compare_digest`.
+by its hash, then compared in constant time (the primitives are
+:mod:`donjon.credentials.secrets`, shared with the gateway's API keys).
 A token's public id (``tok_...``) names it in listings, events and revocations.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from donjon.credentials.secrets import SCOPE_PATTERN, hash_secret, new_secret, secrets_match
+
 TOKEN_PREFIX = "djt_"  # noqa: S105 - a public prefix, not a secret
 TOKEN_PATTERN = re.compile(r"^djt_[A-Za-z0-9_-]{43}$")
-SCOPE_PATTERN = re.compile(r"^(\*|admin|(dataset|model)\.(\*|[a-z]+))$")
 
 
 def new_token() -> str:
     """A fresh secret token (256 bits from the OS's CSPRNG)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return new_secret(TOKEN_PREFIX)
 
 
 def new_token_id() -> str:
@@ -32,7 +32,7 @@ def new_token_id() -> str:
 
 def hash_token(token: str) -> str:
     """The hex SHA-256 of ``token``: what is stored, never the token itself."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hash_secret(token)
 
 
 def looks_like_token(credential: str) -> bool:
@@ -41,7 +41,7 @@ def looks_like_token(credential: str) -> bool:
 
 def hashes_match(stored: str, presented_hash: str) -> bool:
     """Constant-time comparison of two token hashes."""
-    return hmac.compare_digest(stored.encode("ascii"), presented_hash.encode("ascii"))
+    return secrets_match(stored, presented_hash)
 
 
 def check_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:

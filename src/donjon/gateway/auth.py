@@ -6,8 +6,11 @@
 
 * an API-key file (JSON): keys look like ``djk_<id>_<secret>``; the file keeps
   only ``sha256(key)``, looked up by id and compared in constant time;
-* a JWKS file: JWTs are verified with PyJWT against its public keys, with the
-  algorithms, issuer and audience configured, ``exp`` required.
+* a JWKS file or URL: JWTs are verified with PyJWT against its public keys, with
+  the algorithms, issuer and audience configured, ``exp`` required.
+
+Both are the shared implementations of :mod:`donjon.credentials`, the ones the
+vault's tokens and JWTs use.
 
 Keys travel as ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``.
 
@@ -19,26 +22,31 @@ Behind an API gateway or service mesh that has already authenticated the caller,
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import json
 import re
-import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import jwt
-
 from donjon.core.identity import Principal, PrincipalKind
+from donjon.credentials import KEY_PREFIX, JwksSource, JwtVerifier, KeyEntry, KeyFile, new_api_key
 from donjon.errors import AuthenticationError, ConfigError
 
-KEY_PREFIX = "djk_"
+__all__ = [
+    "KEY_PREFIX",
+    "ApiKeyAuthenticator",
+    "Authenticator",
+    "ChainAuthenticator",
+    "CredentialPort",
+    "JwtAuthenticator",
+    "KeyEntry",
+    "TrustedHeaderAuthenticator",
+    "VaultAuthenticator",
+    "credential",
+    "new_api_key",
+]
+
 VAULT_TOKEN_PREFIX = "djt_"  # noqa: S105 - a prefix: the vault's API tokens
-_KEY = re.compile(r"^djk_([A-Za-z0-9-]{1,64})_([A-Za-z0-9_-]{16,128})$")
-_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _HEADER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable, no spaces
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
@@ -61,38 +69,15 @@ def credential(headers: Mapping[str, str]) -> str | None:
     return key.strip() if key else None
 
 
-@dataclass(frozen=True)
-class KeyEntry:
-    key_id: str
-    principal: Principal
-    sha256: str
-
-
 class ApiKeyAuthenticator:
-    """API keys from a local key file; only hashes are stored."""
+    """API keys from a local key file (:class:`donjon.credentials.KeyFile`)."""
 
-    def __init__(self, entries: Sequence[KeyEntry]) -> None:
-        self._entries = {e.key_id: e for e in entries}
+    def __init__(self, keys: KeyFile) -> None:
+        self.keys = keys
 
     @classmethod
     def from_file(cls, path: Path) -> ApiKeyAuthenticator:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            entries = [
-                KeyEntry(
-                    key_id=str(item["id"]),
-                    principal=Principal(
-                        str(item["principal"]),
-                        PrincipalKind(item.get("kind", "user")),
-                        groups=tuple(item.get("groups", ())),
-                    ),
-                    sha256=str(item["sha256"]).lower(),
-                )
-                for item in doc["keys"]
-            ]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"cannot read API key file {path}: {e}") from e
-        return cls(entries)
+        return cls(KeyFile.load(path))
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         token = credential(headers)
@@ -101,38 +86,17 @@ class ApiKeyAuthenticator:
         return self.verify(token)
 
     def verify(self, token: str) -> Principal:
-        match = _KEY.match(token)
-        entry = self._entries.get(match.group(1)) if match else None
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        expected = entry.sha256 if entry else "0" * 64
-        if not hmac.compare_digest(digest, expected) or entry is None:
-            raise AuthenticationError("invalid API key")
-        return entry.principal
-
-
-def new_api_key(
-    key_id: str, principal: str, *, groups: Sequence[str] = (), kind: str = "user"
-) -> tuple[str, dict[str, Any]]:
-    """A fresh key (shown once) and the entry to store in the key file."""
-    if not _ID.match(key_id):
-        raise ValueError("key id must be 1-64 letters, digits or dashes")
-    token = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    entry = {
-        "id": key_id,
-        "principal": principal,
-        "kind": PrincipalKind(kind).value,
-        "groups": list(groups),
-        "sha256": hashlib.sha256(token.encode()).hexdigest(),
-    }
-    return token, entry
+        return self.keys.verify(token)
 
 
 class JwtAuthenticator:
-    """JWTs signed by a key of a local JWKS file."""
+    """JWTs signed by a key of a JWKS (a file, or a URL fetched by PyJWT's ``PyJWKClient``),
+    verified by the implementation the vault uses (:class:`donjon.credentials.JwtVerifier`).
+    """
 
     def __init__(
         self,
-        jwks: Mapping[str, Any],
+        jwks: JwksSource,
         *,
         audience: str | None,
         issuer: str | None,
@@ -140,25 +104,24 @@ class JwtAuthenticator:
         groups_claim: str = "groups",
         leeway: float = 30.0,
     ) -> None:
-        try:
-            self._keys = jwt.PyJWKSet.from_dict(dict(jwks))
-        except jwt.PyJWTError as e:
-            raise ConfigError(f"invalid JWKS: {e}") from e
-        if any(a.upper().startswith("HS") or a.lower() == "none" for a in algorithms):
-            raise ConfigError("only asymmetric JWT algorithms are accepted")
-        self._audience = audience
-        self._issuer = issuer
-        self._algorithms = list(algorithms)
-        self._groups_claim = groups_claim
-        self._leeway = leeway
+        self._verifier = JwtVerifier(
+            jwks,
+            issuer=issuer,
+            audience=audience,
+            algorithms=algorithms,
+            groups_claim=groups_claim,
+            leeway=leeway,
+        )
 
     @classmethod
     def from_file(cls, path: Path, **options: Any) -> JwtAuthenticator:
-        try:
-            jwks = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot read JWKS file {path}: {e}") from e
-        return cls(jwks, **options)
+        source = JwksSource(path=path)
+        source.keys()  # an unreadable or unusable key set stops the gateway at start-up
+        return cls(source, **options)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> JwtAuthenticator:
+        return cls(JwksSource(url=url), **options)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         token = credential(headers)
@@ -168,33 +131,11 @@ class JwtAuthenticator:
 
     def verify(self, token: str) -> Principal:
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            key = self._key(kid)
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
-            )
-        except jwt.PyJWTError as e:
+            return self._verifier.authenticate(token)
+        except AuthenticationError as e:
             raise AuthenticationError(f"invalid JWT: {e}") from None
-        groups = claims.get(self._groups_claim) or ()
-        if not isinstance(groups, list | tuple):
-            groups = ()
-        return Principal(str(claims["sub"]), PrincipalKind.USER, groups=tuple(map(str, groups)))
-
-    def _key(self, kid: object) -> jwt.PyJWK:
-        if kid is None:
-            if len(self._keys.keys) == 1:
-                return self._keys.keys[0]
-            raise AuthenticationError("JWT has no 'kid' and the JWKS holds several keys")
-        for key in self._keys.keys:
-            if key.key_id == kid:
-                return key
-        raise AuthenticationError(f"JWT signed by an unknown key {str(kid)[:40]!r}")
+        except ConfigError as e:  # the key set went bad after start-up: refuse, fail closed
+            raise AuthenticationError(f"cannot check JWTs right now: {e}") from None
 
 
 class CredentialPort(Protocol):

@@ -39,21 +39,24 @@ def build_authenticator(
         )
     chained = VaultAuthenticator(vault) if auth.vault_identities and vault is not None else None
     keys = ApiKeyAuthenticator.from_file(auth.api_keys_file) if auth.api_keys_file else None
-    verifier = (
-        JwtAuthenticator.from_file(
-            auth.jwks_file,
-            audience=auth.jwt_audience,
-            issuer=auth.jwt_issuer,
-            algorithms=tuple(auth.jwt_algorithms),
-        )
-        if auth.jwks_file
-        else None
-    )
+    if auth.jwks_file is not None and auth.jwks_url is not None:
+        raise ConfigError("set one of auth.jwks_file and auth.jwks_url, not both")
+    options = {
+        "audience": auth.jwt_audience,
+        "issuer": auth.jwt_issuer,
+        "algorithms": tuple(auth.jwt_algorithms),
+    }
+    verifier = None
+    if auth.jwks_file is not None:
+        verifier = JwtAuthenticator.from_file(auth.jwks_file, **options)
+    elif auth.jwks_url is not None:
+        verifier = JwtAuthenticator.from_url(auth.jwks_url, **options)
     methods = (keys, verifier, chained, auth.principal_header)
     if all(m is None for m in methods) and not auth.allow_anonymous:
         raise ConfigError(
-            "the gateway needs auth.api_keys_file, auth.jwks_file, auth.vault_identities or "
-            "auth.principal_header (or the explicitly insecure auth.allow_anonymous = true)"
+            "the gateway needs auth.api_keys_file, auth.jwks_file / jwks_url, "
+            "auth.vault_identities or auth.principal_header "
+            "(or the explicitly insecure auth.allow_anonymous = true)"
         )
     if auth.allow_anonymous:
         log.warning("gateway: anonymous callers are allowed (auth.allow_anonymous = true)")

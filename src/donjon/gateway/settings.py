@@ -25,6 +25,7 @@ class _Section(BaseModel):
 class AuthConfig(_Section):
     api_keys_file: Path | None = None
     jwks_file: Path | None = None
+    jwks_url: str | None = None  # fetched and cached by PyJWT's PyJWKClient (https)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
