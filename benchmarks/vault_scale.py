@@ -110,7 +110,7 @@ def servers(env: dict[str, str], replicas: int, workers: int) -> Iterator[list[t
             log = open(Path(env["DONJON_HOME"]) / f"server-{i}.log", "wb")  # noqa: SIM115
             proc = subprocess.Popen(
                 [sys.executable, "-m", "donjon", "server", "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", str(workers)],
+                 "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
             procs.append((proc, f"http://127.0.0.1:{port}"))

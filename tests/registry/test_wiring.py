@@ -115,3 +115,55 @@ def test_stage_gates_from_settings(donjon_home: Path) -> None:
         names(gates={"moon": ["clean-scan"]})
     with pytest.raises(ConfigError, match="vault trust"):
         names(trusted_keys=["keys/missing.pub.pem"])
+
+
+def test_with_the_app_every_vault_write_is_ledgered_in_its_own_transaction(
+    donjon_home: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from sqlalchemy import text
+
+    from donjon.app import build
+    from donjon.storage.sql import open_database
+
+    monkeypatch.setenv("DONJON_DATABASE_URL", database_url)
+    settings = load_settings()
+    authorizer = TableAuthorizer()
+    for act in ("model.write", "model.promote", "admin"):
+        authorizer.allow("alice", act, "models/m")
+    with build(settings) as app:
+        bus = app.bus
+        services = build_vault(settings, TokenAuthenticator({}), authorizer, bus, app=app)
+        try:
+            registry = services.registry
+            assert registry.store._journal is not None  # type: ignore[attr-defined]
+            registry.push(ALICE, Kind.MODEL, "m", io.BytesIO(b"weights"))
+            registry.promote(ALICE, "m", 1, Stage.STAGING)
+            with pytest.raises(GateFailed):
+                registry.promote(ALICE, "m", 1, Stage.PROD)  # no lineage
+            registry.quarantine(ALICE, Kind.MODEL, "m", 1, "suspicious")
+        finally:
+            services.close()
+    database = open_database(settings.sql_url)
+    try:
+        with database.engine.connect() as connection:
+            bodies = connection.execute(text("SELECT body FROM audit_ledger ORDER BY seq"))
+            events = [json.loads(b)["event"] for (b,) in bodies]
+    finally:
+        database.dispose()
+    facts = [
+        (e["action"], e["outcome"])
+        for e in events
+        if e["source"] == "registry" and not e["decision"]
+    ]
+    assert facts == [
+        ("registry.gate.scan", "success"),
+        ("model.write", "success"),
+        ("registry.gate.clean-scan", "success"),
+        ("model.promote", "success"),
+        ("registry.gate.clean-scan", "success"),
+        ("registry.gate.admitted-lineage", "failure"),
+        ("model.promote", "failure"),
+        ("admin", "success"),
+    ]

@@ -84,8 +84,15 @@ class RegistryStore(Protocol):
     ) -> dict[str, Any]: ...
 
     def add_gate_results(
-        self, kind: str, name: str, number: int, results: Sequence[Mapping[str, Any]]
-    ) -> None: ...
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        results: Sequence[Mapping[str, Any]],
+        events: EventsOf | None = None,
+    ) -> None:
+        """Record gate results of a version (``events``: as in :meth:`add_version`)."""
+        ...
 
     def gate_results(self, kind: str, name: str, number: int) -> list[dict[str, Any]]: ...
 

@@ -43,6 +43,7 @@ from donjon.registry.streams import LimitedReader
 log = logging.getLogger(__name__)
 
 SIGNATURE_GATE = "signature"
+_NAME_LOCKS = 64
 
 
 class Registry(Referrers):
@@ -70,9 +71,14 @@ class Registry(Referrers):
         self.clock = clock or SystemClock()
         self.max_blob_size = max_blob_size
         self.inspector = inspector  # checks attached documents are well formed
-        # Catalogue changes and their events happen under one lock, so the
-        # events of one name come out in version order.
+        # Catalogue changes and their events happen under a lock of their name, so the
+        # events of one name come out in version order while other names go on (a
+        # store that journals the events with the write orders them by its commits).
         self._lock = threading.Lock()
+        self._name_locks = tuple(threading.Lock() for _ in range(_NAME_LOCKS))
+
+    def _lock_of(self, kind: Kind, name: str) -> threading.Lock:
+        return self._name_locks[hash((kind.value, name)) % _NAME_LOCKS]
 
     # -- authorisation -------------------------------------------------------
 
@@ -174,7 +180,7 @@ class Registry(Referrers):
                 ),
             ]
 
-        with self._lock:
+        with self._lock_of(kind, name):
             recorder = _Recorder(record)
             stored = self.store.add_version(row, [g.to_row() for g in gates], events=recorder)
             self._publish_recorded(recorder, stored)
@@ -227,13 +233,15 @@ class Registry(Referrers):
             self._run_gate(gate, version, stage, gate_context)
             for gate in self.promotion_gates.get(stage, ())
         ]
-        with self._lock:
+        with self._lock_of(Kind.MODEL, name):
             if results:
-                self.store.add_gate_results(
-                    Kind.MODEL.value, name, number, [r.to_row() for r in results]
+                checked = _Recorder(
+                    lambda _row: [gate_event(principal, version, r) for r in results]
                 )
-            for result in results:
-                self._gate_event(principal, version, result)
+                self.store.add_gate_results(
+                    Kind.MODEL.value, name, number, [r.to_row() for r in results], events=checked
+                )
+                self._publish_recorded(checked, {})
             failed = [r for r in results if not r.passed]
             if failed:
                 why = "; ".join(f"{r.gate}: {', '.join(r.reasons)}" for r in failed)
@@ -292,7 +300,7 @@ class Registry(Referrers):
         self.authorize(principal, act, version.resource, {"status": status.value})
         if version.status is Status.TOMBSTONED:
             raise Gone(f"{kind.value} {version.ref} was deleted")
-        with self._lock:
+        with self._lock_of(kind, name):
             detail = f"{version.status} -> {status}: {reason}"
             recorder = self._success(principal, act, version.resource, detail)
             stored = self.store.set_status(
@@ -389,8 +397,6 @@ class Registry(Referrers):
     def _action_event(self, *args: Any, **kwargs: Any) -> None:
         self.bus.publish(action_event(*args, **kwargs))
 
-    def _gate_event(self, principal: Principal, version: Version, result: GateResult) -> None:
-        self.bus.publish(gate_event(principal, version, result))
 
 
 class _Recorder:

@@ -270,7 +270,12 @@ class SqlRegistryStore(SqlAttachments):
         return found
 
     def add_gate_results(
-        self, kind: str, name: str, number: int, results: Sequence[Mapping[str, Any]]
+        self,
+        kind: str,
+        name: str,
+        number: int,
+        results: Sequence[Mapping[str, Any]],
+        events: EventsOf | None = None,
     ) -> None:
         try:
             with self._db.engine.begin() as conn:
@@ -278,8 +283,10 @@ class SqlRegistryStore(SqlAttachments):
                 if row is None:
                     raise NotFound(f"no {kind} version {name}@{number}")
                 self._insert_gates(conn, row.id, results)
+                after = self._journal_in(conn, events, self._version(conn, row))
         except SQLAlchemyError as e:
             raise StorageError(f"cannot record gate results of {name}@{number}: {e}") from e
+        after()
 
     # -- reads -----------------------------------------------------------------
 
