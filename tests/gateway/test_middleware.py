@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,35 @@ def test_asgi_middleware_guards_model_routes_and_passes_health(
         assert "x-request-id" in ok.headers
         scores = np.asarray(ok.json()["outputs"])
         assert np.allclose(scores, np.round(scores, 1))
+
+
+@pytest.mark.integration
+def test_the_in_process_app_receives_the_rows_the_pipeline_checked(
+    pipeline: tuple[Pipeline, dict[str, str], MemorySink], victim: Victim
+) -> None:
+    guarded_pipeline, keys, _ = pipeline
+    received: list[tuple[bytes, str | None]] = []
+
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.body()
+        received.append((body, request.headers.get("content-length")))
+        rows = np.asarray(json.loads(body)["inputs"], dtype=float)
+        return JSONResponse({"outputs": victim_scores(victim.model, rows).tolist()})
+
+    app = FirewallMiddleware(Starlette(routes=[Route("/predict", predict, methods=["POST"])]),
+                             guarded_pipeline)  # fmt: skip
+    checked = victim.x_test[:1].tolist()
+    # duplicate keys: JSON's last one wins, and only it reaches the app
+    raw = b'{"inputs": ' + json.dumps(victim.x_test[1:9].tolist()).encode()
+    raw += b', "inputs": ' + json.dumps(checked).encode() + b"}"
+    with serve_app(app) as url:
+        ok = httpx.post(url + "/predict", content=raw, headers={"x-api-key": keys["alice"]})
+        assert ok.status_code == 200
+        assert len(ok.json()["outputs"]) == 1
+        two = {"dataframe_split": {"data": checked}, "inputs": victim.x_test[1:9].tolist()}
+        refused = httpx.post(url + "/predict", json=two, headers={"x-api-key": keys["alice"]})
+        assert refused.status_code == 400
+    assert len(received) == 1
+    body, length = received[0]
+    assert json.loads(body) == {"inputs": checked}
+    assert length == str(len(body))

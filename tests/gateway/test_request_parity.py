@@ -51,8 +51,11 @@ def kserve_v2_rows(doc: dict[str, Any]) -> np.ndarray:
     return values.reshape(shape[0], -1).astype(np.float64)
 
 
-def kserve_v1_rows(doc: dict[str, Any]) -> np.ndarray:
-    """KServe v1 / TF Serving row format: one instance per element of 'instances'."""
+def kserve_v1_rows(doc: Any) -> np.ndarray:
+    """KServe v1 / TF Serving row format: one instance per element of 'instances'; a bare
+    array as TorchServe's base handler (``torch.as_tensor``) and BentoML's numpy input read it."""
+    if isinstance(doc, list):
+        return np.asarray(doc, dtype=np.float64)
     if list(doc) not in (["instances"], ["inputs"]):
         raise Refused("one of instances or inputs")
     return np.asarray(doc[next(iter(doc))], dtype=np.float64)
@@ -69,6 +72,8 @@ def servers_read(fmt: ApiFormat, forwarded: bytes) -> list[tuple[str, np.ndarray
     doc = json.loads(forwarded)
     if fmt is ApiFormat.KSERVE:
         return [("kserve-v2", kserve_v2_rows(doc))]
+    if isinstance(doc, list):
+        return [("torchserve-bentoml", kserve_v1_rows(doc))]
     readings = [("mlflow", mlflow_rows(forwarded))]
     if fmt is ApiFormat.GENERIC:
         readings.append(("kserve-v1", kserve_v1_rows(doc)))
@@ -84,7 +89,7 @@ def assert_same_reading(body: bytes, api: ApiFormat) -> bool:
     for server, rows in servers_read(parsed.format, parsed.body):
         assert rows.shape == parsed.rows.shape, (server, body, parsed.body)
         assert np.array_equal(rows, parsed.rows), (server, body, parsed.body)
-    if parsed.format is not ApiFormat.KSERVE:
+    if parsed.format is not ApiFormat.KSERVE and isinstance(json.loads(body), dict):
         # the caller's own bytes, where MLflow accepts them, hold the same numbers too
         try:
             original = mlflow_rows(body)
@@ -118,6 +123,8 @@ def test_the_two_body_bypass_is_refused() -> None:
         b'{"inputs": [[1, 2]], "inputs": [[1000, 2000]]}',  # duplicate keys: last one wins
         b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]], "data": [[3, 4]]}}',
         b'{"inputs": [1, 2, 3]}',  # one row as a flat array: forwarded as a table of one row
+        b"[[1, 2], [3, 4.5]]",  # a bare array of rows (TorchServe, BentoML)
+        b"[1, 2, 3]",
         b'{"instances": [[1e0, 2.50000000000000000001]]}',
         b'{"dataframe_records": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]}',
         b'{"inputs": [{"shape": [2, 2], "datatype": "INT32", "data": [1, 2, 3, 4e0]}]}',
@@ -227,12 +234,15 @@ keys = st.one_of(
     st.sampled_from(sorted(VALUES)).map(lambda k: [k]),  # one key: often accepted
     st.lists(st.sampled_from(sorted(VALUES)), min_size=2, max_size=3, unique=True),
 )
-bodies = keys.flatmap(lambda ks: st.fixed_dictionaries({k: VALUES[k] for k in ks}))
+bodies = st.one_of(
+    keys.flatmap(lambda ks: st.fixed_dictionaries({k: VALUES[k] for k in ks})),
+    table,  # bare arrays
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=bodies, api=st.sampled_from(list(ApiFormat)))
-def test_no_body_is_accepted_and_read_differently(body: dict[str, Any], api: ApiFormat) -> None:
+def test_no_body_is_accepted_and_read_differently(body: Any, api: ApiFormat) -> None:
     mlflow_parser()  # skips without mlflow
     raw = json.dumps(body, allow_nan=True).encode()
     assert_same_reading(raw, api)
@@ -244,7 +254,7 @@ def test_the_fuzzer_reaches_accepted_bodies() -> None:
 
     @settings(max_examples=200, deadline=None, database=None)
     @given(body=bodies)
-    def count(body: dict[str, Any]) -> None:
+    def count(body: Any) -> None:
         nonlocal accepted
         try:
             parse_request(json.dumps(body, allow_nan=True).encode(), ApiFormat.AUTO, CONTRACT)

@@ -44,7 +44,7 @@ def test_generic_kserve_and_mlflow_bodies_give_the_same_rows() -> None:
         ({"inputs": [[1, 2, 3]] * 5}, "exceed the limit"),
         ({"inputs": []}, "non-empty"),
         ({"x": 1}, "needs an 'inputs'"),
-        ([1, 2], "JSON object"),
+        ("x", "JSON object"),
         ({"inputs": [{"shape": [1, 3], "datatype": "BYTES", "data": [1, 2, 3]}]}, "datatype"),
         ({"inputs": [{"shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, "shape"),
         ({"inputs": [{"shape": [1, 3], "datatype": "INT32", "data": [1, 2.5, 3]}]}, "integer"),

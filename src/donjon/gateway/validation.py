@@ -3,7 +3,8 @@
 Three request shapes are understood:
 
 * ``generic``: ``{"inputs": [[...], ...]}`` or ``{"instances": ...}`` (KServe v1,
-  TensorFlow Serving's row format), one row or many;
+  TensorFlow Serving's row format), or a bare array of rows (TorchServe
+  handlers, BentoML), one row or many;
 * ``kserve``: the KServe v2 / Triton inference protocol,
   ``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?}``
   (one input tensor);
@@ -110,21 +111,28 @@ def parse_request(body: bytes, fmt: ApiFormat, contract: InputContract) -> Parse
         doc = json.loads(body)
     except (ValueError, RecursionError) as e:
         raise InvalidRequest(f"body is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise InvalidRequest("body must be a JSON object")
-    if fmt is ApiFormat.AUTO:
-        fmt = detect_format(doc)
-    if fmt is ApiFormat.KSERVE:
-        table, rebuild = _kserve_rows(doc)
-    elif fmt is ApiFormat.MLFLOW:
-        table, rebuild = _mlflow_rows(doc)
-    else:
-        table, rebuild = _generic_rows(doc)
+    fmt, table, rebuild = _read(doc, fmt)
     table = _two_dimensional(table)
     rows = _to_rows(table)
     _check(rows, contract)
     _check_exact(rows, table)
     return ParsedRequest(rows, fmt, _dumps(rebuild(table)))
+
+
+def _read(doc: Any, fmt: ApiFormat) -> tuple[ApiFormat, Any, Rebuild]:
+    """The body's shape, its table of rows, and how to rebuild the body from the rows."""
+    if isinstance(doc, list) and fmt in (ApiFormat.AUTO, ApiFormat.GENERIC):
+        # a bare array of rows (TorchServe handlers, BentoML's numpy input), forwarded bare
+        return ApiFormat.GENERIC, doc, _bare
+    if not isinstance(doc, dict):
+        raise InvalidRequest("body must be a JSON object (or, generic, an array of rows)")
+    if fmt is ApiFormat.AUTO:
+        fmt = detect_format(doc)
+    if fmt is ApiFormat.KSERVE:
+        return (fmt, *_kserve_rows(doc))
+    if fmt is ApiFormat.MLFLOW:
+        return (fmt, *_mlflow_rows(doc))
+    return (fmt, *_generic_rows(doc))
 
 
 def detect_format(doc: dict[str, Any]) -> ApiFormat:
@@ -138,6 +146,10 @@ def detect_format(doc: dict[str, Any]) -> ApiFormat:
 
 Table = list[list[Any]]
 Rebuild = Any  # Callable[[Table], dict[str, Any]]: the canonical document for the rows
+
+
+def _bare(table: Table) -> Any:
+    return table
 
 
 def _only(doc: dict[str, Any], allowed: tuple[str, ...], api: str) -> str:
