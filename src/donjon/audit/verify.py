@@ -144,8 +144,15 @@ def verify_chain(
                 f"the chain head records entry {head_seq} but the ledger ends at {last}",
             )
         )
+    beyond: tuple[int, Issue] | None = None  # the anchor furthest past the end says it all
     for what, checkpoint in anchored:
-        issues += _check_anchor(what, checkpoint, seen, last, keys, pinned_key, checkpoints)
+        for issue in _check_anchor(what, checkpoint, seen, last, keys, pinned_key, checkpoints):
+            if issue.problem is not Problem.TRUNCATED:
+                issues.append(issue)
+            elif beyond is None or checkpoint.seq > beyond[0]:
+                beyond = (checkpoint.seq, issue)
+    if beyond is not None:
+        issues.append(beyond[1])
     issues.sort(key=lambda i: i.seq)
     return Verification(
         entries=last,
