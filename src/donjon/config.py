@@ -120,6 +120,19 @@ class VaultSettings(Section):
     require_lineage: bool = Field(
         default=True, description="promotion to prod needs the model's training datasets"
     )
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=0,
+        description="failed authentications from one address within auth_failure_window "
+        "before it gets 429 until the window ends (0: never refuse)",
+    )
+    auth_failure_window: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="seconds of a source's failure window; its failures past the first are "
+        "ledgered as one summary when it closes (0: ledger each failure on its own)",
+    )
     s3_bucket: str | None = Field(
         default=None, description="keep blobs in this S3 bucket instead of $DONJON_HOME/blobs"
     )

@@ -46,7 +46,14 @@ def build_app(vault: Vault, limits: ServerLimits | None = None) -> tuple[FastAPI
         vault.registry,
         authenticator,
         vault.registry.bus,
-        limits=limits or ServerLimits(max_upload_bytes=MAX_UPLOAD, max_json_bytes=64 * 1024),
+        # no 429 and no aggregation: these tests count each refusal (test_auth_failures does not)
+        limits=limits
+        or ServerLimits(
+            max_upload_bytes=MAX_UPLOAD,
+            max_json_bytes=64 * 1024,
+            auth_failure_limit=0,
+            auth_failure_window=0,
+        ),
     )
     return app, tokens
 

@@ -185,7 +185,7 @@ BAD_INPUT: list[tuple[str, dict[str, Any], int]] = [
         ("/v1/datasets/fraud/tx/versions", {"content": "chunked"}, 413),
         ("/v1/models/fraud-clf/versions/1/promote", BAD_JSON, 422),
         ("/v1/models/fraud-clf/versions/1/promote", {"json": {"stage": "moon"}}, 422),
-        ("/v1/models/fraud-clf/versions/0/promote", {"json": {"stage": "prod"}}, 422),
+        ("/v1/models/fraud-clf/versions/0/promote", {"json": {"stage": "prod"}}, 400),
         ("/v1/datasets/fraud/tx/versions/1/quarantine", {"json": {"reason": ""}}, 422),
         ("/v1/datasets/fraud/tx/versions/1/quarantine", {"json": {"reason": "x" * 70000}}, 413),
     ]  # fmt: skip

@@ -74,6 +74,22 @@ class TokenAuthenticator:
         return account.principal()
 
 
+def bare_credential(presented: str) -> str:
+    """The credential alone: ``tok`` or ``Bearer tok``; anything else is refused.
+
+    ``Bearer Bearer tok``, ``Bearer tok junk`` and other schemes are malformed,
+    not stripped until something looks like a token.
+    """
+    parts = (presented or "").split()
+    if parts and parts[0].lower() == "bearer" and len(parts) <= 2:
+        parts = parts[1:]
+    if not parts:
+        raise AuthenticationError("no credential: anonymous access is not allowed")
+    if len(parts) != 1 or parts[0].lower() == "bearer":
+        raise AuthenticationError("malformed credential: expected 'Bearer <token>'")
+    return parts[0]
+
+
 class CredentialAuthenticator:
     """The ``Authenticator`` port: API tokens and, when configured, JWTs."""
 
@@ -91,15 +107,23 @@ class CredentialAuthenticator:
         self._publish = publish
 
     def authenticate(self, credential: str) -> Principal:
-        parts = (credential or "").split(None, 1)
-        if parts and parts[0].lower() == "bearer":
-            parts = parts[1:]
-        credential = parts[0].strip() if parts else ""
+        """The principal; every attempt, success or failure, is published."""
+        return self._authenticate(credential, record_failure=True)
+
+    def verify(self, credential: str) -> Principal:
+        """Like :meth:`authenticate`, but a failure is left to the caller to record.
+
+        The vault server does so: it counts failures per source address and
+        records them aggregated, so that a flood of bad tokens cannot grow the
+        ledger without bound. A success is published here as usual.
+        """
+        return self._authenticate(credential, record_failure=False)
+
+    def _authenticate(self, credential: str, *, record_failure: bool) -> Principal:
         method = "none"
         token_id: str | None = None
         try:
-            if not credential:
-                raise AuthenticationError("no credential: anonymous access is not allowed")
+            credential = bare_credential(credential)
             if credential.startswith("djt_"):
                 method = "token"
                 if self._tokens is None:
@@ -113,11 +137,15 @@ class CredentialAuthenticator:
             else:
                 raise AuthenticationError("unrecognised credential: expected djt_... or a JWT")
         except AuthenticationError as e:
-            self._event(None, method, Outcome.FAILURE, str(e), token_id)
+            if record_failure:
+                self._event(None, method, Outcome.FAILURE, str(e), token_id)
             raise
         except (StorageError, ConfigError) as e:  # a broken store or JWKS: fail closed
             log.error("cannot check a %s credential: %s", method, e)
-            self._event(None, method, Outcome.FAILURE, "credential checker unavailable", token_id)
+            if record_failure:
+                self._event(
+                    None, method, Outcome.FAILURE, "credential checker unavailable", token_id
+                )
             raise AuthenticationError("cannot check the credential right now") from e
         self._event(principal, method, Outcome.SUCCESS, "authenticated", token_id)
         return principal

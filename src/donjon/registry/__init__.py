@@ -15,7 +15,15 @@ from donjon.registry.attachments import (
 from donjon.registry.errors import GateFailed, Gone, Quarantined, TooLarge
 from donjon.registry.gates import RequireAdmittedLineage, RequireCleanScan
 from donjon.registry.model import GateResult, Stage, Status, Version, VersionRef
-from donjon.registry.names import Kind, check_name, resource
+from donjon.registry.names import (
+    MAX_VERSION,
+    NAME_PATTERN,
+    VERSION_PATTERN,
+    Kind,
+    check_name,
+    check_version,
+    resource,
+)
 from donjon.registry.ports import (
     BlobReader,
     GateContext,
@@ -27,6 +35,9 @@ from donjon.registry.ports import (
 from donjon.registry.service import Registry
 
 __all__ = [
+    "MAX_VERSION",
+    "NAME_PATTERN",
+    "VERSION_PATTERN",
     "Attachment",
     "AttachmentInspector",
     "AttachmentKind",
@@ -50,6 +61,7 @@ __all__ = [
     "Version",
     "VersionRef",
     "check_name",
+    "check_version",
     "parse_kind",
     "resource",
 ]

@@ -39,12 +39,12 @@ class VersionRef:
     @classmethod
     def parse(cls, text: str) -> VersionRef:
         from donjon.errors import InputError
-        from donjon.registry.names import check_name
+        from donjon.registry.names import check_name, check_version
 
         name, sep, number = text.strip().rpartition("@")
-        if not sep or not number.isdigit() or int(number) < 1:
-            raise InputError(f"version reference {text!r} must look like 'name@3'")
-        return cls(check_name(name), int(number))
+        if not sep:
+            raise InputError(f"version reference {text!r:.80} must look like 'name@3'")
+        return cls(check_name(name), check_version(number))
 
     def __str__(self) -> str:
         return f"{self.name}@{self.number}"

@@ -18,6 +18,15 @@ from donjon.errors import InputError
 MAX_NAME_LENGTH = 200
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _RESERVED = frozenset({"versions"})
+# The same rules as a regular expression, for the OpenAPI document (check_name decides).
+NAME_PATTERN = (
+    r"^(?!versions(/|$))[a-z0-9][a-z0-9._-]{0,63}(?<!\.)"
+    r"(/(?!versions(/|$))[a-z0-9][a-z0-9._-]{0,63}(?<!\.))*$"
+)
+# Version numbers are stored in an INTEGER column: 32-bit signed on PostgreSQL.
+MAX_VERSION = 2**31 - 1
+VERSION_PATTERN = r"^[0-9]{1,10}$"
+_VERSION = re.compile(r"[0-9]{1,10}")
 
 
 class Kind(enum.StrEnum):
@@ -49,6 +58,20 @@ def check_name(name: str) -> str:
                 "in '/'-separated segments that start with a letter or digit"
             )
     return name
+
+
+def check_version(text: str) -> int:
+    """A version number written in ASCII digits, 1 to :data:`MAX_VERSION`; InputError otherwise.
+
+    ``str.isdigit`` and ``int`` accept other scripts' digits and superscripts
+    (``²``); the database column accepts at most 32-bit integers.
+    """
+    if not isinstance(text, str) or not _VERSION.fullmatch(text):
+        raise InputError(f"version {text!r:.40} must be a number written in ASCII digits")
+    number = int(text)
+    if not 1 <= number <= MAX_VERSION:
+        raise InputError(f"version {number} is out of range (1 to {MAX_VERSION})")
+    return number
 
 
 def resource(kind: Kind, name: str | None = None, version: int | None = None) -> str:

@@ -30,7 +30,7 @@ from donjon.registry.attachments import (
 from donjon.registry.errors import Gone
 from donjon.registry.events import action_event
 from donjon.registry.model import Status, Version
-from donjon.registry.names import Kind, action, check_name
+from donjon.registry.names import Kind, action, check_name, resource
 from donjon.registry.ports import RegistryStore
 
 ATTACH = "model.attach"  # the event's action; authorised as model.write on the version
@@ -65,8 +65,8 @@ class Referrers:
         same document twice is a Conflict. Trust is not decided here.
         """
         name = check_name(name)
+        self.authorize(principal, action(Kind.MODEL, "write"), resource(Kind.MODEL, name, number))
         version = self._version(Kind.MODEL, name, number)
-        self.authorize(principal, action(Kind.MODEL, "write"), version.resource)
         if version.status is Status.TOMBSTONED:
             raise Gone(f"model {version.ref} was deleted")
         try:
@@ -97,8 +97,8 @@ class Referrers:
     def attachments(self, principal: Principal, name: str, number: int) -> list[Attachment]:
         """The documents attached to model version ``name@number``, oldest first."""
         name = check_name(name)
-        version = self._version(Kind.MODEL, name, number)
-        self.authorize(principal, action(Kind.MODEL, "read"), version.resource)
+        self.authorize(principal, action(Kind.MODEL, "read"), resource(Kind.MODEL, name, number))
+        self._version(Kind.MODEL, name, number)
         return self._attachments(name, number)
 
     def attachment_bytes(

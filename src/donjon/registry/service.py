@@ -23,6 +23,7 @@ from donjon.core.events import Outcome, SecurityEvent
 from donjon.core.identity import Principal
 from donjon.core.ports import Authorizer, BlobStore, Clock
 from donjon.errors import AccessDenied, InputError, NotFound
+from donjon.registry import guard
 from donjon.registry.attachments import AttachmentInspector
 from donjon.registry.checks import check_metadata, check_reason, must_be_active
 from donjon.registry.errors import GateFailed, Gone
@@ -89,17 +90,12 @@ class Registry(Referrers):
         res: str,
         context: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """Ask the authorizer, publish the decision, raise AccessDenied on deny."""
-        try:
-            decision = self.authorizer.authorize(principal, act, res, dict(context or {}))
-        except Exception as e:  # noqa: BLE001 - fail closed: an authorizer error denies
-            log.warning("authorizer failed on %s %s: %s", act, res, type(e).__name__)
-            decision = Decision.deny(principal, act, res, f"authorizer error: {type(e).__name__}")
-        if not isinstance(decision, Decision) or (
-            decision.action,
-            decision.resource,
-        ) != (act, res):
-            decision = Decision.deny(principal, act, res, "authorizer answered another question")
+        """Ask the authorizer, publish the decision (once), raise AccessDenied on deny.
+
+        Callers ask before they look anything up, on the resource as requested,
+        so a refused caller learns nothing about what exists.
+        """
+        decision = guard.decide(self.authorizer, principal, act, res, context)
         self.bus.publish(SecurityEvent.of_decision(decision, SOURCE, **dict(context or {})))
         if not decision.allowed:
             raise AccessDenied(f"{principal} may not {act} {res}")
@@ -210,7 +206,9 @@ class Registry(Referrers):
 
     def promote(self, principal: Principal, name: str, number: int, stage: Stage) -> Version:
         """Run the target stage's gates, then move the model version; a failed gate raises."""
-        version = self._version(Kind.MODEL, name, number)
+        name = check_name(name)
+        # The facts come from the gate history, empty for a version that does not
+        # exist: the decision, asked before the lookup, cannot tell the two apart.
         history = tuple(
             GateResult.from_row(r) for r in self.store.gate_results(Kind.MODEL.value, name, number)
         )
@@ -219,7 +217,9 @@ class Registry(Referrers):
             "scan_clean": scan_clean(history),
             "signed": passed(history, SIGNATURE_GATE),
         }
-        self.authorize(principal, action(Kind.MODEL, "promote"), version.resource, context)
+        target = resource(Kind.MODEL, name, number)
+        self.authorize(principal, action(Kind.MODEL, "promote"), target, context)
+        version = self._version(Kind.MODEL, name, number)
         must_be_active(version)
         lineage = tuple(self._find(Kind.DATASET, ref.name, ref.number) for ref in version.lineage)
         gate_context = GateContext(
@@ -295,9 +295,10 @@ class Registry(Referrers):
         self, principal: Principal, kind: Kind, name: str, number: int, status: Status, reason: str
     ) -> Version:
         reason = check_reason(reason)
-        version = self._version(kind, name, number)
+        name = check_name(name)
         act = action(kind, "delete") if status is Status.TOMBSTONED else "admin"
-        self.authorize(principal, act, version.resource, {"status": status.value})
+        self.authorize(principal, act, resource(kind, name, number))
+        version = self._version(kind, name, number)
         if version.status is Status.TOMBSTONED:
             raise Gone(f"{kind.value} {version.ref} was deleted")
         with self._lock_of(kind, name):
@@ -344,9 +345,22 @@ class Registry(Referrers):
         prefix = prefix.strip("/")
         if prefix:
             check_name(prefix)
-        self.authorize(principal, action(kind, "list"), resource(kind, prefix or None))
-        found = self.store.names(kind.value, prefix)
-        return [n for n in found if not prefix or n == prefix or n.startswith(prefix + "/")]
+        act = action(kind, "list")
+        listed = resource(kind, prefix or None)
+        self.authorize(principal, act, listed)
+        found = [
+            n
+            for n in self.store.names(kind.value, prefix)
+            if not prefix or n == prefix or n.startswith(prefix + "/")
+        ]
+        # Each name is decided too: a forbid on a subtree hides the names under it.
+        verdicts = guard.allowed_items(
+            self.authorizer, principal, act, [resource(kind, n) for n in found]
+        )
+        hidden = [n for n, ok in zip(found, verdicts, strict=True) if not ok]
+        if hidden:
+            self.bus.publish(guard.hidden_event(principal, act, listed, len(found), hidden))
+        return [n for n, ok in zip(found, verdicts, strict=True) if ok]
 
     def versions(self, principal: Principal, kind: Kind, name: str) -> list[Version]:
         name = check_name(name)
@@ -356,7 +370,8 @@ class Registry(Referrers):
     def gate_results(
         self, principal: Principal, kind: Kind, name: str, number: int
     ) -> list[GateResult]:
-        self.authorize(principal, action(kind, "read"), resource(kind, check_name(name), number))
+        name = check_name(name)
+        self.authorize(principal, action(kind, "read"), resource(kind, name, number))
         self._version(kind, name, number)
         return [GateResult.from_row(r) for r in self.store.gate_results(kind.value, name, number)]
 

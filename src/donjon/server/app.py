@@ -1,31 +1,37 @@
 """The vault's HTTP API: a FastAPI app built from wired services.
 
 Every route but ``GET /health`` (liveness) and ``GET /readyz`` (readiness)
-needs a bearer token, which the :class:`~donjon.core.ports.Authenticator`
-turns into a principal; the registry
-then authorises each call. Errors are JSON ``{"error": code, "detail": ...}``
-with a 4xx status that says what went wrong; uploads and downloads stream.
+needs a bearer token (exactly one ``Authorization: Bearer <token>`` header),
+which the :class:`~donjon.core.ports.Authenticator` turns into a principal; the
+registry then authorises each call. A refused credential gets 401 "invalid
+credentials" (the reason goes to the ledger only); failures are limited and
+aggregated per source address (:mod:`donjon.server.auth_failures`). Errors are
+JSON ``{"error": code, "detail": ...}`` with a 4xx status that says what went
+wrong; uploads and downloads stream. Each response carries an ``X-Request-Id``.
 """
 
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, runtime_checkable
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from donjon import __version__
 from donjon.core.bus import EventBus
-from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.identity import Principal, PrincipalKind
 from donjon.core.ports import Authenticator
-from donjon.core.severity import Severity
 from donjon.errors import (
     AccessDenied,
     AuthenticationError,
@@ -37,6 +43,7 @@ from donjon.errors import (
 from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
 from donjon.server.attachments import add_attachment_routes
+from donjon.server.auth_failures import FailedAuthLimiter
 from donjon.server.schemas import HealthOut, ReadyOut, WhoAmIOut
 from donjon.server.tls import CLIENT_CERT_NAME
 
@@ -44,8 +51,21 @@ log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1 << 20
 SOURCE = "server"
+INVALID_CREDENTIALS = "invalid credentials"
+# RFC 6750: the scheme, one or more spaces, one b64token; nothing before or after.
+BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]+=*)")
+
+
+class TooManyFailures(AuthenticationError):
+    """A source address is over its failed-authentication limit (429)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed authentications from this address; retry later")
+        self.retry_after = retry_after
+
 
 _STATUS: list[tuple[type[DonjonError], int, str]] = [
+    (TooManyFailures, 429, "too_many_requests"),
     (AuthenticationError, 401, "unauthenticated"),
     (AccessDenied, 403, "forbidden"),
     (TooLarge, 413, "too_large"),
@@ -70,6 +90,8 @@ class ServerLimits:
     max_json_bytes: int = MAX_JSON_BYTES
     upload_idle_seconds: float = 60.0  # a stalled upload is dropped (and its thread freed)
     max_attestation_bytes: int = 16 << 20  # a signature bundle or provenance document
+    auth_failure_limit: int = 20  # failures per source and window before 429 (0: none)
+    auth_failure_window: float = 60.0  # seconds; 0 ledgers each failure on its own
 
 
 def create_app(
@@ -93,12 +115,21 @@ def create_app(
     limits = limits or ServerLimits()
     checks = dict(readiness or {})
     starters, closers = tuple(on_startup), tuple(on_shutdown)
+    failures = FailedAuthLimiter(
+        bus.publish, limit=limits.auth_failure_limit, window_seconds=limits.auth_failure_window
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for start in starters:
             start()
-        yield
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_sweep_every_second, failures)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(failures.flush)  # before the closers drain the outbox
         for close in closers:
             try:
                 close()
@@ -116,38 +147,40 @@ def create_app(
         redoc_url=None,
     )
     bearer = HTTPBearer(auto_error=False, description="A Donjon API token or an OIDC JWT.")
+    identify = getattr(authenticator, "verify", None) or authenticator.authenticate
 
     def current_principal(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
+        request_id = request_id_of(request)
+        source = request.client.host if request.client else "unknown"
+        wait = failures.retry_after(source, request_id)
+        if wait is not None:
+            raise TooManyFailures(wait)
         certified = request.scope.get("state", {}).get(CLIENT_CERT_NAME)
         if credentials is None and certified and isinstance(authenticator, CertAuthenticator):
             try:  # a client certificate the TLS layer verified names a service account
                 return authenticator.authenticate_certificate(str(certified))
-            except AuthenticationError as e:
-                _auth_event(bus, str(e))
-                raise
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            _auth_event(bus, "missing bearer token")
-            raise AuthenticationError("a bearer token is required")
+            except AuthenticationError:  # the authenticator recorded why
+                raise AuthenticationError(INVALID_CREDENTIALS) from None
         try:
-            principal = authenticator.authenticate(credentials.credentials)
+            principal = identify(bearer_token(request.headers.getlist("authorization")))
+            if principal.kind is PrincipalKind.ANONYMOUS:
+                raise AuthenticationError("anonymous principal refused")
         except AuthenticationError as e:
-            _auth_event(bus, str(e))
-            raise
+            failures.failed(source, request_id, str(e))
+            raise AuthenticationError(INVALID_CREDENTIALS) from None
         except Exception as e:  # noqa: BLE001 - fail closed: an authenticator error refuses
             log.warning("authenticator failed: %s", type(e).__name__)
-            _auth_event(bus, f"authenticator error: {type(e).__name__}")
-            raise AuthenticationError("the credential could not be checked") from None
-        if principal.kind is PrincipalKind.ANONYMOUS:
-            _auth_event(bus, "anonymous principal refused")
-            raise AuthenticationError("anonymous access is not allowed")
+            failures.failed(source, request_id, f"authenticator error: {type(e).__name__}")
+            raise AuthenticationError(INVALID_CREDENTIALS) from None
         return principal
 
     app.state.registry = registry
     app.state.current_principal = current_principal
     app.state.limits = limits
+    app.state.auth_failures = failures
 
     @app.get("/health", response_model=HealthOut, tags=["meta"], operation_id="health")
     def health() -> dict[str, str]:
@@ -194,20 +227,31 @@ def create_app(
     routes.add_vault_routes(app, current_principal)
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, limits=limits)
+    app.add_middleware(RequestId)
     return app
 
 
-def _auth_event(bus: EventBus, reason: str) -> None:
-    bus.publish(
-        SecurityEvent(
-            kind=EventKind.AUTHENTICATION,
-            source=SOURCE,
-            action="authenticate",
-            message=f"authentication refused: {reason}",
-            severity=Severity.LOW,
-            outcome=Outcome.FAILURE,
-        )
-    )
+async def _sweep_every_second(failures: FailedAuthLimiter) -> None:
+    while True:
+        await anyio.sleep(1.0)
+        await anyio.to_thread.run_sync(failures.sweep)
+
+
+def bearer_token(values: list[str]) -> str:
+    """The token of the one ``Authorization: Bearer <token>`` header; AuthenticationError else."""
+    if not values:
+        raise AuthenticationError("missing bearer token")
+    if len(values) > 1:
+        raise AuthenticationError(f"{len(values)} Authorization headers")
+    found = BEARER.fullmatch(values[0])
+    if found is None or found.group(1).lower() == "bearer":
+        raise AuthenticationError("malformed Authorization header: expected 'Bearer <token>'")
+    return found.group(1)
+
+
+def request_id_of(request: Request) -> str:
+    found = request.scope.get("state", {}).get("request_id")
+    return str(found) if found else uuid.uuid4().hex
 
 
 def error_response(status: int, code: str, detail: Any, **headers: str) -> JSONResponse:
@@ -219,6 +263,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         for cls, status, code in _STATUS:
             if isinstance(exc, cls):
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+                if isinstance(exc, TooManyFailures):
+                    headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
                 return error_response(status, code, str(exc), **headers)
         log.error("request failed: %s: %s", type(exc).__name__, exc)
         return error_response(503, "unavailable", "the server could not complete the request")
@@ -235,11 +281,47 @@ def _add_error_handlers(app: FastAPI) -> None:
         status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
         detail = exc.detail if isinstance(exc, StarletteHTTPException) else str(exc)
-        return error_response(status, code, detail)
+        headers = {}
+        if status == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(status, code, detail, **headers)
 
     app.add_exception_handler(DonjonError, donjon_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path (one path can have several routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+class RequestId:
+    """Gives each request an id (``X-Request-Id`` on the response, and in its events)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class BodyLimit:

@@ -16,7 +16,13 @@ from donjon.core.artifacts import Digest
 from donjon.core.identity import Principal
 from donjon.errors import InputError
 from donjon.registry import AttachmentKind, Registry, parse_kind
-from donjon.server.routes import ERRORS
+from donjon.server.routes import (
+    DOWNLOAD_HEADERS,
+    ERRORS,
+    Number,
+    attachment_disposition,
+    name_param,
+)
 from donjon.server.schemas import AttachmentOut, AttachmentsOut
 
 BASE = "/v1/models/{name:path}/versions/{number}/attestations"
@@ -33,8 +39,7 @@ DOCUMENT_OUT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 def add_attachment_routes(app: FastAPI, current_principal: Any) -> None:
     Caller = Annotated[Principal, Depends(current_principal)]  # noqa: N806
-    Name = Annotated[str, Path(description="model name, e.g. fraud-clf")]  # noqa: N806
-    Number = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]  # noqa: N806
+    Name = Annotated[str, name_param("model")]  # noqa: N806
 
     def registry(request: Request) -> Registry:
         reg: Registry = request.app.state.registry
@@ -105,5 +110,11 @@ def add_attachment_routes(app: FastAPI, current_principal: Any) -> None:
             raise InputError(f"digest: {e}") from None
         found, data = registry(request).attachment_bytes(principal, name, number, key)
         return Response(
-            data, media_type=found.media_type, headers={"X-Donjon-Digest": str(found.digest)}
+            data,
+            media_type=found.media_type,  # set by the server from the kind, never the uploader's
+            headers={
+                "X-Donjon-Digest": str(found.digest),
+                "Content-Disposition": attachment_disposition(name, number, ".json"),
+                **DOWNLOAD_HEADERS,
+            },
         )

@@ -19,7 +19,16 @@ from fastapi.responses import StreamingResponse
 from donjon.core.artifacts import Digest
 from donjon.core.identity import Principal
 from donjon.errors import InputError
-from donjon.registry import Kind, Registry, Stage, VersionRef
+from donjon.registry import (
+    MAX_VERSION,
+    NAME_PATTERN,
+    VERSION_PATTERN,
+    Kind,
+    Registry,
+    Stage,
+    VersionRef,
+    check_version,
+)
 from donjon.server.schemas import (
     ErrorOut,
     GatesOut,
@@ -55,6 +64,37 @@ UPLOAD_BODY = {
 }
 
 
+def name_param(what: str) -> Any:
+    """A name path parameter; its pattern is in the schema, ``check_name`` decides (400)."""
+    return Path(
+        description=f"{what} name, e.g. {'fraud-clf' if what == 'model' else 'fraud/transactions'}",
+        json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 200},
+    )
+
+
+def version_number(
+    number: Annotated[
+        str,
+        Path(
+            description=f"version number: ASCII digits, 1 to {MAX_VERSION}",
+            json_schema_extra={"pattern": VERSION_PATTERN},
+        ),
+    ],
+) -> int:
+    """The ``{number}`` path parameter: ASCII digits within the column's range, else 400."""
+    return check_version(number)
+
+
+Number = Annotated[int, Depends(version_number)]
+DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff"}
+
+
+def attachment_disposition(name: str, number: int, suffix: str = "") -> str:
+    """``attachment; filename=...`` from a checked name (safe characters only)."""
+    filename = f"{name.replace('/', '_')}-{number}{suffix}"
+    return f'attachment; filename="{filename}"'
+
+
 def add_vault_routes(app: FastAPI, current_principal: Callable[..., Principal]) -> None:
     for kind in Kind:
         _add_kind_routes(app, kind, current_principal)
@@ -65,8 +105,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
     base = f"/v1/{kind.collection}"
     tag = kind.collection
     Caller = Annotated[Principal, Depends(current_principal)]  # noqa: N806
-    Name = Annotated[str, Path(description=f"{kind.value} name, e.g. fraud/transactions")]  # noqa: N806
-    Number = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]  # noqa: N806
+    Name = Annotated[str, name_param(kind.value)]  # noqa: N806
 
     def registry(request: Request) -> Registry:
         reg: Registry = request.app.state.registry
@@ -183,13 +222,17 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
     def pull(request: Request, principal: Caller, name: Name, number: Number) -> StreamingResponse:
         """Download a version's bytes; ``X-Donjon-Digest`` lets the client check them."""
         version, stream = registry(request).open(principal, kind, name, number)
+        # Served as opaque bytes, never as the uploader's Content-Type (which
+        # a browser could render): the declared type is in the version record.
         return StreamingResponse(
             iterate(stream),
-            media_type=version.media_type,
+            media_type="application/octet-stream",
             headers={
                 "Content-Length": str(version.size),
                 "X-Donjon-Digest": str(version.digest),
                 "ETag": f'"{version.digest}"',
+                "Content-Disposition": attachment_disposition(name, number),
+                **DOWNLOAD_HEADERS,
             },
         )
 
@@ -205,7 +248,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         return {"gates": [r.to_dict() for r in results]}
 
     for verb in ("quarantine", "release"):
-        _add_status_route(app, kind, verb, base, tag, Caller, Name, Number, registry)
+        _add_status_route(app, kind, verb, base, tag, Caller, Name, registry)
 
     @app.delete(
         f"{base}/{{name:path}}/versions/{{number}}",
@@ -244,7 +287,6 @@ def _add_status_route(
     tag: str,
     caller: Any,
     name_t: Any,
-    number_t: Any,
     registry: Callable[[Request], Registry],
 ) -> None:
     @app.post(
@@ -255,7 +297,7 @@ def _add_status_route(
         operation_id=f"{verb}_{kind.value}_version",
     )
     def change(
-        request: Request, principal: caller, name: name_t, number: number_t, body: ReasonIn
+        request: Request, principal: caller, name: name_t, number: Number, body: ReasonIn
     ) -> dict[str, Any]:
         reg = registry(request)
         act = reg.quarantine if verb == "quarantine" else reg.release
@@ -273,8 +315,8 @@ def _add_promotion(app: FastAPI, current_principal: Callable[..., Principal]) ->
     def promote(
         request: Request,
         principal: Annotated[Principal, Depends(current_principal)],
-        name: Annotated[str, Path()],
-        number: Annotated[int, Path(ge=1, le=2**31 - 1)],
+        name: Annotated[str, name_param("model")],
+        number: Number,
         body: PromoteIn,
     ) -> dict[str, Any]:
         """Run the target stage's admission gates, then move the version (409 if one fails)."""

@@ -1,0 +1,177 @@
+"""Failed authentications: limited per source address, recorded in aggregate.
+
+Without a bound, anyone could grow the permanent ledger with bad tokens. So,
+per source address, in a window of ``window_seconds`` opened by its first
+failure:
+
+* the first failure is recorded at once (an ``authentication`` event with the
+  reason, the source address and the request id): the SOC sees it immediately;
+* later failures in the window are counted, and recorded as one summary event
+  when the window closes: how many, the first and last request ids and times,
+  how many were refused with 429, and the reasons with their counts;
+* past ``limit`` failures, the source gets 429 (``Retry-After``) until the
+  window closes, before its credential is even looked at.
+
+So a flood from one address adds at most two ledger entries per window. Windows
+are closed by :meth:`FailedAuthLimiter.sweep` (on each request and once a
+second while the server runs) and by :meth:`FailedAuthLimiter.flush` at
+shutdown. ``window_seconds`` 0 records every failure on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from donjon.core.events import EventKind, Outcome, SecurityEvent, utc_now
+from donjon.core.severity import Severity
+
+SOURCE = "server"
+MAX_REASONS = 10  # distinct reasons kept per window; the rest are counted as "other"
+
+Publish = Callable[[SecurityEvent], object]
+
+
+@dataclass
+class _Window:
+    opened: float  # monotonic seconds
+    first_id: str
+    first_time: datetime
+    last_id: str
+    last_time: datetime
+    failures: int = 1
+    refused: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+class FailedAuthLimiter:
+    """Counts failed authentications per source; answers how long a source must wait."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        limit: int = 20,
+        window_seconds: float = 60.0,
+        max_sources: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._publish = publish
+        self.limit = limit  # 0: never refuse with 429 (still aggregated)
+        self.window = window_seconds
+        self._max_sources = max_sources
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, source: str, request_id: str) -> float | None:
+        """Seconds ``source`` must wait when it is over the limit (the refusal is counted)."""
+        if self.limit <= 0:
+            return None
+        self.sweep()
+        with self._lock:
+            found = self._windows.get(source)
+            if found is None or found.failures < self.limit:
+                return None
+            found.refused += 1
+            found.last_id, found.last_time = request_id, utc_now()
+            return max(0.0, found.opened + self.window - self._clock())
+
+    def failed(self, source: str, request_id: str, reason: str) -> None:
+        """Count one failed authentication from ``source``; the first of a window is published."""
+        self.sweep()
+        now = utc_now()
+        evicted: tuple[str, _Window] | None = None
+        with self._lock:
+            found = self._windows.get(source)
+            if found is not None:
+                found.failures += 1
+                found.last_id, found.last_time = request_id, now
+                _count(found.reasons, reason)
+                return
+            if len(self._windows) >= self._max_sources:  # bounded memory: close the oldest
+                oldest = next(iter(self._windows))
+                evicted = (oldest, self._windows.pop(oldest))
+            window = _Window(self._clock(), request_id, now, request_id, now)
+            _count(window.reasons, reason)
+            self._windows[source] = window
+        if evicted is not None:
+            self._close(*evicted)
+        self._publish(_first_event(source, request_id, reason))
+
+    def sweep(self) -> None:
+        """Close the windows that have run their time, publishing their summaries."""
+        now = self._clock()
+        with self._lock:
+            expired = [(s, w) for s, w in self._windows.items() if now - w.opened >= self.window]
+            for source, _ in expired:
+                del self._windows[source]
+        for source, window in expired:
+            self._close(source, window)
+
+    def flush(self) -> None:
+        """Close every window now (at shutdown)."""
+        with self._lock:
+            closing = list(self._windows.items())
+            self._windows.clear()
+        for source, window in closing:
+            self._close(source, window)
+
+    def _close(self, source: str, window: _Window) -> None:
+        if window.failures > 1 or window.refused:
+            self._publish(_summary_event(source, window, self.window))
+
+
+def _count(reasons: Counter[str], reason: str) -> None:
+    if reason in reasons or len(reasons) < MAX_REASONS:
+        reasons[reason] += 1
+    else:
+        reasons["other"] += 1
+
+
+def _first_event(source: str, request_id: str, reason: str) -> SecurityEvent:
+    return SecurityEvent(
+        kind=EventKind.AUTHENTICATION,
+        source=SOURCE,
+        action="authenticate",
+        message=f"authentication refused from {source}: {reason}",
+        severity=Severity.LOW,
+        outcome=Outcome.FAILURE,
+        attributes={
+            "src_ip": source,
+            "request_id": request_id,
+            "reason": reason,
+            "failures": 1,
+            "first_request_id": request_id,
+            "last_request_id": request_id,
+        },
+    )
+
+
+def _summary_event(source: str, window: _Window, seconds: float) -> SecurityEvent:
+    refused = f", {window.refused} refused with 429" if window.refused else ""
+    return SecurityEvent(
+        kind=EventKind.AUTHENTICATION,
+        source=SOURCE,
+        action="authenticate",
+        message=f"{window.failures} authentication failures from {source} "
+        f"in {seconds:g} s (first {window.first_id}, last {window.last_id}){refused}",
+        severity=Severity.MEDIUM if window.refused else Severity.LOW,
+        outcome=Outcome.FAILURE,
+        attributes={
+            "src_ip": source,
+            "aggregated": True,
+            "failures": window.failures,
+            "refused": window.refused,
+            "first_request_id": window.first_id,
+            "last_request_id": window.last_id,
+            "first_time": window.first_time.isoformat(),
+            "last_time": window.last_time.isoformat(),
+            "window_seconds": seconds,
+            "reasons": dict(window.reasons),
+        },
+    )
