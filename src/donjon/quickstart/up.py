@@ -69,7 +69,7 @@ def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
             services.registry,
             services.authenticator,
             app.bus,
-            limits=ServerLimits(max_upload_bytes=settings.vault.max_upload_bytes),
+            limits=ServerLimits.from_settings(settings.vault),
         ),
         host=host,
         port=port,

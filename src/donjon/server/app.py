@@ -29,6 +29,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from donjon import __version__
+from donjon.config import VaultSettings
 from donjon.core.bus import EventBus
 from donjon.core.identity import Principal, PrincipalKind
 from donjon.core.ports import Authenticator
@@ -92,6 +93,14 @@ class ServerLimits:
     max_attestation_bytes: int = 16 << 20  # a signature bundle or provenance document
     auth_failure_limit: int = 20  # failures per source and window before 429 (0: none)
     auth_failure_window: float = 60.0  # seconds; 0 ledgers each failure on its own
+
+    @classmethod
+    def from_settings(cls, vault: VaultSettings) -> "ServerLimits":
+        return cls(
+            max_upload_bytes=vault.max_upload_bytes,
+            auth_failure_limit=vault.auth_failure_limit,
+            auth_failure_window=vault.auth_failure_window,
+        )
 
 
 def create_app(

@@ -26,7 +26,7 @@ def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
         services.registry,
         services.authenticator,
         services.bus,
-        limits=ServerLimits(max_upload_bytes=settings.vault.max_upload_bytes),
+        limits=ServerLimits.from_settings(settings.vault),
         readiness=services.readiness(),
         on_startup=(donjon.start_delivery,),
         on_shutdown=(services.close, donjon.close),
