@@ -89,6 +89,12 @@ COMMANDS = (
         "Write a small corpus of benign and malicious model files (made without ML libraries).",
     ),
     LazyCommand(
+        "demo",
+        "donjon.cli.demo",
+        "demo",
+        "Write the example files the README's tour uses (data, model, policies, configs).",
+    ),
+    LazyCommand(
         "quickstart",
         "donjon.cli.quickstart",
         "quickstart",

@@ -260,9 +260,13 @@ def check_cmd(
     detector: Annotated[
         list[str] | None, typer.Option("--detector", help="Run only these detectors.")
     ] = None,
+    output_format: Annotated[
+        ReportFormat | None,
+        typer.Option("--format", "-f", help="Report format (default: the global --format)."),
+    ] = None,
     report: Annotated[
         ReportFormat | None,
-        typer.Option("--report", help="Report format (default: the global --format)."),
+        typer.Option("--report", hidden=True, help="Deprecated: use --format."),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the report to this file.")
@@ -295,7 +299,9 @@ def check_cmd(
             progress=advance,
         )
     publish(cli, result.findings)
-    kind = report or (ReportFormat.JSON if cli.json else ReportFormat.TEXT)
+    if report is not None:
+        cli.info("--report is deprecated: use --format (as every other command)")
+    kind = output_format or report or (ReportFormat.JSON if cli.json else ReportFormat.TEXT)
     if kind is ReportFormat.JSON:
         text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
     elif kind is ReportFormat.HTML:
