@@ -237,6 +237,10 @@ keys = st.one_of(
 bodies = st.one_of(
     keys.flatmap(lambda ks: st.fixed_dictionaries({k: VALUES[k] for k in ks})),
     table,  # bare arrays
+    st.fixed_dictionaries(  # KServe v2 / Triton bodies, most of them well-formed
+        {"inputs": st.lists(good_tensor, min_size=1, max_size=1)},
+        optional={"id": st.text(max_size=3), "outputs": VALUES["outputs"]},
+    ),
 )
 
 
