@@ -17,6 +17,7 @@ from donjon.gateway.auth import (
     TrustedHeaderAuthenticator,
     VaultAuthenticator,
 )
+from donjon.gateway.detectors.stores import RedisStates, StateStore
 from donjon.gateway.guard import ModelGuard
 from donjon.gateway.metrics import GatewayMetrics
 from donjon.gateway.pipeline import Pipeline
@@ -85,6 +86,20 @@ def build_quotas(settings: GatewaySettings) -> QuotaStore:
     return MemoryQuotas()
 
 
+def build_states(settings: GatewaySettings, model: str, features: int) -> StateStore | None:
+    """Redis-shared detector state for one model (None: the guard's in-process table)."""
+    state = settings.state
+    if state.backend != "redis":
+        return None
+    return RedisStates.from_url(
+        state.redis_url,
+        window=settings.window,
+        features=features,
+        prefix=f"{state.redis_prefix}{model}:",
+        ttl=state.ttl_seconds,
+    )
+
+
 def build_pipeline(
     settings: GatewaySettings,
     *,
@@ -107,15 +122,18 @@ def build_pipeline(
             "auth.vault_policies needs the vault's authorizer: start the gateway with "
             "'donjon gateway' (it wires the vault's Cedar policy)"
         )
-    guards = [
-        ModelGuard(
-            model,
-            profile=ReferenceProfile.load(model.profile) if model.profile else None,
-            window=settings.window,
-            max_principals=settings.max_principals,
+    guards = []
+    for model in settings.models:
+        profile = ReferenceProfile.load(model.profile) if model.profile else None
+        guards.append(
+            ModelGuard(
+                model,
+                profile=profile,
+                window=settings.window,
+                max_principals=settings.max_principals,
+                states=build_states(settings, model.name, profile.features if profile else 1),
+            )
         )
-        for model in settings.models
-    ]
     q = settings.quotas
     return Pipeline(
         guards,
@@ -130,6 +148,9 @@ def build_pipeline(
         log_sample_rate=settings.log_sample_rate,
         authorizer=authorizer if settings.auth.vault_policies else None,
         identity_header=build_identity_header(settings),
-        # the vault's store and policy are checked off the event loop
-        blocking=settings.auth.vault_identities or settings.auth.vault_policies,
+        # the vault's store and policy, and Redis, are called off the event loop
+        blocking=settings.auth.vault_identities
+        or settings.auth.vault_policies
+        or settings.state.backend == "redis"
+        or q.backend == "redis",
     )

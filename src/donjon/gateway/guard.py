@@ -14,7 +14,7 @@ from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
 from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
-from donjon.gateway.detectors.state import StateTable
+from donjon.gateway.detectors.stores import MemoryStates, StateStore
 from donjon.gateway.hardening import Hardening
 from donjon.gateway.outputs import ResponseReader
 from donjon.gateway.profile import ReferenceProfile
@@ -43,6 +43,7 @@ class ModelGuard:
         profile: ReferenceProfile | None,
         window: int,
         max_principals: int,
+        states: StateStore | None = None,
     ) -> None:
         s = settings
         self.name = s.name
@@ -108,7 +109,7 @@ class ModelGuard:
                     e.budget_action,
                     e.far_score,
                     e.derived_quantile,
-                    e.shift_rate,
+                    e.shift_rate if e.shift_rate > e.null_rate else None,
                 )
             )
             if e.enabled
@@ -123,10 +124,9 @@ class ModelGuard:
             if self.evasion and profile is not None
             else None
         )
-        self.table = StateTable(
-            window=window,
-            features=profile.features if profile else 1,
-            max_principals=max_principals,
+        self.features = profile.features if profile else 1
+        self.states: StateStore = states or MemoryStates(
+            window=window, features=self.features, max_principals=max_principals
         )
 
     def matches(self, path: str) -> bool:
@@ -148,8 +148,7 @@ class ModelGuard:
         """Run the detectors on each row in order, updating the principal's state."""
         result = Inspection()
         profile = self.profile
-        with self.table.lock:
-            state = self.table.get(principal.id)
+        with self.states.session(principal.id) as state:
             if profile is None:
                 state.queries += len(rows)
                 result.slots = [-1] * len(rows)
@@ -178,8 +177,12 @@ class ModelGuard:
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
                 if self.ood is not None and self.extraction is not None:
+                    # off the grid *and* past the per-input threshold: neither the data's
+                    # encoding nor near the data, whatever the principal's own encoding
+                    strange = off or (bool(off_grid[i]) and score > 1.0)
                     self.extraction.observe(
-                        state, self.extraction.synthetic(score, off, near.nearest, self.derived)
+                        state,
+                        self.extraction.synthetic(score, strange, near.nearest, self.derived),
                     )
                 if self.extraction is not None:
                     result.signals += [
@@ -190,25 +193,17 @@ class ModelGuard:
     def record_labels(
         self, principal: Principal, slots: list[int], labels: npt.NDArray[np.int64]
     ) -> None:
-        with self.table.lock:
-            state = self.table.get(principal.id)
-            for slot, label in zip(slots, labels, strict=False):
-                if slot >= 0:
-                    state.label(slot, int(label))
+        self.states.label(principal.id, slots, labels)
 
     def refusal(self, principal: Principal, now: float) -> tuple[str, Action] | None:
         """The rule and action a principal is currently refused under, if any."""
-        with self.table.lock:
-            state = self.table.get(principal.id)
-            for rule_id, (until, action) in state.blocked_until.items():
-                if until > now:
-                    return rule_id, action
+        for rule_id, (until, action) in self.states.refusals(principal.id).items():
+            if until > now:
+                return rule_id, action
         return None
 
     def refuse(self, principal: Principal, signal: Signal, until: float) -> None:
-        with self.table.lock:
-            state = self.table.get(principal.id)
-            state.blocked_until[signal.rule.id] = (until, signal.action)
+        self.states.refuse(principal.id, signal.rule.id, until, signal.action)
 
 
 def _at(signal: Signal, query_index: int) -> Signal:

@@ -144,7 +144,12 @@ class FirewallMiddleware:
             (b"content-length", str(len(forward)).encode()),
         ]
         status, content = await _call(self.app, {**scope, "headers": headers_out}, forward)
-        status, content = self.pipeline.complete(admitted, status, content)
+        if self.pipeline.blocking:
+            status, content = await asyncio.to_thread(
+                self.pipeline.complete, admitted, status, content
+            )
+        else:
+            status, content = self.pipeline.complete(admitted, status, content)
         await _send(send, status, content, admitted.request_id)
 
 

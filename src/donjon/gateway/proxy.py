@@ -218,7 +218,12 @@ class Proxy:
             pipeline.metrics.requests.labels(admitted.guard.name, "error", str(status)).inc()
             await _reply(send, reply)
             return
-        status, content = pipeline.complete(admitted, answer.status, answer.body)
+        if pipeline.blocking:  # shared detector state (Redis): off the event loop
+            status, content = await asyncio.to_thread(
+                pipeline.complete, admitted, answer.status, answer.body
+            )
+        else:
+            status, content = pipeline.complete(admitted, answer.status, answer.body)
         content_type = answer.content_type if status < 400 and answer.content_type else _JSON
         await _send(send, status, content, content_type, admitted.request_id)
 

@@ -52,6 +52,15 @@ class QuotaConfig(_Section):
     global_burst: float = Field(default=40_000.0, gt=0)
 
 
+class StateConfig(_Section):
+    """Where the detectors keep each principal's history (see detectors/stores.py)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "donjon:gw:state:"
+    ttl_seconds: float = Field(default=86_400.0, gt=0)  # after a principal's last query
+
+
 class EvasionSettings(_Section):
     enabled: bool = True
     action: Action = Action.BLOCK
@@ -88,7 +97,7 @@ class ExtractionSettings(_Section):
     budget_action: Action = Action.THROTTLE
     far_score: float = Field(default=1.5, gt=0)
     derived_quantile: float = Field(default=0.1, gt=0, lt=0.5)
-    shift_rate: float | None = Field(default=0.95, gt=0.5, lt=1)  # None: no change test
+    shift_rate: float = Field(default=0.95, ge=0, lt=1)  # 0 turns the CUSUM change test off
 
 
 class DetectorSettings(_Section):
@@ -135,6 +144,7 @@ class GatewaySettings(_Section):
     metrics_path: str | None = "/metrics"
     auth: AuthConfig = Field(default_factory=AuthConfig)
     quotas: QuotaConfig = Field(default_factory=QuotaConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     models: list[ModelSettings] = Field(min_length=1)
 
 

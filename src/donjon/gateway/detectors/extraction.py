@@ -3,9 +3,11 @@ fresh natural records.
 
 A query counts as *synthetic* when it is
 
-* far from the training data: its OOD score (:mod:`.ood`, 1.0 = the calibrated 99th
+* far from the training data: its OOD score (:mod:`.ood`, 1.0 = the calibrated 99.5th
   percentile of natural inputs) exceeds ``far`` (1.5), or it is off the data's value
-  grid -- noise, procedural images, KnockoffNets / CopycatCNN over a surrogate set; or
+  grid (for a principal whose first queries were on it; for any principal when the
+  score also exceeds 1.0) -- noise, procedural images, KnockoffNets / CopycatCNN over
+  a surrogate set; or
 * derived from one of the principal's own earlier queries: closer to it (but not an exact
   repeat) than the profile's ``derived_quantile`` (10 %) of natural nearest-neighbour
   distances -- i.e. closer than 90 % of natural records are to their nearest neighbour

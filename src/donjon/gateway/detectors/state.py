@@ -64,6 +64,7 @@ class PrincipalState:
     grid_seen: int = 0  # of the first GRID_BASELINE rows: how many were checked
     grid_off: int = 0  # and how many of those were off the value grid
     blocked_until: dict[str, tuple[float, Action]] = field(default_factory=dict)
+    pushed: list[int] = field(default_factory=list)  # slots written since the last save
 
     def __post_init__(self) -> None:
         self.rows = np.zeros((self.window, self.features), dtype=np.float32)
@@ -71,7 +72,7 @@ class PrincipalState:
         self.bisecting = np.zeros(self.window, dtype=bool)
         # distances of the last stored row to the window as it was before it was stored
         # (computed by :meth:`neighbours` anyway): the spans |p-a| of the line test
-        self._last: npt.NDArray[np.float32] | None = None
+        self.spans: npt.NDArray[np.float32] | None = None
         self._pending: npt.NDArray[np.float32] | None = None
 
     def off_grid_counts(self, off_grid: bool) -> bool:
@@ -122,7 +123,7 @@ class PrincipalState:
         previous try. Checking pairs (previous, any) costs one vector pass over the
         window: the spans ``|p-a|`` are the distances computed when ``p`` arrived.
         """
-        spans = self._last
+        spans = self.spans
         if spans is None:
             return False
         p = (self.cursor - 1) % self.window
@@ -149,7 +150,8 @@ class PrincipalState:
         self.labels[slot] = UNKNOWN
         self.walk += int(bisects) - int(self.bisecting[slot])
         self.bisecting[slot] = bisects
-        self._last, self._pending = self._pending, None
+        self.spans, self._pending = self._pending, None
+        self.pushed.append(slot)
         self.cursor = (self.cursor + 1) % self.window
         self.size = min(self.size + 1, self.window)
         return slot
