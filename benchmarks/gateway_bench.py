@@ -1,6 +1,8 @@
 """Benchmark of ``donjon gateway`` against ART's attacks, benign streams and two peers.
 
 Run from the repository root:  python benchmarks/gateway_bench.py [--quick]
+(``--variety``: other encodings, victims and server shapes, see ``gateway_variety.py``;
+``--state-only``: throughput with the detectors' state in Redis against in-process.)
 
 Every attack talks HTTP to a gateway (uvicorn, in this process) in front of a
 victim (scikit-learn MLP on scikit-learn's digits, plain http.server). The
@@ -680,9 +682,97 @@ class Bench:
                     process.terminate()
                     process.wait(timeout=10)
 
-    def pipeline_time(self, body: Any, headers: dict[str, str], n: int) -> np.ndarray:
+    def state_throughput(self, rounds: int = 3) -> dict[str, Any]:
+        """Throughput and the gateway's own time with detector state in Redis against
+        in-process state: the real CLI gateway, alternating memory / redis, same load."""
+        import uuid
+
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
+        victim = subprocess.Popen(
+            [sys.executable, "-m", "tests.gateway.harness", "0", "--asgi"],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        )  # fmt: skip
+        prefix = f"bench:{uuid.uuid4().hex}:"
+        out: dict[str, list[float]] = {"memory": [], "redis": []}
+        own: dict[str, list[float]] = {"memory": [], "redis": []}
+        failed = {"memory": 0, "redis": 0}
+        seconds = 3.0 if self.quick else 6.0
+        try:
+            assert victim.stdout is not None
+            upstream = victim.stdout.readline().strip()
+            body = {"inputs": [self.heldout[0].tolist()]}
+            for _ in range(rounds):
+                for backend in ("memory", "redis"):
+                    # fresh keys each time (pipeline_time below writes its own)
+                    _settings, keys = write_setup(self.folder, self.victim, ["load"])
+                    headers = {"x-api-key": keys["load"]}
+                    config = self.folder / f"gateway-{backend}.toml"
+                    config.write_text(
+                        '[auth]\napi_keys_file = "keys.json"\n[quotas]\nprincipal_rate = 1e9\n'
+                        "principal_burst = 1e9\nglobal_rate = 1e9\nglobal_burst = 1e9\n"
+                        f'[state]\nbackend = "{backend}"\nredis_prefix = "{prefix}"\n'
+                        '[[models]]\nname = "digits"\nroutes = ["/predict"]\nallow = ["*"]\n'
+                        'features = 64\nmin_value = 0\nmax_value = 16\nprofile = "profile.json"\n'
+                        "[models.detectors.extraction]\nbudget = 100000000\n"
+                    )
+                    port = _free_port()
+                    gateway = subprocess.Popen(
+                        [sys.executable, "-m", "donjon", "--home", str(self.folder / "home"),
+                         "gateway", "--config", str(config), "--upstream", upstream,
+                         "--port", str(port)],
+                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    try:
+                        url = f"http://127.0.0.1:{port}"
+                        _wait(url + "/healthz")
+                        _load(url, body, headers, 8, 1.0)  # warm
+                        rps, errors = _load(url, body, headers, 8, seconds)
+                        out[backend].append(rps)
+                        failed[backend] += errors
+                    finally:
+                        gateway.terminate()
+                        gateway.wait(timeout=10)
+                    times = self.pipeline_time(body, headers, 300, backend, prefix)
+                    own[backend].append(float(np.median(times)) * 1000)
+        finally:
+            victim.terminate()
+            victim.wait(timeout=10)
+            with contextlib.suppress(Exception):
+                import redis
+
+                client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+                for key in client.scan_iter(match=prefix + "*"):
+                    client.delete(key)
+        memory, shared = float(np.median(out["memory"])), float(np.median(out["redis"]))
+        return {
+            "rps_memory": out["memory"],
+            "rps_redis": out["redis"],
+            "ratio": shared / max(memory, 1e-9),
+            "own_ms_memory": own["memory"],
+            "own_ms_redis": own["redis"],
+            "errors": failed,
+            "loadavg": os.getloadavg()[0],
+        }
+
+    def pipeline_time(
+        self,
+        body: Any,
+        headers: dict[str, str],
+        n: int,
+        backend: str = "memory",
+        prefix: str = "donjon:gw:state:",
+    ) -> np.ndarray:
         """The gateway's own time per request (admit + complete), in process, no HTTP."""
         settings, keys = write_setup(self.folder, self.victim, ["load"])
+        settings = settings.model_copy(
+            update={"state": settings.state.model_copy(
+                update={"backend": backend, "redis_prefix": prefix})}
+        )  # fmt: skip
         pipeline = build_pipeline(settings)
         raw = json.dumps(body).encode()
         answer = json.dumps(
@@ -1027,6 +1117,20 @@ def print_overhead(o: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def print_state(o: dict[str, Any]) -> None:
+    print("\n## Detector state in Redis against in-process (8 clients, real CLI gateway)\n")
+    print(f"load average (1 min) {o['loadavg']:.2f}; failed requests {o['errors']}")
+    print(f"req/s, in-process state: {', '.join(f'{v:.0f}' for v in o['rps_memory'])}")
+    print(f"req/s, Redis state:      {', '.join(f'{v:.0f}' for v in o['rps_redis'])}")
+    print(f"median ratio Redis / in-process: {o['ratio']:.2f}")
+    print(
+        "gateway's own time per request in process (p50 ms): in-process state "
+        f"{', '.join(f'{v:.3f}' for v in o['own_ms_memory'])}; Redis state "
+        f"{', '.join(f'{v:.3f}' for v in o['own_ms_redis'])}"
+    )
+    sys.stdout.flush()
+
+
 def projected_ratio(o: dict[str, Any], cores: int = 2) -> float:
     """Proxied / direct throughput if the processes had ``cores`` cores to themselves.
 
@@ -1048,11 +1152,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer images, shorter streams")
     parser.add_argument("--no-overhead", action="store_true", help="skip the load test")
     parser.add_argument("--overhead-only", action="store_true", help="only the load test")
+    parser.add_argument(
+        "--state-only", action="store_true", help="only throughput with Redis detector state"
+    )
+    parser.add_argument(
+        "--variety", action="store_true", help="other encodings, victims and server shapes"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
+    if args.variety:
+        from gateway_variety import run as run_variety
+
+        with tempfile.TemporaryDirectory() as folder:
+            result = run_variety(args.quick, Path(folder))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=str))
+        return
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(args.quick, Path(folder))
-        if args.overhead_only:
+        if args.state_only:
+            result = {"state": bench.state_throughput()}
+            print_state(result["state"])
+        elif args.overhead_only:
             result = {"overhead": bench.overhead()}
             print_overhead(result["overhead"])
         else:

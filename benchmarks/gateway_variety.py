@@ -48,6 +48,7 @@ from donjon.gateway import build_pipeline, build_profile, create_proxy, new_api_
 from donjon.gateway.settings import GatewaySettings  # noqa: E402
 
 SHAPES = ("mlflow", "kserve-v2", "probabilities")
+ENCODINGS = ("digits/16", "cancer")
 STATEFUL = {"DJ-GW-001", "DJ-GW-002", "DJ-GW-005"}
 ROUTES = {"mlflow": "/invocations", "kserve-v2": "/v2/models/m/infer", "probabilities": "/predict"}
 
@@ -236,9 +237,12 @@ def attacks(setup: Setup, quick: bool, nn_threshold: float) -> list[dict[str, An
     from sklearn.linear_model import LogisticRegression
 
     enc = setup.enc
-    clip = (float(enc.low.min()), float(np.where(np.isfinite(enc.high), enc.high, 0).max()))
-    if not np.isfinite(enc.high).all():
-        clip = (0.0, float(enc.x_train.max() * 1.5))
+    # the attacker's box: the encoding's range, or (a table) the range its own rows span
+    if np.isfinite(enc.high).all():
+        clip = (enc.low.astype(np.float32), enc.high.astype(np.float32))
+    else:
+        clip = (enc.attacker.min(axis=0).astype(np.float32),
+                enc.attacker.max(axis=0).astype(np.float32))  # fmt: skip
     rows: list[dict[str, Any]] = []
 
     def record(name: str, who: str, client: Client, note: str = "") -> None:
@@ -366,9 +370,14 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def run(quick: bool, folder: Path, shapes: tuple[str, ...] = SHAPES) -> dict[str, Any]:
+def run(
+    quick: bool,
+    folder: Path,
+    shapes: tuple[str, ...] = SHAPES,
+    encodings: tuple[str, ...] = ENCODINGS,
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for enc_name in ("digits/16", "cancer"):
+    for enc_name in encodings:
         enc = load(enc_name)
         nn_threshold = NearestNeighbour.calibrate(build_profile(enc.x_train).scaled(enc.x_train))
         for shape in shapes:
@@ -415,9 +424,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--encodings", default=",".join(ENCODINGS))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        out = run(args.quick, Path(tmp), tuple(args.shapes.split(",")))
+        out = run(
+            args.quick, Path(tmp), tuple(args.shapes.split(",")), tuple(args.encodings.split(","))
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))

@@ -7,7 +7,8 @@ same query count as one process would:
 
 * ``<prefix><model>:<principal>``: the state (its window of scaled rows as float32,
   the line test's spans, counters, sticky refusals) in one binary value, read and
-  written under a per-principal lock (``...:lock``, a Redis lock with a timeout);
+  written under a per-principal lock (``...:lock``, with a timeout): one round trip
+  takes the lock and reads the state (a Lua script), one writes it and releases;
 * ``...:labels``: the model's answer (int32) per window slot, written by the
   answering replica with one ``SETRANGE`` per slot, no lock needed;
 * ``...:refused``: the sticky refusals (a hash: rule id -> wall-clock end and
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, Protocol
@@ -37,6 +39,18 @@ from donjon.gateway.detectors import Action
 from donjon.gateway.detectors.state import UNKNOWN, PrincipalState, StateTable
 
 _HEADER = struct.Struct("<I")
+# take the lock (KEYS[1]) and read the state and labels (KEYS[2], KEYS[3]) at once
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}
+end
+return {0}
+"""
+# release the lock only if this session still holds it
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class StateStore(Protocol):
@@ -105,6 +119,8 @@ class RedisStates:
         self.prefix = prefix
         self.ttl = max(1, int(ttl))
         self.lock_timeout = lock_timeout
+        self._take = client.register_script(_TAKE)
+        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStates:
@@ -117,24 +133,37 @@ class RedisStates:
         import redis
 
         name = self.prefix + key
+        token = uuid.uuid4().hex
         try:
-            lock = self.client.lock(
-                name + ":lock", timeout=self.lock_timeout, blocking_timeout=self.lock_timeout
-            )
-            if not lock.acquire():
-                raise GatewayError(f"detector state of {key!r} is locked by another replica")
+            blob, labels = self._acquire(name, token)
+            state = self._decode(blob, labels)
         except redis.RedisError as e:
             raise GatewayError(f"detector state store unavailable: {e}") from e
+        saved = False
         try:
-            blob, labels = self.client.mget([name, name + ":labels"])
-            state = self._decode(blob, labels)
             yield state
-            self._save(name, state, fresh=blob is None)
+            self._save(name, state, fresh=blob is None, token=token)
+            saved = True
         except redis.RedisError as e:
             raise GatewayError(f"detector state store unavailable: {e}") from e
         finally:
-            with suppress(redis.RedisError):  # else it expires by itself (lock_timeout)
-                lock.release()
+            if not saved:
+                with suppress(redis.RedisError):  # else it expires (lock_timeout)
+                    self._release(keys=[name + ":lock"], args=[token])
+
+    def _acquire(self, name: str, token: str) -> tuple[bytes | None, bytes | None]:
+        """Take the principal's lock and read its state in one round trip (retrying
+        while another replica holds the lock, up to ``lock_timeout``)."""
+        deadline = time.monotonic() + self.lock_timeout
+        millis = int(self.lock_timeout * 1000)
+        keys = [name + ":lock", name, name + ":labels"]
+        while True:
+            got = self._take(keys=keys, args=[token, millis])
+            if int(got[0]) == 1:
+                return got[1] or None, got[2] or None
+            if time.monotonic() > deadline:
+                raise GatewayError(f"detector state of {name!r} stays locked by another replica")
+            time.sleep(0.001)
 
     def refusals(self, key: str) -> dict[str, tuple[float, Action]]:
         import redis
@@ -179,7 +208,8 @@ class RedisStates:
 
     # -- encoding ---------------------------------------------------------------
 
-    def _save(self, name: str, state: PrincipalState, *, fresh: bool) -> None:
+    def _save(self, name: str, state: PrincipalState, *, fresh: bool, token: str) -> None:
+        """Write the state and release the lock, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(name, self._encode(state), ex=self.ttl)
         unknown = struct.pack("<i", UNKNOWN)
@@ -188,6 +218,7 @@ class RedisStates:
         for slot in state.pushed:  # new rows have no answer yet
             pipe.setrange(name + ":labels", slot * 4, unknown)
         pipe.expire(name + ":labels", self.ttl)
+        self._release(keys=[name + ":lock"], args=[token], client=pipe)
         pipe.execute()
         state.pushed.clear()
 
