@@ -14,6 +14,7 @@ from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
 from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
+from donjon.gateway.detectors.state import StateTable
 from donjon.gateway.detectors.stores import MemoryStates, StateStore
 from donjon.gateway.hardening import Hardening
 from donjon.gateway.outputs import ResponseReader
@@ -128,6 +129,13 @@ class ModelGuard:
         self.states: StateStore = states or MemoryStates(
             window=window, features=self.features, max_principals=max_principals
         )
+
+    @property
+    def table(self) -> StateTable:
+        """The in-process state table (only with the in-process store)."""
+        if not isinstance(self.states, MemoryStates):
+            raise TypeError("this guard keeps its detector state outside the process")
+        return self.states.table
 
     def matches(self, path: str) -> bool:
         return any(path == r or path.startswith(r.rstrip("/") + "/") for r in self.routes)
