@@ -17,9 +17,14 @@ scan-samples: $(VENV)/.installed
 	$(VENV)/bin/donjon scan $(SAMPLES) || [ $$? -eq 1 ]
 
 $(VENV)/.installed: pyproject.toml
+	@echo "==> creating a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> upgrading pip"
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[quickstart]'
+	@echo "==> installing Donjon from this checkout with the [quickstart] extra (scikit-learn,"
+	@echo "    cleanlab, pyarrow, FastAPI, uvicorn, cedarpy, cryptography): about a minute"
+	$(VENV)/bin/python -m pip install -q --progress-bar on -e '.[quickstart]'
+	@echo "==> installed; running: donjon quickstart"
 	touch $@
 
 ## test: what CI runs: fresh venv, lint, types, layering, the whole test suite

@@ -27,7 +27,12 @@ app = typer.Typer(
 
 FailOn = Annotated[
     str,
-    typer.Option("--fail-on", help="Exit 1 when a finding is at or above this severity."),
+    typer.Option(
+        "--fail-on",
+        help="Exit 1 when a finding is at or above this severity: info, low, medium, high "
+        "or critical.",
+        metavar="SEVERITY",
+    ),
 ]
 
 
@@ -258,7 +263,13 @@ def check_cmd(
         ),
     ] = None,
     detector: Annotated[
-        list[str] | None, typer.Option("--detector", help="Run only these detectors.")
+        list[str] | None,
+        typer.Option(
+            "--detector",
+            help="Run only this detector (repeatable): label_issues, trigger_search, "
+            "near_duplicates, spectral_signature, activation_clustering or outliers.",
+            metavar="NAME",
+        ),
     ] = None,
     output_format: Annotated[
         ReportFormat | None,

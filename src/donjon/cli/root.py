@@ -73,6 +73,9 @@ def _global_options(
 
 def run_app(args: list[str]) -> int:
     """Run ``args`` through Typer and return the exit code."""
+    from donjon.cli.helpfmt import install
+
+    install()
     try:
         result = app(args=args, prog_name="donjon", standalone_mode=False)
     except typer.Exit as e:

@@ -20,7 +20,12 @@ def scan(
     paths: Annotated[list[Path], typer.Argument(help="Model files or folders (every file).")],
     fail_on: Annotated[
         str | None,
-        typer.Option("--fail-on", help="Exit 1 on a finding at or above this severity."),
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 on a finding at or above this severity: info, low, medium, high or "
+            "critical.",
+            metavar="SEVERITY",
+        ),
     ] = None,
     output_format: Annotated[
         ScanFormat | None,

@@ -413,7 +413,6 @@ class Registry(Referrers):
         self.bus.publish(action_event(*args, **kwargs))
 
 
-
 class _Recorder:
     """The events of one write, as the store journalled them (the last attempt's)."""
 

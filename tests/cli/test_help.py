@@ -1,0 +1,45 @@
+"""Help reads well: no Python type names (``<bool>``, ``<list[str]>``), choices listed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from donjon.cli.commands import COMMANDS
+from donjon.cli.helpfmt import readable
+from donjon.cli.main import main
+
+LEAK = re.compile(r"<(bool|str|int|float|path|list\[[^\]]*\])>")
+
+
+def _command_lines() -> list[list[str]]:
+    lines = []
+    for entry in COMMANDS:
+        command = entry.load("rich")
+        lines.append([entry.name])
+        for sub in getattr(command, "commands", {}):
+            lines.append([entry.name, sub])
+    return lines
+
+
+def test_readable_type_labels() -> None:
+    assert readable("<bool>", is_flag=True) is None
+    assert readable("<list[str]>", is_flag=False) == "TEXT"
+    assert readable("<path>", is_flag=False) == "PATH"
+    assert readable("<text|json|html>", is_flag=False) == "[text|json|html]"
+
+
+@pytest.mark.parametrize("argv", _command_lines(), ids=" ".join)
+def test_no_type_names_leak_into_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert not LEAK.search(out), LEAK.findall(out)
+
+
+def test_enum_like_options_list_their_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", "--help"]) == 0
+    out = " ".join(re.sub("[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
+    assert "[text|json|html]" in out
+    assert "info, low, medium, high or critical" in out
+    assert "label_issues, trigger_search" in out
