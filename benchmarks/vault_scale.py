@@ -14,7 +14,12 @@ between them (no proxy). The load generator (asyncio + httpx, this process) runs
     promotions 10 %, reads of a version 10 %, bad tokens 5 %, forbidden actions 5 %
 
 It prints requests/s, p50 and p99 latency per setup, the status codes seen and any
-5xx (there must be none), then checks the ledger (``donjon audit verify``). Nothing
+5xx (there must be none), then checks the ledger (``donjon audit verify``) and the
+writes: every acknowledged push stored once with its digest, version numbers without
+gaps, every version with its "stored" (and scan-gate) event in the ledger. With
+``--kill-every 20`` replica 0 is SIGKILLed (workers and all) every 20 s and restarted:
+the issue's fault target (connection errors while it is down are expected; the checks
+must still all be 0). Nothing
 here is a peer: the issue's figures for the code before this work are printed beside
 (same mix, same machine class) so the ratio can be read off. The load generator
 shares the machine with the servers, as in the issue's measurement.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -34,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -98,45 +105,85 @@ def prepare(home: Path, env: dict[str, str]) -> dict[str, str]:
         tokens[user] = json.loads(donjon(env, "-f", "json", "access", "token", "issue", user))[
             "token"
         ]
+    donjon(env, "audit", "checkpoint")  # the one ledger key, before any replica starts
     return tokens
 
 
-@contextmanager
-def servers(env: dict[str, str], replicas: int, workers: int) -> Iterator[list[tuple[int, str]]]:
-    procs: list[tuple[subprocess.Popen[bytes], str]] = []
-    try:
-        for i in range(replicas):
-            port = free_port()
-            log = open(Path(env["DONJON_HOME"]) / f"server-{i}.log", "wb")  # noqa: SIM115
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "donjon", "server", "--host", "127.0.0.1",
-                 "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            procs.append((proc, f"http://127.0.0.1:{port}"))
-        for proc, url in procs:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"a server exited {proc.returncode}")
-                try:
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("a server did not become ready")
-                time.sleep(0.1)
-        yield [(p.pid, url) for p, url in procs]
-    finally:
-        for proc, _ in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs:
+class Replica:
+    """One ``donjon server`` (its own process group, so a SIGKILL takes its workers too)."""
+
+    def __init__(self, env: dict[str, str], index: int, workers: int) -> None:
+        self.env, self.index, self.workers = env, index, workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    def start(self) -> None:
+        log = open(Path(self.env["DONJON_HOME"]) / f"server-{self.index}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "donjon", "server", "--host", "127.0.0.1",
+             "--port", str(self.port),
+             *(["--workers", str(self.workers)] if self.workers > 1 else [])],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc is None or self.proc.poll() is not None:
+                log = Path(self.env["DONJON_HOME"]) / f"server-{self.index}.log"
+                raise RuntimeError(f"replica {self.index} exited: {log.read_text()[-3000:]}")
             try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replica {self.index} did not become ready")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+            self.kills += 1
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@contextmanager
+def servers(env: dict[str, str], replicas: int, workers: int) -> Iterator[list[Replica]]:
+    started = [Replica(env, i, workers) for i in range(replicas)]
+    try:
+        for replica in started:
+            replica.start()
+        for replica in started:
+            replica.wait_ready()
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+def killer(replica: Replica, every: float, until: float) -> None:
+    """SIGKILL ``replica`` every ``every`` seconds and start it again, until ``until``."""
+    while time.monotonic() + every < until:
+        time.sleep(every)
+        replica.kill()
+        replica.start()
+        try:
+            replica.wait_ready()
+        except RuntimeError:
+            return
 
 
 @dataclass
@@ -144,6 +191,7 @@ class Results:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    acknowledged: list[tuple[str, str, int, str]] = field(default_factory=list)  # kind name n sha
 
 
 async def client(
@@ -172,7 +220,10 @@ async def client(
                     r = await http.post(f"{base}/v1/{kind}/{name}/versions", content=body,
                                         headers=good)  # fmt: skip
                     if r.status_code == 201:
-                        pushed[kind] = max(pushed[kind], int(r.json()["version"]))
+                        number = int(r.json()["version"])
+                        pushed[kind] = max(pushed[kind], number)
+                        sha = "sha256:" + hashlib.sha256(body).hexdigest()
+                        results.acknowledged.append((kind[:-1], name, number, sha))
                 elif op == "list":
                     r = await http.get(f"{base}/v1/models/{model}/versions", headers=good)
                 elif op == "pull":
@@ -240,25 +291,37 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
         try:
             env = env_for(home, url)
             tokens = prepare(home, env)
-            with servers(env, int(replicas), args.workers) as procs:
-                urls = [u for _, u in procs]
+            with servers(env, int(replicas), args.workers) as running:
+                urls = [r.url for r in running]
                 profiler = None
                 if args.profile:
                     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                     fmt = "flamegraph" if args.profile.endswith(".svg") else "raw"
+                    assert running[0].proc is not None
                     profiler = subprocess.Popen(
                         [spy, "record", "--subprocesses", "-f", fmt, "-o", args.profile,
-                         "-d", str(int(args.seconds)), "-p", str(procs[0][0])],
+                         "-d", str(int(args.seconds)), "-p", str(running[0].proc.pid)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 started = time.monotonic()
+                chaos = None
+                if args.kill_every:
+                    until = started + args.seconds
+                    chaos = threading.Thread(
+                        target=killer, args=(running[0], args.kill_every, until), daemon=True
+                    )
+                    chaos.start()
                 results = run_load(urls, tokens, args.clients, args.seconds)
                 elapsed = time.monotonic() - started
+                if chaos is not None:
+                    chaos.join(timeout=120)
+                kills = running[0].kills
                 if profiler is not None:
                     profiler.wait(timeout=120)
             verify = subprocess.run(
                 [sys.executable, "-m", "donjon", "audit", "verify"], env=env, capture_output=True
             )
+            faults = check_writes(url, results.acknowledged)
         finally:
             if schema is not None:
                 drop_schema(args.postgres, schema)
@@ -272,8 +335,49 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
         "errors": results.errors[:10],
         "error_count": len(results.errors),
         "statuses": dict(sorted(results.statuses.items())),
+        "server_errors": sum(n for k, n in results.statuses.items() if int(k.split()[-1]) >= 500),
         "audit_verify": verify.returncode,
+        "kills": kills,
+        "acknowledged_pushes": len(results.acknowledged),
+        **faults,
     }
+
+
+def check_writes(url: str, acknowledged: list[tuple[str, str, int, str]]) -> dict[str, int]:
+    """Every acknowledged push stored once with its digest, numbers contiguous, and every
+    version with its "stored" (and, for models, scan-gate) event in the ledger."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT kind, name, number, digest FROM registry_versions")
+            ).all()
+            bodies = connection.execute(text("SELECT body FROM audit_ledger")).scalars().all()
+    finally:
+        engine.dispose()
+    stored = {(str(k), str(n), int(v)): str(d) for k, n, v, d in rows}
+    lost = sum(1 for k, n, v, d in acknowledged if stored.get((k, n, v)) != d)
+    twice = len(acknowledged) - len({(k, n, v) for k, n, v, _ in acknowledged})
+    by_name: dict[tuple[str, str], list[int]] = {}
+    for k, n, v in stored:
+        by_name.setdefault((k, n), []).append(v)
+    gaps = sum(
+        1 for numbers in by_name.values() if sorted(numbers) != list(range(1, len(numbers) + 1))
+    )
+    events = [json.loads(b)["event"] for b in bodies]
+    evidence = {
+        (e["attributes"].get("resource"), e["action"].rsplit(".", 1)[-1])
+        for e in events
+        if e["outcome"] == "success" and e["source"] == "registry"
+    }
+    unevidenced = 0
+    for k, n, v in stored:
+        where = f"{k}s/{n}@{v}"
+        if (where, "write") not in evidence or (k == "model" and (where, "scan") not in evidence):
+            unevidenced += 1
+    return {"lost": lost, "acknowledged_twice": twice, "gaps": gaps, "unevidenced": unevidenced}
 
 
 def main() -> None:
@@ -286,6 +390,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", help="py-spy profile of the first replica: .svg flame graph, else raw stacks"
     )
+    parser.add_argument(
+        "--kill-every", type=float, default=0, help="SIGKILL (and restart) replica 0 every S s"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     rows = [run_setup(name, args) for name in args.setups.split(",")]
@@ -294,15 +401,18 @@ def main() -> None:
         return
     print(f"{args.clients} clients, {args.seconds:.0f} s per setup, {args.workers} worker(s)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    print("| setup | req/s | p50 ms | p99 ms | 5xx/errors | audit verify | "
-          "before (issue): req/s, p50, p99 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| setup | req/s | p50 ms | p99 ms | 5xx | audit verify | kills | acknowledged pushes "
+        "| lost | gaps | without events | before (issue): req/s, p50, p99 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         before = ISSUE.get(str(row["setup"]), ("?", "?", "?"))
         print(
             f"| {row['setup']} | {row['rps']:.0f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} "
-            f"| {row['error_count']} | {'ok' if row['audit_verify'] == 0 else 'FAILED'} "
-            f"| {before[0]}, {before[1]} ms, {before[2]} ms |"
+            f"| {row['server_errors']} | {'ok' if row['audit_verify'] == 0 else 'FAILED'} "
+            f"| {row['kills']} | {row['acknowledged_pushes']} | {row['lost']} | {row['gaps']} "
+            f"| {row['unevidenced']} | {before[0]}, {before[1]} ms, {before[2]} ms |"
         )
     for row in rows:
         if row["errors"]:
