@@ -367,10 +367,11 @@ def check_writes(url: str, acknowledged: list[tuple[str, str, int, str]]) -> dic
         1 for numbers in by_name.values() if sorted(numbers) != list(range(1, len(numbers) + 1))
     )
     events = [json.loads(b)["event"] for b in bodies]
-    evidence = {
+    evidence = {  # a successful write; a scan-gate verdict, clean or not
         (e["attributes"].get("resource"), e["action"].rsplit(".", 1)[-1])
         for e in events
-        if e["outcome"] == "success" and e["source"] == "registry"
+        if e["source"] == "registry"
+        and (e["outcome"] == "success" or e["action"].endswith(".scan"))
     }
     unevidenced = 0
     for k, n, v in stored:

@@ -80,7 +80,7 @@ class SqlIdentityStore:
 
     def _read(self, what: str, statement: Any) -> list[Mapping[str, Any]]:
         try:
-            with self._db.engine.connect() as connection:
+            with self._db.reader() as connection:
                 return [dict(row._mapping) for row in connection.execute(statement)]
         except SQLAlchemyError as e:
             raise StorageError(f"cannot read {what}: {e}") from e

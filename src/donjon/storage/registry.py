@@ -350,7 +350,7 @@ class SqlRegistryStore(SqlAttachments):
 
     def _read(self, query: Callable[[Connection], T]) -> T:
         try:
-            with self._db.engine.connect() as conn:
+            with self._db.reader() as conn:
                 return query(conn)
         except SQLAlchemyError as e:
             raise StorageError(f"cannot read the registry: {e}") from e
