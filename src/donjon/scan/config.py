@@ -113,22 +113,58 @@ def risky_requirements(text: str) -> list[str]:
 
 
 def check_value(ctx: Context, source: Source, data: Any, where: str) -> None:
-    """Walk parsed JSON (or metadata): targets, ``auto_map``, templates and embedded configs."""
-    todo: list[tuple[Any, str, int]] = [(data, where, 0)]
+    """Walk parsed JSON (or metadata): targets, ``auto_map``, templates and embedded configs.
+
+    Paths are kept as (parent, key) links and spelled out only for a finding,
+    so a large vocabulary costs one tuple per entry, not one string."""
+    if isinstance(data, str):
+        if len(data) > 8 and _worth_a_look(data):
+            _check_string(ctx, source, data, where, 0)
+        return
+    todo: list[tuple[Any, Any, int]] = [(data, where, 0)]
     seen = 0
     while todo and seen < _MAX_NODES:
-        node, path, depth = todo.pop()
-        seen += 1
+        node, link, depth = todo.pop()
         if depth > 200:
             ctx.add(rules.SCN_BUDGET, f"{where}: config nests deeper than 200 levels", source)
             return
         if isinstance(node, dict):
-            _check_mapping(ctx, source, node, path)
-            todo.extend((v, f"{path}.{k}", depth + 1) for k, v in node.items())
+            if _MAPPING_KEYS.intersection(node):
+                _check_mapping(ctx, source, node, _spell(link))
+            items: Any = node.items()
         elif isinstance(node, list):
-            todo.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node))
-        elif isinstance(node, str) and len(node) > 8:
-            _check_string(ctx, source, node, path, depth)
+            items = enumerate(node)
+        else:
+            continue
+        seen += len(node)
+        for key, value in items:  # scalars are looked at in place; containers queued
+            kind = type(value)
+            if kind is str:
+                if len(value) > 8 and _worth_a_look(value):
+                    _check_string(ctx, source, value, _spell((link, key)), depth + 1)
+            elif kind is dict or kind is list:
+                todo.append((value, (link, key), depth + 1))
+
+
+_MAPPING_KEYS = frozenset({*_TARGET_KEYS, "auto_map", "model"})
+
+
+def _worth_a_look(text: str) -> bool:
+    return (
+        "_target_" in text
+        or "{{" in text
+        or "{%" in text
+        or text.lstrip()[:1] in ("{", "[")
+        or (len(text) >= 64 and _BASE64.fullmatch(text, 0, 4096) is not None)
+    )
+
+
+def _spell(link: Any) -> str:
+    parts: list[str] = []
+    while isinstance(link, tuple):
+        link, key = link
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return str(link) + "".join(reversed(parts))
 
 
 def is_keras_config(data: Any) -> bool:
@@ -136,7 +172,7 @@ def is_keras_config(data: Any) -> bool:
 
 
 def _check_string(ctx: Context, source: Source, text: str, path: str, depth: int) -> None:
-    if len(text) >= 64 and _BASE64.fullmatch(text[:4096]):
+    if len(text) >= 64 and _BASE64.fullmatch(text, 0, 4096):
         embedded(ctx, source, text, path)
         return
     head = text.lstrip()[:1]
