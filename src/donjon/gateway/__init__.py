@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         Authenticator,
         ChainAuthenticator,
         JwtAuthenticator,
+        TrustedHeaderAuthenticator,
         new_api_key,
     )
     from donjon.gateway.build import build_pipeline
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from donjon.gateway.hardening import Hardening
     from donjon.gateway.metrics import GatewayMetrics
     from donjon.gateway.middleware import FirewallMiddleware, GuardedModel, Refused
+    from donjon.gateway.outputs import OutputKind, ResponseReader
     from donjon.gateway.pipeline import Admitted, GatewayRequest, Pipeline
     from donjon.gateway.profile import ReferenceProfile, build_profile
     from donjon.gateway.proxy import create_proxy
@@ -40,6 +42,7 @@ _WHERE = {
     "Authenticator": "auth",
     "ChainAuthenticator": "auth",
     "JwtAuthenticator": "auth",
+    "TrustedHeaderAuthenticator": "auth",
     "new_api_key": "auth",
     "build_pipeline": "build",
     "Action": "detectors",
@@ -49,6 +52,8 @@ _WHERE = {
     "FirewallMiddleware": "middleware",
     "GuardedModel": "middleware",
     "Refused": "middleware",
+    "OutputKind": "outputs",
+    "ResponseReader": "outputs",
     "Admitted": "pipeline",
     "GatewayRequest": "pipeline",
     "Pipeline": "pipeline",
@@ -84,12 +89,15 @@ __all__ = [
     "InvalidRequest",
     "JwtAuthenticator",
     "MemoryQuotas",
+    "OutputKind",
     "Pipeline",
     "RedisQuotas",
     "ReferenceProfile",
     "Refused",
     "Reply",
+    "ResponseReader",
     "Signal",
+    "TrustedHeaderAuthenticator",
     "build_pipeline",
     "build_profile",
     "create_proxy",
