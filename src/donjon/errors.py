@@ -8,6 +8,7 @@ narrowly as they need::
     ├── ConfigError            bad settings file, variable or flag
     ├── InputError             bad user input (a path, a value, a document)
     ├── ScanError              the model scanner could not run (not a finding)
+    │   └── ModelRefused           a guarded loader refused a file (donjon.guard)
     ├── DataError              dataset manifests, filters and detectors
     ├── VerificationError      signatures, provenance, policies did not verify
     ├── AccessDenied           authentication or authorisation refused
@@ -46,6 +47,17 @@ class ScanError(DonjonError):
 
     A malformed *artifact* is never a ScanError: it is a finding.
     """
+
+
+class ModelRefused(ScanError):
+    """A guarded loader (``donjon.guard``) refused a model before loading it.
+
+    ``report`` holds the scan's :class:`~donjon.scan.FileReport` when there is one.
+    """
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class DataError(DonjonError):
