@@ -164,6 +164,7 @@ def test_native_code_inside_an_archive(tmp_path: Path) -> None:
         "{{ messages|map(attribute='__class__')|list }}",
         "{{ self._TemplateReference__context }}",
         "{{ x.mro() }}",
+        "{% for n in ['__class__', '__base__'] %}{{ x[n] }}{% endfor %}",
     ],
 )
 def test_templates_that_reach_python(template: str) -> None:
@@ -178,6 +179,7 @@ def test_templates_that_reach_python(template: str) -> None:
         "Write __init__ in prose, outside any block.",
         "{% set ns = namespace(found=false) %}{{ messages[0]['content'][-1] }}",
         "{{ message.content|trim }}{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}",
+        "{% for k in ['role', 'content'] %}{{ message[k] }}{% endfor %}",
     ],
 )
 def test_benign_templates_pass(template: str) -> None:

@@ -33,6 +33,7 @@ _GLOBALS = re.compile(
     r"session)\s*[.\[(|]"
 )
 _SET = re.compile(r"\{%-?\s*set\s+([A-Za-z_]\w*)\s*=\s*(.*?)-?%\}", re.S)
+_FOR = re.compile(r"\{%-?\s*for\s+([A-Za-z_]\w*)\s+in\s+(\[.*?\]|\(.*?\))", re.S)
 _REPEAT = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\s*\*\s*(\d{1,3})")
 _BUILDERS = re.compile(r"~|\+|\*|\|\s*(join|format|replace|reverse|lower|upper|string|trim)\b")
 
@@ -63,6 +64,11 @@ def template_problems(template: str) -> list[str]:
     template = template[: 4 << 20]
     problems: set[str] = set()
     built = {m[1]: _built_name(m[2]) for m in _SET.finditer(template) if _STRING.search(m[2])}
+    for loop in _FOR.finditer(template):  # a loop over literal names: any of them
+        names = [text[1:-1] for text in _STRING.findall(loop[2])]
+        internal = [n for n in names if _INTERNAL.match(n) or "__" in n]
+        if internal:
+            built[loop[1]] = internal[0]
     for block in _BLOCK.findall(template):
         code = _STRING.sub("''", block)  # literals are data unless used as names below
         for found in _DOT_ATTR.finditer(code):
