@@ -59,11 +59,12 @@ def _clean_probabilities(
     pruned: np.ndarray,
     noise: np.ndarray,
     seed: int,
+    rounds: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities from models fitted without the suspect rows, refitted until the suspects
     are stable; and the posterior over each record's true class."""
     clean, left_out = first, pruned
-    for _ in range(CLEANING_ROUNDS):
+    for _ in range(rounds):
         keep = np.flatnonzero(~left_out)
         if np.bincount(y[keep], minlength=k).min() < 2:
             break  # a class would be left with too few records to cross-validate
@@ -76,7 +77,9 @@ def _clean_probabilities(
     return clean, label_posterior(clean, y, noise)
 
 
-def detect_label_issues(data: LabelledData, seed: int = 0) -> DetectorResult:
+def detect_label_issues(
+    data: LabelledData, seed: int = 0, rounds: int = CLEANING_ROUNDS
+) -> DetectorResult:
     from cleanlab.count import estimate_joint
     from cleanlab.filter import find_label_issues
 
@@ -100,7 +103,7 @@ def detect_label_issues(data: LabelledData, seed: int = 0) -> DetectorResult:
     if supplied:
         clean, posterior = first, label_posterior(first, y, noise)
     else:
-        clean, posterior = _clean_probabilities(data.X, y, k, first, pruned, noise, seed)
+        clean, posterior = _clean_probabilities(data.X, y, k, first, pruned, noise, seed, rounds)
     wrong = 1.0 - posterior[np.arange(n), y]
     likely = posterior.argmax(axis=1)
     flags = tuple(
