@@ -96,3 +96,26 @@ def test_an_unexpected_error_is_a_message_not_a_traceback(
     folder.mkdir()
     err = _clean_exit(["data", "verify", str(folder)], capsys)
     assert err.startswith("error:")
+
+
+def test_scan_of_nothing_scannable_exits_2(
+    tmp_path: Path, donjon_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    (tmp_path / "empty").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    for target in (tmp_path / "empty", Path("/dev/zero"), tmp_path / "pipe"):
+        assert main(["scan", str(target)]) == 2
+        assert "nothing scannable" in capsys.readouterr().err
+
+
+def test_unknown_action_and_nameless_versions_are_usage_errors(
+    donjon_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["access", "explain", "alice", "dataset.rread", "datasets/x"]) == 2
+    assert "unknown action 'dataset.rread'" in capsys.readouterr().err
+    assert main(["models", "list", "--versions"]) == 2
+    err = capsys.readouterr().err
+    assert "name it" in err
+    assert "400" not in err

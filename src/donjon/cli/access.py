@@ -116,6 +116,12 @@ def explain(
     ] = None,
 ) -> int:
     """Say whether PRINCIPAL may do ACTION on RESOURCE and which policies decided (1: denied)."""
+    from donjon.authz import ACTIONS
+
+    if action not in ACTIONS:
+        raise typer.BadParameter(
+            f"unknown action {action!r}; choose from {', '.join(ACTIONS)}", param_hint="ACTION"
+        )
     cli = state(ctx)
     facts = parse_context(context)
     who = _principal(ctx, principal, group)

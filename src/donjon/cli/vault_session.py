@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from donjon.errors import ConfigError
+from donjon.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from donjon.cli.state import CliState
@@ -132,6 +132,8 @@ def show_record(cli: CliState, verb: str, record: dict[str, object]) -> None:
 
 def list_names(cli: CliState, server: str | None, kind: str, prefix: str, versions: bool) -> None:
     """``datasets list`` / ``models list``: the names under ``prefix``, or one's versions."""
+    if versions and not prefix.strip("/"):
+        raise InputError(f"--versions lists one {kind}'s versions: name it (PREFIX)")
     with open_client(cli, server) as client:
         if versions:
             show_versions(cli, client.versions(kind, prefix), f"{kind} {prefix}")
