@@ -55,6 +55,10 @@ class _Shell:
         ("x:\n  _target_: ${oc.env:TARGET}\n", {"DJ-CFG-002"}),
         ("encoder:\n  _target_: nemo.collections.asr.modules.ConformerEncoder\n", set()),
         ("optim:\n  _target_: torch.optim.AdamW\n  lr: 0.001\n", set()),
+        ("sched:\n  _target_: torch.optim.lr_scheduler.CosineAnnealingLR\n", set()),
+        ("cb:\n  _target_: lightning.pytorch.callbacks.ModelCheckpoint\n", set()),
+        ("t:\n  _target_: torchvision.transforms.Compose\n", set()),
+        ("t:\n  _target_: torch.utils.data.datapipes.iter.FileOpener\n", {"DJ-CFG-001"}),
     ],
 )
 def test_hydra_targets_in_yaml_are_judged_like_pickle_globals(

@@ -126,11 +126,15 @@ _LIBRARY_CLASS_MODULES = (
     "tokenizers", "omegaconf", "lightning_fabric.utilities.data",
     "pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing",
     "lightning.fabric.utilities.data", "torch.optim", "torch.nn", "torch.utils.data",
+    "transformers", "pytorch_lightning", "lightning.pytorch", "diffusers", "timm",
 )  # fmt: skip
 # Library namespaces whose model and layer classes a Hydra `_target_` may name.
 _LIBRARY_CLASS_PREFIXES = (
     "transformers.models.", "peft.tuners.", "trl.trainer.", "nemo.collections.",
-    "omegaconf.", "tokenizers.",
+    "omegaconf.", "tokenizers.", "torch.optim.", "torch.nn.", "torch.utils.data.",
+    "torchvision.transforms.", "torchvision.models.", "torchaudio.transforms.", "torchmetrics.",
+    "pytorch_lightning.callbacks.", "pytorch_lightning.loggers.", "lightning.pytorch.callbacks.",
+    "lightning.pytorch.loggers.", "timm.models.", "diffusers.models.", "diffusers.schedulers.",
 )  # fmt: skip
 
 
@@ -149,6 +153,6 @@ def is_allowed_class(dotted: str) -> bool:
         return False
     if module.startswith(("sklearn.", "scipy.sparse.")) and not module.startswith(_SKLEARN_DENIED):
         return True
-    if module in _LIBRARY_CLASS_MODULES or module.startswith(_LIBRARY_CLASS_PREFIXES):
+    if module in _LIBRARY_CLASS_MODULES or f"{module}.".startswith(_LIBRARY_CLASS_PREFIXES):
         return True
     return dotted.startswith(_TORCH_MODULE_PREFIXES) or module.startswith("__torch__")
