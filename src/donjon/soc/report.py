@@ -6,9 +6,14 @@ the audit ledger's integrity, and SOC delivery (outbox lag, dead letters).
 Self-contained HTML: no script, no external resource; every value escaped.
 
 Models are recognised from finding subjects, ``models/<name>[@version]``
-resources and ``model`` attributes; a model counts as signed after a
-successful ``*.sign`` event and as having provenance after a successful event
-whose action names ``provenance`` or ``attest``.
+resources and ``model`` attributes. The report reads the facts the gates and
+``audit verify`` recorded: a model counts as signed after a successful
+``*.sign`` or ``provenance.verify`` event or a passed ``signature`` promotion
+gate, and as having provenance after a successful ``provenance`` / ``attest``
+event or a passed ``provenance`` gate. The ledger's verifications are the
+``audit.verify`` events and the ledger-tampered findings (``DJ-LED-001``).
+An empty section says "none"; findings, denials and alerts per hour are drawn
+as inline SVG bar charts (no script, no dependency).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from donjon import __version__
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.severity import Severity
 from donjon.core.taxonomy import ATLAS_TACTICS, technique
+
+LEDGER_TAMPERED = "DJ-LED-001"  # donjon.audit's rule: the soc capability cannot import it
+SIGNED_ACTIONS = frozenset({"provenance.sign", "provenance.verify", "registry.gate.signature"})
 
 CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
@@ -52,6 +60,9 @@ class Posture:
     auth_failures: Counter[str] = field(default_factory=Counter)
     alerts: list[SecurityEvent] = field(default_factory=list)
     ledger: list[SecurityEvent] = field(default_factory=list)
+    hourly: dict[str, Counter[datetime]] = field(
+        default_factory=lambda: {"findings": Counter(), "denials": Counter(), "alerts": Counter()}
+    )
     first: datetime | None = None
     last: datetime | None = None
 
@@ -85,18 +96,29 @@ def assess(events: Iterable[SecurityEvent]) -> Posture:
                 p.findings[(e.severity.label, tactic)] += 1
             p.rules[(rule.id, rule.title, e.severity.label)] += 1
         ok = e.outcome is Outcome.SUCCESS
-        if ok and e.action.rsplit(".", 1)[-1] == "sign":
+        hour = e.time.replace(minute=0, second=0, microsecond=0)
+        if e.finding is not None:
+            p.hourly["findings"][hour] += 1
+        if ok and (e.action in SIGNED_ACTIONS or e.action.rsplit(".", 1)[-1] == "sign"):
             p.signed |= models
-        if ok and ("provenance" in e.action or "attest" in e.action):
+        if (
+            ok
+            and ("provenance" in e.action or "attest" in e.action)
+            and e.action != ("provenance.verify")
+        ):
             p.provenance |= models
         if e.decision is not None and not e.decision.allowed:
             p.denials[e.decision.principal.id] += 1
+            p.hourly["denials"][hour] += 1
         if e.kind is EventKind.AUTHENTICATION and e.outcome is Outcome.FAILURE:
             p.auth_failures[e.principal.id if e.principal else "unknown"] += 1
         if e.kind is EventKind.ALERT:
             p.alerts.append(e)
+            p.hourly["alerts"][hour] += 1
         if e.kind is EventKind.AUDIT and "verify" in e.action:
             p.ledger.append(e)
+        elif e.finding is not None and e.finding.rule.id == LEDGER_TAMPERED:
+            p.ledger.append(e)  # a verification that found tampering
     p.ledger.sort(key=lambda e: e.time)
     return p
 
@@ -115,11 +137,41 @@ def _models_of(e: SecurityEvent) -> set[str]:
 
 
 def _table(table_id: str, header: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    rows = [list(r) for r in rows]
+    if not rows:
+        return f'<p id="{table_id}" class="none">none</p>'
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def svg_bars(series: Counter[datetime], label: str, width: int = 640, height: int = 120) -> str:
+    """A bar chart of counts per hour as inline SVG (every hour from first to last shown)."""
+    if not series:
+        return f'<p class="none">{html.escape(label)}: none</p>'
+    start, end = min(series), max(series)
+    hours = int((end - start).total_seconds() // 3600) + 1
+    peak = max(series.values())
+    step = width / max(hours, 1)
+    bars = []
+    for hour, count in sorted(series.items()):
+        i = int((hour - start).total_seconds() // 3600)
+        h = max(1.0, (height - 20) * count / peak)
+        bars.append(
+            f'<rect x="{i * step:.1f}" y="{height - h:.1f}" width="{max(step - 1, 1):.1f}" '
+            f'height="{h:.1f}" fill="#b00"><title>{hour:%Y-%m-%d %H:00}: {count}</title></rect>'
+        )
+    caption = (
+        f"{html.escape(label)} per hour, {start:%Y-%m-%d %H:00} to {end:%Y-%m-%d %H:00} UTC "
+        f"(peak {peak})"
+    )
+    return (
+        f'<figure><svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{caption}">'
+        f"{''.join(bars)}</svg><figcaption>{caption}</figcaption></figure>"
+    )
 
 
 def render_html(
@@ -146,6 +198,8 @@ def render_html(
         f"generated {datetime.now(UTC).isoformat(timespec='seconds')} by Donjon "
         f"{html.escape(__version__)}</p>",
         _table("events-by-kind", ["kind", "events"], sorted(p.by_kind.items())),
+        "<h2>Over time</h2>",
+        *(svg_bars(series, name) for name, series in p.hourly.items()),
         "<h2>Findings by severity and ATLAS tactic</h2>",
         _table("findings-by-tactic", ["tactic", "id", *severities], matrix),
         _table(
