@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from donjon.cli.outputs import Force, refuse_overwrite
+from donjon.cli.progress import wanted
 from donjon.cli.state import CliState, ExitCode, state
 from donjon.core.events import SecurityEvent
 from donjon.core.severity import Severity
@@ -46,7 +47,7 @@ def _severity(text: str) -> Severity:
 @contextmanager
 def progress_bar(cli: CliState, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A Rich progress bar on stderr (none in JSON or quiet mode); yields ``advance(n)``."""
-    if cli.quiet or cli.json:
+    if not wanted(cli):  # a terminal only; never with --quiet or JSON
         yield lambda n: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from donjon.cli.outputs import Force, refuse_overwrite
+from donjon.cli.progress import byte_progress, tree_size
 from donjon.cli.state import state
 from donjon.errors import ConfigError, DonjonError
 
@@ -137,7 +138,8 @@ def sign(
             ignore_git_paths=ignore_git_paths,
             workers=workers,
         )
-        result = sign_model(model, signer, signature, options)
+        with byte_progress(cli, f"signing {model.name}", tree_size(model)) as advance:
+            result = sign_model(model, signer, signature, options, progress=advance)
     except DonjonError as e:
         cli.app.bus.publish(
             events.activity("sign", f"signing {model} failed: {e}", ok=False, model=str(model))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def sign_model(
     signer: Signer,
     signature: Path,
     options: HashOptions | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> SignResult:
     """Hash ``model``, sign its manifest with ``signer`` and write the bundle to ``signature``.
 
@@ -53,7 +55,7 @@ def sign_model(
     inside = signature_ignore(model, signature)
     if inside and model.is_dir():
         options = replace(options, ignore_paths=(*options.ignore_paths, inside))
-    manifest = build_manifest(model, options)
+    manifest = build_manifest(model, options, progress=progress)
     envelope = Envelope.sign(signer, manifest_payload(manifest))
     if isinstance(signer, CertificateSigner):
         bundle = Bundle(envelope, certificates=(signer.certificate, *signer.chain))
