@@ -7,6 +7,7 @@ ledgered in aggregate; headers and path parameters never produce a 5xx.
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,3 +296,19 @@ def test_the_openapi_document_has_the_name_and_version_patterns(stack: Stack) ->
     assert by_name["name"]["pattern"].startswith("^")
     assert by_name["name"]["maxLength"] == 200
     assert by_name["number"]["pattern"] == "^[0-9]{1,10}$"
+
+
+def test_the_database_and_the_event_file_are_private(
+    stack: Stack, database_url: str, tmp_path: Path
+) -> None:
+    """#13.10: donjon.db and the event file are 0600, like the keys."""
+    from donjon.core.events import EventKind, SecurityEvent
+    from donjon.soc.jsonl import JsonLinesSink
+
+    if database_url.startswith("sqlite"):  # PostgreSQL keeps no file here
+        database = Path(database_url.split(":///", 1)[1])
+        assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    sink = JsonLinesSink(tmp_path / "events" / "events.jsonl")
+    sink.emit(SecurityEvent(kind=EventKind.ACTIVITY, source="test", action="a", message="m"))
+    sink.close()
+    assert stat.S_IMODE((tmp_path / "events" / "events.jsonl").stat().st_mode) == 0o600

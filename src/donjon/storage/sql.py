@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +106,10 @@ def open_database(url: str, *, upgrade: bool = True, **engine_options: Any) -> D
     except ArgumentError as e:
         raise StorageError(f"not a database URL: {url!r}") from e
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # private like the keys (SQLite gives its -wal/-shm the same mode)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     try:
         engine = create_engine(parsed, **engine_options)
     except (ArgumentError, ImportError) as e:
