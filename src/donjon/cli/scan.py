@@ -17,7 +17,14 @@ __all__ = ["ScanFormat", "samples", "scan"]
 
 def scan(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Model files or folders (every file).")],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Model files or folders (every file), or hf://ORG/NAME[@REVISION] "
+            "(a Hugging Face repository, from the local cache).",
+            show_default=False,
+        ),
+    ] = None,
     fail_on: Annotated[
         str | None,
         typer.Option(
@@ -43,6 +50,14 @@ def scan(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite the --output file if it exists.")
     ] = False,
+    hf_cache: Annotated[
+        bool,
+        typer.Option(
+            "--hf-cache",
+            help="Scan every snapshot of the Hugging Face cache (the default one, or the "
+            "folders given as PATHS).",
+        ),
+    ] = False,
 ) -> int:
     """Scan model files without loading them; exit 1 on findings at or above --fail-on."""
     from donjon.app.scan import scan_policy
@@ -53,9 +68,19 @@ def scan(
         threshold = Severity.parse(fail_on or settings.scan.fail_on)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--fail-on") from None
+    paths = paths or []
+    hub = None
+    if hf_cache or any(str(p).startswith("hf:/") for p in paths):
+        from donjon.cli.scan_hf import hub_targets
+
+        hub = hub_targets(paths, hf_cache)
+        paths = hub.paths
+    elif not paths:
+        raise typer.BadParameter("give a file, a folder, hf://ORG/NAME or --hf-cache")
     return run_scan(
         cli,
         paths,
+        hub=hub,
         policy=scan_policy(settings).with_extra(allow=allow or ()),
         threshold=threshold,
         record_clean=settings.scan.record_clean,

@@ -12,6 +12,7 @@ from donjon.cli.state import CliState, ExitCode
 from donjon.core.severity import Severity
 
 if TYPE_CHECKING:
+    from donjon.cli.scan_hf import HubTargets
     from donjon.core.findings import Finding
     from donjon.scan.policy import ScanPolicy
     from donjon.scan.report import FileReport, ScanReport
@@ -36,6 +37,7 @@ def run_scan(
     output: Path | None,
     workers: int | None,
     force: bool = False,
+    hub: HubTargets | None = None,
 ) -> int:
     """Scan ``paths``, publish findings (building the app on the first), render; the exit code.
 
@@ -50,6 +52,8 @@ def run_scan(
         raise ScanError(f"{output} already exists; pass --force to overwrite it")
 
     def file_done(done: FileReport) -> None:
+        if hub is not None:  # hf:// names for the snapshot files of a Hugging Face cache
+            done = hub.rename_file(done)
         if done.findings:  # the app (database, ledger, outbox) is built on the first event
             from donjon.core.events import SecurityEvent
 
@@ -61,6 +65,8 @@ def run_scan(
     with progress as bar:
         task = bar.add_task("scanning", total=None)
         report = scan_path(*paths, policy=policy, workers=workers, on_file=file_done)
+    if hub is not None:
+        report = hub.rename(report)
     if not report.files:
         given = ", ".join(str(p) for p in paths)
         raise ScanError(

@@ -1,0 +1,192 @@
+"""List the files of Hugging Face cache snapshots, with their repository and revision."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from donjon.errors import InputError, ScanError
+
+SCHEME = "hf://"
+
+
+@dataclass(frozen=True, slots=True)
+class HubFile:
+    """One file of one snapshot: ``hf://{repo_id}@{revision}/{name}`` read from ``path``."""
+
+    repo_id: str
+    repo_type: str
+    revision: str  # the commit hash (the snapshot folder's name)
+    refs: tuple[str, ...]  # branch or tag names pointing at it ("main")
+    name: str  # the path inside the repository
+    path: Path  # the snapshot entry (a link into blobs/)
+
+    @property
+    def label(self) -> str:
+        kind = "" if self.repo_type == "model" else f"{self.repo_type}s/"
+        return f"{SCHEME}{kind}{self.repo_id}@{self.revision}/{self.name}"
+
+
+def _hub() -> ModuleType:
+    try:
+        return importlib.import_module("huggingface_hub")
+    except ImportError as e:
+        raise ScanError(
+            "scanning Hugging Face sources needs huggingface_hub: pip install 'donjon[hf]'"
+        ) from e
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``hf://ORG/NAME[@REVISION]`` -> (repo id, revision or None)."""
+    if not spec.startswith(SCHEME):
+        raise InputError(f"{spec!r} is not an hf:// reference")
+    body = spec[len(SCHEME) :]
+    repo_id, _, revision = body.partition("@")
+    parts = repo_id.split("/")
+    if not 1 <= len(parts) <= 2 or not all(parts) or any(p in (".", "..") for p in parts):
+        raise InputError(f"{spec!r}: expected hf://ORG/NAME[@REVISION]")
+    if "@" in body and not revision:
+        raise InputError(f"{spec!r}: empty revision after @")
+    return repo_id, revision or None
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class _LinkCheck:
+    """Snapshot entries must link into their repository's ``blobs/`` (or the cache).
+
+    The first hop is checked from the real path of the entry's folder (cached per
+    folder); a blob that is itself a link (a shared store) must resolve inside
+    the cache root. Anything else is refused, never followed.
+    """
+
+    def __init__(self, cache_root: Path) -> None:
+        self.root = os.path.realpath(cache_root)
+        self.folders: dict[str, str] = {}
+
+    def _real_folder(self, folder: str) -> str:
+        real = self.folders.get(folder)
+        if real is None:
+            real = self.folders[folder] = os.path.realpath(folder)
+        return real
+
+    def __call__(self, entry: Path, blobs: str) -> Path:
+        if not entry.is_symlink():
+            return entry  # a plain file inside the snapshot (caches without links)
+        text = str(entry)
+        folder = self._real_folder(os.path.dirname(text))
+        hop = os.path.normpath(os.path.join(folder, os.readlink(text)))
+        mode = os.lstat(hop).st_mode if os.path.lexists(hop) else 0
+        if os.path.dirname(hop) == blobs and stat.S_ISREG(mode):
+            return entry
+        final = os.path.realpath(hop)
+        if os.path.dirname(hop) == blobs and _inside(final, self.root) and os.path.isfile(final):
+            return entry
+        raise ScanError(f"{entry} links outside the cache's blobs ({final}): refusing to follow it")
+
+
+_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
+def _repo_of(folder_name: str) -> tuple[str, str] | None:
+    """``models--org--name`` -> ("model", "org/name") (huggingface_hub's repo_folder_name)."""
+    kind, sep, rest = folder_name.partition("--")
+    if not sep or kind not in _TYPES or not rest:
+        return None
+    return _TYPES[kind], rest.replace("--", "/")
+
+
+def _refs(repo: Path) -> dict[str, list[str]]:
+    """commit -> the refs (branches, tags) naming it."""
+    named: dict[str, list[str]] = {}
+    refs = repo / "refs"
+    if refs.is_dir() and not refs.is_symlink():
+        for folder, _, names in os.walk(refs):
+            for name in names:
+                ref = os.path.relpath(os.path.join(folder, name), refs)
+                commit = Path(folder, name).read_text(encoding="utf-8").strip()
+                named.setdefault(commit, []).append(ref)
+    return named
+
+
+def _snapshot_files(
+    repo_type: str, repo_id: str, repo: Path, snapshot: Path, refs: list[str], check: _LinkCheck
+) -> list[HubFile]:
+    blobs = os.path.realpath(repo / "blobs")
+    found = []
+    for folder, dirs, names in os.walk(snapshot, followlinks=False):  # linked folders: not entered
+        dirs.sort()
+        for name in sorted(names):
+            entry = Path(folder, name)
+            found.append(
+                HubFile(
+                    repo_id=repo_id,
+                    repo_type=repo_type,
+                    revision=snapshot.name,
+                    refs=tuple(sorted(refs)),
+                    name=entry.relative_to(snapshot).as_posix(),
+                    path=check(entry, blobs),
+                )
+            )
+    return found
+
+
+def _repo_files(folder: Path, check: _LinkCheck, commit: str | None = None) -> list[HubFile]:
+    parsed = _repo_of(folder.name)
+    snapshots = folder / "snapshots"
+    if parsed is None or not snapshots.is_dir() or snapshots.is_symlink():
+        return []
+    repo_type, repo_id = parsed
+    refs = _refs(folder)
+    files: list[HubFile] = []
+    for snapshot in sorted(snapshots.iterdir()):
+        if (commit is None or snapshot.name == commit) and not snapshot.is_symlink():
+            files.extend(
+                _snapshot_files(
+                    repo_type, repo_id, folder, snapshot, refs.get(snapshot.name, []), check
+                )
+            )
+    return files
+
+
+def cache_files(cache_dir: str | os.PathLike[str] | None = None) -> list[HubFile]:
+    """Every file of every snapshot in a cache (the default one: huggingface_hub's)."""
+    root = Path(cache_dir) if cache_dir is not None else Path(_hub().constants.HF_HUB_CACHE)
+    if not root.is_dir():
+        raise ScanError(f"no Hugging Face cache at {root}")
+    check = _LinkCheck(root)
+    files: list[HubFile] = []
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and not folder.is_symlink():
+            files.extend(_repo_files(folder, check))
+    return files
+
+
+def repo_files(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> list[HubFile]:
+    """The files of one repository snapshot: from the cache, or the hub when online."""
+    repo_id, revision = parse_spec(spec)
+    hub = _hub()
+    cache = cache_dir or os.environ.get("HF_HUB_CACHE") or None
+    try:
+        folder = hub.snapshot_download(
+            repo_id, revision=revision, cache_dir=cache, local_files_only=True
+        )
+    except hub.errors.LocalEntryNotFoundError:
+        if hub.constants.HF_HUB_OFFLINE:
+            raise ScanError(f"{spec} is not in the Hugging Face cache (offline)") from None
+        try:
+            folder = hub.snapshot_download(repo_id, revision=revision, cache_dir=cache)
+        except (OSError, ValueError) as e:  # network, authentication, not found on the hub
+            raise ScanError(f"cannot fetch {spec}: {e}") from e
+    snapshot = Path(folder)
+    repo = snapshot.parent.parent
+    chosen = _repo_files(repo, _LinkCheck(repo.parent), commit=snapshot.name)
+    if not chosen:
+        raise ScanError(f"{spec} resolved to {snapshot}, which holds no file")
+    return chosen
