@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     from donjon.core.findings import Finding
     from donjon.scan.report import FileReport, ScanReport
