@@ -43,3 +43,10 @@ def test_enum_like_options_list_their_choices(capsys: pytest.CaptureFixture[str]
     assert "[text|json|html]" in out
     assert "info, low, medium, high or critical" in out
     assert "label_issues, trigger_search" in out
+
+
+def test_shell_completion_is_offered(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "--install-completion" in capsys.readouterr().out
+    assert main(["--show-completion", "bash"]) == 0
+    assert "_donjon_completion" in capsys.readouterr().out

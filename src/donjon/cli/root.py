@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Donjon secures the machine-learning lifecycle: scan, sign, guard, watch and report.",
     cls=lazy_group(COMMANDS),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -80,6 +80,8 @@ def run_app(args: list[str]) -> int:
         result = app(args=args, prog_name="donjon", standalone_mode=False)
     except typer.Exit as e:
         return int(e.exit_code)
+    except SystemExit as e:  # --show-completion and --install-completion exit on their own
+        return e.code if isinstance(e.code, int) else ExitCode.OK if e.code is None else 2
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         return ExitCode.ERROR
