@@ -13,6 +13,10 @@ between them (no proxy). The load generator (asyncio + httpx, this process) runs
     model pushes 20 %, dataset pushes 10 % (10-500 KB), version lists 20 %, pulls 20 %,
     promotions 10 %, reads of a version 10 %, bad tokens 5 %, forbidden actions 5 %
 
+Bad tokens are sent from loopback addresses of their own (attackers), as the vault's
+failed-authentication limiter counts per source address: sent from the clients' own
+addresses they would soon lock those clients out (429).
+
 It prints requests/s, p50 and p99 latency per setup, the status codes seen and any
 5xx (there must be none), then checks the ledger (``donjon audit verify``) and the
 writes: every acknowledged push stored once with its digest, version numbers without
@@ -204,7 +208,14 @@ async def client(
     model, dataset = f"scale/m{n % 4}", f"scale/d{n % 4}"
     pushed = {"models": 0, "datasets": 0}
     ops = [op for op, weight in MIX for _ in range(weight)]
-    async with httpx.AsyncClient(timeout=60) as http:
+    # Each client has its own loopback address, and bad tokens come from addresses of their
+    # own (attackers): the vault's failed-authentication limiter is per source address.
+    mine = httpx.AsyncHTTPTransport(local_address=f"127.0.1.{n + 1}")
+    theirs = httpx.AsyncHTTPTransport(local_address=f"127.0.2.{n + 1}")
+    async with (
+        httpx.AsyncClient(timeout=60, transport=mine) as http,
+        httpx.AsyncClient(timeout=60, transport=theirs) as attacker,
+    ):
         i = 0
         while time.monotonic() < until:
             base = urls[i % len(urls)]
@@ -239,7 +250,7 @@ async def client(
                         json={"stage": "staging"}, headers=good,
                     )  # fmt: skip
                 elif op == "bad-token":
-                    r = await http.get(f"{base}/v1/models/{model}/versions", headers=bad)
+                    r = await attacker.get(f"{base}/v1/models/{model}/versions", headers=bad)
                 else:  # forbidden: bob may read datasets only
                     r = await http.get(f"{base}/v1/models/{model}/versions", headers=bob)
             except httpx.HTTPError as e:
