@@ -394,3 +394,11 @@ def test_shipped_python_is_judged_by_what_it_calls(
     tmp_path: Path, source: str, expected: set[str]
 ) -> None:
     assert _rules(_write(tmp_path, "modeling_x.py", source)) == expected
+
+
+def test_a_lambda_layer_is_reported_once(tmp_path: Path) -> None:
+    lam = {"function": ["eA==", None, None], "function_type": "lambda"}
+    config = {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Lambda", "config": lam}]}}  # fmt: skip
+    report = scan_file(str(_write(tmp_path, "m.json", json.dumps(config))))
+    assert [f.rule.id for f in report.findings] == ["DJ-KER-001"]

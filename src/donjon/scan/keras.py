@@ -19,6 +19,17 @@ _CODE_KEYS = ("function", "output_shape")
 
 
 def check_config(ctx: Context, source: Source, config: Any) -> None:
+    start = len(ctx.findings)
+    try:
+        _walk_config(ctx, source, config)
+    finally:  # a Lambda layer and its own config say the same thing once
+        unique: dict[tuple[str, str, str | None], Any] = {}
+        for finding in ctx.findings[start:]:
+            unique.setdefault((finding.rule.id, finding.message, finding.location.member), finding)
+        ctx.findings[start:] = list(unique.values())
+
+
+def _walk_config(ctx: Context, source: Source, config: Any) -> None:
     todo: list[tuple[Any, int]] = [(config, 0)]
     seen = 0
     while todo and seen < 1_000_000:
