@@ -238,3 +238,28 @@ def test_up_fails_cleanly_when_a_port_is_taken(tmp_path: Path) -> None:
         before = {t.ident for t in threading.enumerate()}
         assert main(["up", "--for", "1", "--vault-port", "0", "--metrics-port", str(port)]) == 2
         assert {t.ident for t in threading.enumerate() if t.is_alive()} - before == set()
+
+
+def test_shipped_sigma_rules_fire_on_the_attacks_and_only_on_them(run: Run) -> None:
+    """Every rule of rules/sigma against this real run's events, as OCSF and through the
+    ECS pipeline: the drill's attacks fire their rules, nothing else fires anything
+    (the normal staging and prod promotions included)."""
+    from sigma.collection import SigmaCollection
+
+    from tests.soc.test_sigma import RULES_DIR, matching_rules, matching_rules_ecs
+
+    rules = SigmaCollection.load_ruleset([RULES_DIR])
+    fired: dict[str, set[str]] = {}
+    for event in run.events:
+        hits = matching_rules(rules, event)
+        assert matching_rules_ecs(event) == hits, event.action
+        for title in hits:
+            fired.setdefault(title, set()).add(
+                event.finding.rule.id if event.finding else f"{event.action}:{event.outcome.value}"
+            )
+    assert fired == {
+        "Donjon - Model Extraction Finding": {"DJ-GW-002"},
+        "Donjon - Access Denied": {"model.promote:failure"},  # dana may not promote to prod
+        "Donjon - Audit Ledger Verification Failed": {"DJ-LED-001"},  # the tamper drill
+        "Donjon - Malicious Model Artifact Pushed": {"DJ-PKL-001"},
+    }

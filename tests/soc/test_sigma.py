@@ -23,8 +23,11 @@ from sigma.types import SigmaCompareExpression, SigmaNumber, SigmaString
 from sigma.validation import SigmaValidator
 from sigma.validators.core import validators
 
+from donjon.audit.rules import LEDGER_TAMPERED
 from donjon.core import Decision, Effect, EventKind, Outcome, SecurityEvent, Severity
+from donjon.soc.ecs import to_ecs
 from donjon.soc.ocsf import to_ocsf
+from donjon.soc.sigma import ecs_pipeline, ocsf_pipeline
 from tests.conftest import REPO_ROOT
 from tests.factories import finding
 from tests.soc.samples import ALICE, SCRAPER, every_kind, extraction_finding
@@ -72,7 +75,7 @@ def test_rules_convert_to_splunk_and_elasticsearch(rules: SigmaCollection) -> No
     assert 'finding_info.attacks.sub_technique.uid="AML.T0024.002"' in joined
     assert "stats count as event_count by _time actor.user.uid" in joined
     assert "event_count >= 20" in joined
-    assert 'api.operation="model.promote"' in joined
+    assert 'api.operation="registry.gate.signature"' in joined
     base = SigmaCollection([r for r in rules.rules if isinstance(r, SigmaRule)])
     lucene = "\n".join(map(str, LuceneBackend().convert(base)))
     assert "class_uid:2004" in lucene
@@ -155,33 +158,122 @@ def matching_rules(rules: SigmaCollection, event: SecurityEvent) -> set[str]:
     return hits
 
 
+def _gate(outcome: Outcome) -> SecurityEvent:
+    """The registry's signature gate event, as ``Registry.promote`` publishes it."""
+    return SecurityEvent(
+        EventKind.ACTIVITY, "registry", "registry.gate.signature", "signature gate",
+        Severity.INFO if outcome is Outcome.SUCCESS else Severity.MEDIUM, outcome, ALICE,
+        attributes={"gate": "signature", "passed": outcome is Outcome.SUCCESS,
+                    "resource": "models/fraud-clf@4", "target": "prod"},
+    )  # fmt: skip
+
+
+def matching_rules_ecs(event: SecurityEvent) -> set[str]:
+    """The same rules through :func:`donjon.soc.sigma.ecs_pipeline`, on the ECS document."""
+    fresh = SigmaCollection.load_ruleset([RULES_DIR])  # pipelines change the rules they touch
+    fields = _flatten(to_ecs(event))
+    hits = set()
+    for rule in fresh.rules:
+        if isinstance(rule, SigmaRule):
+            ecs_pipeline().apply(rule)
+            if _eval(rule.detection.parsed_condition[0].parse(False), rule, fields):
+                hits.add(rule.title)
+    return hits
+
+
 def test_each_rule_fires_on_the_event_it_describes_and_not_on_the_others(
     rules: SigmaCollection,
 ) -> None:
     pickle_rce = finding()  # DJ-TST-001 maps AML.T0011.000, severity high
     promote = Decision(Effect.ALLOW, ALICE, "model.promote", "models/fraud-clf@4")
+    tampered = finding(rule=LEDGER_TAMPERED, message="entry 58 was modified")
     cases = {
         "Donjon - Model Extraction Finding": SecurityEvent.of_finding(
             extraction_finding(), "gateway", principal=SCRAPER
         ),
         "Donjon - Access Denied": every_kind()[3],
         "Donjon - Failed Authentication": every_kind()[4],
-        "Donjon - Audit Ledger Verification Failed": every_kind()[10],
+        "Donjon - Audit Ledger Verification Failed": SecurityEvent.of_finding(tampered, "audit"),
         "Donjon - Malicious Model Artifact Pushed": SecurityEvent.of_finding(pickle_rce, "scan"),
-        "Donjon - Model Promoted Without a Valid Signature": SecurityEvent.of_decision(
-            promote, "registry", signed=False
-        ),
+        "Donjon - Promotion Attempted Without a Valid Signature": _gate(Outcome.FAILURE),
         "Donjon - Monitored Metric Left Its Healthy Band": every_kind()[8],
     }
     for title, event in cases.items():
         assert title in matching_rules(rules, event), title
+        assert matching_rules_ecs(event) == matching_rules(rules, event), title
     benign = [
         every_kind()[2],  # an allowed read
         every_kind()[9],  # a ledger that verified
-        SecurityEvent.of_decision(promote, "registry", signed=True, signature_valid=True),
+        SecurityEvent.of_decision(promote, "registry", signed=False),  # staging, before the gate
+        _gate(Outcome.SUCCESS),
         SecurityEvent(EventKind.ACTIVITY, "scan", "scan.run", "scanned 3 files", Severity.INFO,
                       Outcome.SUCCESS),
         SecurityEvent.of_finding(finding(severity=Severity.LOW), "scan"),
     ]  # fmt: skip
     for event in benign:
         assert matching_rules(rules, event) == set(), event.message
+        assert matching_rules_ecs(event) == set(), event.message
+
+
+def test_the_ecs_pipeline_queries_donjons_ecs_fields() -> None:
+    fresh = SigmaCollection.load_ruleset([RULES_DIR])
+    esql = "\n".join(map(str, ESQLBackend(processing_pipeline=ecs_pipeline()).convert(fresh)))
+    assert "class_uid" not in esql
+    assert "src_endpoint" not in esql
+    assert 'rule.id=="DJ-LED-001"' in esql
+    assert 'threat.technique.subtechnique.id=="AML.T0024.002"' in esql
+    assert 'labels.donjon_kind=="authentication" and event.outcome=="failure"' in esql
+    assert "by timebucket, source.ip" in esql  # the correlation groups by ECS fields too
+    assert 'donjon.decision=="denied"' in esql
+    base = SigmaCollection(
+        [r for r in SigmaCollection.load_ruleset([RULES_DIR]).rules if isinstance(r, SigmaRule)]
+    )
+    spl = "\n".join(map(str, SplunkBackend(processing_pipeline=ocsf_pipeline()).convert(base)))
+    assert 'finding_info.analytic.uid="DJ-LED-001"' in spl
+
+
+def test_token_guessing_fires_on_a_real_vaults_refusals_grouped_by_address(
+    tmp_path: Path, rules: SigmaCollection
+) -> None:
+    """Twelve bad tokens against the real vault app from one address: each refusal fires
+    "Failed Authentication" and the correlation's group-by field (src_endpoint.ip) is
+    on every one of them, so the ten-in-ten-minutes threshold is reached."""
+    import asyncio
+
+    import httpx
+
+    from donjon.app import build
+    from donjon.config import load_settings
+    from donjon.server.factory import vault_app
+    from tests.soc.test_mapping import Recorder
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "policies.cedar").write_text('@id("none")\nforbid (principal, action, resource);\n')
+    settings = load_settings(None, home=home)
+    published: list[SecurityEvent] = []
+    with build(settings) as app:
+        app.bus.subscribe(Recorder(published))
+        transport = httpx.ASGITransport(app=vault_app(settings, app), client=("203.0.113.9", 4242))
+
+        async def guess() -> list[int]:
+            async with httpx.AsyncClient(transport=transport, base_url="http://vault") as http:
+                return [
+                    (
+                        await http.get("/v1/whoami", headers={"authorization": f"Bearer djt_{i}"})
+                    ).status_code
+                    for i in range(12)
+                ]
+
+        assert asyncio.run(guess()) == [401] * 12
+    correlation = next(
+        r for r in rules.rules if r.title == "Donjon - Token Guessing From One Address"
+    )
+    assert isinstance(correlation, SigmaCorrelationRule)
+    (group_by,) = correlation.group_by
+    per_address: dict[str, int] = {}
+    for event in published:
+        if "Donjon - Failed Authentication" in matching_rules(rules, event):
+            for address in _flatten(to_ocsf(event)).get(group_by, []):
+                per_address[address] = per_address.get(address, 0) + 1
+    assert per_address.get("203.0.113.9", 0) >= 10

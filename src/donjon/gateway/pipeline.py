@@ -374,7 +374,8 @@ class Pipeline:
             severity=severity,
             evidence={**evidence, "request_id": request_id, "client": request.client},
         )
-        self._publish(SecurityEvent.of_finding(finding, SOURCE, principal=principal))
+        address: dict[str, Any] = {"src_ip": request.client} if request.client else {}
+        self._publish(SecurityEvent.of_finding(finding, SOURCE, principal=principal, **address))
 
     def _due(self, key: tuple[str, str]) -> bool:
         """At most one event per (principal, rule) per ``event_interval`` seconds."""

@@ -68,6 +68,8 @@ def to_cef(event: SecurityEvent) -> str:
         ext.append(("duser", str(attr(event, "target_user"))))
     if attr(event, "src_ip"):
         ext.append(("src", str(attr(event, "src_ip"))))
+    if isinstance(attr(event, "src_port"), int):
+        ext.append(("spt", str(attr(event, "src_port"))))
     resource = _resource(event)
     if resource:
         ext.append(("request", resource))

@@ -9,10 +9,12 @@ from donjon.soc.common import PRODUCT_VERSION, attacks_of, attr, resource_of
 
 ECS_VERSION = "8.11.0"
 
+# category -> type pairs from ECS's allowed values (tests/soc/test_ecs_categories.py);
+# an access decision is iam/info with event.outcome saying whether it was allowed
 _CATEGORY: dict[EventKind, tuple[list[str], list[str]]] = {
-    EventKind.FINDING: (["intrusion_detection"], ["indicator"]),
-    EventKind.ALERT: (["intrusion_detection"], ["indicator"]),
-    EventKind.ACCESS: (["iam"], ["access"]),
+    EventKind.FINDING: (["intrusion_detection"], ["info"]),
+    EventKind.ALERT: (["intrusion_detection"], ["info"]),
+    EventKind.ACCESS: (["iam"], ["info"]),
     EventKind.AUTHENTICATION: (["authentication"], ["start"]),
     EventKind.ACCOUNT: (["iam"], ["user", "change"]),
     EventKind.PERMISSION: (["iam"], ["admin", "change"]),
@@ -26,8 +28,8 @@ def to_ecs(event: SecurityEvent) -> dict[str, Any]:
     """The ECS document of ``event``; ATLAS goes in ``threat.*`` with its framework name."""
     category, types = _CATEGORY[event.kind]
     types = list(types)
-    if event.decision is not None:
-        types.append("allowed" if event.decision.allowed else "denied")
+    if event.kind in (EventKind.ACCOUNT, EventKind.PERMISSION) and attr(event, "group"):
+        types = ["group", "change"]  # a group created, or its membership changed
     alert = event.kind in (EventKind.FINDING, EventKind.ALERT) or (
         event.kind is EventKind.AUDIT and event.outcome is Outcome.FAILURE
     )
@@ -56,10 +58,15 @@ def to_ecs(event: SecurityEvent) -> dict[str, Any]:
         if principal.groups:
             user["roles"] = list(principal.groups)
         doc["user"] = user
-    if attr(event, "target_user"):
-        doc.setdefault("user", {})["target"] = {"name": str(attr(event, "target_user"))}
+    target = attr(event, "target_user") or attr(event, "account")  # the changed account
+    if target:
+        doc.setdefault("user", {})["target"] = {"name": str(target)}
+    if attr(event, "group"):
+        doc.setdefault("group", {})["name"] = str(attr(event, "group"))
     if attr(event, "src_ip"):
         doc["source"] = {"ip": str(attr(event, "src_ip"))}
+        if isinstance(attr(event, "src_port"), int):
+            doc["source"]["port"] = attr(event, "src_port")
     resource = resource_of(event)
     if resource:
         doc["donjon"] = {"resource": resource}
@@ -77,6 +84,8 @@ def to_ecs(event: SecurityEvent) -> dict[str, Any]:
             doc["threat"] = _threat(attacks)
     elif event.kind is EventKind.ALERT:
         doc["rule"] = {"id": str(attr(event, "metric") or event.action), "name": event.message}
+    if event.decision is not None:  # ECS has no allowed / denied type for iam events
+        doc.setdefault("donjon", {})["decision"] = "allowed" if event.decision.allowed else "denied"
     if event.decision is not None and event.decision.policy_ids:
         doc.setdefault("donjon", {})["policy_ids"] = list(event.decision.policy_ids)
     return doc

@@ -5,8 +5,9 @@
 | FINDING, ALERT, AUDIT that failed | Detection Finding 2004 (ATLAS in ``finding_info.attacks``) |
 | ACCESS | API Activity 6003 with ``actor.authorizations[].decision`` |
 | DATA_ACCESS | Datastore Activity 6005 |
-| ACCOUNT | Account Change 3001 |
+| ACCOUNT | Account Change 3001 (``user`` the changed account, ``actor`` who changed it) |
 | PERMISSION | User Access Management 3005 |
+| ACCOUNT, PERMISSION about a ``group`` | Group Management 3006 (``group``, ``user``) |
 | AUTHENTICATION | Authentication 3002 |
 | AUDIT (passed), ACTIVITY | API Activity 6003 (``activity_id`` 99 Other) |
 """
@@ -40,6 +41,7 @@ DATASTORE_ACTIVITY = 6005
 ACCOUNT_CHANGE = 3001
 AUTHENTICATION = 3002
 USER_ACCESS = 3005
+GROUP_MANAGEMENT = 3006
 
 _OTHER = 99
 _API_VERBS = {"create": 1, "write": 1, "push": 1, "upload": 1, "read": 2, "get": 2, "list": 2,
@@ -53,6 +55,7 @@ _ACCOUNT_VERBS = {"create": 1, "enable": 2, "password_change": 3, "password_rese
 _AUTH_VERBS = {"logon": 1, "login": 1, "authenticate": 1, "token": 1, "logoff": 2,
                "logout": 2}  # fmt: skip
 _ACCESS_VERBS = {"grant": 1, "assign": 1, "revoke": 2, "remove": 2}
+_GROUP_VERBS = {"add_member": 3, "remove_member": 4, "delete": 5, "create": 6}
 
 
 def to_ocsf(event: SecurityEvent) -> dict[str, Any]:
@@ -116,6 +119,8 @@ def _endpoint(event: SecurityEvent) -> dict[str, Any]:
     endpoint: dict[str, Any] = {}
     if attr(event, "src_ip"):
         endpoint["ip"] = str(attr(event, "src_ip"))
+    if isinstance(attr(event, "src_port"), int):
+        endpoint["port"] = attr(event, "src_port")
     endpoint["hostname"] = str(attr(event, "hostname") or "localhost")
     return endpoint
 
@@ -189,10 +194,12 @@ def _detection_finding(event: SecurityEvent) -> dict[str, Any]:
             analytic={"type_id": 1, "type": "Rule", "name": event.action, "uid": event.action},
         )
     out["finding_info"] = info
+    evidence: dict[str, Any] = {}
     if event.principal is not None:
-        evidence: dict[str, Any] = {"actor": _actor(event)}
-        if attr(event, "src_ip"):
-            evidence["src_endpoint"] = _endpoint(event)
+        evidence["actor"] = _actor(event)
+    if attr(event, "src_ip"):  # who sent it, authenticated or not
+        evidence["src_endpoint"] = _endpoint(event)
+    if evidence:
         out["evidences"] = [evidence]
     return out
 
@@ -241,13 +248,28 @@ def _datastore_activity(event: SecurityEvent) -> dict[str, Any]:
 
 
 def _account_change(event: SecurityEvent) -> dict[str, Any]:
+    if attr(event, "group"):
+        return _group_management(event)
     out = _base(event, ACCOUNT_CHANGE, _activity(_ACCOUNT_VERBS, event))
     out["user"] = _target(event)
     out["actor"] = _actor(event)
     return out
 
 
+def _group_management(event: SecurityEvent) -> dict[str, Any]:
+    """A group created or deleted, or an account added to or removed from it (3006)."""
+    out = _base(event, GROUP_MANAGEMENT, _activity(_GROUP_VERBS, event))
+    group = str(attr(event, "group"))
+    out["group"] = {"uid": group, "name": group}
+    if attr(event, "account") or attr(event, "target_user"):
+        out["user"] = _target(event)
+    out["actor"] = _actor(event)
+    return out
+
+
 def _user_access(event: SecurityEvent) -> dict[str, Any]:
+    if attr(event, "group"):
+        return _group_management(event)
     out = _base(event, USER_ACCESS, _activity(_ACCESS_VERBS, event))
     out["user"] = _target(event)
     out["actor"] = _actor(event)
@@ -268,7 +290,9 @@ def _authentication(event: SecurityEvent) -> dict[str, Any]:
 
 
 def _target(event: SecurityEvent) -> dict[str, Any]:
-    target = attr(event, "target_user")
+    """The account the event changed (``target_user``, or ``account`` as the identity
+    store writes it); the principal that changed it is the actor."""
+    target = attr(event, "target_user") or attr(event, "account")
     if target:
         return {"uid": str(target), "name": str(target)}
     return _user(event.principal)
