@@ -261,7 +261,11 @@ def bench_relay(seconds: float, rate: int, folder: Path) -> dict[str, float]:
             sent = 0
             start = time.monotonic()
             while time.monotonic() - start < seconds:
-                http.get(f"http://127.0.0.1:{vault}/v1/whoami")  # 401: one event
+                # 401 from a new loopback address each time: the vault records the first
+                # refusal of each address at once (later ones are summed up per window)
+                local = f"127.1.{sent // 250 % 250}.{sent % 250 + 1}"
+                with httpx.Client(transport=httpx.HTTPTransport(local_address=local)) as one:
+                    one.get(f"http://127.0.0.1:{vault}/v1/whoami")
                 sent += 1
                 if sent % max(rate // 2, 1) == 0:
                     scrape = http.get(f"http://127.0.0.1:{metrics}/metrics").text

@@ -205,13 +205,12 @@ def _poke(http: httpx.Client, url: str) -> int:
     return http.get(url).status_code
 
 
-def _delivers_while_running(
-    service: Service, home: Path, hec: Collector, poke: str, events: int = 5
-) -> None:
+def _delivers_while_running(service: Service, home: Path, hec: Collector, poke: str) -> None:
     """Requests make events; they reach the file and HEC while the service runs.
 
-    ``events``: how many events five refused calls make (the gateway reports repeated
-    failures of one client once per interval)."""
+    Five refused calls from one address make one event at once (the vault and the
+    gateway sum up repeated failures of one client per interval)."""
+    events = 1
     with httpx.Client(timeout=5) as http:
         for _ in range(5):
             assert _poke(http, poke) == 401
@@ -271,7 +270,7 @@ def test_gateway_delivers_in_the_background(tmp_path: Path, hec: Collector) -> N
     service = Service([*argv, "--port", str(port)], home)
     try:
         service.wait_listening(f"http://127.0.0.1:{port}/")
-        _delivers_while_running(service, home, hec, f"http://127.0.0.1:{port}/predict", 1)
+        _delivers_while_running(service, home, hec, f"http://127.0.0.1:{port}/predict")
     finally:
         service.stop(signal.SIGKILL)
 
@@ -313,7 +312,7 @@ def test_two_services_on_one_outbox_deliver_each_event_once(tmp_path: Path, hec:
         for thread in threads:
             thread.join()
         assert errors == []
-        assert _wait(lambda: len(_collected(hec)) >= 16), server.output() + proxy.output()
+        assert _wait(lambda: len(_collected(hec)) >= 2), server.output() + proxy.output()
         assert server.stop() in STOPPED, server.output()
         assert proxy.stop() in STOPPED, proxy.output()
         collected = _collected(hec)

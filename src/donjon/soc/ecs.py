@@ -70,6 +70,8 @@ def to_ecs(event: SecurityEvent) -> dict[str, Any]:
     resource = resource_of(event)
     if resource:
         doc["donjon"] = {"resource": resource}
+    if isinstance(attr(event, "failures"), int):  # refusals one event sums up (the vault's)
+        doc.setdefault("donjon", {})["failures"] = attr(event, "failures")
     if event.finding is not None:
         f = event.finding
         doc["rule"] = {

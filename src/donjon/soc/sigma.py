@@ -37,6 +37,7 @@ ECS_FIELDS: dict[str | None, str | list[str]] = {
     "finding_info.attacks.tactic.uid": "threat.tactic.id",
     "finding_info.types": "event.dataset",
     "metadata.log_name": "event.provider",
+    "unmapped.failures": "donjon.failures",
 }
 
 # Values ECS spells differently, per OCSF field (OCSF value -> ECS value or values).
