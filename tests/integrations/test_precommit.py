@@ -42,7 +42,8 @@ def _try_repo(repo: Path, home: Path, *files: str) -> subprocess.CompletedProces
     }
     env.pop("PYTHONPATH", None)
     return subprocess.run(
-        [str(PRE_COMMIT), "try-repo", str(ROOT), "donjon-scan", "--ref", _head(), "--files", *files],
+        [str(PRE_COMMIT), "try-repo", str(ROOT), "donjon-scan", "--ref", _head(),
+         "--files", *files],
         cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
 
@@ -61,10 +62,12 @@ def test_hook_passes_clean_models_and_blocks_a_malicious_one(tmp_path: Path) -> 
 
     clean = _try_repo(repo, home, "clean.pt", "notes.txt")
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "donjon scan (model files)" in clean.stdout and "Passed" in clean.stdout
+    assert "donjon scan (model files)" in clean.stdout
+    assert "Passed" in clean.stdout
 
     dirty = _try_repo(repo, home, "clean.pt", "evil.pkl")
     assert dirty.returncode == 1, dirty.stdout + dirty.stderr
-    assert "Failed" in dirty.stdout and "evil.pkl" in dirty.stdout
+    assert "Failed" in dirty.stdout
+    assert "evil.pkl" in dirty.stdout
     assert "os.system" in dirty.stdout
     assert not (repo / "donjon-canary").exists()
