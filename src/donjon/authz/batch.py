@@ -11,6 +11,7 @@ costs a few Cedar evaluations, not 10,000.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -82,16 +83,33 @@ def decide_many(
     return [d for d in out if d is not None]
 
 
+_FEW = 64
+
+
+@functools.lru_cache(maxsize=16)
+def _folders(named: frozenset[str]) -> tuple[str, ...]:
+    """The ids of the named Collections (folders), sorted."""
+    return tuple(sorted(uid[12:] for uid in named if uid.startswith("Collection::")))
+
+
 def _key(path: str, named: frozenset[str]) -> tuple[str, ...]:
     """The resource's type and the named entities it is, or is in (InputError if malformed)."""
     if "@" in path or "/." in path or not RESOURCE.match(path):
         target = Resource.parse(path)  # the general case; raises on a malformed path
         ids = [f"{target.type}::{target.path}", *(f"Collection::{c}" for c in target.collections)]
         return (target.type, *(uid for uid in ids if uid in named))
-    kind = "Dataset" if path.partition("/")[0] == "datasets" else "Model"
+    kind = "Dataset" if path.startswith("datasets") and path[8:9] in ("", "/") else "Model"
     key = [kind]
     if f"{kind}::{path}" in named:
         key.append(f"{kind}::{path}")
+    folders = _folders(named)
+    if len(folders) <= _FEW:  # few named folders (the usual policy): test each
+        key += [
+            f"Collection::{f}"
+            for f in folders
+            if path.startswith(f) and path[len(f) : len(f) + 1] in ("", "/")
+        ]
+        return tuple(key)
     end = path.find("/")
     while end != -1:
         if f"Collection::{path[:end]}" in named:
