@@ -32,6 +32,7 @@ from fastapi import FastAPI
 
 from donjon.app import build, build_authenticator, build_authorizer, build_identity, build_vault
 from donjon.config import load_settings
+from donjon.core.identity import Principal
 from donjon.server import ServerLimits, create_app
 from donjon.storage.registry import versions
 from donjon.storage.sql import open_database
@@ -128,7 +129,13 @@ def listing(args: argparse.Namespace) -> None:
     ):
         fill(services, args.names)
         registry = services.registry  # type: ignore[attr-defined]
-        runs: dict[str, list[float]] = {"filtered": [], "nothing hidden": [], "store alone": []}
+        runs: dict[str, list[float]] = {
+            "filtered": [],
+            "nothing hidden": [],
+            "store alone": [],
+            "the filter alone": [],
+        }
+        listed = [f"datasets/{n}" for n in registry.store.names("dataset", "fraud")]
         with httpx.Client(base_url=url) as http:
 
             def timed(who: str) -> tuple[float, int]:
@@ -151,6 +158,9 @@ def listing(args: argparse.Namespace) -> None:
                 start = time.perf_counter()
                 registry.store.names("dataset", "fraud")
                 runs["store alone"].append(time.perf_counter() - start)
+                start = time.perf_counter()  # in-process: the batched Cedar decisions only
+                registry.authorizer.decide_many(Principal("analyst"), "dataset.list", listed)
+                runs["the filter alone"].append(time.perf_counter() - start)
     print(f"listing {args.names} names over HTTP (analyst sees {seen}; cold {cold * 1000:.1f} ms)")
     base = statistics.median(runs["store alone"])
     for label, values in runs.items():
@@ -161,6 +171,8 @@ def listing(args: argparse.Namespace) -> None:
 def flood(args: argparse.Namespace) -> None:
     print("a flood of bad tokens from 127.0.0.1 (ledger entries counted after shutdown)")
     off = ServerLimits(auth_failure_limit=0, auth_failure_window=0)
+    if args.flood <= 0:
+        return
     for label, limits, count in (
         ("limiter on (20/min)", ServerLimits(), args.flood),
         ("limiter off", off, max(1, args.flood // 10)),

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from donjon.core.artifacts import Digest
 from donjon.core.identity import Principal
@@ -118,8 +118,10 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         request: Request,
         principal: Caller,
         prefix: Annotated[str, Query(max_length=200)] = "",
-    ) -> dict[str, Any]:
-        return {"names": registry(request).names(principal, kind, prefix)}
+    ) -> JSONResponse:
+        # A list of plain strings (checked names): encoded directly, not walked
+        # item by item by the response model (a 10,000-name list stays fast).
+        return JSONResponse({"names": registry(request).names(principal, kind, prefix)})
 
     @app.get(
         f"{base}/{{name:path}}/versions",
