@@ -36,12 +36,13 @@ def _build(folder: Path, mb: int) -> dict[str, tuple[Callable[[Any], Any], Any]]
     torch.save(layers, folder / "m.pt")
     joblib.dump({"coef": np.random.default_rng(0).random(n // 2)}, folder / "m.joblib")
     np.save(folder / "m.npy", np.array([np.ones(n // 2), {"meta": 1}], dtype=object))
+    # lambdas: each call looks the loader up, as user code does (and finds the guard)
     payload = pickle.dumps({"coef": np.ones(n // 2)}, protocol=5)
     return {
         "torch.load": (lambda p: torch.load(p, weights_only=True), folder / "m.pt"),
-        "joblib.load": (joblib.load, folder / "m.joblib"),
+        "joblib.load": (lambda p: joblib.load(p), folder / "m.joblib"),
         "numpy.load(allow_pickle)": (lambda p: np.load(p, allow_pickle=True), folder / "m.npy"),
-        "pickle.loads": (pickle.loads, payload),
+        "pickle.loads": (lambda b: pickle.loads(b), payload),
     }
 
 

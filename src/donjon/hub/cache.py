@@ -76,18 +76,18 @@ class _LinkCheck:
             real = self.folders[folder] = os.path.realpath(folder)
         return real
 
-    def __call__(self, entry: Path, blobs: str) -> Path:
-        if not entry.is_symlink():
-            return entry  # a plain file inside the snapshot (caches without links)
-        text = str(entry)
-        folder = self._real_folder(os.path.dirname(text))
-        hop = os.path.normpath(os.path.join(folder, os.readlink(text)))
-        mode = os.lstat(hop).st_mode if os.path.lexists(hop) else 0
+    def link(self, entry: str, folder: str, blobs: str) -> None:
+        """Raise unless the link ``entry`` (in ``folder``) stays in ``blobs`` / the cache."""
+        hop = os.path.normpath(os.path.join(self._real_folder(folder), os.readlink(entry)))
+        try:
+            mode = os.lstat(hop).st_mode
+        except OSError:
+            mode = 0
         if os.path.dirname(hop) == blobs and stat.S_ISREG(mode):
-            return entry
+            return
         final = os.path.realpath(hop)
         if os.path.dirname(hop) == blobs and _inside(final, self.root) and os.path.isfile(final):
-            return entry
+            return
         raise ScanError(f"{entry} links outside the cache's blobs ({final}): refusing to follow it")
 
 
@@ -119,21 +119,27 @@ def _snapshot_files(
     repo_type: str, repo_id: str, repo: Path, snapshot: Path, refs: list[str], check: _LinkCheck
 ) -> list[HubFile]:
     blobs = os.path.realpath(repo / "blobs")
-    found = []
-    for folder, dirs, names in os.walk(snapshot, followlinks=False):  # linked folders: not entered
-        dirs.sort()
-        for name in sorted(names):
-            entry = Path(folder, name)
+    named = tuple(sorted(refs))
+    found: list[HubFile] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path, f"{prefix}{entry.name}/")
+                continue
+            if entry.is_symlink():
+                if os.path.isdir(entry.path):
+                    continue  # a linked folder is not entered
+                check.link(entry.path, folder, blobs)
             found.append(
                 HubFile(
-                    repo_id=repo_id,
-                    repo_type=repo_type,
-                    revision=snapshot.name,
-                    refs=tuple(sorted(refs)),
-                    name=entry.relative_to(snapshot).as_posix(),
-                    path=check(entry, blobs),
+                    repo_id, repo_type, snapshot.name, named, prefix + entry.name, Path(entry.path)
                 )
             )
+
+    walk(str(snapshot), "")
     return found
 
 
