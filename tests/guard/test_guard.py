@@ -21,6 +21,7 @@ import donjon.guard
 from donjon.core.severity import Severity
 from donjon.errors import ModelRefused, ScanError
 from donjon.guard import GuardPolicy
+from donjon.scan import ScanPolicy
 from donjon.scan.samples import torch_zip
 from donjon.scan.samples_pickle import call, glob0, p2, shell
 
@@ -84,14 +85,27 @@ def test_numpy_is_scanned_only_when_it_may_unpickle(tmp_path: Path) -> None:
         np.load(tmp_path / "evil.npy", allow_pickle=True)
 
 
-def test_threshold_follows_the_policy(tmp_path: Path) -> None:
-    # a pickle of a class outside the allow list: flagged, but below critical
-    data = p2(glob0("collections", "OrderedDict") + b")R")
-    donjon.guard.install(GuardPolicy(fail_on=Severity.INFO))
-    with pytest.raises(ModelRefused):
+class Net:
+    """A user's own class: outside the scanner's allow list (a low finding when restored)."""
+
+    def __init__(self) -> None:
+        self.layers = [1, 2]
+
+
+def test_threshold_and_allow_list_follow_the_policy() -> None:
+    data = pickle.dumps(Net())
+    donjon.guard.install()  # default: refuse at medium; an unknown class is low
+    assert pickle.loads(data).layers == [1, 2]
+    donjon.guard.install(GuardPolicy(fail_on=Severity.LOW))
+    with pytest.raises(ModelRefused, match=r"DJ-PKL-002 \[low\].*test_guard\.Net"):
         pickle.loads(data)
-    donjon.guard.install(GuardPolicy(fail_on=Severity.CRITICAL))
-    assert pickle.loads(data) == {}
+    allowed = ScanPolicy().with_extra(allow=[f"{__name__}.Net"])
+    donjon.guard.install(GuardPolicy(fail_on=Severity.LOW, scan=allowed))
+    assert pickle.loads(data).layers == [1, 2]
+    # calling an unknown callable on load is medium: refused by the default policy
+    donjon.guard.install()
+    with pytest.raises(ModelRefused, match=r"\[medium\]"):
+        pickle.loads(p2(glob0("mypkg.models", "build") + b")R"))
 
 
 def test_unscannable_argument_fails_closed() -> None:

@@ -28,7 +28,7 @@ def _inside() -> bool:
 def _checked(target: Target, value: Any, policy: GuardPolicy) -> Any:
     """Scan the file argument; return it, or a replacement for a consumed stream."""
     if target.bytes_only or isinstance(value, bytes | bytearray | memoryview):
-        name = f"<{target.label} bytes>"
+        name = f"bytes-for-{target.label.replace('.', '-')}"  # no dot: no extension hint
         enforce(scan_bytes(bytes(value), name, policy.scan), policy, target.label)
         return value
     if isinstance(value, str | os.PathLike):
