@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from donjon.cli.outputs import Force, refuse_overwrite
+from donjon.cli.progress import byte_progress
 from donjon.cli.state import state
 from donjon.cli.vault_session import (
     list_names,
@@ -32,9 +33,17 @@ def push(
 ) -> None:
     """Upload FILE as the next version of dataset NAME."""
     cli = state(ctx)
-    with open_client(cli, server) as client:
+    with (
+        open_client(cli, server) as client,
+        byte_progress(cli, f"pushing {file.name}", file.stat().st_size) as advance,
+    ):
         record = client.push(
-            "dataset", name, file, metadata=parse_metadata(metadata), media_type=media_type
+            "dataset",
+            name,
+            file,
+            metadata=parse_metadata(metadata),
+            media_type=media_type,
+            progress=advance,
         )
     show_record(cli, "pushed", record)
 
@@ -51,8 +60,11 @@ def pull(
     """Download a dataset version (the latest by default); its digest is checked."""
     cli = state(ctx)
     refuse_overwrite(dest, force, "DEST")
-    with open_client(cli, server) as client:
-        record = client.pull("dataset", name, dest, version)
+    with (
+        open_client(cli, server) as client,
+        byte_progress(cli, f"pulling {name}", None) as advance,
+    ):
+        record = client.pull("dataset", name, dest, version, progress=advance)
     show_record(cli, "pulled", record)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from donjon.cli.outputs import Force, refuse_overwrite
+from donjon.cli.progress import byte_progress
 from donjon.cli.state import ExitCode, state
 from donjon.cli.vault_session import (
     list_names,
@@ -37,7 +38,10 @@ def push(
 ) -> int:
     """Upload FILE as the next version of model NAME (the server scans it)."""
     cli = state(ctx)
-    with open_client(cli, server) as client:
+    with (
+        open_client(cli, server) as client,
+        byte_progress(cli, f"pushing {file.name}", file.stat().st_size) as advance,
+    ):
         record = client.push(
             "model",
             name,
@@ -45,6 +49,7 @@ def push(
             metadata=parse_metadata(metadata),
             lineage=lineage or (),
             media_type=media_type,
+            progress=advance,
         )
     show_record(cli, "pushed", record)
     if record["status"] == "quarantined":
@@ -65,8 +70,11 @@ def pull(
     """Download a model version (the latest by default); its digest is checked."""
     cli = state(ctx)
     refuse_overwrite(dest, force, "DEST")
-    with open_client(cli, server) as client:
-        record = client.pull("model", name, dest, version)
+    with (
+        open_client(cli, server) as client,
+        byte_progress(cli, f"pulling {name}", None) as advance,
+    ):
+        record = client.pull("model", name, dest, version, progress=advance)
     show_record(cli, "pulled", record)
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -150,6 +150,7 @@ class VaultClient:
         lineage: Sequence[str] = (),
         media_type: str = "application/octet-stream",
         digest: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Upload ``path`` as the next version of ``name``; returns the version record.
 
@@ -170,11 +171,23 @@ class VaultClient:
         if lineage:
             headers["X-Donjon-Lineage"] = ",".join(lineage)
         return self._json(
-            "POST", f"/v1/{_c(kind)}/{name}/versions", content=_chunks(path), headers=headers
+            "POST",
+            f"/v1/{_c(kind)}/{name}/versions",
+            content=_chunks(path, progress),
+            headers=headers,
         )
 
-    def pull(self, kind: str, name: str, dest: Path, version: int | None = None) -> dict[str, Any]:
-        """Download a version (the latest by default) to ``dest``; VerificationError on mismatch."""
+    def pull(
+        self,
+        kind: str,
+        name: str,
+        dest: Path,
+        version: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Download a version (the latest by default) to ``dest``; VerificationError on mismatch.
+
+        ``progress`` is called with the size of each chunk received."""
         record = self.get(kind, name, version)
         number = record["version"]
         dest = Path(dest)
@@ -190,6 +203,8 @@ class VaultClient:
                     for chunk in r.iter_bytes(CHUNK):
                         hasher.update(chunk)
                         out.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
             got = f"sha256:{hasher.hexdigest()}"
             if got != announced or got != record["digest"]:
                 raise VerificationError(
@@ -302,7 +317,9 @@ def _sha256_file(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
+def _chunks(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
+            if progress is not None:
+                progress(len(chunk))
