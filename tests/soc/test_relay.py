@@ -94,6 +94,30 @@ def test_one_relay_per_outbox_and_the_other_takes_over(database_url: str) -> Non
             db.dispose()
 
 
+def test_a_manual_drain_waits_for_the_running_relay(database_url: str) -> None:
+    """``donjon events deliver`` while a service delivers: it does not send the same
+    events a second time, it waits until the service's relay has caught up."""
+    databases = [open_database(database_url) for _ in range(2)]
+    seen: list[str] = []
+    service = Dispatcher(SqlOutboxStore(databases[0]), [Recorder("siem", seen)], idle_wait=0.01)
+    manual = Dispatcher(SqlOutboxStore(databases[1]), [Recorder("siem", seen)], idle_wait=0.01)
+    outbox = Outbox(SqlOutboxStore(databases[0]))
+    try:
+        service.start()
+        assert _wait(lambda: service.is_relay)
+        events = [_event(n) for n in range(40)]
+        for event in events:
+            outbox.append(event)
+        assert manual.drain(20) is True
+        assert manual.states["siem"].delivered == 0
+        assert seen == [e.uid for e in events]
+    finally:
+        outbox.close()
+        service.stop()
+        for db in databases:
+            db.dispose()
+
+
 def test_a_relay_that_died_is_replaced_when_its_lease_runs_out(database_url: str) -> None:
     db = open_database(database_url)
     try:
