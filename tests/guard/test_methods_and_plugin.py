@@ -16,6 +16,7 @@ from donjon.guard.check import GuardPolicy
 from donjon.guard.hooks import Patcher
 from donjon.guard.targets import Target
 from donjon.scan.samples_pickle import call, glob0, p2, shell
+from tests.integrations.hfcache import add_snapshot
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -85,3 +86,35 @@ def test_pytest_plugin_refuses_an_unsafe_load_in_a_test_suite(tmp_path: Path) ->
     assert "ModelRefused" in by_ini.stdout
     assert not (tmp_path / "donjon-canary").exists()
     assert donjon.guard.installed() is None  # nothing leaked into this process
+
+
+def test_from_pretrained_with_a_repository_id_scans_its_cached_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "hub"
+    evil = p2(call(glob0("os", "system"), shell()))
+    add_snapshot(cache, "acme/clean", "a" * 40, {"config.json": b"{}"})
+    add_snapshot(cache, "acme/tricky", "b" * 40, {"config.json": b"{}"})
+    add_snapshot(cache, "acme/tricky", "c" * 40, {"pytorch_model.bin": evil}, ref="v2")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+
+    class PreTrainedModel:
+        @classmethod
+        def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: str) -> str:
+            return pretrained_model_name_or_path
+
+    module = types.ModuleType("fake_transformers")
+    module.PreTrainedModel = PreTrainedModel  # type: ignore[attr-defined]
+    method, argument = "PreTrainedModel.from_pretrained", "pretrained_model_name_or_path"
+    patcher = Patcher((Target(module.__name__, method, argument, hub_ids=True),), GuardPolicy)
+    patcher.patch_module(module)
+    try:
+        assert PreTrainedModel.from_pretrained("acme/clean") == "acme/clean"
+        assert PreTrainedModel.from_pretrained("acme/tricky") == "acme/tricky"  # main: clean
+        with pytest.raises(ModelRefused, match=r"hf://acme/tricky@c{40}/pytorch_model\.bin"):
+            PreTrainedModel.from_pretrained("acme/tricky", revision="v2")
+        # not in the cache: transformers downloads it; its pickles meet the guarded torch.load
+        assert PreTrainedModel.from_pretrained("acme/absent") == "acme/absent"
+    finally:
+        patcher.unpatch_all()

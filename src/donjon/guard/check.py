@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import io
 import os
 import time
@@ -102,3 +104,18 @@ def check_stream(stream: BinaryIO, policy: GuardPolicy, loader: str) -> BinaryIO
     data = stream.read()
     enforce(scan_bytes(data, name, policy.scan), policy, loader)
     return io.BytesIO(data)
+
+
+def check_cached_repo(repo_id: str, revision: str | None, policy: GuardPolicy, loader: str) -> None:
+    """Scan a Hugging Face repository's cached snapshot before ``from_pretrained`` reads it.
+
+    Not cached (or huggingface_hub absent): nothing to scan here; the files the
+    library then downloads go through the guarded ``torch.load`` if they pickle.
+    """
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return
+    from donjon.hub import cached_files
+
+    for hub_file in cached_files(repo_id, revision):
+        report = scan_file(str(hub_file.path), policy.scan)
+        enforce(dataclasses.replace(report, path=hub_file.label), policy, loader)

@@ -13,7 +13,14 @@ from types import ModuleType
 from typing import Any
 
 from donjon.errors import ModelRefused
-from donjon.guard.check import GuardPolicy, check_path, check_stream, enforce, scan_bytes
+from donjon.guard.check import (
+    GuardPolicy,
+    check_cached_repo,
+    check_path,
+    check_stream,
+    enforce,
+    scan_bytes,
+)
 from donjon.guard.targets import Target
 
 # Inside a guarded call, nested loads (torch.load -> pickle.load) run unguarded:
@@ -25,12 +32,17 @@ def _inside() -> bool:
     return getattr(_depth, "n", 0) > 0
 
 
-def _checked(target: Target, value: Any, policy: GuardPolicy) -> Any:
+def _checked(target: Target, value: Any, policy: GuardPolicy, revision: Any = None) -> Any:
     """Scan the file argument; return it, or a replacement for a consumed stream."""
     if target.bytes_only or isinstance(value, bytes | bytearray | memoryview):
         name = f"bytes-for-{target.label.replace('.', '-')}"  # no dot: no extension hint
         enforce(scan_bytes(bytes(value), name, policy.scan), policy, target.label)
         return value
+    if target.hub_ids and isinstance(value, str) and not os.path.exists(value):
+        check_cached_repo(
+            value, revision if isinstance(revision, str) else None, policy, target.label
+        )
+        return value  # a repository id: its cached snapshot, scanned
     if isinstance(value, str | os.PathLike):
         check_path(value, policy, target.label)
         return value
@@ -57,9 +69,11 @@ def wrap(target: Target, original: Callable[..., Any], policy_of: PolicySource) 
         if policy is None or _inside() or not target.applies(rest, kwargs):
             return original(*args, **kwargs)
         if rest:
-            args = (*args[:offset], _checked(target, rest[0], policy), *rest[1:])
+            checked = _checked(target, rest[0], policy, kwargs.get("revision"))
+            args = (*args[:offset], checked, *rest[1:])
         elif target.argument in kwargs:
-            kwargs[target.argument] = _checked(target, kwargs[target.argument], policy)
+            value = kwargs[target.argument]
+            kwargs[target.argument] = _checked(target, value, policy, kwargs.get("revision"))
         _depth.n = getattr(_depth, "n", 0) + 1
         try:
             return original(*args, **kwargs)

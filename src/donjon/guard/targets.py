@@ -29,6 +29,7 @@ class Target:
     argument: str  # the keyword name of the file argument (always positional index 0 too)
     applies: Callable[[tuple[Any, ...], Mapping[str, Any]], bool] = _always
     bytes_only: bool = False  # pickle.loads: the argument is the payload itself
+    hub_ids: bool = False  # the argument may be a Hugging Face repository id
 
     @property
     def label(self) -> str:
@@ -50,5 +51,5 @@ TARGETS: tuple[Target, ...] = (
     Target("keras.models", "load_model", "filepath"),
     Target("keras.saving", "load_model", "filepath"),
     Target("transformers.modeling_utils", "PreTrainedModel.from_pretrained",
-           "pretrained_model_name_or_path"),
+           "pretrained_model_name_or_path", hub_ids=True),
 )  # fmt: skip

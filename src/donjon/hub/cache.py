@@ -174,25 +174,48 @@ def cache_files(cache_dir: str | os.PathLike[str] | None = None) -> list[HubFile
     return files
 
 
+def _snapshot_folder(
+    hub: ModuleType, repo_id: str, revision: str | None, cache: str | os.PathLike[str] | None
+) -> Path | None:
+    try:
+        return Path(
+            hub.snapshot_download(
+                repo_id, revision=revision, cache_dir=cache, local_files_only=True
+            )
+        )
+    except hub.errors.LocalEntryNotFoundError:
+        return None
+
+
+def _files_in(snapshot: Path) -> list[HubFile]:
+    repo = snapshot.parent.parent
+    return _repo_files(repo, _LinkCheck(repo.parent), commit=snapshot.name)
+
+
+def cached_files(
+    repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None
+) -> list[HubFile]:
+    """The files of a repository snapshot already in the cache; [] when it is not there."""
+    hub = _hub()
+    cache = cache_dir or os.environ.get("HF_HUB_CACHE") or None
+    snapshot = _snapshot_folder(hub, repo_id, revision, cache)
+    return [] if snapshot is None else _files_in(snapshot)
+
+
 def repo_files(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> list[HubFile]:
     """The files of one repository snapshot: from the cache, or the hub when online."""
     repo_id, revision = parse_spec(spec)
     hub = _hub()
     cache = cache_dir or os.environ.get("HF_HUB_CACHE") or None
-    try:
-        folder = hub.snapshot_download(
-            repo_id, revision=revision, cache_dir=cache, local_files_only=True
-        )
-    except hub.errors.LocalEntryNotFoundError:
+    snapshot = _snapshot_folder(hub, repo_id, revision, cache)
+    if snapshot is None:
         if hub.constants.HF_HUB_OFFLINE:
-            raise ScanError(f"{spec} is not in the Hugging Face cache (offline)") from None
+            raise ScanError(f"{spec} is not in the Hugging Face cache (offline)")
         try:
-            folder = hub.snapshot_download(repo_id, revision=revision, cache_dir=cache)
+            snapshot = Path(hub.snapshot_download(repo_id, revision=revision, cache_dir=cache))
         except (OSError, ValueError) as e:  # network, authentication, not found on the hub
             raise ScanError(f"cannot fetch {spec}: {e}") from e
-    snapshot = Path(folder)
-    repo = snapshot.parent.parent
-    chosen = _repo_files(repo, _LinkCheck(repo.parent), commit=snapshot.name)
+    chosen = _files_in(snapshot)
     if not chosen:
         raise ScanError(f"{spec} resolved to {snapshot}, which holds no file")
     return chosen
