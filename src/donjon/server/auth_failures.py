@@ -106,8 +106,14 @@ class FailedAuthLimiter:
     def sweep(self) -> None:
         """Close the windows that have run their time, publishing their summaries."""
         now = self._clock()
+        expired: list[tuple[str, _Window]] = []
         with self._lock:
-            expired = [(s, w) for s, w in self._windows.items() if now - w.opened >= self.window]
+            # Windows are kept in the order they opened, all of the same length:
+            # the expired ones are at the front, so stop at the first open one.
+            for source, window in self._windows.items():
+                if now - window.opened < self.window:
+                    break
+                expired.append((source, window))
             for source, _ in expired:
                 del self._windows[source]
         for source, window in expired:
