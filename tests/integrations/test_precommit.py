@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PRE_COMMIT = Path(sys.executable).with_name("pre-commit")
 
 pytestmark = pytest.mark.skipif(
-    not PRE_COMMIT.exists() or shutil.which("git") is None, reason="pre-commit (test extra) and git"
+    not PRE_COMMIT.exists() or shutil.which("git") is None or not (ROOT / ".git").exists(),
+    reason="needs pre-commit (test extra), git and a git checkout of Donjon",
 )
 
 
