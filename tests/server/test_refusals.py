@@ -231,16 +231,18 @@ NUMBERS = st.one_of(
                      " 1", "1.0", "\u0661", "²", "0x1", "1e3"]),
     st.text(max_size=12),
 )  # fmt: skip
-HEADER_TEXT = st.text(
+HEADER_TEXT = st.text(  # printable ASCII; no outer space, which the HTTP client refuses to send
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80
-) | st.sampled_from(["fraud/tx@²", "fraud/tx@9223372036854775808", "fraud/tx@2147483648"])
+).map(str.strip) | st.sampled_from(
+    ["fraud/tx@²", "fraud/tx@9223372036854775808", "fraud/tx@2147483648"]
+)
 
 
 def _ok(r: httpx.Response) -> None:
     assert r.status_code < 500, (r.request.url, r.status_code, r.text)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(number=NUMBERS)
 def _fuzz_numbers(http: httpx.Client, number: str) -> None:
     path = f"/v1/models/fraud-clf/versions/{quote(number, safe='')}"
@@ -257,7 +259,7 @@ def _fuzz_numbers(http: httpx.Client, number: str) -> None:
             assert r.status_code in (400, 404, 405), (path, r.text)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(lineage=HEADER_TEXT, digest=HEADER_TEXT, metadata=HEADER_TEXT)
 def _fuzz_headers(http: httpx.Client, lineage: str, digest: str, metadata: str) -> None:
     for header, value in (("X-Donjon-Lineage", lineage), ("X-Donjon-Digest", digest),
