@@ -80,8 +80,9 @@ def server(
     try:
         import uvicorn
 
+        from donjon.core.net import is_loopback
         from donjon.server.factory import vault_app
-        from donjon.server.tls import TlsOptions, is_loopback
+        from donjon.server.tls import TlsOptions
     except ImportError as e:
         raise ConfigError(f"the vault server needs: pip install 'donjon[server]' ({e})") from e
 

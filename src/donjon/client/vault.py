@@ -9,7 +9,6 @@ version's record, and only then move the file into place (atomic rename).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import ssl
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from donjon.core.net import is_loopback
 from donjon.errors import (
     AccessDenied,
     AuthenticationError,
@@ -41,21 +41,11 @@ def check_url(url: str, *, allow_insecure_http: bool = False) -> None:
     parsed = httpx.URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InputError(f"not a vault URL: {url!r} (expected https://host[:port])")
-    if parsed.scheme == "http" and not allow_insecure_http and not _loopback(parsed.host):
+    if parsed.scheme == "http" and not allow_insecure_http and not is_loopback(parsed.host):
         raise InputError(
             f"refusing plain HTTP to {parsed.host}: the token would cross the network in "
             "clear; use https://, or pass --insecure-http (vault.insecure_http) on purpose"
         )
-
-
-def _loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_context(
