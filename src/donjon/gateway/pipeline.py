@@ -147,7 +147,13 @@ class Pipeline:
             )
             return self._refuse(
                 guard,
-                Reply(401, "unauthenticated", str(e), request_id, {"www-authenticate": "Bearer"}),
+                Reply(
+                    401,
+                    "unauthenticated",
+                    "invalid credentials",  # the reason stays in the finding, not the answer
+                    request_id,
+                    {"www-authenticate": "Bearer"},
+                ),
             )
         denied = self._authorise(guard, principal, request, request_id)
         if denied is not None:
