@@ -140,9 +140,11 @@ class JwtAuthenticator:
 
 class CredentialPort(Protocol):
     """The vault's ``Authenticator`` port (``donjon.core.ports``): a credential in, a
-    principal out, AuthenticationError for a missing, unknown, revoked or expired one."""
+    principal out, AuthenticationError for a missing, unknown, revoked or expired one.
+    ``verify`` records successes only: the gateway records each failure once itself,
+    as a ``DJ-GW-006`` finding."""
 
-    def authenticate(self, credential: str) -> Principal: ...
+    def verify(self, credential: str) -> Principal: ...
 
 
 class VaultAuthenticator:
@@ -162,7 +164,7 @@ class VaultAuthenticator:
         return self.verify(token)
 
     def verify(self, token: str) -> Principal:
-        principal = self.port.authenticate(token)
+        principal = self.port.verify(token)
         if principal.kind not in (PrincipalKind.USER, PrincipalKind.SERVICE):
             raise AuthenticationError("the vault did not name a user or service account")
         return principal
