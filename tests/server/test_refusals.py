@@ -7,6 +7,7 @@ ledgered in aggregate; headers and path parameters never produce a 5xx.
 
 from __future__ import annotations
 
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -297,7 +298,18 @@ def test_the_openapi_document_has_the_name_and_version_patterns(stack: Stack) ->
     by_name = {p["name"]: p["schema"] for p in params}
     assert by_name["name"]["pattern"].startswith("^")
     assert by_name["name"]["maxLength"] == 200
-    assert by_name["number"]["pattern"] == "^[0-9]{1,10}$"
+    number = re.compile(by_name["number"]["pattern"])  # exactly what check_version accepts
+    for text, admitted in (("1", True), ("2147483647", True), ("2147483648", False),
+                           ("0", False), ("01", False), ("\u00b2", False)):  # fmt: skip
+        assert bool(number.match(text)) is admitted, text
+    listing = doc["paths"]["/v1/models"]["get"]["parameters"]
+    prefix = re.compile({p["name"]: p["schema"] for p in listing}["prefix"]["pattern"])
+    assert prefix.match("fraud/")
+    assert not prefix.match("Fraud")
+    attestation = doc["paths"]["/v1/models/{name}/versions/{number}/attestations/{digest}"]
+    digest = {p["name"]: p["schema"] for p in attestation["get"]["parameters"]}["digest"]
+    assert re.match(digest["pattern"], "sha256:" + "ab" * 32)
+    assert not re.match(digest["pattern"], "0.1.0")
 
 
 def test_the_database_and_the_event_file_are_private(

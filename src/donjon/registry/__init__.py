@@ -18,6 +18,7 @@ from donjon.registry.model import GateResult, Stage, Status, Version, VersionRef
 from donjon.registry.names import (
     MAX_VERSION,
     NAME_PATTERN,
+    PREFIX_PATTERN,
     VERSION_PATTERN,
     Kind,
     check_name,
@@ -37,6 +38,7 @@ from donjon.registry.service import Registry
 __all__ = [
     "MAX_VERSION",
     "NAME_PATTERN",
+    "PREFIX_PATTERN",
     "VERSION_PATTERN",
     "Attachment",
     "AttachmentInspector",

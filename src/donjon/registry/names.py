@@ -23,9 +23,17 @@ NAME_PATTERN = (
     r"^(?!versions(/|$))[a-z0-9][a-z0-9._-]{0,63}(?<!\.)"
     r"(/(?!versions(/|$))[a-z0-9][a-z0-9._-]{0,63}(?<!\.))*$"
 )
+# a listing's prefix: empty, or a name with any slashes around it (they are stripped)
+PREFIX_PATTERN = r"^/*(?:" + NAME_PATTERN[1:-1] + r")?/*$"
 # Version numbers are stored in an INTEGER column: 32-bit signed on PostgreSQL.
 MAX_VERSION = 2**31 - 1
-VERSION_PATTERN = r"^[0-9]{1,10}$"
+# 1 to 2**31 - 1 without leading zeros, digit by digit, so the published schema
+# admits exactly the numbers ``check_version`` accepts
+VERSION_PATTERN = (
+    r"^(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}"
+    r"|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}"
+    r"|21474836[0-3][0-9]|214748364[0-7])$"
+)
 _VERSION = re.compile(r"[0-9]{1,10}")
 
 
@@ -69,6 +77,8 @@ def check_version(text: str) -> int:
     if not isinstance(text, str) or not _VERSION.fullmatch(text):
         raise InputError(f"version {text!r:.40} must be a number written in ASCII digits")
     number = int(text)
+    if text.startswith("0") and number:
+        raise InputError(f"version {text!r} must be written without leading zeros")
     if not 1 <= number <= MAX_VERSION:
         raise InputError(f"version {number} is out of range (1 to {MAX_VERSION})")
     return number

@@ -17,6 +17,7 @@ from donjon.core.identity import Principal
 from donjon.errors import InputError
 from donjon.registry import AttachmentKind, Registry, parse_kind
 from donjon.server.routes import (
+    DIGEST_PATTERN,
     DOWNLOAD_HEADERS,
     ERRORS,
     Number,
@@ -60,7 +61,11 @@ def add_attachment_routes(app: FastAPI, current_principal: Any) -> None:
         name: Name,
         number: Number,
         kind: Annotated[
-            str, Query(description="signature (OMS bundle) or provenance (DSSE SLSA envelope)")
+            str,
+            Query(
+                description="signature (OMS bundle) or provenance (DSSE SLSA envelope)",
+                json_schema_extra={"enum": [k.value for k in AttachmentKind]},
+            ),
         ],
     ) -> dict[str, Any]:
         """Attach a signed document to a model version; it is checked, stored and immutable."""
@@ -101,7 +106,14 @@ def add_attachment_routes(app: FastAPI, current_principal: Any) -> None:
         principal: Caller,
         name: Name,
         number: Number,
-        digest: Annotated[str, Path(max_length=200, description="sha256:<hex>")],
+        digest: Annotated[
+            str,
+            Path(
+                max_length=200,
+                description="sha256:<hex>",
+                json_schema_extra={"pattern": DIGEST_PATTERN},
+            ),
+        ],
     ) -> Response:
         """One attached document's bytes, as attached."""
         try:

@@ -22,6 +22,7 @@ from donjon.errors import InputError
 from donjon.registry import (
     MAX_VERSION,
     NAME_PATTERN,
+    PREFIX_PATTERN,
     VERSION_PATTERN,
     Kind,
     Registry,
@@ -41,6 +42,10 @@ from donjon.server.schemas import (
 from donjon.server.streams import RequestReader, iterate
 
 MAX_HEADER_JSON = 16 * 1024
+# the digests Digest.parse accepts, as the schema publishes them (lower-case hex)
+DIGEST_PATTERN = (
+    r"^(?:sha256:[0-9a-f]{64}|blake3:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})$"
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
@@ -117,7 +122,9 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
     def list_names(
         request: Request,
         principal: Caller,
-        prefix: Annotated[str, Query(max_length=200)] = "",
+        prefix: Annotated[
+            str, Query(max_length=200, json_schema_extra={"pattern": PREFIX_PATTERN})
+        ] = "",
     ) -> JSONResponse:
         # A list of plain strings (checked names): encoded directly, not walked
         # item by item by the response model (a 10,000-name list stays fast).
@@ -148,7 +155,12 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         principal: Caller,
         name: Name,
         x_donjon_digest: Annotated[
-            str | None, Header(max_length=200, description="sha256:<hex> of the body")
+            str | None,
+            Header(
+                max_length=200,
+                description="sha256:<hex> of the body",
+                json_schema_extra={"pattern": DIGEST_PATTERN},
+            ),
         ] = None,
         x_donjon_metadata: Annotated[
             str | None, Header(max_length=MAX_HEADER_JSON, description="a JSON object")
