@@ -19,6 +19,19 @@ class Lz4Error(ValueError):
     """The bytes are not a valid LZ4 frame."""
 
 
+def _extended(src: bytes, i: int, value: int, what: str) -> tuple[int, int]:
+    """An LZ4 length of 15 goes on in bytes of 255 until a smaller one; returns (length, i)."""
+    n = len(src)
+    while True:
+        if i >= n:
+            raise Lz4Error(f"truncated {what}")
+        extra = src[i]
+        i += 1
+        value += extra
+        if extra != 255:
+            return value, i
+
+
 def decode_block(src: bytes, history: bytearray) -> bytes:
     """Decode one compressed block; back-references may reach into ``history``."""
     out = bytearray(history)
@@ -29,14 +42,7 @@ def decode_block(src: bytes, history: bytearray) -> bytes:
         i += 1
         literals = token >> 4
         if literals == 15:
-            while True:
-                if i >= n:
-                    raise Lz4Error("truncated literal length")
-                extra = src[i]
-                i += 1
-                literals += extra
-                if extra != 255:
-                    break
+            literals, i = _extended(src, i, literals, "literal length")
         if i + literals > n:
             raise Lz4Error("literals run past the block")
         out += src[i : i + literals]
@@ -51,14 +57,7 @@ def decode_block(src: bytes, history: bytearray) -> bytes:
             raise Lz4Error("match offset out of range")
         length = token & 15
         if length == 15:
-            while True:
-                if i >= n:
-                    raise Lz4Error("truncated match length")
-                extra = src[i]
-                i += 1
-                length += extra
-                if extra != 255:
-                    break
+            length, i = _extended(src, i, length, "match length")
         length += 4
         start = len(out) - offset
         if length <= offset:
