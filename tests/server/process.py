@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -60,9 +61,11 @@ def server_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], *args: str
+    env: dict[str, str], *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Start ``donjon server`` on a free port; yield the process and its URL; kill on exit."""
+    """Start ``donjon server`` on a free port; yield the process and its URL; kill on exit.
+
+    ``scheme`` and ``verify`` (a context that trusts the server's CA) serve TLS servers."""
     port = free_port()
     log = Path(env["DONJON_HOME"]) / f"server-{port}.log"
     with log.open("wb") as out:
@@ -71,9 +74,9 @@ def running_server(
              "--port", str(port), *args],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
-        wait_ready(proc, url, log)
+        wait_ready(proc, url, log, verify=verify)
         yield proc, url
     finally:
         if proc.poll() is None:
@@ -81,13 +84,20 @@ def running_server(
         proc.wait(timeout=30)
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    timeout: float = 60,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited {proc.returncode}: {log.read_text()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            # one connection per probe: none stays open to hold up a graceful shutdown
+            if httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

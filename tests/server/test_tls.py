@@ -7,8 +7,6 @@ import ipaddress
 import signal
 import ssl
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from donjon.cli.main import main
 from donjon.client import VaultClient
 from donjon.errors import InputError
-from tests.server.process import free_port, prepare_home, server_env
+from tests.server.process import prepare_home, running_server, server_env
 
 pytestmark = pytest.mark.integration
 
@@ -106,31 +104,9 @@ def _tls_server(
     env: dict[str, str], ca: Path, *args: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``donjon server`` over TLS on a free port; yields the process and its https URL."""
-    port = free_port()
-    log = Path(env["DONJON_HOME"]) / f"server-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "donjon", "server", "--host", "127.0.0.1",
-             "--port", str(port), *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        with _client(ca) as probe:
-            while True:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                try:
-                    if probe.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    trust = ssl.create_default_context(cafile=str(ca))
+    with running_server(env, *args, scheme="https", verify=trust) as served:
+        yield served
 
 
 def _client(ca: Path, cert: tuple[Path, Path] | None = None) -> httpx.Client:
