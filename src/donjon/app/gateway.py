@@ -67,4 +67,6 @@ def gateway_pipeline(
             except InputError as e:
                 raise ConfigError(f"model name {model.name!r} is not a vault resource: {e}") from e
         authorizer = build_authorizer(settings, bus)
-    return build_pipeline(gateway, bus=bus, vault_authenticator=port, authorizer=authorizer)
+    return build_pipeline(
+        gateway, bus=bus, vault_authenticator=port, authorizer=authorizer, home=settings.home
+    )

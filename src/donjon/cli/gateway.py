@@ -3,7 +3,8 @@
 ``donjon gateway --upstream URL --config gateway.toml`` serves the reverse proxy
 (``--vault-identities``, ``--vault-policies``: the vault's tokens and Cedar policy);
 ``donjon gateway profile DATA -o profile.json`` builds a reference profile;
-``donjon gateway key ID --principal NAME --file keys.json`` adds an API key.
+``donjon gateway key ID --principal NAME --file keys.json`` adds an API key;
+``donjon gateway verify-suspect`` tests a suspect model for the gateway's watermarks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from donjon.cli.gateway_verify import verify_suspect
 from donjon.cli.state import ExitCode, state
 from donjon.errors import ConfigError, InputError
 
@@ -109,6 +111,9 @@ def serve(
     uvicorn.run(
         served, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
     )
+
+
+app.command("verify-suspect")(verify_suspect)
 
 
 @app.command("profile")

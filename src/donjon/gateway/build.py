@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from donjon.core.bus import EventBus
 from donjon.core.identity import PrincipalKind
@@ -24,6 +25,7 @@ from donjon.gateway.pipeline import Pipeline
 from donjon.gateway.profile import ReferenceProfile
 from donjon.gateway.quotas import Bucket, MemoryQuotas, QuotaStore, RedisQuotas
 from donjon.gateway.settings import GatewaySettings
+from donjon.gateway.watermark.build import build_watermarker
 
 log = logging.getLogger("donjon.gateway")
 
@@ -109,13 +111,15 @@ def build_pipeline(
     metrics: GatewayMetrics | None = None,
     vault_authenticator: CredentialPort | None = None,
     authorizer: Authorizer | None = None,
+    home: Path | None = None,
 ) -> Pipeline:
     """Wire a pipeline; the authenticator port defaults to the key file / JWKS of the settings.
 
     ``vault_authenticator`` (the vault's ``Authenticator`` port) is used when
     ``auth.vault_identities`` is set; ``authorizer`` (the vault's ``Authorizer``
     port) is required when ``auth.vault_policies`` is set and decides
-    ``model.predict`` on ``models/<name>``.
+    ``model.predict`` on ``models/<name>``. ``home`` (Donjon's data folder) holds
+    the watermark keys and records by default.
     """
     if settings.auth.vault_policies and authorizer is None:
         raise ConfigError(
@@ -125,15 +129,16 @@ def build_pipeline(
     guards = []
     for model in settings.models:
         profile = ReferenceProfile.load(model.profile) if model.profile else None
-        guards.append(
-            ModelGuard(
-                model,
-                profile=profile,
-                window=settings.window,
-                max_principals=settings.max_principals,
-                states=build_states(settings, model.name, profile.features if profile else 1),
-            )
+        guard = ModelGuard(
+            model,
+            profile=profile,
+            window=settings.window,
+            max_principals=settings.max_principals,
+            states=build_states(settings, model.name, profile.features if profile else 1),
         )
+        if model.watermark is not None and model.watermark.enabled:
+            guard.watermark = build_watermarker(model.name, model.watermark, home)
+        guards.append(guard)
     q = settings.quotas
     return Pipeline(
         guards,

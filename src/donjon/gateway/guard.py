@@ -21,6 +21,7 @@ from donjon.gateway.outputs import ResponseReader
 from donjon.gateway.profile import ReferenceProfile
 from donjon.gateway.settings import ModelSettings
 from donjon.gateway.validation import InputContract
+from donjon.gateway.watermark.marker import Watermarker
 
 DUPLICATE = 1e-4  # scaled distance under which two queries are the same record
 
@@ -129,6 +130,7 @@ class ModelGuard:
         self.states: StateStore = states or MemoryStates(
             window=window, features=self.features, max_principals=max_principals
         )
+        self.watermark: Watermarker | None = None  # set by build_pipeline when configured
 
     @property
     def table(self) -> StateTable:

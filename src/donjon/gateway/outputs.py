@@ -83,6 +83,10 @@ class ModelOutput:
     def found(self) -> tuple[tuple[Path, OutputKind, Layout], ...]:
         return tuple((p.path, p.kind, p.layout) for p in self.parts)
 
+    def serialised(self) -> bytes:
+        """The (changed) answer as compact JSON."""
+        return json.dumps(self.doc, separators=(",", ":"), allow_nan=False).encode()
+
     @property
     def where(self) -> str:
         """What was found, said once in the log."""

@@ -303,9 +303,17 @@ class Pipeline:
             )
             return reply.status, encode(reply.body())
         guard = admitted.guard
+        marked = False
         try:
             output = guard.reader.read(body)
+            if guard.watermark is not None:  # before hardening, which keeps the marks
+                marking = guard.watermark.apply(admitted.principal, admitted.inputs, output)
+                marked = marking.changed
+                for event in marking.events:
+                    self._publish(event)
             hardened = harden(output, guard.hardening)
+            if hardened is None and marked:
+                hardened = output.serialised()
         except BadUpstreamResponse as e:
             guard.reader.announce(None, str(e))
             self._unreadable(admitted, str(e))

@@ -162,6 +162,29 @@ UNREADABLE_RESPONSE = Rule(
     mitigations=("AML.M0002",),
 )
 
+STOLEN_MODEL = Rule(
+    id="DJ-GW-011",
+    title="Model theft proven: a suspect model reproduces the gateway's watermarked answers",
+    description=(
+        "Queried on the inputs one principal sent, whose answers the gateway had changed to "
+        "keyed labels (watermarks, under 0.5 % of answers), a suspect model gives those keyed "
+        "labels far more often than on look-alike inputs that were answered truthfully: the "
+        "exact binomial tail under the look-alike rate (or the rate measured on independent "
+        "models) and Fisher's exact test are both below alpha (1e-6 by default). A model "
+        "trained on other data has no reason to prefer the keyed wrong labels; a surrogate "
+        "trained on that principal's answers has learnt them. The signed verdict lists the "
+        "digest of every input queried."
+    ),
+    remediation=(
+        "Keep the signed verdict and the recorded inputs as evidence, revoke the principal's "
+        "credentials, and act on the stolen model (takedown, legal notice)."
+    ),
+    severity=Severity.HIGH,
+    atlas=("AML.T0024.002",),
+    owasp=("ML05",),
+    mitigations=("AML.M0002", "AML.M0004"),
+)
+
 RULES: tuple[Rule, ...] = (
     EVASION_PROBING,
     EXTRACTION,
@@ -173,4 +196,5 @@ RULES: tuple[Rule, ...] = (
     INVALID_REQUEST,
     FAIL_CLOSED,
     UNREADABLE_RESPONSE,
+    STOLEN_MODEL,
 )

@@ -16,6 +16,7 @@ from donjon.errors import ConfigError
 from donjon.gateway.detectors import Action
 from donjon.gateway.outputs import OutputKind
 from donjon.gateway.validation import ApiFormat
+from donjon.gateway.watermark.config import WatermarkSettings
 
 
 class _Section(BaseModel):
@@ -131,6 +132,7 @@ class ModelSettings(_Section):
     output: str | None = Field(default=None, min_length=1)
     output_kind: OutputKind = OutputKind.AUTO
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)
+    watermark: WatermarkSettings | None = None  # keyed watermarks in the answers
 
 
 class GatewaySettings(_Section):
@@ -170,4 +172,6 @@ def load_gateway_settings(path: Path) -> GatewaySettings:
     for model in settings.models:
         if model.profile is not None and not model.profile.is_absolute():
             model.profile = base / model.profile
+        if model.watermark is not None:
+            model.watermark = model.watermark.relative_to(base)
     return settings

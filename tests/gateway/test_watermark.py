@@ -1,0 +1,165 @@
+"""Keyed watermarks end to end: the real gateway over HTTP, a surrogate, and the CLI.
+
+A rate of 5 % (ten times the default) keeps the test at a few hundred queries;
+the benchmark (benchmarks/watermark_bench.py) runs ART's attacks at 0.5 %.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from donjon.cli.main import main
+from donjon.gateway.watermark import FolderMarks
+from donjon.provenance.dsse import Envelope
+from donjon.provenance.keys import load_private_key
+from tests.gateway.harness import Gateway, Victim, serve_victim
+
+RATE, CONTROLS = 0.05, 0.3
+
+
+def watermark(tmp_path: Path) -> dict[str, Any]:
+    key = tmp_path / "wm.key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    return {
+        "rate": RATE,
+        "control_rate": CONTROLS,
+        "key": f"file:{key}",
+        "folder": str(tmp_path / "marks"),
+    }
+
+
+def gateway_toml(tmp_path: Path, mark: dict[str, Any]) -> Path:
+    lines = [
+        "[[models]]",
+        'name = "digits"',
+        'routes = ["/predict"]',
+        "[models.watermark]",
+        *(f"{k} = {json.dumps(v)}" for k, v in mark.items()),
+    ]
+    path = tmp_path / "gateway.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def query(gateway: Gateway, who: str, rows: np.ndarray) -> np.ndarray:
+    client = gateway.client(who)
+    return np.concatenate([client(rows[i : i + 50]) for i in range(0, len(rows), 50)])
+
+
+@pytest.fixture
+def stolen(tmp_path: Path, victim: Victim, make_gateway: Any) -> dict[str, Any]:
+    """Mallory queries 400 natural digits; bob 200 others; both through the gateway."""
+    mark = watermark(tmp_path)
+    gateway = make_gateway({"watermark": mark})
+    rows = victim.x_train[:400]
+    answers = query(gateway, "mallory", rows)
+    bob_answers = query(gateway, "bob", victim.x_test[:200])
+    return {
+        "gateway": gateway,
+        "rows": rows,
+        "answers": answers,
+        "bob": bob_answers,
+        "config": gateway_toml(tmp_path, mark),
+        "store": FolderMarks(tmp_path / "marks"),
+    }
+
+
+def test_marked_answers_are_keyed_consistent_and_recorded(
+    stolen: dict[str, Any], victim: Victim
+) -> None:
+    rows, answers = stolen["rows"], stolen["answers"]
+    truth = victim.model.predict(rows / 16.0)
+    changed = np.flatnonzero(answers.argmax(axis=1) != truth)
+    records = stolen["store"].records("digits", ["mallory"])
+    marks = {r.input_sha256: r for r in records if r.kind == "mark"}
+    controls = [r for r in records if r.kind == "control"]
+    # about 5 % of the answers changed, each one a recorded mark with the answer given
+    assert 0.02 * len(rows) <= len(changed) <= 0.09 * len(rows)
+    assert len(marks) == len(changed)
+    assert 0.2 * len(rows) <= len(controls) <= 0.4 * len(rows)
+    for i in changed:
+        digest = _digest(rows[i])
+        assert marks[digest].keyed == int(answers[i].argmax()) != marks[digest].truth
+        # the scores were swapped, not invented: the same values, the top one moved
+        original = victim.model.predict_proba(rows[i : i + 1] / 16.0)[0]
+        assert sorted(answers[i]) == pytest.approx(sorted(original))
+    # the same input gets the same (marked) answer again, in another request shape
+    again = stolen["gateway"].client("mallory")(rows[changed[:5]])
+    assert (again.argmax(axis=1) == answers[changed[:5]].argmax(axis=1)).all()
+    # per principal: bob's marks are other inputs, his records his own
+    assert {r.principal for r in stolen["store"].records("digits", ["bob"])} == {"bob"}
+    recorded = [e for e in stolen["gateway"].sink.events if e.action == "gateway.watermark"]
+    assert len(recorded) == len(stolen["store"].records("digits"))
+
+
+def _digest(row: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256((np.asarray(row, dtype="<f8") + 0.0).tobytes()).hexdigest()
+
+
+def _surrogate(rows: np.ndarray, labels: np.ndarray) -> KNeighborsClassifier:
+    """A surrogate that memorises what it was taught (scaled like the victim's inputs)."""
+    return KNeighborsClassifier(n_neighbors=1).fit(rows / 16.0, labels)
+
+
+def test_verify_suspect_identifies_the_thief_and_signs_the_verdict(
+    stolen: dict[str, Any],
+    victim: Victim,
+    tmp_path: Path,
+    donjon_home: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["keys", "generate", "evidence"]) == 0
+    capsys.readouterr()
+    thief = _surrogate(stolen["rows"], stolen["answers"].argmax(axis=1))
+    verdict = tmp_path / "verdict.dsse.json"
+    with serve_victim(thief) as url:  # type: ignore[arg-type]
+        code = main(
+            [
+                "-f", "json", "gateway", "verify-suspect", "-c", str(stolen["config"]),
+                "--model", "digits", "--url", f"{url}/predict", "--key", "evidence",
+                "--verdict", str(verdict),
+            ]
+        )  # fmt: skip
+    assert code == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["identified"] == ["mallory"]
+    by_name = {p["principal"]: p for p in summary["principals"]}
+    mallory = by_name["mallory"]
+    assert mallory["reproduced"] == mallory["marks"] > 5
+    assert mallory["p_binomial"] < 1e-6
+    assert mallory["p_exact"] < 1e-6
+    assert not by_name["bob"]["identified"]
+    # the verdict: a DSSE envelope signed with the evidence key, every input's digest inside
+    envelope = Envelope.from_dict(json.loads(verdict.read_text()))
+    key = load_private_key(donjon_home / "keys" / "evidence.key.pem", None)
+    assert envelope.verify(key.public_key())  # type: ignore[arg-type]
+    predicate = envelope.statement()["predicate"]
+    inputs = {i["sha256"] for p in predicate["principals"] for i in p["inputs"]}
+    assert inputs == {r.input_sha256 for r in stolen["store"].records("digits")}
+
+
+def test_an_independent_model_is_not_identified(
+    stolen: dict[str, Any], victim: Victim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the same rows with their true labels: a model that never saw the watermarked answers
+    honest = _surrogate(stolen["rows"], victim.y_train[:400])
+    with serve_victim(honest) as url:  # type: ignore[arg-type]
+        code = main(
+            [
+                "-f", "json", "gateway", "verify-suspect", "-c", str(stolen["config"]),
+                "--model", "digits", "--url", f"{url}/predict",
+            ]
+        )  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["identified"] == []
+    assert all(p["reproduced"] <= 2 for p in summary["principals"])
