@@ -20,6 +20,7 @@ RULE_MODULES: tuple[str, ...] = (
     "donjon.gateway.rules",
     "donjon.provenance.rules",
     "donjon.scan.rules",
+    "donjon.watch.rules",
 )
 
 

@@ -20,6 +20,7 @@ narrowly as they need::
     │   └── Conflict
     ├── GatewayError           the inference firewall
     ├── MonitorError           metrics, baselines and alerts
+    ├── WatchError             deployed models seen from outside (fingerprints, probes)
     ├── ExportError            SOC formats and sinks
     └── StorageError           databases, blob stores, files
 
@@ -102,6 +103,10 @@ class GatewayError(DonjonError):
 
 class MonitorError(DonjonError):
     """A monitor, baseline or alert rule failed."""
+
+
+class WatchError(DonjonError):
+    """A deployed model could not be enrolled or checked."""
 
 
 class ExportError(DonjonError):

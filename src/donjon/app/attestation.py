@@ -56,6 +56,10 @@ class DocumentInspector:
         from donjon.provenance.dsse import Envelope
         from donjon.provenance.slsa import Provenance
 
+        if kind is AttachmentKind.FINGERPRINT:
+            from donjon.app.watch import inspect_fingerprint
+
+            return inspect_fingerprint(data)
         try:
             document = json.loads(data)
             if kind is AttachmentKind.SIGNATURE:

@@ -128,6 +128,12 @@ COMMANDS = (
     LazyCommand(
         "monitor", "donjon.cli.monitor", "app", "Watch metrics against their learnt baselines."
     ),
+    LazyCommand(
+        "watch",
+        "donjon.cli.watch",
+        "app",
+        "Fingerprint deployed models and check they are still the promoted version.",
+    ),
     LazyCommand("report", "donjon.cli.report", "app", "Write the HTML posture report."),
     LazyCommand("keys", "donjon.cli.keys", "app", "Generate and list signing keys."),
     LazyCommand("attest", "donjon.cli.attest", "app", "Show and verify training-run provenance."),

@@ -213,9 +213,13 @@ class VaultClient:
             "POST", f"/v1/models/{name}/versions/{version}/promote", json={"stage": stage}
         )
 
-    def attach(self, name: str, version: int, kind: str, path: Path) -> dict[str, Any]:
-        """Attach a signed document (``kind``: signature or provenance) to a model version."""
-        data = Path(path).read_bytes()
+    def attach(
+        self, name: str, version: int, kind: str, path: Path | None = None, *, data: bytes = b""
+    ) -> dict[str, Any]:
+        """Attach a signed document (``kind``: signature, provenance or fingerprint) to a
+        model version: the file at ``path``, or ``data``."""
+        if path is not None:
+            data = Path(path).read_bytes()
         return self._json(
             "POST",
             f"/v1/models/{name}/versions/{version}/attestations",

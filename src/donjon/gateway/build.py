@@ -153,6 +153,7 @@ def build_pipeline(
         log_sample_rate=settings.log_sample_rate,
         authorizer=authorizer if settings.auth.vault_policies else None,
         identity_header=build_identity_header(settings),
+        probers=frozenset(settings.probers),
         # the vault's store and policy, and Redis, are called off the event loop
         blocking=settings.auth.vault_identities
         or settings.auth.vault_policies

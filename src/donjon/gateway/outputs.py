@@ -271,6 +271,14 @@ class ResponseReader:
         # rows of different classes (TorchServe's top-5): hardened row by row
         return Part(path, layout, kind, None, labels, names, ragged=rows)
 
+    def label_name(self, label: int) -> str:
+        """The label as the model wrote it (a small integer label is its own name)."""
+        if label < _NAMED:
+            return str(label)
+        with self._lock:
+            found = next((t for t, i in self._label_ids.items() if i == label), None)
+        return found if found is not None else f"#{label}"
+
     def _labels(self, values: list[Any]) -> npt.NDArray[np.int64]:
         """Small non-negative integer labels as they are; any other label (a string, a
         negative or huge number) as a stable id of its own, above them."""

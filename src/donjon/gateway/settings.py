@@ -144,6 +144,9 @@ class GatewaySettings(_Section):
     event_interval_seconds: float = Field(default=60.0, ge=0)
     log_sample_rate: float = Field(default=0.01, ge=0, le=1)
     metrics_path: str | None = "/metrics"
+    # principals of `donjon watch`: their queries are authorised and counted, but take no
+    # quota and reach no detector, so fingerprint checks never trip a real principal's
+    probers: list[str] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     quotas: QuotaConfig = Field(default_factory=QuotaConfig)
     state: StateConfig = Field(default_factory=StateConfig)

@@ -1,7 +1,8 @@
 """Signed documents attached to a model version: the vault's referrers store.
 
-A model version may carry OMS signature bundles and DSSE-wrapped SLSA
-provenance statements. Each is kept whole, content-addressed in the blob
+A model version may carry OMS signature bundles, DSSE-wrapped SLSA
+provenance statements and DSSE-wrapped fingerprints of its deployment
+(``donjon watch``). Each is kept whole, content-addressed in the blob
 store with its media type, and never changed or removed; the registry checks
 that it is well formed (through the :class:`AttachmentInspector` port, which
 ``donjon.app`` wires to ``donjon.provenance``) and records who attached it.
@@ -30,6 +31,7 @@ class AttachmentKind(enum.StrEnum):
 
     SIGNATURE = "signature"  # an OpenSSF Model Signing (OMS) Sigstore bundle
     PROVENANCE = "provenance"  # a DSSE envelope around in-toto SLSA provenance
+    FINGERPRINT = "fingerprint"  # a DSSE envelope around a deployed model's fingerprint (watch)
 
     @property
     def media_type(self) -> str:
@@ -39,6 +41,7 @@ class AttachmentKind(enum.StrEnum):
 MEDIA_TYPES = {
     AttachmentKind.SIGNATURE: "application/vnd.dev.sigstore.bundle.v0.3+json",
     AttachmentKind.PROVENANCE: "application/vnd.dsse.envelope.v1+json",
+    AttachmentKind.FINGERPRINT: "application/vnd.dsse.envelope.v1+json",
 }
 
 

@@ -1,6 +1,6 @@
 """Routes of the referrers store: signed documents attached to a model version.
 
-``POST /v1/models/{name}/versions/{n}/attestations?kind=signature|provenance``
+``POST /v1/models/{name}/versions/{n}/attestations?kind=signature|provenance|fingerprint``
 takes the document as the raw body (JSON; at most ``max_attestation_bytes``);
 ``GET`` on the same path lists them and ``GET .../attestations/{digest}``
 returns one document's bytes. They are added before the vault's catch-all
@@ -63,7 +63,10 @@ def add_attachment_routes(app: FastAPI, current_principal: Any) -> None:
         kind: Annotated[
             str,
             Query(
-                description="signature (OMS bundle) or provenance (DSSE SLSA envelope)",
+                description=(
+                    "signature (OMS bundle), provenance (DSSE SLSA envelope) or "
+                    "fingerprint (DSSE envelope of a donjon watch fingerprint)"
+                ),
                 json_schema_extra={"enum": [k.value for k in AttachmentKind]},
             ),
         ],

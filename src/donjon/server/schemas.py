@@ -80,7 +80,7 @@ class ReadyOut(Model):
 
 
 class AttachmentOut(Model):
-    kind: Literal["signature", "provenance"]
+    kind: Literal["signature", "provenance", "fingerprint"]
     digest: str
     size: int
     media_type: str

@@ -1,0 +1,316 @@
+"""``donjon watch enrol|run|status``: is the deployed model still the promoted version?"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from donjon.cli.sign import passphrase_from_env, require
+from donjon.cli.state import CliState, ExitCode, state
+from donjon.errors import ConfigError, DonjonError, InputError
+
+if TYPE_CHECKING:
+    from donjon.watch import Fingerprint
+    from donjon.watch.watchlist import Watched, WatchList
+
+app = typer.Typer(
+    help="Fingerprint deployed models and check they are still the promoted version.",
+    no_args_is_help=True,
+)
+
+Server = Annotated[str | None, typer.Option("--server", help="Vault URL (default: login's).")]
+TokenEnv = Annotated[
+    str,
+    typer.Option(
+        "--token-env",
+        help="Environment variable holding the prober's bearer token for the endpoint.",
+    ),
+]
+Output = Annotated[
+    str | None,
+    typer.Option("--output", help="Key or JSON pointer of the scores in the model's answer."),
+]
+TOKEN_ENV = "DONJON_WATCH_TOKEN"  # noqa: S105 - the variable's name, not a secret
+FINGERPRINT = "fingerprint"
+
+
+def _watchlist(cli: CliState) -> WatchList:
+    from donjon.watch.watchlist import WatchList
+
+    return WatchList(cli.settings.home / "watch" / "watched.json")
+
+
+def _endpoint(url: str, model: str, fmt: str, output: str | None, token_env: str) -> Any:
+    from donjon.app.watch import GatewayAnswerReader
+    from donjon.watch import HttpModel, RequestFormat
+
+    try:
+        request_format = RequestFormat(fmt)
+    except ValueError:
+        formats = ", ".join(f.value for f in RequestFormat)
+        raise typer.BadParameter(f"use one of {formats}", param_hint="--format") from None
+    token = os.environ.get(token_env) or None
+    return HttpModel(url, GatewayAnswerReader(model, output), fmt=request_format, token=token)
+
+
+def _signer(
+    cli: CliState, private_key: Path | None, key_id: str | None, passphrase_env: str | None
+) -> Any:
+    from donjon.provenance.keys import FileKeySigner, LocalKeyProvider, ProviderSigner
+
+    if (private_key is None) == (key_id is None):
+        raise typer.BadParameter("give exactly one of --private-key and --key")
+    secret = passphrase_from_env(passphrase_env)
+    if private_key is not None:
+        return FileKeySigner.from_file(private_key, secret)
+    return ProviderSigner(LocalKeyProvider(cli.settings.keys_dir, lambda _id: secret), str(key_id))
+
+
+def _trusted_keys(cli: CliState, public_keys: list[Path] | None, key_id: str | None) -> list[Any]:
+    from donjon.provenance.keys import LocalKeyProvider, load_public_key
+
+    if public_keys:
+        return [load_public_key(p) for p in public_keys]
+    if key_id is not None:
+        return [LocalKeyProvider(cli.settings.keys_dir).public_key(key_id)]
+    home = cli.settings.home
+    trusted = [p if p.is_absolute() else home / p for p in cli.settings.vault.trusted_keys]
+    if not trusted:
+        raise ConfigError(
+            "no key to verify fingerprints with: give --public-key or --key, "
+            "or set vault.trusted_keys"
+        )
+    return [load_public_key(p) for p in trusted]
+
+
+@app.command("enrol")
+def enrol(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name in the vault.")],
+    version: Annotated[int, typer.Argument(min=1, help="The promoted version.")],
+    endpoint: Annotated[str, typer.Option("--endpoint", help="URL that serves this version.")],
+    data: Annotated[
+        Path, typer.Option("--data", exists=True, dir_okay=False, help="Held-out rows (CSV).")
+    ],
+    drop_column: Annotated[
+        list[str] | None,
+        typer.Option("--drop-column", help="A CSV column to leave out (a label; repeatable)."),
+    ] = None,
+    request_format: Annotated[
+        str, typer.Option("--format", help="inputs, instances, kserve or mlflow.")
+    ] = "inputs",
+    output: Output = None,
+    held_out: Annotated[int, typer.Option("--held-out", min=0, help="Held-out rows kept.")] = 40,
+    boundary: Annotated[
+        int, typer.Option("--boundary", min=0, help="Points next to the decision boundary.")
+    ] = 160,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=2, help="Reads of each point to measure noise.")
+    ] = 3,
+    tolerance: Annotated[
+        float | None,
+        typer.Option("--tolerance", min=0.0, help="Score tolerance (default: from the noise)."),
+    ] = None,
+    private_key: Annotated[
+        Path | None, typer.Option("--private-key", help="PEM key that signs the fingerprint.")
+    ] = None,
+    key_id: Annotated[
+        str | None, typer.Option("--key", help="A key of `donjon keys` instead of a file.")
+    ] = None,
+    passphrase_env: Annotated[
+        str | None,
+        typer.Option("--passphrase-env", help="Environment variable holding the passphrase."),
+    ] = None,
+    token_env: TokenEnv = TOKEN_ENV,
+    server: Server = None,
+) -> None:
+    """Fingerprint the model at ENDPOINT, sign it and attach it to MODEL@VERSION in the vault."""
+    require("cryptography", "sign")
+    from donjon.app.watch import seal
+    from donjon.cli.vault_session import open_client
+    from donjon.watch import enrol as pick
+    from donjon.watch.data import read_rows
+    from donjon.watch.findings import activity
+    from donjon.watch.watchlist import Watched
+
+    cli = state(ctx)
+    if held_out + boundary == 0:
+        raise typer.BadParameter("the fingerprint needs --held-out or --boundary points")
+    signer = _signer(cli, private_key, key_id, passphrase_env)
+    rows = read_rows(data, drop_column or ())
+    with _endpoint(endpoint, model, request_format, output, token_env) as target:
+        fingerprint = pick(
+            target, rows, name=model, version=version, endpoint=endpoint,
+            request_format=request_format, held_out=held_out, boundary=boundary,
+            repeats=repeats, tolerance=tolerance,
+        )  # fmt: skip
+    document = seal(fingerprint, signer)
+    with open_client(cli, server) as client:
+        record = client.attach(model, version, FINGERPRINT, data=document)
+    _watchlist(cli).enrolled(
+        Watched(model, version, endpoint, str(record["digest"]), fingerprint.size,
+                datetime.now(UTC).isoformat())
+    )  # fmt: skip
+    summary = {
+        "model": model,
+        "version": version,
+        "endpoint": endpoint,
+        "points": fingerprint.size,
+        "tolerance": fingerprint.tolerance,
+        "noise": fingerprint.noise,
+        "enrol_queries": fingerprint.enrol_queries,
+        "fingerprint": record["digest"],
+    }
+    cli.app.bus.publish(activity("enrol", f"{model}@{version} enrolled at {endpoint}", **summary))
+    if cli.json:
+        cli.print_json(summary)
+        return
+    cli.out.print(
+        f"Enrolled {model}@{version} at {endpoint}: {fingerprint.size} points, tolerance "
+        f"{fingerprint.tolerance:.3g} (noise {fingerprint.noise:.3g}), "
+        f"{fingerprint.enrol_queries} queries; fingerprint {record['digest']}",
+        markup=False,
+    )
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Argument(help="One model (default: every watched).")] = None,
+    version: Annotated[int | None, typer.Argument(min=1)] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Check this URL instead of the enrolled one.")
+    ] = None,
+    request_format: Annotated[
+        str | None, typer.Option("--format", help="inputs, instances, kserve or mlflow.")
+    ] = None,
+    output: Output = None,
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option("--public-key", help="A key trusted to sign fingerprints (repeatable)."),
+    ] = None,
+    key_id: Annotated[
+        str | None, typer.Option("--key", help="A key of `donjon keys` trusted to sign them.")
+    ] = None,
+    token_env: TokenEnv = TOKEN_ENV,
+    server: Server = None,
+) -> int:
+    """Check each watched model once; exit 1 when one differs or cannot be checked."""
+    require("cryptography", "sign")
+    from donjon.cli.vault_session import open_client
+
+    cli = state(ctx)
+    if (model is None) != (version is None):
+        raise typer.BadParameter("give MODEL and VERSION together, or neither")
+    keys = _trusted_keys(cli, public_key, key_id)
+    watched = _watchlist(cli).load()
+    if model is not None:
+        watched = [w for w in watched if w.model == model and w.version == version]
+        if not watched:
+            raise InputError(f"{model}@{version} is not watched here: run 'donjon watch enrol'")
+    if not watched:
+        raise InputError("nothing is watched here: run 'donjon watch enrol' first")
+    results = []
+    with open_client(cli, server) as client:
+        for entry in watched:
+            results.append(
+                _check_one(cli, client, entry, keys, endpoint, request_format, output, token_env)
+            )
+    if cli.json:
+        cli.print_json(results)
+    bad = [r for r in results if r["status"] != "same"]
+    return ExitCode.FINDINGS if bad else ExitCode.OK
+
+
+def _check_one(
+    cli: CliState,
+    client: Any,
+    entry: Watched,
+    keys: list[Any],
+    endpoint: str | None,
+    request_format: str | None,
+    output: str | None,
+    token_env: str,
+) -> dict[str, Any]:
+    from donjon.watch import check
+    from donjon.watch.findings import activity, changed_finding, failed_finding, finding_event
+
+    url = endpoint or entry.endpoint
+    now = datetime.now(UTC).isoformat()
+    try:
+        fingerprint = _fingerprint(client, entry, keys)
+        fmt = request_format or fingerprint.request_format
+        with _endpoint(url, entry.model, fmt, output, token_env) as target:
+            result = check(fingerprint, target)
+    except DonjonError as e:
+        if isinstance(e, ConfigError):
+            raise
+        finding = failed_finding(entry.model, entry.version, url, str(e))
+        cli.app.bus.publish(finding_event(finding))
+        cli.err.print(f"{entry.key}: check failed: {e}", markup=False)
+        outcome = {"model": entry.model, "version": entry.version, "endpoint": url,
+                   "status": "failed", "reason": str(e), "time": now}  # fmt: skip
+        _watchlist(cli).checked(entry.key, outcome)
+        return outcome
+    if result.differs:
+        finding = changed_finding(result)
+        cli.app.bus.publish(finding_event(finding))
+        status = "differs"
+    else:
+        cli.app.bus.publish(
+            activity("check", f"{entry.key} at {url} answers as enrolled", **result.to_dict())
+        )
+        status = "same"
+    outcome = {**result.to_dict(), "status": status, "time": now}
+    _watchlist(cli).checked(entry.key, outcome)
+    if not cli.json:
+        cli.out.print(
+            f"{entry.key} at {url}: {status.upper()} - {len(result.changed)} of "
+            f"{result.points} points changed, p = {result.p_value:.3g} ({result.queries} queries)",
+            markup=False,
+        )
+    return outcome
+
+
+def _fingerprint(client: Any, entry: Watched, keys: list[Any]) -> Fingerprint:
+    """The enrolled fingerprint from the vault, its digest and signature checked."""
+    from donjon.app.watch import unseal
+    from donjon.errors import VerificationError
+
+    data = client.attachment(entry.model, entry.version, entry.fingerprint)
+    fingerprint = unseal(data, keys)
+    if (fingerprint.model, fingerprint.version) != (entry.model, entry.version):
+        raise VerificationError(
+            f"the fingerprint is of {fingerprint.model}@{fingerprint.version}, not {entry.key}"
+        )
+    return fingerprint
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """List the watched models with their last fingerprint check."""
+    from rich.table import Table
+
+    cli = state(ctx)
+    watched = _watchlist(cli).load()
+    if cli.json:
+        cli.print_json([
+            {"model": w.model, "version": w.version, "endpoint": w.endpoint,
+             "points": w.points, "enrolled_at": w.enrolled_at, "last_check": w.last}
+            for w in watched
+        ])  # fmt: skip
+        return
+    table = Table("model", "endpoint", "points", "last check", "result", "changed", "p-value",
+                  title="watched models")  # fmt: skip
+    for w in watched:
+        last = w.last or {}
+        table.add_row(
+            w.key, w.endpoint, str(w.points), str(last.get("time", "never"))[:19],
+            str(last.get("status", "-")), str(last.get("changed", "-")),
+            f"{last['p_value']:.3g}" if "p_value" in last else "-",
+        )  # fmt: skip
+    cli.out.print(table)

@@ -1,0 +1,49 @@
+"""Rules of the deployed-model watch (``DJ-WT-*``)."""
+
+from __future__ import annotations
+
+from donjon.core.rules import Rule
+from donjon.core.severity import Severity
+
+MODEL_CHANGED = Rule(
+    id="DJ-WT-001",
+    title="Deployed model differs from the enrolled version",
+    description=(
+        "The endpoint answered the version's signed fingerprint (held-out rows and points next "
+        "to its decision boundary, found by black-box bisection at enrolment) differently: "
+        "more points moved beyond the enrolled tolerance than the tolerance's false-change "
+        "rate explains (exact binomial tail below alpha). Another model, a retrain, a "
+        "fine-tune, a different quantisation, a rollback or a backdoored copy answers many "
+        "boundary points differently; the promoted version answers them the same."
+    ),
+    remediation=(
+        "Find out what is deployed behind the endpoint: compare the serving image and weights "
+        "with the vault's version digest, redeploy the promoted version, and investigate who "
+        "changed it."
+    ),
+    severity=Severity.HIGH,
+    atlas=("AML.T0018", "AML.T0010.003"),
+    owasp=("ML06", "ML10"),
+    mitigations=("AML.M0014", "AML.M0008"),
+)
+
+CHECK_FAILED = Rule(
+    id="DJ-WT-002",
+    title="Fingerprint check could not run",
+    description=(
+        "The watch could not check the deployed model: the endpoint did not answer, refused "
+        "the prober, answered in a shape it cannot read or with a different number of rows, "
+        "or the fingerprint in the vault failed its signature check. A model that cannot be "
+        "checked is not known to be the promoted one."
+    ),
+    remediation=(
+        "Check the endpoint's health and the prober's credential and grants; re-enrol the "
+        "version if its fingerprint was lost or re-signed with an untrusted key."
+    ),
+    severity=Severity.MEDIUM,
+    atlas=("AML.T0010",),
+    owasp=("ML06",),
+    mitigations=("AML.M0014",),
+)
+
+RULES: tuple[Rule, ...] = (MODEL_CHANGED, CHECK_FAILED)
