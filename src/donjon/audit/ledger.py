@@ -252,6 +252,14 @@ class Ledger:
         self._anchor.signed(checkpoint, bool(self._witnesses))
         return checkpoint
 
+    def entries(self, start: int = 1) -> Iterator[Row]:
+        """The stored entries ``(seq, prev_hash, hash, body)`` from ``start``, in order."""
+        return self._store.rows(start)
+
+    def checkpoints(self) -> list[Mapping[str, Any]]:
+        """The signed checkpoints stored in the database, oldest first."""
+        return self._store.checkpoints()
+
     def head(self) -> tuple[int, str]:
         found = self._store.head()
         if found is None:

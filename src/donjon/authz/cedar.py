@@ -33,7 +33,9 @@ MODEL_ACTIONS = (
     "model.delete",
     "model.predict",  # query a deployed model (through the gateway); not read its weights
 )
-ACTIONS = (*DATASET_ACTIONS, *MODEL_ACTIONS, "admin")
+# Viewing a page of the console (``donjon.server.ui``); resources are ``ui/<page>``.
+UI_ACTIONS = ("ui.view",)
+ACTIONS = (*DATASET_ACTIONS, *MODEL_ACTIONS, *UI_ACTIONS, "admin")
 
 # The request context: facts the caller vouches for (the registry sets them).
 CONTEXT_TYPES: dict[str, type] = {"stage": str, "signed": bool, "scan_clean": bool}
@@ -56,6 +58,8 @@ action {_action_list(DATASET_ACTIONS)}
   appliesTo {{ principal: [User, ServiceAccount], resource: [Dataset], context: Facts }};
 action {_action_list(MODEL_ACTIONS)}
   appliesTo {{ principal: [User, ServiceAccount], resource: [Model], context: Facts }};
+action {_action_list(UI_ACTIONS)}
+  appliesTo {{ principal: [User, ServiceAccount], resource: [System], context: Facts }};
 action "admin"
   appliesTo {{ principal: [User, ServiceAccount], resource: [Dataset, Model, System],
               context: Facts }};

@@ -9,9 +9,10 @@ if TYPE_CHECKING:
 
     from donjon.app import Donjon
     from donjon.config import Settings
+    from donjon.server.ui.wiring import ConsoleOptions
 
 
-def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
+def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None = None) -> FastAPI:
     """The vault on ``donjon``'s bus, ledger and outbox, with ``/readyz`` checks; the
     outbox relay runs while it serves (one per outbox among workers, by lease); when the
     server stops it closes the vault and ``donjon`` (the outbox is drained)."""
@@ -21,8 +22,10 @@ def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
     if donjon.ledger is not None:  # the registered key or a clear error; then sign on time
         donjon.ledger.start_anchoring()
     authenticator, authorizer = vault_access(settings, donjon.bus)
+    from donjon.server.ui.wiring import add_console
+
     services = build_vault(settings, authenticator, authorizer, donjon.bus, app=donjon)
-    return create_app(
+    app = create_app(
         services.registry,
         services.authenticator,
         services.bus,
@@ -31,6 +34,16 @@ def vault_app(settings: Settings, donjon: Donjon) -> FastAPI:
         on_startup=(donjon.start_delivery,),
         on_shutdown=(services.close, donjon.close),
     )
+    identify = getattr(authenticator, "verify", None) or authenticator.authenticate
+    add_console(  # the web console under /ui, on the same identities, policies and ledger
+        app,
+        services.registry,
+        identify,
+        ledger=donjon.ledger,
+        dispatcher=donjon.dispatcher,
+        options=console,
+    )
+    return app
 
 
 def worker_app() -> FastAPI:

@@ -334,17 +334,39 @@ class SqlRegistryStore(SqlAttachments):
                 .where(gate_results.c.version_id == row.id)
                 .order_by(gate_results.c.id)
             ).all()
-            return [
-                {
-                    "gate": r.gate,
-                    "passed": bool(r.passed),
-                    "target": r.target,
-                    "reasons": list(r.reasons),
-                    "details": dict(r.details),
-                    "time": as_utc(r.at),
-                }
-                for r in rows
-            ]
+            return [_gate_row(r) for r in rows]
+
+        return self._read(query)
+
+    # -- whole-kind reads (the console's overview pages: one query, not one per name) --
+
+    def kind_versions(self, kind: str) -> list[dict[str, Any]]:
+        """Every version of ``kind``, ordered by name then number."""
+
+        def query(conn: Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                select(versions)
+                .where(versions.c.kind == kind)
+                .order_by(versions.c.name, versions.c.number)
+            ).all()
+            return self._versions(conn, rows)
+
+        return self._read(query)
+
+    def kind_gate_results(self, kind: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """The gate results of every version of ``kind``, by ``(name, number)``, oldest first."""
+
+        def query(conn: Connection) -> dict[tuple[str, int], list[dict[str, Any]]]:
+            rows = conn.execute(
+                select(versions.c.name, versions.c.number, gate_results)
+                .join(gate_results, gate_results.c.version_id == versions.c.id)
+                .where(versions.c.kind == kind)
+                .order_by(gate_results.c.id)
+            ).all()
+            found: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            for r in rows:
+                found.setdefault((str(r.name), int(r.number)), []).append(_gate_row(r))
+            return found
 
         return self._read(query)
 
@@ -401,3 +423,14 @@ class SqlRegistryStore(SqlAttachments):
             lineage=refs,
         )
         return found
+
+
+def _gate_row(r: Row[Any]) -> dict[str, Any]:
+    return {
+        "gate": r.gate,
+        "passed": bool(r.passed),
+        "target": r.target,
+        "reasons": list(r.reasons),
+        "details": dict(r.details),
+        "time": as_utc(r.at),
+    }

@@ -1,0 +1,89 @@
+"""The console on a wired Donjon: its event index on the ledger, lag from the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+
+from donjon.core.clock import SystemClock
+from donjon.core.events import EventKind, Outcome, SecurityEvent
+from donjon.core.identity import Principal
+from donjon.core.ports import Clock
+from donjon.core.severity import Severity
+from donjon.registry import Registry
+from donjon.server.ui.console import Console, mount_console
+from donjon.server.ui.events import EventIndex
+from donjon.server.ui.views import Sources
+
+if TYPE_CHECKING:
+    from donjon.audit import Ledger
+    from donjon.soc.outbox import Dispatcher
+
+
+def ledger_verifier(
+    ledger: Ledger, publish: Callable[[SecurityEvent], object]
+) -> Callable[[], dict[str, Any]]:
+    """Verify the whole ledger and record the verdict as an ``audit.verify`` event."""
+
+    def verify() -> dict[str, Any]:
+        result = ledger.verify()
+        verdict = result.to_dict()
+        publish(
+            SecurityEvent(
+                kind=EventKind.AUDIT,
+                source="console",
+                action="audit.verify",
+                message=(
+                    f"ledger verified: {result.entries} entries"
+                    if result.ok
+                    else f"ledger verification failed at entry {result.first_bad_seq}"
+                ),
+                severity=Severity.INFO if result.ok else Severity.CRITICAL,
+                outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
+                attributes={k: verdict[k] for k in ("entries", "checkpoints", "first_bad_seq")},
+            )
+        )
+        return verdict
+
+    return verify
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    """How long a session lives, how often pages poll, and the clock they run on."""
+
+    session_ttl: float = 900.0
+    poll_seconds: float = 10.0
+    clock: Clock = field(default_factory=SystemClock)
+
+
+def add_console(
+    app: FastAPI,
+    registry: Registry,
+    authenticate: Callable[[str], Principal],
+    *,
+    ledger: Ledger | None,
+    dispatcher: Dispatcher | None,
+    options: ConsoleOptions | None = None,
+) -> Console:
+    """Mount the console on the vault's ``app``: the hook of ``donjon server``."""
+    options = options or ConsoleOptions()
+    sources = Sources(
+        index=EventIndex(ledger.entries) if ledger is not None else None,
+        ledger_head=ledger.head if ledger is not None else None,
+        checkpoints=ledger.checkpoints if ledger is not None else None,
+        outbox_lag=dispatcher.lag if dispatcher is not None else None,
+    )
+    return mount_console(
+        app,
+        registry=registry,
+        authenticate=authenticate,
+        clock=options.clock,
+        sources=sources,
+        verify_ledger=ledger_verifier(ledger, registry.bus.publish) if ledger else None,
+        session_ttl=options.session_ttl,
+        poll_seconds=options.poll_seconds,
+    )

@@ -1,0 +1,161 @@
+"""A vault served as ``donjon server`` serves it (console included), with quickstart-like data.
+
+Identities, tokens and the Cedar policy in the SQL store and the policy file; the
+signed ledger as the bus's journal; data pushed through the HTTP API: a clean
+dataset, a quarantined one, a clean model built from it and promoted to staging,
+and a "downloaded" pickle whose ``os.system`` payload the push-time scan catches.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from donjon.app import Donjon, build, build_identity
+from donjon.catalog import rule_registry
+from donjon.config import load_settings
+from donjon.core.clock import ManualClock
+from donjon.core.events import SecurityEvent
+from donjon.core.findings import Finding, Subject
+from donjon.core.identity import Principal
+from donjon.server.factory import vault_app
+from donjon.server.ui.wiring import ConsoleOptions
+from tests.server.conftest import serve
+
+POLICY = """
+@id("admin-all")
+permit(principal == User::"ada", action, resource);
+
+@id("auditor-views-and-reads")
+permit(principal == User::"vic",
+       action in [Action::"ui.view", Action::"dataset.read", Action::"dataset.list",
+                  Action::"model.read", Action::"model.list"],
+       resource);
+
+@id("scientist-pushes")
+permit(principal == User::"dana",
+       action in [Action::"dataset.read", Action::"dataset.list", Action::"dataset.write",
+                  Action::"model.read", Action::"model.list", Action::"model.write"],
+       resource);
+
+@id("scientist-promotes-to-staging")
+permit(principal == User::"dana", action == Action::"model.promote", resource)
+when { context has stage && context.stage == "staging" };
+"""
+# ada: administrator (everything, the console included); vic: a read-only viewer;
+# dana: API only (no ui.view), so the console shows her nothing.
+USERS = ("ada", "vic", "dana")
+PICKLE_PAYLOAD = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: never loaded
+
+
+def safetensors(values: int = 4) -> bytes:
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}
+    ).encode()
+    return struct.pack("<Q", len(header)) + header + struct.pack(f"<{values}f", *range(values))
+
+
+@dataclass
+class Site:
+    url: str
+    app: FastAPI
+    donjon: Donjon
+    tokens: dict[str, str]
+    clock: ManualClock
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def push(self, who: str, kind: str, name: str, data: bytes, **headers: str) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/v1/{kind}s/{name}/versions",
+            content=data,
+            headers={**self.auth(who), **headers},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def call(self, who: str, method: str, path: str, body: Any = None) -> httpx.Response:
+        return httpx.request(method, self.url + path, json=body, headers=self.auth(who), timeout=30)
+
+    def gateway_finding(self, rule_id: str, principal: str, model: str) -> None:
+        """A detection as the gateway reports it (its rule, the caller, the model)."""
+        finding = Finding(
+            rule=rule_registry().get(rule_id),
+            subject=Subject(endpoint=f"/v1/models/{model}/predict"),
+            message=f"{principal} blocked by {rule_id}",
+        )
+        self.donjon.bus.publish(
+            SecurityEvent.of_finding(
+                finding, "gateway", principal=Principal(principal), model=model
+            )
+        )
+
+
+def populate(site: Site) -> None:
+    site.push("dana", "dataset", "digits", b"label,pixels\n" * 50)
+    site.push("dana", "dataset", "digits", b"label,pixels\n" * 60)
+    site.push("dana", "dataset", "scraped/batch", b"scraped\n" * 10)
+    for name, number in (("digits", 2), ("scraped/batch", 1)):
+        reason = {"reason": "flagged by donjon data check: label issues"}
+        response = site.call(
+            "ada", "POST", f"/v1/datasets/{name}/versions/{number}/quarantine", reason
+        )
+        assert response.status_code == 200, response.text
+    site.push(
+        "dana",
+        "model",
+        "digits-clf",
+        safetensors(),
+        **{"X-Donjon-Lineage": "digits@1", "X-Donjon-Filename": "model.safetensors"},
+    )
+    promoted = site.call(
+        "dana", "POST", "/v1/models/digits-clf/versions/1/promote", {"stage": "staging"}
+    )
+    assert promoted.status_code == 200, promoted.text
+    refused = site.call(
+        "dana", "POST", "/v1/models/digits-clf/versions/1/promote", {"stage": "prod"}
+    )
+    assert refused.status_code == 403, refused.text
+    pickled = site.push(
+        "dana", "model", "downloaded-clf", PICKLE_PAYLOAD, **{"X-Donjon-Filename": "model.pkl"}
+    )
+    assert pickled["status"] == "quarantined", pickled
+    site.gateway_finding("DJ-GW-001", "mallory", "digits-clf")
+    site.gateway_finding("DJ-GW-002", "eve", "digits-clf")
+
+
+@contextmanager
+def console_site(home: Path, *, session_ttl: float = 900.0) -> Iterator[Site]:
+    """The vault with its console on 127.0.0.1, populated; stopped and closed after."""
+    settings = load_settings(home=home)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.policy_path.write_text(POLICY, encoding="utf-8")
+    donjon = build(settings)
+    try:
+        identity = build_identity(settings, donjon.bus)
+        tokens = {}
+        for who in USERS:
+            identity.create_user(who)
+            tokens[who] = identity.issue_token(who, description="console test").secret
+        clock = ManualClock(datetime.now(UTC))
+        options = ConsoleOptions(session_ttl=session_ttl, poll_seconds=0.5, clock=clock)
+        app = vault_app(settings, donjon, options)
+        donjon.start_delivery()  # the outbox relay, as the server's startup runs it
+        with serve(app) as url:
+            site = Site(url, app, donjon, tokens, clock)
+            populate(site)
+            yield site
+    finally:
+        donjon.close()
