@@ -215,6 +215,7 @@ def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path, donjon_h
             assert answer.status_code == 200
             assert answer.json()["outputs"] == [[0.25, 0.75]]
             assert http.get(f"http://127.0.0.1:{vault}/health").status_code == 200
+            assert http.get(f"http://127.0.0.1:{vault}/ui/login").status_code == 200  # console
             scrape = http.get(f"http://127.0.0.1:{metrics}/metrics")
             assert scrape.status_code == 200
             assert "donjon_" in scrape.text

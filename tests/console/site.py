@@ -27,6 +27,8 @@ from donjon.core.clock import ManualClock
 from donjon.core.events import SecurityEvent
 from donjon.core.findings import Finding, Subject
 from donjon.core.identity import Principal
+from donjon.provenance import LocalKeyProvider, ProviderSigner, sign_model
+from donjon.provenance.attest import training_run
 from donjon.server.factory import vault_app
 from donjon.server.ui.wiring import ConsoleOptions
 from tests.server.conftest import serve
@@ -54,6 +56,7 @@ when { context has stage && context.stage == "staging" };
 # ada: administrator (everything, the console included); vic: a read-only viewer;
 # dana: API only (no ui.view), so the console shows her nothing.
 USERS = ("ada", "vic", "dana")
+DIGITS_V1 = b"label,pixels\n" * 50
 PICKLE_PAYLOAD = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: never loaded
 
 
@@ -71,6 +74,7 @@ class Site:
     donjon: Donjon
     tokens: dict[str, str]
     clock: ManualClock
+    home: Path
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -103,8 +107,26 @@ class Site:
         )
 
 
+def signed_and_attested(home: Path, model: Path) -> dict[str, Path]:
+    """The model's signature (OpenSSF Model Signing) and its training run's SLSA provenance."""
+    keys = LocalKeyProvider(home / "release-keys")
+    keys.generate("release")
+    signer = ProviderSigner(keys, "release")
+    signature = sign_model(model, signer, model.with_name("model.sig")).signature
+    data = home / "digits.csv"
+    data.write_bytes(DIGITS_V1)
+    provenance = model.with_name("model.provenance.json")
+    with training_run(
+        "digits-clf", "https://ci.example/trainer", signer=signer, output=provenance, workdir=home
+    ) as run:
+        run.input_dataset(data, name="digits")
+        run.metric("accuracy", 0.96)
+        run.output_model(model)
+    return {"signature": signature, "provenance": provenance}
+
+
 def populate(site: Site) -> None:
-    site.push("dana", "dataset", "digits", b"label,pixels\n" * 50)
+    site.push("dana", "dataset", "digits", DIGITS_V1)
     site.push("dana", "dataset", "digits", b"label,pixels\n" * 60)
     site.push("dana", "dataset", "scraped/batch", b"scraped\n" * 10)
     for name, number in (("digits", 2), ("scraped/batch", 1)):
@@ -113,13 +135,24 @@ def populate(site: Site) -> None:
             "ada", "POST", f"/v1/datasets/{name}/versions/{number}/quarantine", reason
         )
         assert response.status_code == 200, response.text
+    model = site.home / "model.safetensors"
+    model.write_bytes(safetensors())
     site.push(
         "dana",
         "model",
         "digits-clf",
-        safetensors(),
+        model.read_bytes(),
         **{"X-Donjon-Lineage": "digits@1", "X-Donjon-Filename": "model.safetensors"},
     )
+    for kind, document in signed_and_attested(site.home, model).items():
+        attached = httpx.post(
+            f"{site.url}/v1/models/digits-clf/versions/1/attestations",
+            params={"kind": kind},
+            content=document.read_bytes(),
+            headers=site.auth("dana"),
+            timeout=30,
+        )
+        assert attached.status_code == 201, attached.text
     promoted = site.call(
         "dana", "POST", "/v1/models/digits-clf/versions/1/promote", {"stage": "staging"}
     )
@@ -154,7 +187,7 @@ def console_site(home: Path, *, session_ttl: float = 900.0) -> Iterator[Site]:
         app = vault_app(settings, donjon, options)
         donjon.start_delivery()  # the outbox relay, as the server's startup runs it
         with serve(app) as url:
-            site = Site(url, app, donjon, tokens, clock)
+            site = Site(url, app, donjon, tokens, clock, home)
             populate(site)
             yield site
     finally:

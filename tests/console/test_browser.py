@@ -6,6 +6,7 @@ One server and one browser for the module; each test opens its own context
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,16 @@ from tests.console.site import Site
 
 pytestmark = pytest.mark.integration
 
-PAGES = ("posture", "models", "models/digits-clf", "datasets", "gateway", "events", "audit")
+PAGES = (
+    "posture",
+    "models",
+    "models/digits-clf",
+    "datasets",
+    "gateway",
+    "events",
+    "events/1",  # one ledger entry, in OCSF
+    "audit",
+)
 SERIOUS = {"serious", "critical"}
 
 
@@ -91,6 +101,8 @@ def test_every_page_renders_without_errors_and_passes_axe(
     text = tab.page.inner_text("main")
     assert "digits-clf@1" in text  # staging, with its gates
     assert "downloaded-clf@1" in text
+    tab.go("events/1")
+    assert '"class_uid"' in tab.page.inner_text("main")
     alarm = tab.page.locator("#alarm")
     assert alarm.is_visible()
     assert "high-severity finding" in alarm.inner_text()
@@ -199,3 +211,20 @@ def test_the_verify_button_verifies_the_ledger(tab: Tab, site: Site) -> None:
     assert 0 < checked <= entries
     tab.go("audit")  # the verification is itself recorded
     assert "ledger verified" in tab.page.inner_text("main")
+
+
+def test_the_model_page_offers_its_ml_bom(tab: Tab, site: Site) -> None:
+    tab.login("vic")
+    tab.go("models/digits-clf")
+    text = tab.page.inner_text("main")
+    assert "signature" in text
+    assert "provenance" in text
+    with tab.page.expect_download() as download:
+        tab.page.click("text=Download the ML-BOM of version 1")
+    bom = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert bom["bomFormat"] == "CycloneDX"
+    assert bom["specVersion"] == "1.6"
+    model = next(c for c in bom["components"] if c["type"] == "machine-learning-model")
+    assert model["version"] == "1"
+    datasets = [c["name"] for c in bom["components"] if c["type"] == "data"]
+    assert datasets == ["digits"]

@@ -59,24 +59,25 @@ def start_stack(
 
 def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
     from donjon.server import ServerLimits, create_app
+    from donjon.server.ui.wiring import add_console
 
     settings = app.settings
     authenticator, authorizer = vault_access(settings, app.bus)
     services = build_vault(settings, authenticator, authorizer, app.bus, app=app)
     stack._stoppers.append(services.close)
-    server = LoopbackServer(
-        create_app(
-            services.registry,
-            services.authenticator,
-            app.bus,
-            limits=ServerLimits.from_settings(settings.vault),
-        ),
-        host=host,
-        port=port,
+    vault = create_app(
+        services.registry,
+        services.authenticator,
+        app.bus,
+        limits=ServerLimits.from_settings(settings.vault),
     )
+    identify = getattr(authenticator, "verify", None) or authenticator.authenticate
+    add_console(vault, services.registry, identify, ledger=app.ledger, dispatcher=app.dispatcher)
+    server = LoopbackServer(vault, host=host, port=port)
     server.start()
     stack._stoppers.append(server.stop)
     stack.services["vault"] = server.url
+    stack.services["console"] = f"{server.url}/ui"
 
 
 def _start_gateway(

@@ -30,6 +30,7 @@ from donjon.errors import AccessDenied, AuthenticationError, DonjonError, InputE
 from donjon.registry import Kind, Registry, check_name, check_version
 from donjon.server.auth_failures import FailedAuthLimiter
 from donjon.server.ui import views
+from donjon.server.ui.bom import model_bom
 from donjon.server.ui.events import day_before
 from donjon.server.ui.headers import SecurityHeaders
 from donjon.server.ui.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same_secret
@@ -99,7 +100,11 @@ class Console:
         return HTMLResponse(html, status)
 
     def page(
-        self, request: Request, page: str, build: Callable[[Principal], dict[str, Any]]
+        self,
+        request: Request,
+        page: str,
+        build: Callable[[Principal], dict[str, Any]],
+        template: str | None = None,
     ) -> Response:
         try:
             session, principal = self.view(request, page)
@@ -110,7 +115,7 @@ class Console:
         except DonjonError as e:
             return self.error(e)
         return self.render(
-            f"{page}.html",
+            template or f"{page}.html",
             page=page,
             principal=principal,
             csrf=session.csrf,
@@ -294,6 +299,24 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             lambda who: {"names": views.visible_names(registry, who, Kind.MODEL)},
         )
 
+    @app.get(f"{PREFIX}/bom", include_in_schema=False)
+    def bom(request: Request, model: str = "", version: str = "") -> Response:
+        """The ML-BOM download: ``ui.view`` on ``ui/models``, then the API's ``model.read``."""
+        try:
+            _, principal = console.view(request, "models")
+            name, number = check_name(model), check_version(version)
+            document = model_bom(registry, principal, name, number)
+        except LoginRequired:
+            return RedirectResponse(f"{PREFIX}/login", 303)
+        except DonjonError as e:
+            return console.error(e)
+        filename = f"{name.replace('/', '_')}-{number}.cdx.json"
+        return JSONResponse(
+            document,
+            media_type="application/vnd.cyclonedx+json",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
     @app.get(f"{PREFIX}/models/{{name:path}}", include_in_schema=False)
     def model(request: Request, name: str) -> Response:
         def build(who: Principal) -> dict[str, Any]:
@@ -321,6 +344,15 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             return {"events": found, "filters": filters, "severities": views.SEVERITY_CHOICES}
 
         return console.page(request, "events", build)
+
+    @app.get(f"{PREFIX}/events/{{seq}}", include_in_schema=False)
+    def event(request: Request, seq: str) -> Response:
+        def build(who: Principal) -> dict[str, Any]:
+            if not seq.isascii() or not seq.isdigit() or len(seq) > 18:
+                raise InputError("an entry number is digits")
+            return views.event_detail(sources, int(seq))
+
+        return console.page(request, "events", build, template="event.html")
 
     @app.get(f"{PREFIX}/audit", include_in_schema=False)
     def audit(request: Request) -> Response:

@@ -21,6 +21,7 @@ from typing import Any
 
 from donjon.core.severity import Severity
 from donjon.core.taxonomy import ATLAS_TACTICS, technique
+from donjon.errors import DonjonError
 
 Rows = Callable[[int], Iterable[tuple[int, str, str, str]]]
 SEVERITIES = tuple(s.label for s in Severity)
@@ -99,12 +100,24 @@ def tactics_of(techniques: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class EventIndex:
-    """The newest ``capacity`` ledger events in memory, caught up on :meth:`refresh`."""
+    """The newest ``capacity`` ledger events in memory, caught up on :meth:`refresh`.
 
-    def __init__(self, rows: Rows, capacity: int = 100_000) -> None:
+    With ``head`` (the ledger's), the first refresh starts ``capacity`` entries
+    before the head, so a long ledger costs a bounded read, not all of it.
+    """
+
+    def __init__(
+        self,
+        rows: Rows,
+        capacity: int = 100_000,
+        head: Callable[[], tuple[int, str]] | None = None,
+    ) -> None:
         self._rows = rows
+        self._head = head
+        self._capacity = capacity
         self._entries: deque[Entry] = deque(maxlen=capacity)
         self._last = 0
+        self.first_seq = 1  # the oldest entry read: a long ledger is read from its tail
         self.last_change = 0  # seq of the newest event that is not an access decision
         self.last_verification: Entry | None = None
         self._findings = FindingCounts()  # over every entry read, evicted ones included
@@ -117,6 +130,12 @@ class EventIndex:
     def refresh(self) -> None:
         """Read the entries written since the last call."""
         with self._lock:
+            if self._last == 0 and self._head is not None:  # the first read: the tail only
+                try:
+                    self.first_seq = max(1, self._head()[0] - self._capacity + 1)
+                except DonjonError:  # no head row yet: read from the start
+                    self.first_seq = 1
+                self._last = self.first_seq - 1
             for seq, _prev, _hash, body in self._rows(self._last + 1):
                 entry = parse_entry(seq, body)
                 self._last = seq
@@ -166,7 +185,7 @@ class EventIndex:
         return found
 
     def finding_summary(self) -> FindingSummary:
-        """Findings by severity and ATLAS tactic, over the whole ledger read so far."""
+        """Findings by severity and ATLAS tactic, over every entry read since ``first_seq``."""
         with self._lock:
             return self._findings.summary()
 

@@ -7,13 +7,16 @@ viewer may list; the records behind them are read from the registry's store.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from donjon.core.events import SecurityEvent
 from donjon.core.identity import Principal
+from donjon.errors import AuditError, NotFound
 from donjon.registry import Attachment, GateResult, Kind, Registry, Stage, Status, Version
 from donjon.server.ui.events import Entry, EventIndex, day_before, summarise_findings
 
@@ -38,6 +41,25 @@ class Sources:
     ledger_head: Callable[[], tuple[int, str]] | None = None
     checkpoints: Callable[[], list[Mapping[str, Any]]] | None = None
     outbox_lag: Callable[[], dict[str, int]] | None = None
+    entries: Callable[[int], Iterable[tuple[int, str, str, str]]] | None = None
+
+
+def event_detail(sources: Sources, seq: int) -> dict[str, Any]:
+    """One ledger entry: its event as stored and in OCSF (what the SOC sinks receive)."""
+    from donjon.soc.ocsf import to_ocsf
+
+    for found, _prev, digest, body in sources.entries(seq) if sources.entries else ():
+        if found != seq:
+            break
+        event = json.loads(body)["event"]
+        ocsf = to_ocsf(SecurityEvent.from_dict(event))
+        return {
+            "seq": seq,
+            "hash": digest,
+            "event": json.dumps(event, indent=2, sort_keys=True),
+            "ocsf": json.dumps(ocsf, indent=2, sort_keys=True),
+        }
+    raise NotFound(f"no ledger entry {seq}")
 
 
 def gate_states(results: list[GateResult]) -> dict[str, str]:
@@ -138,6 +160,7 @@ def posture(
         "stages": models_by_stage(registry, principal),
         "gate_columns": GATE_COLUMNS,
         "findings": findings,
+        "since_seq": index.first_seq if index else 1,
         "alerts": alerts[:50],
         "alert_count": len(alerts),
         "ledger": ledger_status(sources),
@@ -146,7 +169,10 @@ def posture(
 
 
 def ledger_status(sources: Sources) -> dict[str, Any]:
-    head = sources.ledger_head() if sources.ledger_head else None
+    try:
+        head = sources.ledger_head() if sources.ledger_head else None
+    except AuditError as e:  # shown, not hidden: a missing head row is what verify reports
+        return {"enabled": True, "error": str(e)}
     checkpoints = sources.checkpoints() if sources.checkpoints else []
     verification = sources.index.last_verification if sources.index else None
     return {

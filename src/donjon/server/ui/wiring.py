@@ -72,10 +72,11 @@ def add_console(
     """Mount the console on the vault's ``app``: the hook of ``donjon server``."""
     options = options or ConsoleOptions()
     sources = Sources(
-        index=EventIndex(ledger.entries) if ledger is not None else None,
+        index=EventIndex(ledger.entries, head=ledger.head) if ledger is not None else None,
         ledger_head=ledger.head if ledger is not None else None,
         checkpoints=ledger.checkpoints if ledger is not None else None,
         outbox_lag=dispatcher.lag if dispatcher is not None else None,
+        entries=ledger.entries if ledger is not None else None,
     )
     return mount_console(
         app,

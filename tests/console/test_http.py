@@ -1,0 +1,99 @@
+"""The console over plain HTTP (no browser): headers, cookies, login CSRF, revocation, ledger."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from donjon.app import build_identity
+from tests.console.site import Site
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def logged_in(site: Site, who: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=site.url, timeout=30) as client:
+        form = client.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        done = client.post("/ui/login", data={"csrf": csrf.group(1), "token": site.tokens[who]})
+        assert done.status_code == 303, done.text
+        yield client
+
+
+def ledgered(site: Site, start: int) -> list[dict[str, object]]:
+    assert site.donjon.ledger is not None
+    out = io.StringIO()
+    site.donjon.ledger.export(out, start)
+    return [json.loads(line)["entry"]["event"] for line in out.getvalue().splitlines()]
+
+
+def test_every_console_response_carries_the_security_headers(site: Site) -> None:
+    with httpx.Client(base_url=site.url, timeout=30) as anonymous:
+        for path in ("/ui/login", "/ui/static/console.css", "/ui/posture"):
+            response = anonymous.get(path)
+            csp = response.headers["content-security-policy"]
+            assert "default-src 'none'" in csp, path
+            assert "script-src 'self'" in csp, path
+            assert "'unsafe-inline'" not in csp, path
+            assert response.headers["x-frame-options"] == "DENY", path
+            assert response.headers["x-content-type-options"] == "nosniff", path
+        assert "content-security-policy" not in anonymous.get("/health").headers  # API untouched
+
+
+def test_the_session_cookie_is_httponly_strict_and_scoped(site: Site) -> None:
+    with httpx.Client(base_url=site.url, timeout=30) as client:
+        form = client.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        token = site.tokens["vic"]
+        done = client.post("/ui/login", data={"csrf": csrf.group(1), "token": token})
+    cookie = next(c for c in done.headers.get_list("set-cookie") if "donjon_session=" in c)
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
+    assert site.tokens["vic"] not in cookie
+    assert "Max-Age=900" in cookie
+
+
+def test_login_needs_its_csrf_cookie(site: Site) -> None:
+    refused = httpx.post(
+        f"{site.url}/ui/login", data={"csrf": "x", "token": site.tokens["vic"]}, timeout=30
+    )
+    assert refused.status_code == 403
+    assert "donjon_session" not in refused.headers.get("set-cookie", "")
+
+
+def test_a_revoked_token_ends_its_session_at_once(site: Site) -> None:
+    settings = site.donjon.settings
+    identity = build_identity(settings, site.donjon.bus)
+    secret = identity.issue_token("vic", description="to revoke").secret
+    site.tokens["vic-short"] = secret
+    with logged_in(site, "vic-short") as client:
+        assert client.get("/ui/events").status_code == 200
+        token_id = next(t.id for t in identity.tokens("vic") if t.description == "to revoke")
+        identity.revoke_token(token_id)
+        after = client.get("/ui/events")
+    assert after.status_code == 303
+    assert after.headers["location"] == "/ui/login"
+
+
+def test_page_views_are_authorised_as_ui_view_and_ledgered(site: Site) -> None:
+    assert site.donjon.ledger is not None
+    start = site.donjon.ledger.head()[0] + 1
+    with logged_in(site, "vic") as viewer, logged_in(site, "dana") as outsider:
+        assert viewer.get("/ui/posture").status_code == 200
+        assert outsider.get("/ui/posture").status_code == 403
+    views = [e for e in ledgered(site, start) if e["action"] == "ui.view"]
+    seen = {(e["principal"]["id"], e["outcome"]) for e in views}  # type: ignore[index]
+    assert ("vic", "success") in seen
+    assert ("dana", "failure") in seen
+    for event in views:
+        assert event["decision"]["resource"] == "ui/posture"  # type: ignore[index]
