@@ -34,6 +34,18 @@ Output = Annotated[
     str | None,
     typer.Option("--output", help="Key or JSON pointer of the scores in the model's answer."),
 ]
+OneModel = Annotated[str | None, typer.Argument(help="One model (default: every watched).")]
+OneVersion = Annotated[int | None, typer.Argument(min=1)]
+OtherEndpoint = Annotated[
+    str | None, typer.Option("--endpoint", help="Use this URL instead of the enrolled one.")
+]
+TrustedKeys = Annotated[
+    list[Path] | None,
+    typer.Option("--public-key", help="A key trusted to sign fingerprints (repeatable)."),
+]
+TrustedKeyId = Annotated[
+    str | None, typer.Option("--key", help="A key of `donjon keys` trusted to sign them.")
+]
 TOKEN_ENV = "DONJON_WATCH_TOKEN"  # noqa: S105 - the variable's name, not a secret
 FINGERPRINT = "fingerprint"
 
@@ -180,22 +192,15 @@ def enrol(
 @app.command("run")
 def run(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Argument(help="One model (default: every watched).")] = None,
-    version: Annotated[int | None, typer.Argument(min=1)] = None,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="Check this URL instead of the enrolled one.")
-    ] = None,
+    model: OneModel = None,
+    version: OneVersion = None,
+    endpoint: OtherEndpoint = None,
     request_format: Annotated[
         str | None, typer.Option("--format", help="inputs, instances, kserve or mlflow.")
     ] = None,
     output: Output = None,
-    public_key: Annotated[
-        list[Path] | None,
-        typer.Option("--public-key", help="A key trusted to sign fingerprints (repeatable)."),
-    ] = None,
-    key_id: Annotated[
-        str | None, typer.Option("--key", help="A key of `donjon keys` trusted to sign them.")
-    ] = None,
+    public_key: TrustedKeys = None,
+    key_id: TrustedKeyId = None,
     token_env: TokenEnv = TOKEN_ENV,
     server: Server = None,
 ) -> int:
@@ -204,16 +209,8 @@ def run(
     from donjon.cli.vault_session import open_client
 
     cli = state(ctx)
-    if (model is None) != (version is None):
-        raise typer.BadParameter("give MODEL and VERSION together, or neither")
+    watched = _selected(cli, model, version)
     keys = _trusted_keys(cli, public_key, key_id)
-    watched = _watchlist(cli).load()
-    if model is not None:
-        watched = [w for w in watched if w.model == model and w.version == version]
-        if not watched:
-            raise InputError(f"{model}@{version} is not watched here: run 'donjon watch enrol'")
-    if not watched:
-        raise InputError("nothing is watched here: run 'donjon watch enrol' first")
     results = []
     with open_client(cli, server) as client:
         for entry in watched:
@@ -290,6 +287,88 @@ def _fingerprint(client: Any, entry: Watched, keys: list[Any]) -> Fingerprint:
     return fingerprint
 
 
+@app.command("probe")
+def probe(
+    ctx: typer.Context,
+    model: OneModel = None,
+    version: OneVersion = None,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Held-out rows to attack from.")] = 12,
+    budget: Annotated[
+        int, typer.Option("--budget", min=50, max=100_000, help="Most queries per probe.")
+    ] = 2000,
+    endpoint: OtherEndpoint = None,
+    output: Output = None,
+    public_key: TrustedKeys = None,
+    key_id: TrustedKeyId = None,
+    token_env: TokenEnv = TOKEN_ENV,
+    server: Server = None,
+) -> int:
+    """Attack each watched model with HopSkipJump (black-box) and record its robustness."""
+    require("art", "watch")
+    from donjon.cli.vault_session import open_client
+    from donjon.watch.findings import activity, failed_finding, finding_event
+    from donjon.watch.probe import probe as attack
+
+    cli = state(ctx)
+    watched = _selected(cli, model, version)
+    keys = _trusted_keys(cli, public_key, key_id)
+    results = []
+    with open_client(cli, server) as client:
+        for entry in watched:
+            url = endpoint or entry.endpoint
+            try:
+                fingerprint = _fingerprint(client, entry, keys)
+                held = fingerprint.points[[k == "row" for k in fingerprint.kinds]]
+                if len(held) < 2:
+                    raise InputError(f"the fingerprint of {entry.key} has too few held-out rows")
+                fmt = fingerprint.request_format
+                with _endpoint(url, entry.model, fmt, output, token_env) as target:
+                    result = attack(target, held[:rows], held[rows:] if len(held) > rows else held,
+                                    budget=budget)  # fmt: skip
+            except DonjonError as e:
+                if isinstance(e, ConfigError):
+                    raise
+                cli.app.bus.publish(
+                    finding_event(failed_finding(entry.model, entry.version, url, str(e)))
+                )
+                cli.err.print(f"{entry.key}: probe failed: {e}", markup=False)
+                results.append({"model": entry.model, "version": entry.version, "status": "failed",
+                                "reason": str(e)})  # fmt: skip
+                continue
+            outcome = {"model": entry.model, "version": entry.version, "endpoint": url,
+                       **result.to_dict(), "time": datetime.now(UTC).isoformat()}  # fmt: skip
+            attributes = {k: v for k, v in outcome.items() if k != "perturbations"}
+            cli.app.bus.publish(
+                activity("probe", f"{entry.key} at {url}: robustness {result.robustness:.3g} "
+                         f"({result.attacked} rows, {result.queries} queries)", **attributes)
+            )  # fmt: skip
+            _watchlist(cli).checked(entry.key, outcome, "probes")
+            results.append(outcome)
+            if not cli.json:
+                cli.out.print(
+                    f"{entry.key} at {url}: median perturbation {result.robustness:.3g} "
+                    f"(relative L2), success at 0.1: {result.success_at(0.1):.0%}, "
+                    f"{result.attacked}/{result.rows} rows, {result.queries} queries",
+                    markup=False,
+                )
+    if cli.json:
+        cli.print_json(results)
+    return ExitCode.FINDINGS if any(r.get("status") == "failed" for r in results) else ExitCode.OK
+
+
+def _selected(cli: CliState, model: str | None, version: int | None) -> list[Watched]:
+    if (model is None) != (version is None):
+        raise typer.BadParameter("give MODEL and VERSION together, or neither")
+    watched = _watchlist(cli).load()
+    if model is not None:
+        watched = [w for w in watched if w.model == model and w.version == version]
+        if not watched:
+            raise InputError(f"{model}@{version} is not watched here: run 'donjon watch enrol'")
+    if not watched:
+        raise InputError("nothing is watched here: run 'donjon watch enrol' first")
+    return watched
+
+
 @app.command("status")
 def status(ctx: typer.Context) -> None:
     """List the watched models with their last fingerprint check."""
@@ -300,17 +379,22 @@ def status(ctx: typer.Context) -> None:
     if cli.json:
         cli.print_json([
             {"model": w.model, "version": w.version, "endpoint": w.endpoint,
-             "points": w.points, "enrolled_at": w.enrolled_at, "last_check": w.last}
+             "points": w.points, "enrolled_at": w.enrolled_at, "last_check": w.last,
+             "probes": w.probes[-5:]}
             for w in watched
         ])  # fmt: skip
         return
     table = Table("model", "endpoint", "points", "last check", "result", "changed", "p-value",
-                  title="watched models")  # fmt: skip
+                  "robustness (last probes)", title="watched models")  # fmt: skip
     for w in watched:
         last = w.last or {}
+        trend = " ".join(
+            f"{p['robustness']:.3g}" if p.get("robustness") is not None else "-"
+            for p in w.probes[-5:]
+        )
         table.add_row(
             w.key, w.endpoint, str(w.points), str(last.get("time", "never"))[:19],
             str(last.get("status", "-")), str(last.get("changed", "-")),
-            f"{last['p_value']:.3g}" if "p_value" in last else "-",
+            f"{last['p_value']:.3g}" if "p_value" in last else "-", trend or "-",
         )  # fmt: skip
     cli.out.print(table)

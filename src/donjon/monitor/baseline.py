@@ -49,6 +49,7 @@ class AlertRule:
     upper_only: bool = False
     absolute_high: float | None = None
     count: bool = False  # a count per bucket: never tighter than a Poisson bound
+    lower_only: bool = False  # only a drop matters (a model's robustness)
 
     def applies(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.metric)
@@ -62,6 +63,10 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("score:*", Severity.HIGH, min_width=0.05, upper_only=True),
     AlertRule("latency_ms", Severity.LOW, min_width=5, upper_only=True),
     AlertRule("class_share:*", Severity.MEDIUM, min_width=0.05),
+    # one point per probe run: a short reference, and a drop of 0.05 (relative L2) at least
+    AlertRule(
+        "robustness:*", Severity.HIGH, min_width=0.05, window=3, trend_points=6, lower_only=True
+    ),
     AlertRule("findings", Severity.MEDIUM, upper_only=True, count=True),
     AlertRule("events", Severity.LOW, upper_only=True, count=True),
 )
@@ -145,6 +150,8 @@ def learn_band(values: Iterable[float], rule: AlertRule) -> Band:
         high = min(high, rule.absolute_high)
     if rule.upper_only or (low < 0 <= min(values)):  # a count or ratio cannot go below 0
         low = -math.inf
+    if rule.lower_only:
+        high = math.inf
     return Band(center, low, high)
 
 

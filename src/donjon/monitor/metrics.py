@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -60,6 +60,11 @@ class DonjonMetrics:
             "donjon_detector_score", "Scores of the gateway's detectors (0..1)", ["detector"],
             buckets=SCORE_BUCKETS, registry=r,
         )  # fmt: skip
+        self.robustness = Gauge(
+            "donjon_watch_robustness",
+            "Median relative L2 perturbation HopSkipJump needed on a watched model (last probe)",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
         self.access = Counter(
             "donjon_access_decisions", "Access decisions by action and effect",
             ["action", "effect"], registry=r,
@@ -92,6 +97,10 @@ class DonjonMetrics:
         score = attrs.get("score")
         if attrs.get("detector") and isinstance(score, int | float):
             self.detector_score.labels(_label(attrs["detector"])).observe(float(score))
+        robustness = attrs.get("robustness")
+        if event.action == "watch.probe" and isinstance(robustness, int | float):
+            model, version = _label(attrs.get("model")), _label(attrs.get("version"))
+            self.robustness.labels(model, version).set(float(robustness))
         if event.decision is not None:
             self.access.labels(event.decision.action, event.decision.effect.value).inc()
         if event.kind is EventKind.AUTHENTICATION:

@@ -11,6 +11,7 @@
 | ``score:<detector>`` | mean of the ``score`` attribute of events naming that ``detector`` |
 | ``latency_ms`` | 95th percentile of the ``latency_ms`` attribute |
 | ``class_share:<label>`` | share of the ``predicted_class`` attribute taking that label |
+| ``robustness:<model>`` | mean ``robustness`` of ``watch.probe`` events of that model |
 
 Counts are 0 in a bucket without events; ratios, means and shares are left
 out of a bucket where nothing was measured.
@@ -55,6 +56,7 @@ class _Bucket:
     scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     latencies: list[float] = field(default_factory=list)
     classes: Counter[str] = field(default_factory=Counter)
+    robustness: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 def _number(value: object) -> float | None:
@@ -106,6 +108,9 @@ def build_series(events: Iterable[SecurityEvent], bucket_seconds: int = 60) -> d
         latency = _number(attrs.get("latency_ms"))
         if latency is not None:
             b.latencies.append(latency)
+        robustness = _number(attrs.get("robustness"))
+        if robustness is not None and event.action == "watch.probe":
+            b.robustness[str(attrs.get("model"))].append(robustness)
         if attrs.get("predicted_class") is not None:
             label = str(attrs["predicted_class"])
             b.classes[label] += 1
@@ -132,6 +137,8 @@ def build_series(events: Iterable[SecurityEvent], bucket_seconds: int = 60) -> d
             put("auth_failure_ratio", start, b.auth_failed / b.auth)
         for detector, scores in b.scores.items():
             put(f"score:{detector}", start, sum(scores) / len(scores))
+        for model, values in b.robustness.items():
+            put(f"robustness:{model}", start, sum(values) / len(values))
         if b.latencies:
             put("latency_ms", start, _p95(b.latencies))
         total = sum(b.classes.values())

@@ -27,6 +27,7 @@ class Watched:
     points: int
     enrolled_at: str
     checks: list[dict[str, Any]] = field(default_factory=list)  # newest last
+    probes: list[dict[str, Any]] = field(default_factory=list)  # robustness probes, newest last
 
     @property
     def key(self) -> str:
@@ -64,9 +65,10 @@ class WatchList:
         entries = [e for e in self.load() if e.key != entry.key]
         self.save([*entries, entry])
 
-    def checked(self, key: str, result: dict[str, Any]) -> None:
+    def checked(self, key: str, result: dict[str, Any], history: str = "checks") -> None:
+        """Remember a check's (or, with ``history="probes"``, a probe's) result."""
         entries = self.load()
         for entry in entries:
             if entry.key == key:
-                entry.checks = [*entry.checks, result][-MAX_HISTORY:]
+                setattr(entry, history, [*getattr(entry, history), result][-MAX_HISTORY:])
         self.save(entries)
