@@ -178,6 +178,28 @@ def servers(env: dict[str, str], replicas: int, workers: int) -> Iterator[list[R
             replica.stop()
 
 
+def cpu_seconds(replicas: list[Replica]) -> float:
+    """User + system CPU time of the replicas' processes and their workers, so far.
+
+    Independent of the machine's load (unlike req/s): divided by the requests
+    served, it is what one request costs the servers.
+    """
+    import psutil
+
+    total = 0.0
+    for replica in replicas:
+        if replica.proc is None or replica.proc.poll() is not None:
+            continue
+        try:
+            root = psutil.Process(replica.proc.pid)
+            for proc in (root, *root.children(recursive=True)):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def killer(replica: Replica, every: float, until: float) -> None:
     """SIGKILL ``replica`` every ``every`` seconds and start it again, until ``until``."""
     while time.monotonic() + every < until:
@@ -311,10 +333,12 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
                     assert running[0].proc is not None
                     profiler = subprocess.Popen(
                         [spy, "record", "--subprocesses", "-f", fmt, "-o", args.profile,
-                         "-d", str(int(args.seconds)), "-p", str(running[0].proc.pid)],
+                         "-d", str(int(args.seconds)), "-r", "250", "-p", str(running[0].proc.pid),
+                         *(["--gil"] if args.profile_cpu else [])],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 started = time.monotonic()
+                cpu_before, own_before = cpu_seconds(running), time.process_time()
                 chaos = None
                 if args.kill_every:
                     until = started + args.seconds
@@ -324,6 +348,8 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
                     chaos.start()
                 results = run_load(urls, tokens, args.clients, args.seconds)
                 elapsed = time.monotonic() - started
+                server_cpu = cpu_seconds(running) - cpu_before
+                client_cpu = time.process_time() - own_before
                 if chaos is not None:
                     chaos.join(timeout=120)
                 kills = running[0].kills
@@ -343,6 +369,9 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
         "rps": len(lat) / elapsed,
         "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
         "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else float("nan"),
+        # server CPU per request (a killed replica's time is lost: meaningless with kills)
+        "server_cpu_ms": 1000 * server_cpu / len(lat) if lat else float("nan"),
+        "client_cpu_ms": 1000 * client_cpu / len(lat) if lat else float("nan"),
         "errors": results.errors[:10],
         "error_count": len(results.errors),
         "statuses": dict(sorted(results.statuses.items())),
@@ -403,29 +432,44 @@ def main() -> None:
         "--profile", help="py-spy profile of the first replica: .svg flame graph, else raw stacks"
     )
     parser.add_argument(
+        "--profile-cpu", action="store_true",
+        help="profile only the thread holding the GIL (where the CPU goes, not the waits)",
+    )  # fmt: skip
+    parser.add_argument(
         "--kill-every", type=float, default=0, help="SIGKILL (and restart) replica 0 every S s"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # the machine's load without this benchmark
     rows = [run_setup(name, args) for name in args.setups.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"{args.clients} clients, {args.seconds:.0f} s per setup, {args.workers} worker(s)")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(
-        "| setup | req/s | p50 ms | p99 ms | 5xx | audit verify | kills | acknowledged pushes "
-        "| lost | gaps | without events | before (issue): req/s, p50, p99 |"
+        f"load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} at its end, "
+        f"on {os.cpu_count()} CPUs\n"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| setup | req/s | p50 ms | p99 ms | server CPU ms/req | 5xx | audit verify | kills "
+        "| acknowledged pushes | lost | gaps | without events | before (issue): req/s, p50, p99 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         before = ISSUE.get(str(row["setup"]), ("?", "?", "?"))
         print(
             f"| {row['setup']} | {row['rps']:.0f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} "
+            f"| {row['server_cpu_ms']:.2f} "
             f"| {row['server_errors']} | {'ok' if row['audit_verify'] == 0 else 'FAILED'} "
             f"| {row['kills']} | {row['acknowledged_pushes']} | {row['lost']} | {row['gaps']} "
             f"| {row['unevidenced']} | {before[0]}, {before[1]} ms, {before[2]} ms |"
         )
+    print(
+        "\nserver CPU ms/req: user + system time of the replicas (all workers) per request "
+        "served, independent of the machine's load; the load generator used "
+        + ", ".join(f"{row['client_cpu_ms']:.2f}" for row in rows)
+        + " ms/req."
+    )
     for row in rows:
         if row["errors"]:
             print(f"\n{row['setup']} errors: {row['errors']}")

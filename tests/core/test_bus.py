@@ -1,3 +1,4 @@
+import contextvars
 import logging
 import threading
 from collections.abc import Sequence
@@ -124,3 +125,82 @@ def test_publish_all_stores_a_batch_in_one_journal_call() -> None:
     assert calls == [5, 5]
     assert len(sink.events) == 5
     assert [d.delivered for d in deliveries] == [("memory",)] * 5
+
+
+class Batches:
+    """A batching journal that keeps each batch, or refuses while ``down``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.down = False
+
+    def append(self, e: SecurityEvent) -> None:
+        self.append_many([e])
+
+    def append_many(self, events: Sequence[SecurityEvent]) -> None:
+        if self.down:
+            raise OSError("database down")
+        self.batches.append([e.action for e in events])
+
+
+def named(action: str) -> SecurityEvent:
+    return SecurityEvent(EventKind.ACTIVITY, "test", action, action)
+
+
+def test_a_deferring_scope_journals_its_events_in_one_batch_when_it_commits() -> None:
+    journal, sink = Batches(), MemorySink()
+    bus = EventBus([sink], journal=journal)
+    with bus.deferring() as held:
+        bus.publish(named("a"))
+        done: list[None] = []
+        context = contextvars.copy_context()  # as anyio.to_thread hands work to a thread
+        worker = threading.Thread(
+            target=context.run,
+            args=(lambda: (bus.publish_all([named("b"), named("c")]), done.append(None)),),
+        )
+        worker.start()
+        worker.join()
+        assert done
+        assert journal.batches == []
+        assert sink.events == []
+        assert [e.action for e in bus.pending()] == ["a", "b", "c"]  # the thread's too
+        held.commit()
+        assert journal.batches == [["a", "b", "c"]]
+        assert [e.action for e in sink.events] == ["a", "b", "c"]
+        bus.publish(named("late"))  # after the answer: published directly
+    assert journal.batches == [["a", "b", "c"], ["late"]]
+    bus.publish(named("outside"))
+    assert journal.batches[-1] == ["outside"]
+
+
+def test_a_failed_commit_keeps_the_events_and_raises() -> None:
+    journal = Batches()
+    bus = EventBus(journal=journal)
+    with bus.deferring() as held:
+        bus.publish(named("decision"))
+        journal.down = True
+        with pytest.raises(OSError, match="database down"):
+            held.commit()
+        assert held.open
+        assert [e.action for e in held.pending()] == ["decision"]
+        journal.down = False
+        held.commit()
+    assert journal.batches == [["decision"]]
+
+
+def test_a_store_that_journals_the_held_events_settles_them() -> None:
+    journal, sink = Batches(), MemorySink()
+    bus = EventBus([sink], journal=journal)
+    with bus.deferring() as held:
+        bus.publish(named("decision"))
+        earlier = bus.pending()
+        bus.publish(named("after"))
+        bus.settle(earlier)  # a store wrote them in its transaction
+        bus.fan_out_journaled(earlier)
+        assert [e.action for e in held.pending()] == ["after"]
+        bus.flush()  # a barrier: stored now
+        assert journal.batches == [["after"]]
+        assert held.pending() == ()
+        held.commit()
+    assert journal.batches == [["after"]]
+    assert [e.action for e in sink.events] == ["decision", "after"]

@@ -84,6 +84,7 @@ class Referrers:
             "created_by": str(principal),
             "created_at": self.clock.now(),
         }
+        self.bus.flush()  # the decision is stored before the attachment is
         with self._lock:
             stored = Attachment.from_row(
                 self.store.add_attachment(Kind.MODEL.value, name, number, row)

@@ -177,7 +177,7 @@ class Registry(Referrers):
             ]
 
         with self._lock_of(kind, name):
-            recorder = _Recorder(record)
+            recorder = _Recorder(self.bus, record)
             stored = self.store.add_version(row, [g.to_row() for g in gates], events=recorder)
             self._publish_recorded(recorder, stored)
         return Version.from_row(stored)
@@ -236,7 +236,7 @@ class Registry(Referrers):
         with self._lock_of(Kind.MODEL, name):
             if results:
                 checked = _Recorder(
-                    lambda _row: [gate_event(principal, version, r) for r in results]
+                    self.bus, lambda _row: [gate_event(principal, version, r) for r in results]
                 )
                 self.store.add_gate_results(
                     Kind.MODEL.value, name, number, [r.to_row() for r in results], events=checked
@@ -334,10 +334,15 @@ class Registry(Referrers):
         version = self.get(principal, kind, name, number)
         must_be_active(version)
         stream = self.blobs.open(version.digest)
-        self._action_event(
-            principal, action(kind, "read"), version.resource, Outcome.SUCCESS, "served",
-            version=version,
-        )  # fmt: skip
+        try:
+            self._action_event(
+                principal, action(kind, "read"), version.resource, Outcome.SUCCESS, "served",
+                version=version,
+            )  # fmt: skip
+            self.bus.flush()  # recorded before a byte is handed out
+        except BaseException:
+            stream.close()
+            raise
         return version, stream
 
     def names(self, principal: Principal, kind: Kind, prefix: str = "") -> list[str]:
@@ -387,9 +392,8 @@ class Registry(Referrers):
             raise NotFound(f"no {kind.value} version {name}@{number}")
         return version
 
-    @staticmethod
     def _success(
-        principal: Principal, act: str, res: str, detail: str, stage: Stage | None = None
+        self, principal: Principal, act: str, res: str, detail: str, stage: Stage | None = None
     ) -> _Recorder:
         """The event of a successful stage or status change, made from the stored row."""
 
@@ -400,26 +404,38 @@ class Registry(Referrers):
             )
             return [event]
 
-        return _Recorder(make)
+        return _Recorder(self.bus, make)
 
     def _publish_recorded(self, recorder: _Recorder, stored: Mapping[str, Any]) -> None:
         """Fan out what the store journalled with the write, or publish it now if it could not."""
         if recorder.events is not None:
+            self.bus.settle(recorder.earlier)
             self.bus.fan_out_journaled(recorder.events)
-        else:
+        else:  # journalled now, under the name's lock: a name's events in version order
             self.bus.publish_all(recorder.make(stored))
+            self.bus.flush()
 
     def _action_event(self, *args: Any, **kwargs: Any) -> None:
         self.bus.publish(action_event(*args, **kwargs))
 
 
 class _Recorder:
-    """The events of one write, as the store journalled them (the last attempt's)."""
+    """The events of one write, as the store journalled them (the last attempt's).
 
-    def __init__(self, make: Callable[[Mapping[str, Any]], list[SecurityEvent]]) -> None:
+    The events the bus holds for the request (its authentication and decisions,
+    a scan's findings: :meth:`EventBus.pending`) go first, in the same
+    transaction: one commit stores the change and everything that led to it.
+    """
+
+    def __init__(
+        self, bus: EventBus, make: Callable[[Mapping[str, Any]], list[SecurityEvent]]
+    ) -> None:
+        self.bus = bus
         self.make = make
+        self.earlier: tuple[SecurityEvent, ...] = ()
         self.events: list[SecurityEvent] | None = None
 
     def __call__(self, stored: dict[str, Any]) -> list[SecurityEvent]:
-        self.events = self.make(stored)
+        self.earlier = self.bus.pending()
+        self.events = [*self.earlier, *self.make(stored)]
         return self.events

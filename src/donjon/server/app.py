@@ -8,6 +8,8 @@ credentials" (the reason goes to the ledger only); failures are limited and
 aggregated per source address (:mod:`donjon.server.auth_failures`). Errors are
 JSON ``{"error": code, "detail": ...}`` with a 4xx status that says what went
 wrong; uploads and downloads stream. Each response carries an ``X-Request-Id``.
+A request's events are journalled together before its answer starts
+(:mod:`donjon.server.recording`).
 """
 
 import logging
@@ -45,6 +47,7 @@ from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
 from donjon.server.attachments import add_attachment_routes
 from donjon.server.auth_failures import FailedAuthLimiter
+from donjon.server.recording import RecordBeforeAnswer
 from donjon.server.schemas import HealthOut, ReadyOut, WhoAmIOut
 from donjon.server.tls import CLIENT_CERT_NAME
 
@@ -235,6 +238,7 @@ def create_app(
     add_attachment_routes(app, current_principal)  # before the catch-all name routes
     routes.add_vault_routes(app, current_principal)
     _add_error_handlers(app)
+    app.add_middleware(RecordBeforeAnswer, bus=bus)
     app.add_middleware(BodyLimit, limits=limits)
     app.add_middleware(RequestId)
     return app
