@@ -163,3 +163,49 @@ def test_an_independent_model_is_not_identified(
     summary = json.loads(capsys.readouterr().out)
     assert summary["identified"] == []
     assert all(p["reproduced"] <= 2 for p in summary["principals"])
+
+
+def _nearest_neighbour_onnx(path: Path, rows: np.ndarray, labels: np.ndarray) -> None:
+    """A 1-NN classifier as an ONNX graph (built by code: Sub, ReduceSumSquare, ArgMin)."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    table = numpy_helper.from_array(rows.astype(np.float32)[None], "table")
+    answers = numpy_helper.from_array(labels.astype(np.int64), "answers")
+    axes = numpy_helper.from_array(np.asarray([2], dtype=np.int64), "axes")
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "one"], ["x3"]),
+        helper.make_node("Sub", ["x3", "table"], ["diff"]),
+        helper.make_node("ReduceSumSquare", ["diff", "axes"], ["dist"], keepdims=0),
+        helper.make_node("ArgMin", ["dist"], ["nearest"], axis=1, keepdims=0),
+        helper.make_node("Gather", ["answers", "nearest"], ["label"]),
+    ]
+    one = numpy_helper.from_array(np.asarray([1], dtype=np.int64), "one")
+    graph = helper.make_graph(
+        nodes,
+        "nn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, rows.shape[1]])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None])],
+        initializer=[table, answers, axes, one],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    save(model, str(path))
+
+
+def test_verify_suspect_runs_an_onnx_file_in_a_child_process(
+    stolen: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    thief = tmp_path / "thief.onnx"
+    _nearest_neighbour_onnx(thief, stolen["rows"], stolen["answers"].argmax(axis=1))
+    args = ["-f", "json", "gateway", "verify-suspect", "-c", str(stolen["config"])]
+    code = main([*args, "--model", "digits", "--onnx", str(thief), "--principal", "mallory"])
+    assert code == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["identified"] == ["mallory"]
+    assert [p["principal"] for p in summary["principals"]] == ["mallory"]
+    # a file that is not ONNX: the child fails, the command says so (exit 2), nothing crashes
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"\x08\x07not a protobuf model" * 10)
+    assert main([*args, "--model", "digits", "--onnx", str(bogus)]) == 2
+    assert "ONNX runner failed" in capsys.readouterr().err

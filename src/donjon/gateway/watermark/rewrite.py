@@ -87,8 +87,9 @@ def rewrite_row(
     if apply:
         for edit in edits:
             edit()
-    if row_names is not None:
-        return RowAnswer(row_names[truth], row_names[keyed], count)
+    named = row_names or (list(names) if names and len(names) == count else None)
+    if named is not None:
+        return RowAnswer(named[truth], named[keyed], count)
     return RowAnswer(truth, keyed, count)
 
 
