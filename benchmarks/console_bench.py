@@ -98,10 +98,13 @@ def events(count: int) -> Iterator[SecurityEvent]:
             yield SecurityEvent.of_finding(finding, "scan", time=when, model=f"model-{i % 20:02d}")
         elif i % 4 == 1:
             rule = gw_rules[i % 2]
-            finding = Finding(rule, Subject(endpoint="/predict"), f"{who} blocked ({i})")
-            yield SecurityEvent.of_finding(
-                finding, "gateway", principal=who, time=when, model=f"model-{i % 20:02d}"
+            finding = Finding(
+                rule,
+                Subject(model=f"model-{i % 20:02d}", principal=who.id),
+                f"{who} blocked ({i})",
+                evidence={"detector": "bench", "action": "block"},
             )
+            yield SecurityEvent.of_finding(finding, "gateway", principal=who, time=when)
         elif i % 4 == 2:
             decision = Decision.deny(who, "model.read", f"models/model-{i % 20:02d}", "bench")
             yield SecurityEvent.of_decision(decision, "server", time=when)

@@ -94,16 +94,15 @@ class Site:
         return httpx.request(method, self.url + path, json=body, headers=self.auth(who), timeout=30)
 
     def gateway_finding(self, rule_id: str, principal: str, model: str) -> None:
-        """A detection as the gateway reports it (its rule, the caller, the model)."""
+        """A blocking detection as the gateway's pipeline records it."""
         finding = Finding(
             rule=rule_registry().get(rule_id),
-            subject=Subject(endpoint=f"/v1/models/{model}/predict"),
+            subject=Subject(model=model, principal=principal),
             message=f"{principal} blocked by {rule_id}",
+            evidence={"detector": "test", "action": "block"},
         )
         self.donjon.bus.publish(
-            SecurityEvent.of_finding(
-                finding, "gateway", principal=Principal(principal), model=model
-            )
+            SecurityEvent.of_finding(finding, "gateway", principal=Principal(principal))
         )
 
 

@@ -101,6 +101,10 @@ def test_every_page_renders_without_errors_and_passes_axe(
     text = tab.page.inner_text("main")
     assert "digits-clf@1" in text  # staging, with its gates
     assert "downloaded-clf@1" in text
+    tab.go("gateway")
+    gateway = tab.page.inner_text("main")
+    assert "mallory" in gateway  # top principals by detections, with their rules
+    assert "DJ-GW-002" in gateway
     tab.go("events/1")
     assert '"class_uid"' in tab.page.inner_text("main")
     alarm = tab.page.locator("#alarm")

@@ -79,3 +79,26 @@ def test_an_unreadable_body_is_skipped_not_fatal() -> None:
     index.refresh()
     assert [e.seq for e in index.entries()] == [2]
     assert index.last_seq == 2
+
+
+def test_gateway_detections_name_their_model_and_whether_they_refused() -> None:
+    chain = Chain()
+    blocking = Finding(
+        rule_registry().get("DJ-GW-001"),
+        Subject(model="clf", principal="mallory"),
+        "walk to the boundary",
+        evidence={"action": "block"},
+    )
+    logged = Finding(
+        rule_registry().get("DJ-GW-002"),
+        Subject(model="clf"),
+        "noise queries",
+        evidence={"action": "log"},
+    )
+    chain.add(SecurityEvent.of_finding(blocking, "gateway"))
+    chain.add(SecurityEvent.of_finding(logged, "gateway"))
+    index = EventIndex(chain.entries, head=chain.head)
+    index.refresh()
+    newest, oldest = list(index.entries())
+    assert (oldest.model, oldest.refused) == ("clf", True)
+    assert (newest.model, newest.refused) == ("clf", False)

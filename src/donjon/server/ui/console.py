@@ -331,7 +331,9 @@ def _add_pages(app: FastAPI, console: Console) -> None:
 
     @app.get(f"{PREFIX}/gateway", include_in_schema=False)
     def gateway(request: Request) -> Response:
-        return console.page(request, "gateway", lambda who: views.gateway(sources))
+        return console.page(
+            request, "gateway", lambda who: views.gateway(sources, console.clock.now())
+        )
 
     @app.get(f"{PREFIX}/events", include_in_schema=False)
     def events(request: Request) -> Response:

@@ -25,6 +25,7 @@ from donjon.errors import DonjonError
 
 Rows = Callable[[int], Iterable[tuple[int, str, str, str]]]
 SEVERITIES = tuple(s.label for s in Severity)
+REFUSING = frozenset({"block", "throttle"})  # the gateway's refusing detector actions
 QUIET_KINDS = frozenset({"access", "authentication"})  # decisions: not a change to show
 
 
@@ -44,6 +45,8 @@ class Entry:
     rule: str
     atlas: tuple[str, ...]
     attributes: Mapping[str, Any] = field(hash=False, compare=False)
+    model: str = ""  # the model it is about: an attribute, the finding's or decision's subject
+    refused: bool = False  # the caller was refused: a denial, or a blocking detection
 
     @property
     def level(self) -> int:
@@ -65,6 +68,16 @@ def parse_entry(seq: int, body: str) -> Entry | None:
         finding = event.get("finding") or {}
         rule = finding.get("rule") or {}
         principal = event.get("principal") or {}
+        decision = event.get("decision") or {}
+        attributes = dict(event.get("attributes") or {})
+        target = str(decision.get("resource") or "")
+        model = str(
+            attributes.get("model")
+            or (finding.get("subject") or {}).get("model")
+            or (target.split("/", 1)[1].split("@")[0] if target.startswith("models/") else "")
+        )
+        action = (finding.get("evidence") or {}).get("action")
+        refused = action in REFUSING or (bool(decision) and decision.get("effect") == "deny")
         return Entry(
             seq=seq,
             time=datetime.fromisoformat(event["time"]),
@@ -77,7 +90,9 @@ def parse_entry(seq: int, body: str) -> Entry | None:
             principal=str(principal.get("id") or ""),
             rule=str(rule.get("id") or ""),
             atlas=tuple(str(t) for t in rule.get("atlas") or ()),
-            attributes=dict(event.get("attributes") or {}),
+            attributes=attributes,
+            model=model,
+            refused=refused,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

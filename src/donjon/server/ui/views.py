@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from donjon.core.events import SecurityEvent
@@ -213,7 +213,7 @@ def model_detail(
     if sources.index is not None:
         for entry in sources.index.entries():
             if entry.kind == "finding":
-                if entry.subject() == name:
+                if entry.model == name:
                     findings.append(entry)
             elif entry.action == "model.promote":
                 subject = entry.subject()
@@ -231,8 +231,13 @@ def datasets(registry: Registry, principal: Principal) -> dict[str, Any]:
     return {"datasets": listing, "queue": queue}
 
 
-def gateway(sources: Sources) -> dict[str, Any]:
-    """Requests, blocks and detections per model, and the principals with most detections."""
+def gateway(sources: Sources, now: datetime) -> dict[str, Any]:
+    """Events, blocks and detections per model, detections per hour of the last day, and
+    the principals with most detections."""
+    start = day_before(now).replace(minute=0, second=0, microsecond=0)
+    hourly: dict[str, int] = {
+        (start + timedelta(hours=h)).strftime("%H:00"): 0 for h in range(1, 25)
+    }
     per_model: dict[str, Counter[str]] = {}
     principals: Counter[str] = Counter()
     rules: dict[str, Counter[str]] = {}
@@ -240,17 +245,20 @@ def gateway(sources: Sources) -> dict[str, Any]:
         for entry in sources.index.entries():
             if entry.source != "gateway":
                 continue
-            model = str(entry.attributes.get("model") or entry.subject() or "(unknown)")
-            counts = per_model.setdefault(model, Counter())
+            counts = per_model.setdefault(entry.model or "(no model)", Counter())
             counts["events"] += 1
-            if entry.outcome == "failure":
+            if entry.refused:
                 counts["blocked"] += 1
             if entry.kind == "finding":
                 counts["detections"] += 1
+                if entry.time > start:
+                    hour = entry.time.astimezone(now.tzinfo).strftime("%H:00")
+                    hourly[hour] = hourly.get(hour, 0) + 1
                 principals[entry.principal or "(anonymous)"] += 1
                 rules.setdefault(entry.principal or "(anonymous)", Counter())[entry.rule] += 1
     return {
         "per_model": dict(sorted(per_model.items())),
+        "hourly": hourly,
         "principals": principals.most_common(20),
         "rules": rules,
     }
