@@ -57,7 +57,7 @@ class Console:
     failures: FailedAuthLimiter | None
     verify_ledger: Callable[[], dict[str, Any]] | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
-    poll_seconds: float = 10.0
+    poll_seconds: float = 30.0
     templates: Environment = field(
         default_factory=lambda: Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -194,7 +194,7 @@ def mount_console(
     sources: views.Sources,
     verify_ledger: Callable[[], dict[str, Any]] | None = None,
     session_ttl: float = 900.0,
-    poll_seconds: float = 10.0,
+    poll_seconds: float = 30.0,
 ) -> Console:
     """Serve the console under ``/ui`` on ``app`` (the vault's FastAPI app)."""
     console = Console(

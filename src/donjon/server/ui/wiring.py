@@ -56,7 +56,7 @@ class ConsoleOptions:
     """How long a session lives, how often pages poll, and the clock they run on."""
 
     session_ttl: float = 900.0
-    poll_seconds: float = 10.0
+    poll_seconds: float = 30.0
     clock: Clock = field(default_factory=SystemClock)
 
 

@@ -7,7 +7,7 @@
   if (!url) { return; }
   var seen = Number(body.getAttribute("data-seen") || 0);
   var busy = false;
-  var PERIOD = Number(body.getAttribute("data-period") || 10000);
+  var PERIOD = Number(body.getAttribute("data-period") || 30000);
 
   function showAlarm(alarm) {
     var box = document.getElementById("alarm");
