@@ -98,3 +98,15 @@ def test_hardening_top_k_rounding_and_label_only_keep_the_api_shape() -> None:
     assert harden(generic, Hardening()) is None
     with pytest.raises(BadUpstreamResponse):
         read_outputs(b'{"nothing": "here"}', ApiFormat.GENERIC)
+
+
+def test_answers_the_fast_reader_refuses_are_read_as_the_standard_library_reads_them() -> None:
+    """Labels beyond 64 bits and NaN scores: read (or refused) as ``json`` would."""
+    huge = 2**70
+    labels = read_outputs(json.dumps({"labels": [huge, 3]}).encode(), ApiFormat.GENERIC)
+    assert labels.labels[1] == 3
+    assert labels.labels[0] != 3  # a stable id of its own, not a wrapped integer
+    with pytest.raises(BadUpstreamResponse, match="NaN"):
+        read_outputs(b'{"probabilities": [[0.5, NaN]]}', ApiFormat.GENERIC)
+    with pytest.raises(BadUpstreamResponse, match="not JSON"):
+        read_outputs(b'{"probabilities": [[0.5, 0.5]]', ApiFormat.GENERIC)

@@ -57,14 +57,27 @@ def learn_grids(data: Array) -> tuple[Array, Array]:
 
 def off_grid(rows: Array, steps: Array, origins: Array) -> npt.NDArray[np.bool_]:
     """Per row, is any feature that has a grid off it?"""
-    has = ~np.isnan(steps)
-    if not has.any():
-        return np.zeros(len(rows), dtype=bool)
-    k = (rows[:, has] - origins[has]) / steps[has]
-    result: npt.NDArray[np.bool_] = np.asarray(
-        (np.abs(k - np.rint(k)) > TOLERANCE).any(axis=1), dtype=bool
-    )
-    return result
+    return GridCheck(steps, origins)(rows)
+
+
+class GridCheck:
+    """:func:`off_grid` for one profile's grids, with what does not change computed once."""
+
+    def __init__(self, steps: Array, origins: Array) -> None:
+        has = ~np.isnan(steps)
+        self.columns = None if has.all() else np.flatnonzero(has)  # None: every feature
+        self.none = not has.any()
+        self.steps, self.origins = steps[has], origins[has]
+
+    def __call__(self, rows: Array) -> npt.NDArray[np.bool_]:
+        if self.none:
+            return np.zeros(len(rows), dtype=bool)
+        values = rows if self.columns is None else rows[:, self.columns]
+        k = (values - self.origins) / self.steps
+        result: npt.NDArray[np.bool_] = np.asarray(
+            (np.abs(k - np.rint(k)) > TOLERANCE).any(axis=1), dtype=bool
+        )
+        return result
 
 
 def common_step(steps: Array) -> float | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from donjon.errors import GatewayError
 
@@ -111,7 +113,7 @@ class ResponseReader:
 
     def read(self, body: bytes) -> ModelOutput:
         try:
-            doc = json.loads(body)
+            doc = _loads(body)
         except (ValueError, RecursionError) as e:
             raise BadUpstreamResponse(f"the answer is not JSON: {str(e)[:80]}") from None
         try:
@@ -226,7 +228,10 @@ class ResponseReader:
     def _values(
         self, path: Path, layout: Layout, values: npt.NDArray[np.float64], kind: OutputKind
     ) -> Part:
-        if not np.isfinite(values).all():
+        if values.size == 0:
+            raise BadUpstreamResponse(f"{_show(path)} holds no values")
+        least, most = float(values.min()), float(values.max())  # NaN if any is
+        if not (math.isfinite(least) and math.isfinite(most)):
             raise BadUpstreamResponse(f"{_show(path)} holds NaN or infinite values")
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]  # one score per row, written back as a column
@@ -235,11 +240,11 @@ class ResponseReader:
             if kind is OutputKind.LABELS or (kind is OutputKind.AUTO and integral):
                 labels = (
                     values.astype(np.int64)
-                    if integral and values.min() >= 0 and values.max() < _NAMED
+                    if integral and least >= 0 and most < _NAMED
                     else self._labels(values.tolist())
                 )
                 return Part(path, layout, OutputKind.LABELS, None, labels)
-            kind = kind if kind is not OutputKind.AUTO else _kind_of(values)
+            kind = kind if kind is not OutputKind.AUTO else _kind_in(least, most)
             cut = 0.5 if kind is OutputKind.PROBABILITIES else 0.0
             labels = (values >= cut).astype(np.int64)
             return Part(path, layout, kind, values.reshape(-1, 1), labels)
@@ -247,7 +252,7 @@ class ResponseReader:
             raise BadUpstreamResponse(f"{_show(path)} has an unexpected shape {values.shape}")
         if kind is OutputKind.LABELS:
             raise BadUpstreamResponse(f"{_show(path)} holds a table, not labels")
-        kind = kind if kind is not OutputKind.AUTO else _kind_of(values)
+        kind = kind if kind is not OutputKind.AUTO else _kind_in(least, most)
         return Part(path, layout, kind, values, values.argmax(axis=1).astype(np.int64))
 
     def _records(
@@ -307,9 +312,23 @@ def _prefer_scores(parts: list[Part | None]) -> list[Part]:
 
 
 def _kind_of(values: npt.NDArray[np.float64]) -> OutputKind:
-    if values.size and values.min() >= 0.0 and values.max() <= 1.0:
-        return OutputKind.PROBABILITIES
+    if values.size:
+        return _kind_in(float(values.min()), float(values.max()))
     return OutputKind.LOGITS
+
+
+def _kind_in(least: float, most: float) -> OutputKind:
+    """Scores within [0, 1] are probabilities; others logits."""
+    return OutputKind.PROBABILITIES if least >= 0.0 and most <= 1.0 else OutputKind.LOGITS
+
+
+def _loads(body: bytes) -> Any:
+    """The answer's JSON: orjson, or the standard library's reader for what orjson refuses
+    and it reads (integers beyond 64 bits, NaN): the same document either way."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _small_label(value: Any) -> bool:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -39,26 +39,14 @@ import numpy as np
 import numpy.typing as npt
 
 from donjon.errors import InputError
-from donjon.gateway.grids import common_step, learn_grids, off_grid
+from donjon.gateway.alignment import AlignedSample, Alignment, Nearest, mean_k
+from donjon.gateway.grids import GridCheck, common_step, learn_grids
 
 FORMAT = "donjon.gateway.profile/v1"
 Array = npt.NDArray[np.float64]
 QUANTILES = (0.001, 0.01, 0.05, 0.1, 0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
 GAIN = 1.5  # benign alignment: gains within 1/1.5 .. 1.5
 OFFSET = 0.25  # and offsets within a quarter of the typical range (or spread)
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """The benign gain / offset changes an input may have (``gain`` 1: none)."""
-
-    gain: float = 1.0
-    offset: Array = field(default_factory=lambda: np.zeros(0))  # raw direction, per feature
-    bound: float = 0.0  # |b| at most this
-
-    @property
-    def active(self) -> bool:
-        return self.gain > 1.0 or (self.bound > 0 and bool(self.offset.any()))
 
 
 @dataclass(frozen=True)
@@ -93,14 +81,10 @@ class ReferenceProfile:
         return norms
 
     @cached_property
-    def _offset_scaled(self) -> Array:
-        direction: Array = self.alignment.offset / self.scale
-        return direction
-
-    @cached_property
-    def _offset_sample(self) -> Array:
-        dots: Array = self.sample @ self._offset_scaled
-        return dots
+    def _aligned(self) -> AlignedSample:
+        offset = self.alignment.offset / self.scale
+        radius = self.knn_threshold(0.99) if self.knn_quantiles else 0.0
+        return AlignedSample(self.sample, offset, self.alignment, self.knn_k, radius)
 
     def scaled(self, rows: Array) -> Array:
         return np.asarray(rows, dtype=np.float64) / self.scale
@@ -113,53 +97,32 @@ class ReferenceProfile:
     def aligned(self, scaled_rows: Array) -> tuple[Array, Array]:
         """The k-NN distance of each scaled row and the row aligned to its nearest sample
         row, in raw units (the row itself when no alignment is allowed)."""
+        found = self.nearest(scaled_rows)
+        return found.distance, self.realigned(scaled_rows, found)
+
+    def nearest(self, scaled_rows: Array) -> Nearest:
+        """The k-NN distance of each scaled row and its alignment to its nearest sample row
+        (gain 1, offset 0 when no alignment is allowed)."""
         u = np.asarray(scaled_rows, dtype=np.float64)
-        d2, a, b = self._aligned_d2(u)
-        if a is None or b is None:
-            return self._mean_k(d2), u * self.scale
-        nearest = d2.argmin(axis=1)
-        rows = np.arange(len(u))
-        best_a, best_b = a[rows, nearest], b[rows, nearest]
-        offset = self.alignment.offset
-        raw = (u * self.scale) * best_a[:, None] + best_b[:, None] * offset[None, :]
-        return self._mean_k(d2), raw
+        if self.alignment.active:
+            return self._aligned.nearest(u)
+        d2 = _sq_distances(u, self.sample, self._sample_norms)
+        return Nearest(mean_k(d2, self.knn_k), np.ones(len(u)), np.zeros(len(u)))
 
-    def _aligned_d2(self, u: Array) -> tuple[Array, Array | None, Array | None]:
-        """Squared distances of scaled rows to the sample rows after the best gain ``a``
-        and offset ``b`` within bounds (per pair), and those ``a`` and ``b``."""
-        us = u @ self.sample.T
-        uu = (u * u).sum(axis=1)[:, None]
-        ss = self._sample_norms[None, :]
-        align = self.alignment
-        if not align.active:
-            return uu + ss - 2.0 * us, None, None
-        v = self._offset_scaled
-        vv = float(v @ v) or 1.0
-        uv = (u @ v)[:, None]
-        vs = self._offset_sample[None, :]
-        low, high = 1.0 / align.gain, align.gain
-        det = uu * vv - uv * uv
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # the least-squares gain, clipped; then the offset given it, and the gain again
-            a = np.where(det > 1e-12 * uu * vv, (us * vv - vs * uv) / det, 1.0)
-            a = np.clip(a, low, high)
-            b = np.clip((vs - a * uv) / vv, -align.bound, align.bound)
-            a = np.where(uu > 0, np.clip((us - b * uv) / uu, low, high), 1.0)
-        d2 = ss - 2.0 * a * us - 2.0 * b * vs + a * a * uu + 2.0 * a * b * uv + b * b * vv
-        return d2, a, b
-
-    def _mean_k(self, d2: Array, skip: int = 0) -> Array:
-        """Mean of the ``knn_k`` smallest distances per row, after the ``skip`` smallest."""
-        k = min(self.knn_k, self.sample.shape[0] - skip)
-        part = np.partition(d2, k + skip - 1, axis=1)[:, : k + skip]
-        if skip:
-            part = np.sort(part, axis=1)[:, skip:]
-        result: Array = np.sqrt(np.maximum(part, 0.0)).sum(axis=1) / k  # = mean, less overhead
-        return result
+    def realigned(self, scaled_rows: Array, found: Nearest) -> Array:
+        """The rows in raw units after their alignment ``found``."""
+        raw: Array = np.asarray(scaled_rows, dtype=np.float64) * self.scale
+        if not self.alignment.active:
+            return raw
+        return raw * found.gain[:, None] + found.offset[:, None] * self.alignment.offset
 
     def self_knn(self) -> Array:
         """The k-NN statistic of each sample row against the other sample rows."""
-        return self._mean_k(self._aligned_d2(self.sample)[0], skip=1)
+        if self.alignment.active:
+            d2 = self._aligned.all_pairs(self.sample)
+        else:
+            d2 = _sq_distances(self.sample, self.sample, self._sample_norms)
+        return mean_k(d2, self.knn_k, skip=1)
 
     def knn_threshold(self, quantile: float = 0.99) -> float:
         return _lookup(self.knn_quantiles, quantile)
@@ -183,7 +146,11 @@ class ReferenceProfile:
 
     def off_grid(self, rows: Array) -> npt.NDArray[np.bool_]:
         """True for rows with a value off its feature's value grid (features with one)."""
-        return off_grid(np.asarray(rows, dtype=np.float64), self.grid_step, self.grid_origin)
+        return self._grids(np.asarray(rows, dtype=np.float64))
+
+    @cached_property
+    def _grids(self) -> GridCheck:
+        return GridCheck(self.grid_step, self.grid_origin)
 
     # -- JSON --------------------------------------------------------------
 
@@ -358,8 +325,8 @@ def build_profile(
     # the calibration: the same statistic on the held-out rows and on each sample row
     # against the others (more rows than the held-out part alone: finer upper quantiles)
     knn = np.concatenate([profile.knn_distance(held / scale), profile.self_knn()])
-    profile.knn_quantiles.update({q: float(np.quantile(knn, q)) for q in QUANTILES})
-    return profile
+    # a new object: what it derives from its quantiles is not cached from before them
+    return replace(profile, knn_quantiles={q: float(np.quantile(knn, q)) for q in QUANTILES})
 
 
 def _sq_distances(a: Array, b: Array, b_norms: Array | None = None) -> Array:

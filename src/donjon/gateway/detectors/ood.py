@@ -51,27 +51,33 @@ class OodDetector:
         self.threshold = profile.knn_threshold(self.config.quantile)
         rate = self.config.range_rate
         self.range_limit = profile.range_limit(rate) if rate else None  # 0 / None: off
+        pad = self.config.range_margin * profile.scale
+        self._low, self._high = profile.low - pad, profile.high + pad  # as profile.outside
 
     def outside(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Per (aligned) row, features off the training range (zeros when the test is off)."""
         if self.range_limit is None:
             return np.zeros(len(rows), dtype=np.int64)
-        return self.profile.outside(rows, self.config.range_margin)
+        counts: npt.NDArray[np.int64] = ((rows < self._low) | (rows > self._high)).sum(axis=1)
+        return counts
 
     def scores(
         self, rows: npt.NDArray[np.float64], scaled: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
         """Per row: the score (>1 is out of distribution), off-grid flags and the count of
         features outside the training range after the alignment."""
-        distance, aligned = self.profile.aligned(scaled)
-        score: npt.NDArray[np.float64] = distance / self.threshold
+        found = self.profile.nearest(scaled)
+        score: npt.NDArray[np.float64] = found.distance / self.threshold
         grid = (
             self.profile.off_grid(rows)
             if self.config.check_grid
             else np.zeros(len(rows), dtype=bool)
         )
         # outside on both: the alignment explains a shifted input, and never adds a flag
-        return score, grid, np.minimum(self.outside(rows), self.outside(aligned))
+        outside = self.outside(rows)
+        if outside.any():
+            outside = np.minimum(outside, self.outside(self.profile.realigned(scaled, found)))
+        return score, grid, outside
 
     def signal(self, score: float, off_grid: bool, outside: int = 0) -> Signal | None:
         off_range = self.range_limit is not None and outside >= self.range_limit
