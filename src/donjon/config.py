@@ -133,6 +133,18 @@ class VaultSettings(Section):
         description="seconds of a source's failure window; its failures past the first are "
         "ledgered as one summary when it closes (0: ledger each failure on its own)",
     )
+    console_session_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86400,
+        description="the web console (/ui): a login's session ends this long after it began",
+    )
+    console_poll_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="the web console: how often an open page asks whether anything changed",
+    )
     s3_bucket: str | None = Field(
         default=None, description="keep blobs in this S3 bucket instead of $DONJON_HOME/blobs"
     )

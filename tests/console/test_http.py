@@ -7,12 +7,16 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from donjon.app import build_identity
-from tests.console.site import Site
+from donjon.app import build, build_identity
+from donjon.config import load_settings
+from donjon.server.factory import vault_app
+from tests.console.site import POLICY, Site
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +101,28 @@ def test_page_views_are_authorised_as_ui_view_and_ledgered(site: Site) -> None:
     assert ("dana", "failure") in seen
     for event in views:
         assert event["decision"]["resource"] == "ui/posture"  # type: ignore[index]
+
+
+def test_the_session_lifetime_and_poll_period_come_from_the_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        home=tmp_path, vault={"console_session_seconds": 120, "console_poll_seconds": 5}
+    )
+    settings.policy_path.write_text(POLICY, encoding="utf-8")
+    with build(settings) as donjon:
+        identity = build_identity(settings, donjon.bus)
+        identity.create_user("vic")
+        token = identity.issue_token("vic").secret
+        with TestClient(vault_app(settings, donjon), base_url="http://testserver") as client:
+            form = client.get("/ui/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf is not None
+            done = client.post(
+                "/ui/login",
+                data={"csrf": csrf.group(1), "token": token},
+                follow_redirects=False,
+            )
+            assert done.status_code == 303
+            assert "Max-Age=120" in done.headers["set-cookie"]
+            page = client.get("/ui/events")
+            assert page.status_code == 200
+            assert 'data-period="5000"' in page.text

@@ -59,7 +59,7 @@ def start_stack(
 
 def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
     from donjon.server import ServerLimits, create_app
-    from donjon.server.ui.wiring import add_console
+    from donjon.server.ui.wiring import ConsoleOptions, add_console
 
     settings = app.settings
     authenticator, authorizer = vault_access(settings, app.bus)
@@ -72,7 +72,14 @@ def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
         limits=ServerLimits.from_settings(settings.vault),
     )
     identify = getattr(authenticator, "verify", None) or authenticator.authenticate
-    add_console(vault, services.registry, identify, ledger=app.ledger, dispatcher=app.dispatcher)
+    add_console(
+        vault,
+        services.registry,
+        identify,
+        ledger=app.ledger,
+        dispatcher=app.dispatcher,
+        options=ConsoleOptions.from_settings(settings.vault),
+    )
     server = LoopbackServer(vault, host=host, port=port)
     server.start()
     stack._stoppers.append(server.stop)

@@ -22,7 +22,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
     if donjon.ledger is not None:  # the registered key or a clear error; then sign on time
         donjon.ledger.start_anchoring()
     authenticator, authorizer = vault_access(settings, donjon.bus)
-    from donjon.server.ui.wiring import add_console
+    from donjon.server.ui.wiring import ConsoleOptions, add_console
 
     services = build_vault(settings, authenticator, authorizer, donjon.bus, app=donjon)
     app = create_app(
@@ -41,7 +41,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
         identify,
         ledger=donjon.ledger,
         dispatcher=donjon.dispatcher,
-        options=console,
+        options=console or ConsoleOptions.from_settings(settings.vault),
     )
     return app
 

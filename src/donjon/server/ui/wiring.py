@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from donjon.config import VaultSettings
 from donjon.core.clock import SystemClock
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.identity import Principal
@@ -58,6 +59,12 @@ class ConsoleOptions:
     session_ttl: float = 900.0
     poll_seconds: float = 30.0
     clock: Clock = field(default_factory=SystemClock)
+
+    @classmethod
+    def from_settings(cls, vault: VaultSettings) -> ConsoleOptions:
+        return cls(
+            session_ttl=vault.console_session_seconds, poll_seconds=vault.console_poll_seconds
+        )
 
 
 def add_console(
