@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,6 +119,46 @@ def test_replicas_starting_at_once_on_an_empty_database_register_one_key(
     assert len(made) == 1, "the losers kept no key file"
     for ledger in replicas:
         ledger.close()
+
+
+class SlowRegistry:
+    """The ``KeyRegistry`` port on the real store, where another replica of the same home
+    starts in full while this one is between writing its key and registering it (the
+    window in which replicas starting at once used to race)."""
+
+    def __init__(self, store: SqlLedgerStore, meanwhile: Callable[[], object]) -> None:
+        self.store = store
+        self.meanwhile: Callable[[], object] | None = meanwhile
+
+    def public_keys(self) -> dict[str, bytes]:
+        return self.store.public_keys()
+
+    def register_key(self, key_id: str, public_key_pem: bytes, *, first: bool = False) -> bool:
+        if self.meanwhile is not None:
+            run, self.meanwhile = self.meanwhile, None
+            run()
+        return self.store.register_key(key_id, public_key_pem, first=first)
+
+
+def test_replicas_of_one_home_starting_at_once_share_the_key_they_create(
+    database: Database, tmp_path: Path
+) -> None:
+    home_key = tmp_path / "home" / "keys" / "ledger.key.pem"
+    store = SqlLedgerStore(database)
+    other = LedgerKey(store, default_file=home_key)
+    first = LedgerKey(SlowRegistry(store, other.key_ids), default_file=home_key)
+    ids = first.key_ids()  # the other replica starts in full in the middle of this
+    assert ids == other.key_ids()
+    assert list(store.public_keys()) == ids
+    assert key_id_of(home_key.with_name("ledger.pub.pem").read_bytes()) == ids[0]
+    assert sorted(p.name for p in home_key.parent.iterdir()) == [
+        "ledger.key.pem", "ledger.pub.pem",
+    ]  # fmt: skip
+    for key in (first, other):  # both sign checkpoints that verify as one ledger
+        ledger = Ledger(store, keys=key, key_id=None)
+        ledger.append(event("r", 1))
+        ledger.checkpoint()
+    assert Ledger(store).verify().ok
 
 
 def test_a_key_readable_by_others_or_malformed_is_refused(

@@ -248,15 +248,42 @@ class LedgerKey:
             raise StorageError(f"cannot read ledger key {path}: {e}") from e
 
     def _create(self) -> ec.EllipticCurvePrivateKey:
-        """First process on an empty database: make the key, register it, then keep it."""
+        """First process on an empty database: make the key, keep it, then register it.
+
+        Replicas starting at once on one home folder race here: the key file is
+        written under a unique name and linked into place, so exactly one process
+        creates it and the others read that one (and register the same key, which
+        is idempotent). Replicas with separate folders each create one: the first
+        to register wins, and the others remove theirs and refuse to start.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
+        created = self._keep(key)
+        if not created:  # another process of this home created it first: use that one
+            found, source = self._read()
+            if found is None:
+                raise StorageError(f"the ledger key {source} vanished while starting")
+            key = found
         pem = _public_pem(key)
         if not self._registry.register_key(key_id_of(pem), pem, first=True):
+            if created:  # never registered: leave no key behind that the database does not name
+                self._default.unlink(missing_ok=True)
+                self._public_file().unlink(missing_ok=True)
             winner = _ids(self._registry.public_keys())
             raise ConfigError(
                 f"another process registered its ledger key first ({winner}): give this "
                 f"process that key (audit.key_file or ${self._env}); replicas must share one"
             )
+        if created:
+            log.warning(
+                "created the ledger signing key %s (id %s)", self._default, key_id_of(pem)[:16]
+            )
+        return key
+
+    def _public_file(self) -> Path:
+        return self._default.with_name(self._default.name.replace(".key.pem", ".pub.pem"))
+
+    def _keep(self, key: ec.EllipticCurvePrivateKey) -> bool:
+        """Write ``key`` to the default file, whole or not at all; False if one is there."""
         folder = self._default.parent
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = key.private_bytes(
@@ -264,14 +291,20 @@ class LedgerKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(self._default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(private)
-            out.flush()
-            os.fsync(out.fileno())
-        self._default.with_name(self._default.name.replace(".key.pem", ".pub.pem")).write_bytes(pem)
-        log.warning("created the ledger signing key %s (id %s)", self._default, key_id_of(pem)[:16])
-        return key
+        partial = folder / f".{self._default.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(private)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(partial, self._default)
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink(missing_ok=True)
+        self._public_file().write_bytes(_public_pem(key))
+        return True
 
 
 def _public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
