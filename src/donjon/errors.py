@@ -22,7 +22,8 @@ narrowly as they need::
     ├── MonitorError           metrics, baselines and alerts
     ├── WatchError             deployed models seen from outside (fingerprints, probes)
     ├── ExportError            SOC formats and sinks
-    └── StorageError           databases, blob stores, files
+    ├── StorageError           databases, blob stores, files
+    └── IntegrationError       a tool Donjon plugs into (MLflow) failed or refused
 
 Third-party errors are wrapped at the boundary with ``raise ... from e`` so the
 cause stays visible while callers deal with one tree.
@@ -115,3 +116,7 @@ class ExportError(DonjonError):
 
 class StorageError(DonjonError):
     """A database, blob store or file operation failed."""
+
+
+class IntegrationError(DonjonError):
+    """A tool Donjon plugs into (an MLflow server) failed or refused a request."""

@@ -144,6 +144,12 @@ COMMANDS = (
         "Dataset manifests, diffs, provenance filtering and poisoning checks.",
     ),
     LazyCommand(
+        "mlflow",
+        "donjon.cli.mlflow",
+        "app",
+        "Gate MLflow's model registry: scan and verify each version, tag it, guard aliases.",
+    ),
+    LazyCommand(
         "gateway",
         "donjon.cli.gateway",
         "app",

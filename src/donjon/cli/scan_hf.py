@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from donjon.core.findings import Finding
     from donjon.scan.report import FileReport, ScanReport
 
 
@@ -38,20 +37,11 @@ class HubTargets:
         name = self.names.get(report.path)
         if name is None:
             return report
-        findings = tuple(_renamed(f, name) for f in report.findings)
-        return dataclasses.replace(report, path=name, findings=findings)
+        return report.renamed(name)
 
     def rename(self, report: ScanReport) -> ScanReport:
         files = tuple(sorted((self.rename_file(r) for r in report.files), key=lambda r: r.path))
         return dataclasses.replace(report, roots=self.roots, files=files)
-
-
-def _renamed(finding: Finding, name: str) -> Finding:
-    artifact = finding.subject.artifact
-    if artifact is None:
-        return finding
-    subject = dataclasses.replace(finding.subject, artifact=dataclasses.replace(artifact, uri=name))
-    return dataclasses.replace(finding, subject=subject)
 
 
 def hub_targets(paths: Sequence[Path], hf_cache: bool) -> HubTargets:

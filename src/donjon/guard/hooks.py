@@ -8,9 +8,10 @@ import importlib.machinery
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from donjon.errors import ModelRefused
 from donjon.guard.check import (
@@ -26,6 +27,7 @@ from donjon.guard.targets import Target
 # Inside a guarded call, nested loads (torch.load -> pickle.load) run unguarded:
 # the outer call already scanned the whole file.
 _depth = threading.local()
+P = TypeVar("P")
 
 
 def _inside() -> bool:
@@ -52,6 +54,7 @@ def _checked(target: Target, value: Any, policy: GuardPolicy, revision: Any = No
 
 
 PolicySource = Callable[[], GuardPolicy | None]
+Wrapper = Callable[[Target, Callable[..., Any], Callable[[], Any]], Any]
 
 
 def wrap(target: Target, original: Callable[..., Any], policy_of: PolicySource) -> Any:
@@ -85,11 +88,18 @@ def wrap(target: Target, original: Callable[..., Any], policy_of: PolicySource) 
 
 
 class Patcher:
-    """The patched attributes of one installation, and how to put them back."""
+    """The patched attributes of one installation, and how to put them back.
 
-    def __init__(self, targets: Sequence[Target], policy: PolicySource) -> None:
+    ``wrapper(target, original, policy)`` builds each replacement: :func:`wrap`
+    here; other guards (``donjon.integrations.mlflow.guard``) bring their own.
+    """
+
+    def __init__(
+        self, targets: Sequence[Target], policy: Callable[[], Any], wrapper: Wrapper = wrap
+    ) -> None:
         self.targets = targets
         self.policy = policy
+        self.wrapper = wrapper
         self.restore: dict[str, Callable[[], None]] = {}
         self.lock = threading.RLock()
 
@@ -106,7 +116,7 @@ class Patcher:
             raw = owner.__dict__.get(name) if owner is not None else None
             if not isinstance(raw, classmethod):
                 return
-            setattr(owner, name, classmethod(wrap(target, raw.__func__, self.policy)))
+            setattr(owner, name, classmethod(self.wrapper(target, raw.__func__, self.policy)))
             original: Any = raw
         else:
             owner, name = module, target.attribute
@@ -117,7 +127,7 @@ class Patcher:
                 original = raw.__wrapped__
             else:
                 original = raw
-                setattr(module, name, wrap(target, raw, self.policy))
+                setattr(module, name, self.wrapper(target, raw, self.policy))
         self.restore[target.label] = functools.partial(setattr, owner, name, original)
 
     def unpatch_all(self) -> None:
@@ -165,3 +175,60 @@ class PatchOnImport(importlib.abc.MetaPathFinder):
                     spec.loader = _PatchingLoader(spec.loader, self.patcher)
                 return spec
         return None
+
+
+class Installation(Generic[P]):
+    """One guard's install / uninstall / ``with guarded()``: its policy and its patches.
+
+    ``targets`` are patched when already imported and, through a meta-path
+    hook, as soon as they are imported later.
+    """
+
+    def __init__(self, targets: Sequence[Target], wrapper: Wrapper, default: Callable[[], P]):
+        self.targets, self.wrapper, self.default = targets, wrapper, default
+        self.lock = threading.RLock()
+        self.policy: P | None = None
+        self._patcher: Patcher | None = None
+        self._finder: PatchOnImport | None = None
+
+    def current(self) -> P | None:
+        return self.policy
+
+    def install(self, policy: P | None = None) -> None:
+        with self.lock:
+            self.policy = policy if policy is not None else self.default()
+            if self._patcher is not None:
+                return
+            self._patcher = Patcher(self.targets, self.current, self.wrapper)
+            self._finder = PatchOnImport(self._patcher)
+            sys.meta_path.insert(0, self._finder)
+            for name in {t.module for t in self.targets}:
+                module = sys.modules.get(name)
+                if module is not None:
+                    self._patcher.patch_module(module)
+
+    def uninstall(self) -> None:
+        with self.lock:
+            if self._finder is not None and self._finder in sys.meta_path:
+                sys.meta_path.remove(self._finder)
+            if self._patcher is not None:
+                self._patcher.unpatch_all()
+            self.policy, self._patcher, self._finder = None, None, None
+
+    def installed(self) -> P | None:
+        return self.policy if self._patcher is not None else None
+
+    @contextmanager
+    def guarded(self, policy: P | None = None) -> Iterator[P]:
+        with self.lock:
+            before = self.installed()
+            self.install(policy)
+            active = self.policy if self.policy is not None else self.default()
+        try:
+            yield active
+        finally:
+            with self.lock:
+                if before is None:
+                    self.uninstall()
+                else:
+                    self.install(before)

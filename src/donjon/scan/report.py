@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from donjon.core.findings import Finding
@@ -24,6 +24,19 @@ class FileReport:
     @property
     def max_severity(self) -> Severity | None:
         return max((f.level for f in self.findings), default=None)
+
+    def renamed(self, name: str) -> FileReport:
+        """The same report with the file, and its findings' artifact, named ``name``
+        (``hf://ORG/NAME@COMMIT/FILE``, ``models:/NAME/VERSION/FILE``)."""
+
+        def moved(finding: Finding) -> Finding:
+            artifact = finding.subject.artifact
+            if artifact is None:
+                return finding
+            subject = replace(finding.subject, artifact=replace(artifact, uri=name))
+            return replace(finding, subject=subject)
+
+        return replace(self, path=name, findings=tuple(moved(f) for f in self.findings))
 
 
 @dataclass(frozen=True, slots=True)
