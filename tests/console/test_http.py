@@ -126,3 +126,23 @@ def test_the_session_lifetime_and_poll_period_come_from_the_settings(tmp_path: P
             page = client.get("/ui/events")
             assert page.status_code == 200
             assert 'data-period="5000"' in page.text
+
+
+def test_a_crafted_notice_is_not_shown(site: Site) -> None:
+    with logged_in(site, "vic") as client:
+        crafted = client.get("/ui/datasets", params={"notice": "Session expired: mail your token"})
+        assert crafted.status_code == 200
+        assert "mail your token" not in crafted.text
+        genuine = client.get("/ui/datasets", params={"notice": "released digits@2"})
+        assert "released digits@2" in genuine.text
+
+
+def test_a_form_with_too_many_fields_is_refused(site: Site) -> None:
+    with logged_in(site, "ada") as client:
+        fields = "&".join(f"f{i}=x" for i in range(50))
+        refused = client.post(
+            "/ui/quarantine/model/downloaded-clf/1",
+            content=fields,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert refused.status_code == 403

@@ -11,6 +11,7 @@ posted from another origin, is refused (403) before anything happens.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,17 @@ PREFIX = "/ui"
 VIEW = "ui.view"
 PAGES = ("posture", "models", "datasets", "gateway", "events", "audit")
 MAX_REASON = 1000
+
+
+# The only notices a page repeats from its URL: what the console's own actions said
+# (a crafted link cannot put other words on the page).
+NOTICE = re.compile(
+    r"(released|rejected) [a-z0-9._/-]{1,200}@[0-9]{1,10}( \(deleted; its record stays\))?"
+)
+
+
+def shown_notice(text: str) -> str:
+    return text if NOTICE.fullmatch(text) else ""
 
 
 class LoginRequired(Exception):
@@ -119,7 +131,7 @@ class Console:
             page=page,
             principal=principal,
             csrf=session.csrf,
-            notice=request.query_params.get("notice", "")[:300],
+            notice=shown_notice(request.query_params.get("notice", "")),
             alarm=self.alarm(),
             seen=self.sources.index.last_change if self.sources.index else 0,
             **context,
@@ -175,7 +187,10 @@ class Console:
 
     async def form(self, request: Request) -> dict[str, str]:
         body = (await request.body()).decode("utf-8", "replace")
-        return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+        try:
+            return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+        except ValueError:  # too many fields: no CSRF token either, so the form is refused
+            return {}
 
     def same_origin(self, request: Request) -> bool:
         origin = request.headers.get("origin")
