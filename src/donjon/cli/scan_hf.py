@@ -20,7 +20,7 @@ def is_hub_source(path: Path | str) -> bool:
     return str(path).startswith("hf:/")
 
 
-def _spec(path: Path | str) -> str:
+def hub_spec(path: Path | str) -> str:
     text = str(path)
     return text if text.startswith("hf://") else "hf://" + text[len("hf:/") :]
 
@@ -53,8 +53,8 @@ def hub_targets(paths: Sequence[Path], hf_cache: bool) -> HubTargets:
     plain: list[Path] = []
     for path in paths:
         if is_hub_source(path):
-            found.extend(repo_files(_spec(path)))
-            roots.append(_spec(path))
+            found.extend(repo_files(hub_spec(path)))
+            roots.append(hub_spec(path))
         elif hf_cache:
             found.extend(cache_files(path))
             roots.append(str(path))

@@ -8,6 +8,7 @@ metrics and the scan result. Exit 0 verified, 1 failed verification, 2 usage.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +18,45 @@ from donjon.cli.sign import require
 from donjon.cli.state import CliState, ExitCode, state
 
 
+@dataclass(frozen=True)
+class ModelTarget:
+    """What to verify: a folder or file, its signature, and the name reports give it."""
+
+    folder: Path
+    signature: Path
+    name: str
+    hub: bool = False  # a Hugging Face snapshot: its entries are links into the cache's blobs
+
+
+def resolve_model(model: Path, signature: Path | None) -> ModelTarget:
+    """A path as given, or ``hf://ORG/NAME[@REV]`` resolved like ``donjon scan`` does."""
+    from donjon.cli.scan_hf import hub_spec, is_hub_source
+
+    if is_hub_source(model):
+        from donjon.hub import repo_snapshot
+
+        snapshot, files = repo_snapshot(hub_spec(model))  # every link checked
+        sig = signature if signature is not None else snapshot / "model.sig"
+        return ModelTarget(snapshot, sig, files[0].snapshot_label, hub=True)
+    if not model.exists():
+        raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
+    return ModelTarget(model, signature or Path("model.sig"), str(model))
+
+
 def verify(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="Model folder or file to verify.")],
+    model: Annotated[
+        Path,
+        typer.Argument(help="Model folder or file to verify, or hf://ORG/NAME[@REVISION]."),
+    ],
     signature: Annotated[
-        Path, typer.Option("--signature", help="The OMS signature bundle.")
-    ] = Path("model.sig"),
+        Path | None,
+        typer.Option(
+            "--signature",
+            help="The OMS signature bundle (default model.sig; in an hf:// snapshot, its "
+            "model.sig).",
+        ),
+    ] = None,
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="PEM public key of the signer.")
     ] = None,
@@ -72,15 +106,15 @@ def verify(
     from donjon.provenance.verify import CertificateTrust, KeyTrust, Trust, verify_model
 
     cli = state(ctx)
-    if not model.exists():
-        raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
+    target = resolve_model(model, signature)
+    model, signature, name = target.folder, target.signature, target.name
     if policy is not None:
         if public_key is not None or certificate_chain or crl or unsafe_ignore_cert_expiry:
             raise typer.BadParameter(
                 "with --policy, the trusted keys come from the policy file "
                 "(--crl and --unsafe-ignore-cert-expiry do not apply)"
             )
-        return run_policy(cli, model, policy, signature, provenance, scan_result)
+        return run_policy(cli, target, policy, provenance, scan_result)
     if not signature.is_file():
         raise typer.BadParameter(f"{signature} does not exist", param_hint="--signature")
     if (public_key is None) == (not certificate_chain):
@@ -100,14 +134,19 @@ def verify(
         )
     try:
         result = verify_model(
-            model, signature, trust, ignore_unsigned_files=ignore_unsigned_files, workers=workers
+            model,
+            signature,
+            trust,
+            ignore_unsigned_files=ignore_unsigned_files,
+            workers=workers,
+            follow_links=target.hub,
         )
     except SignatureMismatch as e:
-        cli.app.bus.publish_all(events.verification_failed(model, e.problems))
+        cli.app.bus.publish_all(events.verification_failed(name, e.problems))
         if cli.json:
             cli.print_json(
                 {
-                    "model": str(model),
+                    "model": name,
                     "verified": False,
                     "problems": [
                         {"code": p.code, "path": p.path, "message": p.message} for p in e.problems
@@ -115,16 +154,16 @@ def verify(
                 }
             )
         else:
-            cli.err.print(f"Verification failed for {model}:", soft_wrap=True, markup=False)
+            cli.err.print(f"Verification failed for {name}:", soft_wrap=True, markup=False)
             for problem in e.problems:
                 cli.err.print(f"  - {problem.message}", soft_wrap=True, markup=False)
         return ExitCode.FINDINGS
     signer = result.identity.subject if result.identity else f"key {result.key_hint[:16]}"
-    cli.app.bus.publish(events.verified(model, result.subject_digest, signer))
+    cli.app.bus.publish(events.verified(name, result.subject_digest, signer))
     if cli.json:
         cli.print_json(
             {
-                "model": str(model),
+                "model": name,
                 "verified": True,
                 "subject_digest": f"sha256:{result.subject_digest}",
                 "signer": signer,
@@ -132,15 +171,14 @@ def verify(
             }
         )
     else:
-        cli.out.print(f"Verification succeeded: {model} (signer {signer})", markup=False)
+        cli.out.print(f"Verification succeeded: {name} (signer {signer})", markup=False)
     return ExitCode.OK
 
 
 def run_policy(
     cli: CliState,
-    model: Path,
+    target: ModelTarget,
     policy_path: Path,
-    signature: Path,
     provenance: Path | None,
     scan_result: Path | None,
 ) -> int:
@@ -153,17 +191,25 @@ def run_policy(
     from donjon.provenance.policy import Policy, ScanResultFile, check_policy
     from donjon.provenance.rules import POLICY_UNMET
 
+    model, name = target.folder, target.name
     policy = Policy.load(policy_path)
     scan = ScanResultFile(scan_result) if scan_result is not None else None
-    result = check_policy(model, policy, signature=signature, provenance=provenance, scan=scan)
+    result = check_policy(
+        model,
+        policy,
+        signature=target.signature,
+        provenance=provenance,
+        scan=scan,
+        follow_links=target.hub,
+    )
     signature_problems = [r.problem for r in result.unmet if r.problem and r.section == "signature"]
-    cli.app.bus.publish_all(events.verification_failed(model, signature_problems))
+    cli.app.bus.publish_all(events.verification_failed(name, signature_problems))
     for requirement in result.unmet:
         if requirement.section == "signature" and requirement.problem:
             continue
         finding = Finding(
             POLICY_UNMET,
-            Subject(model=str(model)),
+            Subject(model=name),
             str(requirement),
             evidence={"section": requirement.section, "policy": str(policy_path)},
         )
@@ -171,13 +217,13 @@ def run_policy(
     if result.passed:
         cli.app.bus.publish(
             events.activity(
-                "policy", f"{model} meets policy {policy_path.name}", ok=True, model=str(model)
+                "policy", f"{name} meets policy {policy_path.name}", ok=True, model=name
             )
         )
     if cli.json:
         cli.print_json(
             {
-                "model": str(model),
+                "model": name,
                 "policy": str(policy_path),
                 "passed": result.passed,
                 "subject_digest": result.subject_digest and f"sha256:{result.subject_digest}",
@@ -186,11 +232,11 @@ def run_policy(
             }
         )
     elif result.passed:
-        cli.out.print(f"Policy passed: {model}", markup=False)
+        cli.out.print(f"Policy passed: {name}", markup=False)
         for line in result.met:
             cli.out.print(f"  + {line}", markup=False)
     else:
-        cli.err.print(f"Policy failed for {model}:", soft_wrap=True, markup=False)
+        cli.err.print(f"Policy failed for {name}:", soft_wrap=True, markup=False)
         for requirement in result.unmet:
             cli.err.print(f"  - {requirement}", soft_wrap=True, markup=False)
     return ExitCode.OK if result.passed else ExitCode.FINDINGS

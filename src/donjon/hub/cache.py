@@ -26,9 +26,14 @@ class HubFile:
     path: Path  # the snapshot entry (a link into blobs/)
 
     @property
-    def label(self) -> str:
+    def snapshot_label(self) -> str:
+        """``hf://ORG/NAME@COMMIT`` (``hf://datasets/...`` for a dataset)."""
         kind = "" if self.repo_type == "model" else f"{self.repo_type}s/"
-        return f"{SCHEME}{kind}{self.repo_id}@{self.revision}/{self.name}"
+        return f"{SCHEME}{kind}{self.repo_id}@{self.revision}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.snapshot_label}/{self.name}"
 
 
 def _hub() -> ModuleType:
@@ -204,6 +209,13 @@ def cached_files(
 
 def repo_files(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> list[HubFile]:
     """The files of one repository snapshot: from the cache, or the hub when online."""
+    return repo_snapshot(spec, cache_dir)[1]
+
+
+def repo_snapshot(
+    spec: str, cache_dir: str | os.PathLike[str] | None = None
+) -> tuple[Path, list[HubFile]]:
+    """One repository snapshot's folder and its files, every link checked."""
     repo_id, revision = parse_spec(spec)
     hub = _hub()
     cache = cache_dir or os.environ.get("HF_HUB_CACHE") or None
@@ -218,4 +230,4 @@ def repo_files(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> li
     chosen = _files_in(snapshot)
     if not chosen:
         raise ScanError(f"{spec} resolved to {snapshot}, which holds no file")
-    return chosen
+    return snapshot, chosen

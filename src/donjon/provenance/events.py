@@ -16,7 +16,7 @@ SOURCE = "provenance"
 _CONTENT = {"changed", "missing", "extra"}
 
 
-def _artifact(model: Path, digest: str | None = None) -> ArtifactRef:
+def _artifact(model: Path | str, digest: str | None = None) -> ArtifactRef:
     return ArtifactRef(str(model), Digest("sha256", digest) if digest else None, kind="model")
 
 
@@ -36,7 +36,7 @@ def signed(model: Path, subject_digest: str, signature: Path, key_hint: str) -> 
     )
 
 
-def verified(model: Path, subject_digest: str, signer: str) -> SecurityEvent:
+def verified(model: Path | str, subject_digest: str, signer: str) -> SecurityEvent:
     return SecurityEvent(
         kind=EventKind.ACTIVITY,
         source=SOURCE,
@@ -47,7 +47,7 @@ def verified(model: Path, subject_digest: str, signer: str) -> SecurityEvent:
     )
 
 
-def problem_findings(model: Path, problems: Iterable[Problem]) -> list[Finding]:
+def problem_findings(model: Path | str, problems: Iterable[Problem]) -> list[Finding]:
     """One finding per problem: file-level problems name the file as the location."""
     findings = []
     for problem in problems:
@@ -64,7 +64,7 @@ def problem_findings(model: Path, problems: Iterable[Problem]) -> list[Finding]:
     return findings
 
 
-def verification_failed(model: Path, problems: Iterable[Problem]) -> list[SecurityEvent]:
+def verification_failed(model: Path | str, problems: Iterable[Problem]) -> list[SecurityEvent]:
     return [
         SecurityEvent.of_finding(f, SOURCE, model=str(model))
         for f in problem_findings(model, problems)

@@ -256,7 +256,12 @@ class PolicyResult:
 
 
 def _check_signature(
-    model: Path, signature: Path, policy: Policy, unmet: list[Requirement], met: list[str]
+    model: Path,
+    signature: Path,
+    policy: Policy,
+    unmet: list[Requirement],
+    met: list[str],
+    follow_links: bool = False,
 ) -> str | None:
     trusts: list[Trust] = [KeyTrust(k) for k in policy.public_keys]
     if policy.anchors:
@@ -268,7 +273,11 @@ def _check_signature(
     for trust in trusts:
         try:
             verified = verify_model(
-                model, signature, trust, ignore_unsigned_files=policy.ignore_unsigned_files
+                model,
+                signature,
+                trust,
+                ignore_unsigned_files=policy.ignore_unsigned_files,
+                follow_links=follow_links,
             )
         except SignatureMismatch as e:
             failures.extend(e.problems)
@@ -294,8 +303,8 @@ def _allowed(matches: Callable[[str], bool], identities: tuple[str, ...]) -> boo
     return not identities or any(matches(i) for i in identities)
 
 
-def _model_digest(model: Path, signature: Path) -> str:
-    options = HashOptions()
+def _model_digest(model: Path, signature: Path, follow_links: bool = False) -> str:
+    options = HashOptions(allow_symlinks=follow_links)
     inside = signature_ignore(model, signature)
     if inside and model.is_dir():
         options = replace(options, ignore_paths=(inside,))
@@ -309,16 +318,19 @@ def check_policy(
     signature: Path,
     provenance: Path | None = None,
     scan: ScanGate | None = None,
+    follow_links: bool = False,
 ) -> PolicyResult:
-    """Check every requirement of ``policy`` for ``model``; never stops at the first."""
+    """Check every requirement of ``policy`` for ``model``; never stops at the first.
+
+    ``follow_links``: as :func:`~donjon.provenance.verify.verify_model` (checked links only).
+    """
     if not model.exists():
         raise InputError(f"model {model} does not exist")
     unmet: list[Requirement] = []
     met: list[str] = []
-    digest = _check_signature(model, signature, policy, unmet, met)
-    _check_provenance(
-        model, policy, provenance, digest or _model_digest(model, signature), unmet, met
-    )
+    digest = _check_signature(model, signature, policy, unmet, met, follow_links)
+    subject = digest or _model_digest(model, signature, follow_links)
+    _check_provenance(model, policy, provenance, subject, unmet, met)
     _check_scan(model, policy, scan, unmet, met)
     return PolicyResult(model, tuple(unmet), tuple(met), digest)
 

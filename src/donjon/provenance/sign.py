@@ -29,9 +29,13 @@ class SignResult:
 
 
 def signature_ignore(model: Path, signature: Path) -> str | None:
-    """The signature file's path relative to the model, when it sits inside it."""
+    """The signature file's path relative to the model, when it sits inside it.
+
+    The signature's own name is kept: in a Hugging Face snapshot it is a link
+    into the cache's blobs, yet it sits in the model folder.
+    """
     try:
-        relative = signature.resolve().relative_to(model.resolve())
+        relative = (signature.parent.resolve() / signature.name).relative_to(model.resolve())
     except ValueError:
         return None
     return relative.as_posix() if relative.parts else None

@@ -144,11 +144,15 @@ def verify_model(
     *,
     ignore_unsigned_files: bool = False,
     workers: int | None = None,
+    follow_links: bool = False,
 ) -> VerifiedModel:
     """Return the verified model or raise :class:`SignatureMismatch` listing every problem.
 
     A malformed bundle raises :class:`MalformedSignature`; both are
     ``VerificationError``. A model that cannot be read raises ``InputError``.
+    ``follow_links`` hashes linked files as the files they link to, whatever the
+    signature says: only for links the caller checked (a Hugging Face snapshot's
+    entries, each a link into its repository's blobs).
     """
     if not model.exists():
         raise InputError(f"model {model} does not exist")
@@ -176,6 +180,8 @@ def verify_model(
     inside = signature_ignore(model, signature)
     if inside and model.is_dir():
         options = replace(options, ignore_paths=(*options.ignore_paths, inside))
+    if follow_links:
+        options = replace(options, allow_symlinks=True)
     only = expected.files if ignore_unsigned_files else None
     try:
         actual = build_manifest(model, options, only=only)
