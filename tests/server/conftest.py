@@ -16,10 +16,12 @@ from fastapi import FastAPI
 
 from donjon.core.identity import Principal, PrincipalKind
 from donjon.server import ServerLimits, create_app
+from donjon.server.auth_failures import SharedFailures
 from tests.registry.fakes import TokenAuthenticator
 from tests.registry.harness import Vault, make_vault
 
 MAX_UPLOAD = 256 * 1024
+TOKEN_SEED = secrets.token_urlsafe(24)
 
 
 @dataclass
@@ -33,14 +35,16 @@ class Served:
         return self.tokens[who]
 
 
-def build_app(vault: Vault, limits: ServerLimits | None = None) -> tuple[FastAPI, dict[str, str]]:
+def build_app(
+    vault: Vault, limits: ServerLimits | None = None, shared_failures: SharedFailures | None = None
+) -> tuple[FastAPI, dict[str, str]]:
     principals = {
         "alice": Principal("alice"),
         "bob": Principal("bob"),
         "ci": Principal("ci", PrincipalKind.SERVICE),
         "admin": Principal("admin"),
     }
-    tokens = {who: f"djt_{who}_{secrets.token_urlsafe(24)}" for who in principals}
+    tokens = {who: f"djt_{who}_{TOKEN_SEED}" for who in principals}  # the same for every app
     authenticator = TokenAuthenticator({tokens[w]: p for w, p in principals.items()})
     app = create_app(
         vault.registry,
@@ -54,6 +58,7 @@ def build_app(vault: Vault, limits: ServerLimits | None = None) -> tuple[FastAPI
             auth_failure_limit=0,
             auth_failure_window=0,
         ),
+        shared_failures=shared_failures,
     )
     return app, tokens
 

@@ -46,7 +46,7 @@ from donjon.errors import (
 from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
 from donjon.server.attachments import add_attachment_routes
-from donjon.server.auth_failures import FailedAuthLimiter
+from donjon.server.auth_failures import FailedAuthLimiter, SharedFailures
 from donjon.server.recording import RecordBeforeAnswer
 from donjon.server.schemas import HealthOut, ReadyOut, WhoAmIOut
 from donjon.server.tls import CLIENT_CERT_NAME
@@ -115,6 +115,7 @@ def create_app(
     readiness: Mapping[str, Callable[[], object]] | None = None,
     on_startup: Sequence[Callable[[], None]] = (),
     on_shutdown: Sequence[Callable[[], None]] = (),
+    shared_failures: SharedFailures | None = None,
 ) -> FastAPI:
     """The FastAPI app of the vault; serve it with uvicorn.
 
@@ -122,13 +123,17 @@ def create_app(
     dependency is unavailable). ``on_startup``: run before the first request (start
     the outbox relay). ``on_shutdown``: run in order once the server has
     stopped taking requests and the in-flight ones have finished (close the
-    services, drain the outbox).
+    services, drain the outbox). ``shared_failures``: where every worker and replica
+    counts failed authentications (the database), so the limit is theirs together.
     """
     limits = limits or ServerLimits()
     checks = dict(readiness or {})
     starters, closers = tuple(on_startup), tuple(on_shutdown)
     failures = FailedAuthLimiter(
-        bus.publish, limit=limits.auth_failure_limit, window_seconds=limits.auth_failure_window
+        bus.publish,
+        limit=limits.auth_failure_limit,
+        window_seconds=limits.auth_failure_window,
+        shared=shared_failures,
     )
 
     @asynccontextmanager
@@ -248,6 +253,7 @@ async def _sweep_every_second(failures: FailedAuthLimiter) -> None:
     while True:
         await anyio.sleep(1.0)
         await anyio.to_thread.run_sync(failures.sweep)
+        await anyio.to_thread.run_sync(failures.sync)
 
 
 def bearer_token(values: list[str]) -> str:

@@ -16,24 +16,53 @@ So a flood from one address adds at most two ledger entries per window. Windows
 are closed by :meth:`FailedAuthLimiter.sweep` (on each request and once a
 second while the server runs) and by :meth:`FailedAuthLimiter.flush` at
 shutdown. ``window_seconds`` 0 records every failure on its own.
+
+With a :class:`SharedFailures` store (the database: ``donjon server`` wires
+one), the limit is counted across every worker and replica: each failure is
+added to the source's shared window, and the process that sees the count reach
+the limit refuses the source at once; the others learn it within a second
+(:meth:`FailedAuthLimiter.sync`) or at their next failure from it. N processes
+then let through about ``limit`` failures per window, not N times ``limit``.
+The ledger records stay per process (at most two per window and process).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from donjon.core.events import EventKind, Outcome, SecurityEvent, utc_now
 from donjon.core.severity import Severity
+from donjon.errors import DonjonError
 
 SOURCE = "server"
 MAX_REASONS = 10  # distinct reasons kept per window; the rest are counted as "other"
 
 Publish = Callable[[SecurityEvent], object]
+log = logging.getLogger(__name__)
+
+
+class SharedFailures(Protocol):
+    """Failure windows per source shared by processes (``donjon.storage.auth_failures``).
+
+    Times are Unix seconds: processes on several machines share them.
+    """
+
+    def add(self, source: str, now: float, window: float) -> tuple[int, float]:
+        """Count a failure; the source's failures in its window, and when it opened."""
+        ...
+
+    def over(self, limit: int, now: float, window: float) -> dict[str, float]:
+        """Sources with ``limit`` failures or more in an open window -> when it opened."""
+        ...
+
+    def expire(self, now: float, window: float) -> None: ...
 
 
 @dataclass
@@ -59,6 +88,8 @@ class FailedAuthLimiter:
         window_seconds: float = 60.0,
         max_sources: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedFailures | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._publish = publish
         self.limit = limit  # 0: never refuse with 429 (still aggregated)
@@ -67,6 +98,10 @@ class FailedAuthLimiter:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        self._shared = shared if limit > 0 and window_seconds > 0 else None
+        self._wall = wall_clock
+        self._blocked: dict[str, float] = {}  # over the shared limit: until (Unix time)
+        self._expired_at = 0.0
 
     def retry_after(self, source: str, request_id: str) -> float | None:
         """Seconds ``source`` must wait when it is over the limit (the refusal is counted)."""
@@ -75,30 +110,82 @@ class FailedAuthLimiter:
         self.sweep()
         with self._lock:
             found = self._windows.get(source)
-            if found is None or found.failures < self.limit:
+            wait = self._shared_wait(source)
+            if wait is None and (found is None or found.failures < self.limit):
                 return None
+            now = utc_now()
+            if found is None:  # refused for failures other processes counted
+                found = self._windows[source] = _Window(
+                    self._clock(), request_id, now, request_id, now, failures=0
+                )
             found.refused += 1
-            found.last_id, found.last_time = request_id, utc_now()
-            return max(0.0, found.opened + self.window - self._clock())
+            found.last_id, found.last_time = request_id, now
+            local = max(0.0, found.opened + self.window - self._clock())
+            return max(local, wait or 0.0)
+
+    def _shared_wait(self, source: str) -> float | None:
+        until = self._blocked.get(source)
+        if until is None:
+            return None
+        left = until - self._wall()
+        if left <= 0:
+            del self._blocked[source]
+            return None
+        return left
+
+    def sync(self) -> None:
+        """Learn the sources other processes took over the shared limit (once a second)."""
+        if self._shared is None:
+            return
+        now = self._wall()
+        try:
+            over = self._shared.over(self.limit, now, self.window)
+            if now - self._expired_at >= self.window:
+                self._shared.expire(now, self.window)
+                self._expired_at = now
+        except DonjonError as e:  # the local limit still holds meanwhile
+            log.warning("cannot read the shared failed-authentication counts: %s", e)
+            return
+        with self._lock:
+            self._blocked = {source: opened + self.window for source, opened in over.items()}
+
+    def _count_shared(self, source: str) -> None:
+        if self._shared is None:
+            return
+        try:
+            failures, opened = self._shared.add(source, self._wall(), self.window)
+        except DonjonError as e:  # the local limit still holds
+            log.warning("cannot count a failed authentication in the database: %s", e)
+            return
+        if failures >= self.limit:
+            with self._lock:
+                self._blocked[source] = opened + self.window
 
     def failed(self, source: str, request_id: str, reason: str) -> None:
         """Count one failed authentication from ``source``; the first of a window is published."""
         self.sweep()
+        self._count_shared(source)
         now = utc_now()
         evicted: tuple[str, _Window] | None = None
         with self._lock:
             found = self._windows.get(source)
-            if found is not None:
+            if found is not None and found.failures:
                 found.failures += 1
                 found.last_id, found.last_time = request_id, now
                 _count(found.reasons, reason)
                 return
-            if len(self._windows) >= self._max_sources:  # bounded memory: close the oldest
-                oldest = next(iter(self._windows))
-                evicted = (oldest, self._windows.pop(oldest))
-            window = _Window(self._clock(), request_id, now, request_id, now)
-            _count(window.reasons, reason)
-            self._windows[source] = window
+            if found is not None:  # refused so far for others' failures: this is its first
+                found.failures = 1
+                found.first_id, found.first_time = request_id, now
+                found.last_id, found.last_time = request_id, now
+                _count(found.reasons, reason)
+            else:
+                if len(self._windows) >= self._max_sources:  # bounded memory: close the oldest
+                    oldest = next(iter(self._windows))
+                    evicted = (oldest, self._windows.pop(oldest))
+                window = _Window(self._clock(), request_id, now, request_id, now)
+                _count(window.reasons, reason)
+                self._windows[source] = window
         if evicted is not None:
             self._close(*evicted)
         self._publish(_first_event(source, request_id, reason))

@@ -18,6 +18,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
     server stops it closes the vault and ``donjon`` (the outbox is drained)."""
     from donjon.app import build_vault, vault_access
     from donjon.server.app import ServerLimits, create_app
+    from donjon.storage.auth_failures import SqlAuthFailures
 
     if donjon.ledger is not None:  # the registered key or a clear error; then sign on time
         donjon.ledger.start_anchoring()
@@ -33,6 +34,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
         readiness=services.readiness(),
         on_startup=(donjon.start_delivery,),
         on_shutdown=(services.close, donjon.close),
+        shared_failures=SqlAuthFailures(services.database),
     )
     identify = getattr(authenticator, "verify", None) or authenticator.authenticate
     add_console(  # the web console under /ui, on the same identities, policies and ledger
