@@ -71,6 +71,12 @@ COMMANDS = (
         "Verify MODEL against its signature (and a policy); exit 1 on any failure.",
     ),
     LazyCommand(
+        "verify-files",
+        "donjon.cli.verify_files",
+        "verify_files",
+        "Verify the signatures covering FILES (the donjon-verify pre-commit hook).",
+    ),
+    LazyCommand(
         "bom",
         "donjon.cli.bom",
         "bom",
