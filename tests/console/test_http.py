@@ -146,4 +146,3 @@ def test_a_form_with_too_many_fields_is_refused(site: Site) -> None:
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert refused.status_code == 403
-
