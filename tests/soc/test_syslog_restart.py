@@ -9,6 +9,7 @@ into the dead connection, counted as delivered, and lost.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from donjon.core import EventKind, SecurityEvent, Severity
-from donjon.soc.outbox import Dispatcher, Outbox
+from donjon.soc.outbox import Dispatcher, Outbox, SinkUnavailable
 from donjon.soc.syslog_sink import SyslogSink, peer_closed
 from donjon.storage.outbox import SqlOutboxStore
 from donjon.storage.sql import open_database
@@ -144,6 +145,79 @@ def test_a_closed_connection_is_noticed_before_reuse(receiver: Rsyslog) -> None:
         assert peer_closed(sink._sock)
     finally:
         sink.close()
+
+
+def _read_all(conn: socket.socket, size: int, timeout: float = 10.0) -> bytes:
+    conn.settimeout(timeout)
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_connection_the_receiver_closed_while_idle_is_not_written_into() -> None:
+    """Regression (a receiver restart between batches): the sink must notice the end of the
+    old connection before it writes, and deliver the next batch on a new one at the first
+    try. Written into the dead connection, the batch fails (or, if the reset comes late,
+    is counted as delivered and lost)."""
+    first, second = _events(0, 1)[0], _events(1, 1)[0]
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+        sink = SyslogSink("127.0.0.1", server.getsockname()[1], protocol="tcp", timeout=2)
+        try:
+            sink.emit(first)
+            old, _ = server.accept()
+            assert first.uid.encode() in _read_all(old, len(sink.render(first)))
+            old.close()  # the receiver ends the idle connection (a restart)
+            time.sleep(0.1)  # its FIN has arrived; nothing has been written since
+            sink.emit(second)  # must not raise: a new connection, at the first try
+            new, _ = server.accept()
+            with new:
+                assert second.uid.encode() in _read_all(new, len(sink.render(second)))
+        finally:
+            sink.close()
+
+
+def test_a_batch_the_receiver_has_not_acknowledged_is_not_delivered() -> None:
+    """Regression: bytes the receiver's TCP stack has not acknowledged (it stopped reading,
+    its window is shut) still sit in the sender's queue and die with the connection, so
+    the batch is not delivered until they are acknowledged: emit fails after its timeout
+    and the outbox sends the batch again, here on a new connection to a reader."""
+    batch = _events(0, 20)  # about 12 KB: more than a shut window, less than a send buffer
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the smallest window
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(10)
+        sink = SyslogSink("127.0.0.1", server.getsockname()[1], protocol="tcp", timeout=1)
+        try:
+            size = sum(len(sink.render(e).encode()) for e in batch)
+            assert size > 8192
+            with pytest.raises(SinkUnavailable, match="acknowledge"):
+                sink.emit_batch(batch)  # the receiver accepted nothing and reads nothing
+            stalled, _ = server.accept()
+            stalled.close()
+            got: list[bytes] = []
+            accepted: list[socket.socket] = []
+
+            def read() -> None:
+                accepted.append(server.accept()[0])
+                got.append(_read_all(accepted[0], size))
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            try:
+                sink.emit_batch(batch)  # the retry, read this time
+                reader.join(10)
+            finally:
+                for conn in accepted:
+                    conn.close()
+            assert all(e.uid.encode() in got[0] for e in batch)
+        finally:
+            sink.close()
 
 
 def test_udp_is_labelled_lossy_in_the_metrics(tmp_path: Path) -> None:

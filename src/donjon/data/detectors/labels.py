@@ -6,14 +6,19 @@
 3. Models refitted without the pruned rows give cleaner probabilities ``p(j | x)``. A
    class-conditional flip (a share of one class relabelled as another) forms a coherent
    cluster that cross-validated models partly learn: its records vouch for each other. So
-   the cleaning is iterated: records found wrong (step 5) leave the training rows too, and
+   the cleaning is iterated: records found wrong (step 6) leave the training rows too, and
    the models are refitted until the set left out stops changing (at most
    ``CLEANING_ROUNDS`` refits).
-4. Each record's posterior that its label is wrong follows Bayes' rule with the estimated
+4. The survivors of a large flip still vouch for each other. When the label issues pile
+   up in one (given, true) class pair far beyond what noise spread over every class would
+   put there, the pair is a flip candidate: every record of the given class that is not
+   confidently of it and leans to the other leaves the training rows, and one more refit
+   judges each by its genuine neighbours only.
+5. Each record's posterior that its label is wrong follows Bayes' rule with the estimated
    noise matrix ``T[i][j] = P(label i | true class j)``, each off-diagonal cell shrunk toward
    the average off-diagonal count (so an unobserved confusion is not treated as impossible):
    ``P(true j | x, label i) ~ T[i][j] p(j | x)``.
-5. A record is flagged when that posterior exceeds 1/2: more likely wrong than right. No
+6. A record is flagged when that posterior exceeds 1/2: more likely wrong than right. No
    noise rate is assumed; the threshold is the Bayes decision, the score the posterior.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import stats
 
 from donjon.data import rules
 from donjon.data.detectors.base import DetectorResult, LabelledData, RecordFlag
@@ -29,6 +35,8 @@ from donjon.data.detectors.models import out_of_sample_probs
 
 NAME = "label_issues"
 CLEANING_ROUNDS = 3
+MIN_PAIR_ISSUES = 5
+PAIR_ALPHA = 0.01
 
 
 def _normalise(probs: np.ndarray) -> np.ndarray:
@@ -77,6 +85,63 @@ def _clean_probabilities(
     return clean, label_posterior(clean, y, noise)
 
 
+def flip_pairs(y: np.ndarray, posterior: np.ndarray, counts: np.ndarray) -> list[tuple[int, int]]:
+    """(given, true) class pairs whose label issues are too many to be spread noise.
+
+    Under noise that spares no class, a record of true class j is relabelled as each other
+    class alike, so a label issue falls in the cell (given i, true j) with probability
+    ``n_j / (n (k - 1))``. A class-conditional flip piles its records in one cell: a cell
+    holding far more (one-sided binomial test, Bonferroni over the k (k - 1) cells) is a
+    flip candidate.
+    """
+    n, k = len(y), len(counts)
+    wrong = posterior[np.arange(n), y] < 0.5
+    likely = posterior.argmax(axis=1)
+    total = int(wrong.sum())
+    if total < MIN_PAIR_ISSUES:
+        return []
+    cells = np.zeros((k, k), dtype=int)
+    np.add.at(cells, (y[wrong], likely[wrong]), 1)
+    alpha = PAIR_ALPHA / (k * (k - 1))
+    return [
+        (int(i), int(j))
+        for i, j in zip(*np.nonzero(cells >= MIN_PAIR_ISSUES), strict=True)
+        if i != j and stats.binom.sf(cells[i, j] - 1, total, counts[j] / (n * (k - 1))) < alpha
+    ]
+
+
+def _refit_pairs(
+    X: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    clean: np.ndarray,
+    posterior: np.ndarray,
+    pruned: np.ndarray,
+    noise: np.ndarray,
+    pairs: list[tuple[int, int]],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refit without every record a flip of ``pairs`` may have reached.
+
+    The flipped records that survive the cleaning still vouch for each other. Within a flip
+    candidate (given i, true j), every record labelled i that is not confidently i (its
+    probability below the class's average, cleanlab's confident threshold) and leans to j
+    leaves the training rows; each is then judged by its genuine neighbours only.
+    """
+    n = len(y)
+    given = clean[np.arange(n), y]
+    threshold = np.array([clean[y == c, c].mean() for c in range(k)])
+    rival = np.where(np.eye(k, dtype=bool)[y], -1.0, clean).argmax(axis=1)
+    doubtful = posterior[np.arange(n), y] < 0.5
+    for i, j in pairs:
+        doubtful |= (y == i) & (rival == j) & (given < threshold[i])
+    keep = np.flatnonzero(~(doubtful | pruned))
+    if np.bincount(y[keep], minlength=k).min() < 2:
+        return clean, posterior
+    refit = _normalise(out_of_sample_probs(X, y, k, keep, seed))
+    return refit, label_posterior(refit, y, noise)
+
+
 def detect_label_issues(
     data: LabelledData, seed: int = 0, rounds: int = CLEANING_ROUNDS
 ) -> DetectorResult:
@@ -100,10 +165,16 @@ def detect_label_issues(
         pruned = find_label_issues(y, first, filter_by="prune_by_noise_rate")
         joint = estimate_joint(y, first) * n
     noise = noise_matrix(joint)
+    candidates: list[tuple[int, int]] = []
     if supplied:
         clean, posterior = first, label_posterior(first, y, noise)
     else:
         clean, posterior = _clean_probabilities(data.X, y, k, first, pruned, noise, seed, rounds)
+        candidates = flip_pairs(y, posterior, counts)
+        if candidates:
+            clean, posterior = _refit_pairs(
+                data.X, y, k, clean, posterior, pruned, noise, candidates, seed
+            )
     wrong = 1.0 - posterior[np.arange(n), y]
     likely = posterior.argmax(axis=1)
     flags = tuple(
@@ -135,6 +206,9 @@ def detect_label_issues(
         "flagged": len(flags),
         "estimated_noise_rate": round(float(1 - np.trace(joint) / n), 4),
         "top_confusions": pairs,
+        "flip_candidates": [
+            {"given": data.label_name(i), "true": data.label_name(j)} for i, j in candidates
+        ],
         "probabilities": "user-supplied" if supplied else "cross-validated scikit-learn models",
     }
     return DetectorResult(NAME, rules.LABEL_ISSUE, flags, summary)
