@@ -187,3 +187,32 @@ def test_key_references(tmp_path: Path) -> None:
         resolve_key(f"file:{loose}", keys)
     with pytest.raises(ConfigError, match="use keys:ID"):
         resolve_key("vault:wm", keys)
+
+
+@pytest.mark.parametrize("mode", ["principal", "global"])
+def test_principal_mode_marks_each_principal_apart(
+    tmp_path: Path, victim: Victim, mode: str
+) -> None:
+    key = tmp_path / "wm.key"
+    key.write_text("cd" * 32)
+    key.chmod(0o600)
+    mark = {"rate": 0.05, "control_rate": 0.0, "key": f"file:{key}", "folder": str(tmp_path)}
+    settings, keys = write_setup(
+        tmp_path, victim, ["alice", "bob"], {"watermark": {**mark, "mode": mode}}
+    )
+    pipeline = build_pipeline(settings)
+    rows = victim.x_test[:200]
+    answer = table(victim_scores(victim.model, rows))
+    tops = {
+        who: np.asarray(_through(pipeline, keys[who], rows, answer)["outputs"]).argmax(axis=1)
+        for who in ("alice", "bob")
+    }
+    store = FolderMarks(tmp_path)
+    marked = {who: {r.input_sha256 for r in store.records("digits", [who])} for who in tops}
+    assert marked["alice"]
+    assert marked["bob"]
+    if mode == "global":  # the same inputs marked, with the same keyed answers
+        assert marked["alice"] == marked["bob"]
+        assert (tops["alice"] == tops["bob"]).all()
+    else:  # each principal its own keyed subset: a mark names whom it was given to
+        assert marked["alice"] != marked["bob"]
