@@ -1,0 +1,583 @@
+"""Benchmark of the gateway's watermarks against ART's extraction attacks over HTTP.
+
+Run from the repository root:
+  python benchmarks/watermark_bench.py [--quick] [--scenario tabular|digits|all] [--rate 0.005]
+
+Two victims, each behind the gateway (uvicorn, in this process) with
+``[models.watermark]`` at ``--rate``:
+
+* ``tabular``: an MLP on 10 classes x 20 features (scikit-learn's
+  make_classification); the attacker has 12,000 distinct natural rows;
+* ``digits``: the gateway's digits MLP; the attacker augments the 360 natural
+  digits it has (one-pixel shifts, rotations of a few degrees, on the 0..16 grid)
+  into some 14,000 queries: the hard case, near-copies of every marked input.
+
+The attackers run ART's CopycatCNN and KnockoffNets (random and adaptive) with
+PyTorch surrogates trained to convergence. Each surrogate and each independent
+model (several architectures, trained on the victim's training data or on the
+attacker's very inputs labelled by the victim *without* the gateway, never on the
+gateway's answers) is served over HTTP and tested with
+``donjon.app.watermark.verify_suspect`` (the code behind ``donjon gateway
+verify-suspect``) against every principal's records. Targets: every surrogate with
+fidelity >= 0.8 identified at p < 1e-6, as its own principal only; no independent
+model identified; benign accuracy drop <= 0.5 %. The gateway's added CPU time per
+one-row request (in process, median of rounds, alternating order) is printed beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+from art.attacks.extraction import CopycatCNN, KnockoffNets  # noqa: E402
+from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier  # noqa: E402
+from scipy import ndimage  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import make_classification  # noqa: E402
+from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis  # noqa: E402
+from sklearn.ensemble import (  # noqa: E402
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.naive_bayes import GaussianNB  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+from sklearn.neural_network import MLPClassifier  # noqa: E402
+from tests.gateway.harness import serve_gateway, serve_victim, train_victim, victim_scores  # noqa: E402
+
+from donjon.app.watermark import verify_suspect  # noqa: E402
+from donjon.config import Settings  # noqa: E402
+from donjon.gateway import build_pipeline, new_api_key  # noqa: E402
+from donjon.gateway.pipeline import GatewayRequest  # noqa: E402
+from donjon.gateway.replies import Reply  # noqa: E402
+from donjon.gateway.settings import GatewaySettings  # noqa: E402
+from donjon.gateway.watermark.suspect import HttpSuspect  # noqa: E402
+
+CLASSES = 10
+ALPHA = 1e-6
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def augmented(rows: np.ndarray, rng: np.random.Generator, per_row: int) -> np.ndarray:
+    """Natural variations of 8x8 digits: one-pixel shifts and small rotations, on the grid."""
+    out = []
+    for row in rows:
+        image = row.reshape(8, 8)
+        for _ in range(per_row):
+            dy, dx = rng.integers(-1, 2, size=2)
+            angle = rng.uniform(-12, 12)
+            moved = ndimage.shift(image, (dy, dx), order=1, mode="constant")
+            turned = ndimage.rotate(moved, angle, reshape=False, order=1, mode="constant")
+            out.append(np.clip(np.rint(turned), 0, 16).ravel())
+    unique = np.unique(np.asarray(out), axis=0)
+    return unique[rng.permutation(len(unique))]
+
+
+# -- surrogates --------------------------------------------------------------------------------
+
+
+def cnn(width: int = 16) -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Unflatten(1, (1, 8, 8)),
+        torch.nn.Conv2d(1, width, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(width, 2 * width, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(2 * width * 16, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, CLASSES),
+    )
+
+
+def mlp(hidden: int = 256, inputs: int = 64) -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Linear(inputs, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, CLASSES),
+    )
+
+
+def art_model(
+    network: torch.nn.Module,
+    seed: int,
+    features: int = 64,
+    clip: tuple[float, float] | None = (0.0, 16.0),
+) -> PyTorchClassifier:
+    torch.manual_seed(seed)
+    for layer in network.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    return PyTorchClassifier(
+        model=network,
+        loss=torch.nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(network.parameters(), lr=1e-3),
+        input_shape=(features,),
+        nb_classes=CLASSES,
+        clip_values=clip,
+        preprocessing=(0.0, 16.0) if clip is not None else None,
+    )
+
+
+def torch_scores(classifier: PyTorchClassifier) -> Callable[[np.ndarray], np.ndarray]:
+    def scores(rows: np.ndarray) -> np.ndarray:
+        logits = classifier.predict(rows.astype(np.float32), batch_size=512)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        return out
+
+    return scores
+
+
+def sklearn_scores(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def scores(rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), CLASSES))
+        out[:, model.classes_] = model.predict_proba(rows)
+        return out
+
+    return scores
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+class Scenario:
+    """A victim, the attacker's pool of natural inputs, benign traffic and surrogates."""
+
+    name: str
+    features: int
+    victim: Any  # has predict_proba on raw rows
+    pool: np.ndarray  # the attacker's natural inputs (distinct rows)
+    seed_rows: np.ndarray  # a few the attacker labelled itself (KnockoffNets adaptive)
+    benign: np.ndarray
+    heldout: np.ndarray  # for fidelity
+    train_x: np.ndarray
+    train_y: np.ndarray
+    clip: tuple[float, float] | None = None
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.victim.predict_proba(np.asarray(rows)).argmax(axis=1)
+        return out
+
+    def networks(self) -> dict[str, Callable[[], torch.nn.Module]]:
+        raise NotImplementedError
+
+
+class Tabular(Scenario):
+    """10 classes, 20 features (scikit-learn's make_classification): distinct natural rows."""
+
+    name = "tabular"
+    features = 20
+
+    def __init__(self, quick: bool) -> None:
+        x, y = make_classification(
+            n_samples=40_000, n_features=20, n_informative=12, n_classes=CLASSES,
+            n_clusters_per_class=2, class_sep=1.5, random_state=0,
+        )  # fmt: skip
+        self.train_x, self.train_y = x[:10_000], y[:10_000]
+        self.victim = MLPClassifier((64,), max_iter=300, random_state=0).fit(
+            self.train_x, self.train_y
+        )
+        self.pool = x[10_000:22_000]
+        self.seed_rows = x[22_000:22_500]
+        self.benign = x[25_000 : 27_000 if quick else 30_000]
+        self.heldout = x[30_000:32_000]
+
+    def networks(self) -> dict[str, Callable[[], torch.nn.Module]]:
+        return {"MLP 256": lambda: mlp(256, 20), "MLP 512": lambda: mlp(512, 20)}
+
+
+class Digits(Scenario):
+    """The gateway's digits victim; the attacker augments a few hundred natural digits."""
+
+    name = "digits (augmented)"
+    features = 64
+    clip = (0.0, 16.0)
+
+    def __init__(self, quick: bool) -> None:
+        victim = train_victim()
+        self.victim = Served(lambda rows: victim_scores(victim.model, rows))
+        self.train_x, self.train_y = victim.x_train, victim.y_train
+        rng = np.random.default_rng(7)
+        order = rng.permutation(len(victim.x_test))
+        half = len(order) // 2
+        self.seed_rows = victim.x_test[order[:half]]
+        self.heldout = victim.x_test[order[half:]]
+        self.pool = augmented(self.seed_rows, rng, 40)
+        self.benign = augmented(self.heldout, np.random.default_rng(8), 6 if quick else 12)
+
+    def networks(self) -> dict[str, Callable[[], torch.nn.Module]]:
+        return {"CNN": cnn, "MLP 256": lambda: mlp(256, 64)}
+
+
+class Served:
+    """Rows in, scores out, from any scoring function (the harness's server divides by 16)."""
+
+    def __init__(self, scores: Callable[[np.ndarray], np.ndarray], scale: float = 1.0) -> None:
+        self.scores = scores
+        self.scale = scale
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self.scores(np.asarray(rows) * self.scale)
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self, scenario: Scenario, quick: bool, rate: float, queries: int, folder: Path
+    ) -> None:
+        self.s = scenario
+        self.quick = quick
+        self.rate = rate
+        self.queries = min(queries, len(scenario.pool))
+        self.folder = folder / scenario.name.split()[0]
+        self.folder.mkdir()
+        self.epochs = 30 if quick else 60
+        key = self.folder / "wm.key"
+        key.write_text(np.random.default_rng(99).bytes(32).hex())
+        key.chmod(0o600)
+        self.watermark = {"rate": rate, "key": f"file:{key}", "folder": str(self.folder / "m")}
+        self.surrogates: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray], int]] = {}
+        self.principals = ["copycat-0", "copycat-1", "knockoff-2", "knockoff-3", "benign"]
+
+    def fidelity(self, scores: Callable[[np.ndarray], np.ndarray]) -> float:
+        heldout = self.s.heldout
+        return float((scores(heldout).argmax(axis=1) == self.s.labels(heldout)).mean())
+
+    def art(self, network: torch.nn.Module, seed: int) -> PyTorchClassifier:
+        return art_model(network, seed, self.s.features, self.s.clip)
+
+    def settings(self) -> tuple[GatewaySettings, dict[str, str]]:
+        keys, entries = {}, []
+        for who in self.principals:
+            token, entry = new_api_key(who.replace("-", ""), who)
+            keys[who] = token
+            entries.append(entry)
+        (self.folder / "keys.json").write_text(json.dumps({"keys": entries}))
+        model = {
+            "name": "victim", "routes": ["/predict"], "allow": ["*"],
+            "features": self.s.features, "watermark": self.watermark,
+            "detectors": {"extraction": {"action": "alert"}},
+        }  # fmt: skip
+        settings = GatewaySettings.model_validate(
+            {
+                "auth": {"api_keys_file": str(self.folder / "keys.json")},
+                "quotas": {"principal_rate": 1e6, "principal_burst": 1e6},
+                "event_interval_seconds": 0,
+                "log_sample_rate": 0,
+                "models": [model],
+            }
+        )
+        return settings, keys
+
+    # -- attacks through the gateway ---------------------------------------------------------
+
+    def attack(
+        self, url: str, who: str, name: str, run: Callable[[BlackBoxClassifier], Any]
+    ) -> None:
+        client = Client(url, self.keys[who], self.s.features)
+        classifier = BlackBoxClassifier(
+            client, input_shape=(self.s.features,), nb_classes=CLASSES, clip_values=self.s.clip
+        )
+        started = time.time()
+        thief = run(classifier)
+        client.close()
+        scores = torch_scores(thief)
+        self.surrogates[name] = (who, scores, client.queries)
+        print(
+            f"  {name}: {client.queries} queries as {who}, fidelity "
+            f"{self.fidelity(scores):.3f} ({time.time() - started:.0f} s)",
+            flush=True,
+        )
+
+    def attacks(self, url: str) -> None:
+        n = self.queries
+        pool = self.s.pool.astype(np.float32)
+        nets = list(self.s.networks().items())
+
+        def copycat(network: torch.nn.Module, seed: int) -> Callable[[Any], Any]:
+            def run(classifier: BlackBoxClassifier) -> Any:
+                np.random.seed(seed)
+                attack = CopycatCNN(
+                    classifier, batch_size_fit=64, batch_size_query=64,
+                    nb_epochs=self.epochs, nb_stolen=n, use_probability=False,
+                )  # fmt: skip
+                return attack.extract(pool, thieved_classifier=self.art(network, seed))
+
+            return run
+
+        def knockoff(strategy: str, network: torch.nn.Module, seed: int) -> Callable[[Any], Any]:
+            def run(classifier: BlackBoxClassifier) -> Any:
+                np.random.seed(seed)
+                attack = KnockoffNets(
+                    classifier, batch_size_fit=64, batch_size_query=64,
+                    nb_epochs=self.epochs, nb_stolen=n, sampling_strategy=strategy,
+                    use_probability=False, verbose=False,
+                )  # fmt: skip
+                y = None
+                if strategy == "adaptive":  # the attacker's own coarse labels of its pool
+                    seed_y = self.s.labels(self.s.seed_rows)
+                    own = LogisticRegression(max_iter=2000).fit(self.s.seed_rows, seed_y)
+                    y = own.predict(pool)
+                return attack.extract(pool, y=y, thieved_classifier=self.art(network, seed))
+
+            return run
+
+        self.attack(url, "copycat-0", f"CopycatCNN ({nets[0][0]})", copycat(nets[0][1](), 1))
+        self.attack(url, "copycat-1", f"CopycatCNN ({nets[1][0]})", copycat(nets[1][1](), 2))
+        self.attack(
+            url, "knockoff-2", f"KnockoffNets random ({nets[0][0]})",
+            knockoff("random", nets[0][1](), 3),
+        )  # fmt: skip
+        self.attack(
+            url, "knockoff-3", f"KnockoffNets adaptive ({nets[0][0]})",
+            knockoff("adaptive", nets[0][1](), 4),
+        )  # fmt: skip
+
+    def benign_accuracy(self, url: str, token: str | None) -> float:
+        """Agreement with the model's own answers seen by a benign user."""
+        client = Client(url, token, self.s.features)
+        rows = self.s.benign
+        answers = np.concatenate([client(rows[i : i + 64]) for i in range(0, len(rows), 64)])
+        client.close()
+        return float((answers.argmax(axis=1) == self.s.labels(rows)).mean())
+
+    # -- independent models ------------------------------------------------------------------
+
+    def independent(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """Models that never saw the gateway's answers, several architectures."""
+        x, y = self.s.train_x, self.s.train_y
+        few = slice(0, self.queries)  # torch models: as many training rows as the thieves had
+        same_x = self.s.pool[: self.queries]
+        same_y = self.s.labels(same_x)  # the attacker's inputs, the model's own answers
+        models: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        nets = self.s.networks()
+        sets = (("train", (x[few], y[few])), ("same inputs", (same_x, same_y)))
+        for seed, (kind, data) in enumerate(sets):
+            for name, make in nets.items():
+                net = self.art(make(), 100 + seed)
+                net.fit(data[0].astype(np.float32), np.eye(CLASSES)[data[1]],
+                        nb_epochs=self.epochs, batch_size=64, verbose=False)  # fmt: skip
+                models[f"torch {name} ({kind})"] = torch_scores(net)
+        sk: dict[str, Any] = {
+            "sklearn MLP 32": MLPClassifier((32,), max_iter=200, random_state=1),
+            "sklearn MLP 128x64": MLPClassifier((128, 64), max_iter=200, random_state=2),
+            "logistic regression": LogisticRegression(max_iter=3000),
+            "random forest": RandomForestClassifier(100, random_state=1, n_jobs=1),
+            "extra trees": ExtraTreesClassifier(100, random_state=3, n_jobs=1),
+            "hist gradient boosting": HistGradientBoostingClassifier(random_state=1),
+            "1-NN": KNeighborsClassifier(1),
+            "15-NN": KNeighborsClassifier(15),
+            "gaussian naive Bayes": GaussianNB(),
+            "QDA": QuadraticDiscriminantAnalysis(reg_param=0.1),
+        }
+        for name, model in sk.items():
+            models[f"{name} (train)"] = sklearn_scores(clone(model).fit(x, y))
+        for name in ("1-NN", "random forest", "sklearn MLP 128x64", "hist gradient boosting"):
+            models[f"{name} (same inputs)"] = sklearn_scores(clone(sk[name]).fit(same_x, same_y))
+        return models
+
+    # -- verification ------------------------------------------------------------------------
+
+    def verify(
+        self, scores: Callable[[np.ndarray], np.ndarray], config: GatewaySettings
+    ) -> dict[str, Any]:
+        with serve_victim(Served(scores, 16.0)) as url:  # type: ignore[arg-type]
+            report = verify_suspect(
+                Settings(home=self.folder / "home"),
+                config,
+                "victim",
+                HttpSuspect(f"{url}/predict", batch=256),
+                alpha=ALPHA,
+            )
+        return {v.principal: v for v in report.verdicts}
+
+    # -- overhead ----------------------------------------------------------------------------
+
+    def overhead(self, settings: GatewaySettings, token: str, rounds: int) -> dict[str, float]:
+        """The gateway's CPU time per one-row request (admit + complete), in process."""
+        off = settings.model_copy(
+            update={"models": [settings.models[0].model_copy(update={"watermark": None})]}
+        )
+        pipelines = {"off": build_pipeline(off), "on": build_pipeline(settings)}
+        rows = self.s.benign[:2000]
+        bodies = [json.dumps({"inputs": [r.tolist()]}).encode() for r in rows]
+        answers = [
+            json.dumps({"outputs": self.s.victim.predict_proba(r[None]).tolist()}).encode()
+            for r in rows
+        ]
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        for r in range(rounds):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                pipeline = pipelines[mode]
+                start = time.process_time()
+                for body, answer in zip(bodies, answers, strict=True):
+                    request = GatewayRequest("POST", "/predict", {"x-api-key": token}, body)
+                    admitted = pipeline.admit(request)
+                    if isinstance(admitted, Reply):
+                        raise RuntimeError(f"refused: {admitted.body()}")
+                    pipeline.complete(admitted, 200, answer)
+                times[mode].append((time.process_time() - start) / len(bodies))
+        return {mode: float(np.median(t)) for mode, t in times.items()}
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        print(
+            f"\n== {self.s.name}: watermark rate {self.rate:.2%}; {self.queries} queries per "
+            f"attack from a pool of {len(self.s.pool)} natural inputs; surrogates trained "
+            f"{self.epochs} epochs"
+        )
+        settings, self.keys = self.settings()
+        result: dict[str, Any] = {"scenario": self.s.name, "rate": self.rate}
+        with serve_victim(Served(self.s.victim.predict_proba, 16.0)) as upstream:  # type: ignore[arg-type]
+            plain = self.benign_accuracy(upstream, None)
+            with serve_gateway(settings, self.keys, upstream) as gw:
+                print("attacks through the gateway (HTTP):", flush=True)
+                self.attacks(gw.url)
+                marked = self.benign_accuracy(gw.url, self.keys["benign"])
+        result["benign"] = {"direct": plain, "watermarked": marked, "drop": plain - marked}
+        print(
+            f"benign agreement with the model on {len(self.s.benign)} inputs: {plain:.4f} "
+            f"direct, {marked:.4f} through the watermarking gateway (drop {plain - marked:+.4f})"
+        )
+        rows = []
+        print("surrogates (verify-suspect over HTTP, all principals' records):")
+        print(f"  {'attack':32} {'fid.':>5} {'marks':>5} {'repr.':>5} {'ctl':>4} {'hit':>3} "
+              f"{'p binomial':>10} {'p exact':>9}  identified")  # fmt: skip
+        for name, (who, scores, queries) in self.surrogates.items():
+            verdicts = self.verify(scores, settings)
+            own = verdicts[who]
+            others = sorted(p for p, v in verdicts.items() if v.identified and p != who)
+            fidelity = self.fidelity(scores)
+            rows.append(
+                {"attack": name, "principal": who, "queries": queries, "fidelity": fidelity,
+                 "marks": own.marks, "reproduced": own.reproduced, "controls": own.controls,
+                 "control_hits": own.control_hits, "p_binomial": own.p_binomial,
+                 "p_exact": own.p_exact, "identified": own.identified,
+                 "others_identified": others}
+            )  # fmt: skip
+            exact = own.p_exact if own.p_exact is not None else 1.0
+            print(
+                f"  {name:32} {fidelity:5.3f} {own.marks:5d} {own.reproduced:5d} "
+                f"{own.controls:4d} {own.control_hits:3d} {own.p_binomial:10.2e} {exact:9.2e}  "
+                + ("YES" if own.identified else "no")
+                + (f" (+ wrongly {', '.join(others)})" if others else "")
+            )
+        result["surrogates"] = rows
+        print("independent models (never saw the gateway's answers), against every principal:")
+        independent = []
+        hits = marks = 0
+        for name, scores in self.independent().items():
+            verdicts = self.verify(scores, settings)
+            wrong = sorted(p for p, v in verdicts.items() if v.identified)
+            best = min(verdicts.values(), key=lambda v: v.p_value)
+            hits += sum(v.reproduced for v in verdicts.values())
+            marks += sum(v.marks for v in verdicts.values())
+            fidelity = self.fidelity(scores)
+            independent.append({"model": name, "fidelity": fidelity, "identified": wrong,
+                                "min_p": best.p_value})  # fmt: skip
+            print(
+                f"  {name:36} fidelity {fidelity:.3f}; smallest p {best.p_value:.2e} "
+                f"({best.principal}: {best.reproduced}/{best.marks}); "
+                f"identified: {', '.join(wrong) or 'none'}"
+            )
+        result["independent"] = independent
+        result["null_rate_independent"] = hits / marks if marks else None
+        o = self.overhead(settings, self.keys["benign"], 3 if self.quick else 5)
+        result["overhead"] = o
+        result["seconds"] = time.time() - started
+        fid = [r for r in rows if r["fidelity"] >= 0.8]
+        good = sum(r["identified"] and not r["others_identified"] for r in fid)
+        wrong = sum(bool(m["identified"]) for m in independent)
+        print(
+            f"keyed labels given by independent models on marks: {hits}/{marks}\n"
+            f"gateway CPU time per one-row request: {o['off'] * 1e6:.0f} us without, "
+            f"{o['on'] * 1e6:.0f} us with the watermark (+{(o['on'] - o['off']) * 1e6:.0f} us, "
+            f"median of rounds)\n"
+            f"TARGETS ({self.s.name}): surrogates with fidelity >= 0.8 identified {good}/"
+            f"{len(fid)}; independent models identified {wrong}/{len(independent)}; benign "
+            f"drop {plain - marked:+.4f} (target <= 0.005)  [{result['seconds']:.0f} s]",
+            flush=True,
+        )
+        return result
+
+
+class Client:
+    """An HTTP client of the model: rows in, scores out (what ART's black box calls)."""
+
+    def __init__(self, url: str, token: str | None, features: int) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=60)
+        self.features = features
+        self.queries = 0
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64)).reshape(-1, self.features)
+        reply = self.http.post("/predict", json={"inputs": rows.tolist()})
+        reply.raise_for_status()
+        self.queries += len(rows)
+        return np.asarray(reply.json()["outputs"], dtype=np.float64)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="donjon-wm-") as folder:
+        yield Path(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer queries and epochs")
+    parser.add_argument("--rate", type=float, default=0.005, help="watermark rate")
+    parser.add_argument("--queries", type=int, default=None, help="queries per attack")
+    parser.add_argument(
+        "--scenario", choices=["tabular", "digits", "all"], default="all", help="which victim"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = []
+    with workspace() as folder:
+        for make, default in ((Tabular, 8000), (Digits, 3000)):
+            if args.scenario not in ("all", make.__name__.lower()):
+                continue
+            queries = args.queries or (default // 2 if args.quick else default)
+            scenario = make(args.quick)
+            results.append(Bench(scenario, args.quick, args.rate, queries, folder).run())
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
