@@ -67,6 +67,11 @@ def gateway_pipeline(
             except InputError as e:
                 raise ConfigError(f"model name {model.name!r} is not a vault resource: {e}") from e
         authorizer = build_authorizer(settings, bus)
-    return build_pipeline(
+    pipeline = build_pipeline(
         gateway, bus=bus, vault_authenticator=port, authorizer=authorizer, home=settings.home
     )
+    if gateway.drift_bucket_seconds is not None:
+        from donjon.app.watch import watch_drift
+
+        watch_drift(pipeline, gateway.drift_bucket_seconds, bus)
+    return pipeline

@@ -22,7 +22,10 @@ from donjon.watch import PAYLOAD_TYPE, Answers, Fingerprint
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from donjon.core.bus import EventBus
+    from donjon.gateway.pipeline import Pipeline
     from donjon.provenance.dsse import Signer
+    from donjon.watch.drift import DriftMonitor
 
 
 class GatewayAnswerReader:
@@ -87,3 +90,29 @@ def _envelope(data: bytes) -> Any:
     if envelope.payload_type != PAYLOAD_TYPE:
         raise InputError(f"not a fingerprint: payload type {envelope.payload_type!r}")
     return envelope
+
+
+def watch_drift(
+    pipeline: Pipeline, bucket_seconds: float, bus: EventBus
+) -> dict[str, DriftMonitor]:
+    """Feed the gateway's traffic to one drift monitor per model that has a reference profile."""
+    from donjon.watch.drift import DriftMonitor
+
+    monitors = {
+        guard.name: DriftMonitor(
+            guard.name,
+            guard.profile.sample * guard.profile.scale,
+            bus.publish,
+            bucket_seconds=bucket_seconds,
+        )
+        for guard in pipeline.models
+        if guard.profile is not None
+    }
+
+    def observe(model: str, rows: Any, labels: Any) -> None:
+        monitor = monitors.get(model)
+        if monitor is not None:
+            monitor.observe(rows, labels)
+
+    pipeline.observer = observe
+    return monitors

@@ -107,6 +107,8 @@ class Pipeline:
         probers: frozenset[str] = frozenset(),
     ) -> None:
         self.probers = probers  # principal ids whose queries skip quotas and detectors
+        # (model, rows, labels) of every readable answer: the watch's drift monitor
+        self.observer: Callable[[str, Rows, Any], None] | None = None
         self.models = tuple(models)
         self.authenticator = authenticator
         self.identity_header = identity_header  # X-Client-Id from trusted proxies
@@ -348,7 +350,17 @@ class Pipeline:
         guard.reader.announce(output)
         if len(output.labels) == admitted.rows:
             guard.record_labels(admitted.principal, admitted.slots, output.labels)
+            if self.observer is not None:
+                self._observe(guard.name, admitted.inputs, output.labels)
         return status, hardened if hardened is not None else body
+
+    def _observe(self, model: str, rows: Rows, labels: Any) -> None:
+        """Traffic for the watch's drift monitor; its failure never fails a request."""
+        try:
+            if self.observer is not None:
+                self.observer(model, rows, labels)
+        except Exception as e:  # noqa: BLE001 - monitoring, not a security decision
+            log.warning("drift observer failed on %s: %s", model, type(e).__name__)
 
     def _unreadable(self, admitted: Admitted, problem: str) -> None:
         guard = admitted.guard

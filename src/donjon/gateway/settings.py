@@ -147,6 +147,8 @@ class GatewaySettings(_Section):
     # principals of `donjon watch`: their queries are authorised and counted, but take no
     # quota and reach no detector, so fingerprint checks never trip a real principal's
     probers: list[str] = Field(default_factory=list)
+    # drift of inputs (PSI per feature) and classes per bucket of this many seconds (watch.md)
+    drift_bucket_seconds: float | None = Field(default=None, gt=0)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     quotas: QuotaConfig = Field(default_factory=QuotaConfig)
     state: StateConfig = Field(default_factory=StateConfig)

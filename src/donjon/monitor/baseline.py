@@ -64,6 +64,9 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("latency_ms", Severity.LOW, min_width=5, upper_only=True),
     AlertRule("class_share:*", Severity.MEDIUM, min_width=0.05),
     # one point per probe run: a short reference, and a drop of 0.05 (relative L2) at least
+    # input drift (largest PSI over the features) and class-share drift; PSI 0.1 is "moderate"
+    AlertRule("psi:*", Severity.MEDIUM, min_width=0.1, upper_only=True),
+    AlertRule("class_psi:*", Severity.MEDIUM, min_width=0.1, upper_only=True),
     AlertRule(
         "robustness:*", Severity.HIGH, min_width=0.05, window=3, trend_points=6, lower_only=True
     ),

@@ -12,6 +12,7 @@
 | ``latency_ms`` | 95th percentile of the ``latency_ms`` attribute |
 | ``class_share:<label>`` | share of the ``predicted_class`` attribute taking that label |
 | ``robustness:<model>`` | mean ``robustness`` of ``watch.probe`` events of that model |
+| ``psi:<model>``, ``class_psi:<model>`` | largest ``psi`` / ``class_psi`` of ``watch.drift`` |
 
 Counts are 0 in a bucket without events; ratios, means and shares are left
 out of a bucket where nothing was measured.
@@ -57,6 +58,7 @@ class _Bucket:
     latencies: list[float] = field(default_factory=list)
     classes: Counter[str] = field(default_factory=Counter)
     robustness: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    drift: dict[str, float] = field(default_factory=dict)  # "psi:<model>" -> largest value
 
 
 def _number(value: object) -> float | None:
@@ -111,6 +113,12 @@ def build_series(events: Iterable[SecurityEvent], bucket_seconds: int = 60) -> d
         robustness = _number(attrs.get("robustness"))
         if robustness is not None and event.action == "watch.probe":
             b.robustness[str(attrs.get("model"))].append(robustness)
+        if event.action == "watch.drift":
+            for key in ("psi", "class_psi"):
+                value = _number(attrs.get(key))
+                if value is not None:
+                    name = f"{key}:{attrs.get('model')}"
+                    b.drift[name] = max(value, b.drift.get(name, value))
         if attrs.get("predicted_class") is not None:
             label = str(attrs["predicted_class"])
             b.classes[label] += 1
@@ -137,6 +145,8 @@ def build_series(events: Iterable[SecurityEvent], bucket_seconds: int = 60) -> d
             put("auth_failure_ratio", start, b.auth_failed / b.auth)
         for detector, scores in b.scores.items():
             put(f"score:{detector}", start, sum(scores) / len(scores))
+        for name, value in b.drift.items():
+            put(name, start, value)
         for model, values in b.robustness.items():
             put(f"robustness:{model}", start, sum(values) / len(values))
         if b.latencies:
