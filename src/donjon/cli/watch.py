@@ -240,6 +240,7 @@ def _check_one(
     now = datetime.now(UTC).isoformat()
     try:
         fingerprint = _fingerprint(client, entry, keys)
+        url = endpoint or fingerprint.endpoint  # the signed one, not the local list's
         fmt = request_format or fingerprint.request_format
         with _endpoint(url, entry.model, fmt, output, token_env) as target:
             result = check(fingerprint, target)
@@ -318,6 +319,7 @@ def probe(
             url = endpoint or entry.endpoint
             try:
                 fingerprint = _fingerprint(client, entry, keys)
+                url = endpoint or fingerprint.endpoint  # the signed one, not the local list's
                 held = fingerprint.points[[k == "row" for k in fingerprint.kinds]]
                 if len(held) < 2:
                     raise InputError(f"the fingerprint of {entry.key} has too few held-out rows")
