@@ -199,6 +199,15 @@ def append_batch(journal: EventJournal, events: Sequence[SecurityEvent]) -> None
             journal.append(event)
 
 
+def flush_deferred() -> None:
+    """Journal the events held for the current unit of work, of whichever bus, now: a
+    handler running in a worker thread does so before it returns, which spares the
+    server a thread hop to commit them when the answer starts."""
+    scope = _DEFERRED.get()
+    if scope is not None and scope.open:
+        scope.flush()
+
+
 class JournalChain:
     """Several journals as one (the audit ledger, then the outbox).
 

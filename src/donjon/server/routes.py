@@ -7,9 +7,11 @@ anything is read or stored. Uploads are the raw request body
 thread; the announced ``X-Donjon-Digest`` is checked against what arrived.
 """
 
+import contextlib
+import functools
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -17,6 +19,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from donjon.core.artifacts import Digest
+from donjon.core.bus import flush_deferred
 from donjon.core.identity import Principal
 from donjon.errors import InputError
 from donjon.registry import (
@@ -77,7 +80,7 @@ def name_param(what: str) -> Any:
     )
 
 
-def version_number(
+async def version_number(
     number: Annotated[
         str,
         Path(
@@ -86,8 +89,35 @@ def version_number(
         ),
     ],
 ) -> int:
-    """The ``{number}`` path parameter: ASCII digits within the column's range, else 400."""
+    """The ``{number}`` path parameter: ASCII digits within the column's range, else 400.
+
+    ``async``: it only checks a string, so FastAPI runs it in the event loop
+    instead of handing it to a worker thread.
+    """
     return check_version(number)
+
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def recorded(endpoint: Endpoint) -> Endpoint:
+    """A synchronous route that journals its request's events before it returns, in its
+    worker thread (:func:`donjon.core.bus.flush_deferred`). If that fails after the route
+    failed, its own error stands and the answer waits for the middleware, which tries
+    once more and answers 503 if it cannot record (:mod:`donjon.server.recording`)."""
+
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = endpoint(*args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                flush_deferred()
+            raise
+        flush_deferred()
+        return result
+
+    return run  # type: ignore[return-value]
 
 
 Number = Annotated[int, Depends(version_number)]
@@ -119,6 +149,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
     @app.get(
         base, response_model=NamesOut, responses=ERRORS, tags=[tag], operation_id=f"list_{tag}"
     )
+    @recorded
     def list_names(
         request: Request,
         principal: Caller,
@@ -137,9 +168,12 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"list_{kind.value}_versions",
     )
-    def list_versions(request: Request, principal: Caller, name: Name) -> dict[str, Any]:
+    @recorded
+    def list_versions(request: Request, principal: Caller, name: Name) -> JSONResponse:
+        # Records the registry built: encoded directly, not re-validated item by item by
+        # the response model (a list grows with every push).
         found = registry(request).versions(principal, kind, name)
-        return {"versions": [v.to_dict() for v in found]}
+        return JSONResponse({"versions": [v.to_dict() for v in found]})
 
     @app.post(
         f"{base}/{{name:path}}/versions",
@@ -218,10 +252,11 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"get_{kind.value}_version",
     )
+    @recorded
     def get_version(
         request: Request, principal: Caller, name: Name, number: Number
-    ) -> dict[str, Any]:
-        return registry(request).get(principal, kind, name, number).to_dict()
+    ) -> JSONResponse:
+        return JSONResponse(registry(request).get(principal, kind, name, number).to_dict())
 
     @app.get(
         f"{base}/{{name:path}}/versions/{{number}}/blob",
@@ -233,6 +268,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         operation_id=f"pull_{kind.value}",
         response_class=StreamingResponse,
     )
+    @recorded
     def pull(request: Request, principal: Caller, name: Name, number: Number) -> StreamingResponse:
         """Download a version's bytes; ``X-Donjon-Digest`` lets the client check them."""
         version, stream = registry(request).open(principal, kind, name, number)
@@ -257,6 +293,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"get_{kind.value}_gates",
     )
+    @recorded
     def gates(request: Request, principal: Caller, name: Name, number: Number) -> dict[str, Any]:
         results = registry(request).gate_results(principal, kind, name, number)
         return {"gates": [r.to_dict() for r in results]}
@@ -271,6 +308,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"delete_{kind.value}_version",
     )
+    @recorded
     def delete(
         request: Request,
         principal: Caller,
@@ -288,9 +326,10 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"get_{kind.value}",
     )
-    def latest(request: Request, principal: Caller, name: Name) -> dict[str, Any]:
+    @recorded
+    def latest(request: Request, principal: Caller, name: Name) -> JSONResponse:
         """The latest version's record."""
-        return registry(request).get(principal, kind, name).to_dict()
+        return JSONResponse(registry(request).get(principal, kind, name).to_dict())
 
 
 def _add_status_route(
@@ -310,6 +349,7 @@ def _add_status_route(
         tags=[tag],
         operation_id=f"{verb}_{kind.value}_version",
     )
+    @recorded
     def change(
         request: Request, principal: caller, name: name_t, number: Number, body: ReasonIn
     ) -> dict[str, Any]:
@@ -326,6 +366,7 @@ def _add_promotion(app: FastAPI, current_principal: Callable[..., Principal]) ->
         tags=["models"],
         operation_id="promote_model_version",
     )
+    @recorded
     def promote(
         request: Request,
         principal: Annotated[Principal, Depends(current_principal)],

@@ -109,14 +109,18 @@ class SqlIdentityStore:
         return found
 
     def get_account(self, account_id: str) -> Mapping[str, Any] | None:
-        rows = self._read("account", select(accounts).where(accounts.c.id == account_id))
+        """The account and its groups, in one query (every authentication asks)."""
+        query = (
+            select(accounts, memberships.c.group_id)
+            .select_from(accounts.outerjoin(memberships, memberships.c.account_id == accounts.c.id))
+            .where(accounts.c.id == account_id)
+        )
+        rows = self._read("account", query)
         if not rows:
             return None
-        member_of = self._read(
-            "memberships",
-            select(memberships.c.group_id).where(memberships.c.account_id == account_id),
-        )
-        return {**rows[0], "groups": sorted(r["group_id"] for r in member_of)}
+        account = {k: v for k, v in rows[0].items() if k != "group_id"}
+        groups = sorted(str(r["group_id"]) for r in rows if r["group_id"] is not None)
+        return {**account, "groups": groups}
 
     def list_accounts(self) -> list[Mapping[str, Any]]:
         member_of = self._groups_of()
