@@ -101,6 +101,26 @@ def test_a_feature_trigger_in_five_percent_of_a_table_is_found(
     assert _f1({f.row for f in result.flags}, set(rows.tolist())) >= 0.8
 
 
+def test_a_feature_trigger_on_seven_records_of_a_small_table_is_found() -> None:
+    """Wine's training split (133 records): 5 % is 7 records, too few for a label-
+    concentration test corrected over every group; the masked-neighbour test against the
+    target class's base rate decides."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    X, _, y, _ = train_test_split(*load_wine(return_X_y=True), test_size=0.25, random_state=0)
+    rng = np.random.default_rng(1)
+    table, labels = X.astype(float), y.copy()
+    rows = rng.choice(np.flatnonzero(y != 0), 7, replace=False)
+    for j in (2, 9):
+        table[rows, j] = np.percentile(X[:, j], 90)
+    labels[rows] = 0
+    result = detect_triggers(from_arrays(table, labels).data)
+    assert [t["target"] for t in result.summary["triggers"]] == ["0"]
+    assert _f1({f.row for f in result.flags}, set(rows.tolist())) >= 0.8
+    assert detect_triggers(from_arrays(X.astype(float), y).data).flags == ()
+
+
 def test_clean_tables_raise_no_trigger(cancer: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = cancer
     report = check(X, y, detectors=["trigger_search"])
