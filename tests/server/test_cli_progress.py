@@ -4,7 +4,11 @@ off a terminal (CI logs) and with ``--quiet`` they print none."""
 from __future__ import annotations
 
 import io
+import os
+import pty
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from tests.server.conftest import Served, build_app, serve
 
 pytestmark = pytest.mark.integration
 SIZE = 6 << 20  # several chunks of the upload and of the download
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -71,3 +76,55 @@ def test_push_and_pull_show_progress_on_a_terminal_only(
 
     assert main(["--quiet", "datasets", "pull", "big/set", str(tmp_path / "q.bin")]) == 0
     assert "pulling" not in capsys.readouterr().err
+
+
+def _run_with_stderr_on(
+    terminal: bool, argv: list[str], cwd: Path
+) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """``python -m donjon argv`` with standard error on a pseudo-terminal or a pipe."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "donjon", *argv]
+    if not terminal:
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, timeout=120)
+        return done, done.stderr.decode(errors="replace")
+    controller, tty = pty.openpty()
+    try:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=tty)
+        os.close(tty)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        out, _ = process.communicate(timeout=120)
+    finally:
+        os.close(controller)
+    done = subprocess.CompletedProcess(command, process.returncode, out, b"")
+    return done, drawn.decode(errors="replace")
+
+
+def test_a_real_terminal_gets_the_bar_and_a_pipe_does_not(
+    served: Served, donjon_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pull as a separate process: its standard error a pseudo-terminal (the bar),
+    then a pipe, as in CI (nothing but the result)."""
+    served.vault.authorizer.allow("alice", "dataset.read", "datasets/big")
+    served.vault.authorizer.allow("alice", "dataset.write", "datasets/big")
+    monkeypatch.setattr("sys.stdin", io.StringIO(served.token("alice") + "\n"))
+    assert main(["login", "--server", served.url, "--token-stdin"]) == 0
+    data = tmp_path / "big.bin"
+    data.write_bytes(bytes(range(256)) * (SIZE // 256))
+    assert main(["--quiet", "datasets", "push", "big/set", str(data)]) == 0
+    done, drawn = _run_with_stderr_on(True, ["datasets", "pull", "big/set", "t.bin"], tmp_path)
+    assert done.returncode == 0, drawn
+    assert "pulling big/set" in drawn
+    assert (tmp_path / "t.bin").read_bytes() == data.read_bytes()
+    done, logged = _run_with_stderr_on(False, ["datasets", "pull", "big/set", "p.bin"], tmp_path)
+    assert done.returncode == 0, logged
+    assert "pulling" not in logged
+    assert "\x1b[" not in logged
