@@ -101,6 +101,12 @@ COMMANDS = (
         "Write the example files the README's tour uses (data, model, policies, configs).",
     ),
     LazyCommand(
+        "demo-model",
+        "donjon.cli.demo",
+        "demo_model",
+        "Serve the demo's model on 127.0.0.1:8080 for the gateway tour (POST /predict).",
+    ),
+    LazyCommand(
         "quickstart",
         "donjon.cli.quickstart",
         "quickstart",

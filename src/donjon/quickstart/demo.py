@@ -70,6 +70,7 @@ vault_identities = true          # the vault's API tokens (donjon access token i
 [[models]]
 name = "fraud-clf"
 routes = ["/predict"]
+allow = ["alice"]                # who may query it (--vault-policies: the Cedar policy decides)
 features = 4
 max_rows = 64
 profile = "profile.json"         # donjon gateway profile train.csv --drop label --drop source
