@@ -234,7 +234,7 @@ def _check_one(
     token_env: str,
 ) -> dict[str, Any]:
     from donjon.watch import check
-    from donjon.watch.findings import activity, changed_finding, failed_finding, finding_event
+    from donjon.watch.findings import activity, changed_finding, finding_event
 
     url = endpoint or entry.endpoint
     now = datetime.now(UTC).isoformat()
@@ -247,9 +247,7 @@ def _check_one(
     except DonjonError as e:
         if isinstance(e, ConfigError):
             raise
-        finding = failed_finding(entry.model, entry.version, url, str(e))
-        cli.app.bus.publish(finding_event(finding))
-        cli.err.print(f"{entry.key}: check failed: {e}", markup=False)
+        _failed(cli, entry, url, "check", e)
         outcome = {"model": entry.model, "version": entry.version, "endpoint": url,
                    "status": "failed", "reason": str(e), "time": now}  # fmt: skip
         _watchlist(cli).checked(entry.key, outcome)
@@ -272,6 +270,15 @@ def _check_one(
             markup=False,
         )
     return outcome
+
+
+def _failed(cli: CliState, entry: Watched, url: str, what: str, error: DonjonError) -> None:
+    """A check or probe that could not run: a DJ-WT-002 finding on the bus, and a line on
+    stderr (it counts as a failure, never as a pass)."""
+    from donjon.watch.findings import failed_finding, finding_event
+
+    cli.app.bus.publish(finding_event(failed_finding(entry.model, entry.version, url, str(error))))
+    cli.err.print(f"{entry.key}: {what} failed: {error}", markup=False)
 
 
 def _fingerprint(client: Any, entry: Watched, keys: list[Any]) -> Fingerprint:
@@ -307,7 +314,7 @@ def probe(
     """Attack each watched model with HopSkipJump (black-box) and record its robustness."""
     require("art", "watch")
     from donjon.cli.vault_session import open_client
-    from donjon.watch.findings import activity, failed_finding, finding_event
+    from donjon.watch.findings import activity
     from donjon.watch.probe import probe as attack
 
     cli = state(ctx)
@@ -330,10 +337,7 @@ def probe(
             except DonjonError as e:
                 if isinstance(e, ConfigError):
                     raise
-                cli.app.bus.publish(
-                    finding_event(failed_finding(entry.model, entry.version, url, str(e)))
-                )
-                cli.err.print(f"{entry.key}: probe failed: {e}", markup=False)
+                _failed(cli, entry, url, "probe", e)
                 results.append({"model": entry.model, "version": entry.version, "status": "failed",
                                 "reason": str(e)})  # fmt: skip
                 continue
