@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import struct
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.console.site import log_in
 
 from donjon.app import build, build_identity
 from donjon.catalog import rule_registry
@@ -138,14 +138,6 @@ def populate(url: str, token: str, args: argparse.Namespace) -> None:
             assert r.status_code == 200, r.text
 
 
-def login(client: httpx.Client, token: str) -> None:
-    page = client.get("/ui/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf is not None
-    done = client.post("/ui/login", data={"csrf": csrf.group(1), "token": token})
-    assert done.status_code == 303, done.text
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=10_000)
@@ -181,7 +173,7 @@ def main() -> None:
 
 def measure(url: str, token: str, timing: Timing, repeat: int, models: int) -> None:
     with httpx.Client(base_url=url, timeout=60) as client:
-        login(client, token)
+        log_in(client, token)
         timing.times.clear()
         for _ in range(repeat + 1):  # alternate the pages; the first round is cold
             for page in PAGES:

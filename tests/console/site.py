@@ -9,6 +9,7 @@ and a "downloaded" pickle whose ``os.system`` payload the push-time scan catches
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,15 @@ def safetensors(values: int = 4) -> bytes:
         {"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}
     ).encode()
     return struct.pack("<Q", len(header)) + header + struct.pack(f"<{values}f", *range(values))
+
+
+def log_in(client: httpx.Client, token: str) -> None:
+    """Log ``client`` in to the console at its base URL, through the login form."""
+    page = client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    done = client.post("/ui/login", data={"csrf": csrf.group(1), "token": token})
+    assert done.status_code == 303, done.text
 
 
 @dataclass

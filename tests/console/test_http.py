@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from donjon.app import build, build_identity
 from donjon.config import load_settings
 from donjon.server.factory import vault_app
-from tests.console.site import POLICY, Site
+from tests.console.site import POLICY, Site, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +24,7 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def logged_in(site: Site, who: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=site.url, timeout=30) as client:
-        form = client.get("/ui/login")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        done = client.post("/ui/login", data={"csrf": csrf.group(1), "token": site.tokens[who]})
-        assert done.status_code == 303, done.text
+        log_in(client, site.tokens[who])
         yield client
 
 
@@ -146,3 +142,26 @@ def test_a_form_with_too_many_fields_is_refused(site: Site) -> None:
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert refused.status_code == 403
+
+
+def test_background_polls_are_not_ledgered_but_views_and_refusals_are(site: Site) -> None:
+    assert site.donjon.ledger is not None
+    start = site.donjon.ledger.head()[0] + 1
+    refresh = {"X-Donjon-Refresh": "1"}
+    with logged_in(site, "vic") as viewer, logged_in(site, "dana") as outsider:
+        assert viewer.get("/ui/audit", headers=refresh).status_code == 200  # never seen: kept
+        assert viewer.get("/ui/events").status_code == 200
+        for _ in range(5):
+            assert viewer.get("/ui/pulse").status_code == 200
+            assert viewer.get("/ui/events", headers=refresh).status_code == 200
+        assert viewer.get("/ui/events").status_code == 200  # a navigation: kept
+        for _ in range(3):
+            assert outsider.get("/ui/pulse").status_code == 403
+            assert outsider.get("/ui/events", headers=refresh).status_code == 403
+    views = [e for e in ledgered(site, start) if e["action"] == "ui.view"]
+    seen = [(e["principal"]["id"], e["decision"]["resource"]) for e in views]  # type: ignore[index]
+    assert seen.count(("vic", "ui/audit")) == 1
+    assert seen.count(("vic", "ui/events")) == 2  # two navigations, no refresh
+    assert seen.count(("vic", "ui/pulse")) == 1  # the first poll of the session only
+    assert seen.count(("dana", "ui/pulse")) == 3  # every refusal
+    assert seen.count(("dana", "ui/events")) == 3

@@ -19,6 +19,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
     from donjon.app import build_vault, vault_access
     from donjon.server.app import ServerLimits, create_app
     from donjon.storage.auth_failures import SqlAuthFailures
+    from donjon.storage.console_sessions import SqlSessionRows
 
     if donjon.ledger is not None:  # the registered key or a clear error; then sign on time
         donjon.ledger.start_anchoring()
@@ -44,6 +45,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
         ledger=donjon.ledger,
         dispatcher=donjon.dispatcher,
         options=console or ConsoleOptions.from_settings(settings.vault),
+        session_rows=SqlSessionRows(services.database),  # shared by workers and replicas
     )
     return app
 

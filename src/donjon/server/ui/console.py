@@ -29,12 +29,20 @@ from donjon.core.identity import Principal, PrincipalKind
 from donjon.core.ports import Clock
 from donjon.errors import AccessDenied, AuthenticationError, DonjonError, InputError, NotFound
 from donjon.registry import Kind, Registry, check_name, check_version
+from donjon.registry.guard import decide as decide_quietly
 from donjon.server.auth_failures import FailedAuthLimiter
 from donjon.server.ui import views
 from donjon.server.ui.bom import model_bom
 from donjon.server.ui.events import day_before
 from donjon.server.ui.headers import SecurityHeaders
-from donjon.server.ui.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same_secret
+from donjon.server.ui.sessions import (
+    COOKIE,
+    LOGIN_COOKIE,
+    Session,
+    SessionRows,
+    SessionStore,
+    same_secret,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,7 @@ PREFIX = "/ui"
 VIEW = "ui.view"
 PAGES = ("posture", "models", "datasets", "gateway", "events", "audit")
 MAX_REASON = 1000
+REFRESH_HEADER = "x-donjon-refresh"  # set by console.js when it re-reads the page it shows
 
 
 # The only notices a page repeats from its URL: what the console's own actions said
@@ -99,8 +108,24 @@ class Console:
         return session, principal
 
     def view(self, request: Request, page: str) -> tuple[Session, Principal]:
+        """The session's principal, allowed ``ui.view`` on ``ui/<page>``.
+
+        Each view is authorised. It is ledgered too, unless it is a background
+        refresh (the pulse, or the page script re-reading the page it shows) of a
+        page whose view this session has already ledgered: an auditor sees every
+        page each session opened and every navigation, and every refusal, but not
+        one entry per tab every poll period (see docs/console.md).
+        """
         session, principal = self.session(request)
-        self.registry.authorize(principal, VIEW, f"ui/{page}")
+        resource = f"ui/{page}"
+        background = page == "pulse" or request.headers.get(REFRESH_HEADER) == "1"
+        if background and page in session.viewed:
+            decision = decide_quietly(self.registry.authorizer, principal, VIEW, resource)
+            if decision.allowed:
+                return session, principal
+        self.registry.authorize(principal, VIEW, resource)  # recorded, raises on deny
+        if page not in session.viewed:
+            self.sessions.viewed(request.cookies.get(COOKIE), page)
         return session, principal
 
     # -- rendering ---------------------------------------------------------------
@@ -210,12 +235,14 @@ def mount_console(
     verify_ledger: Callable[[], dict[str, Any]] | None = None,
     session_ttl: float = 900.0,
     poll_seconds: float = 30.0,
+    session_rows: SessionRows | None = None,
 ) -> Console:
-    """Serve the console under ``/ui`` on ``app`` (the vault's FastAPI app)."""
+    """Serve the console under ``/ui`` on ``app`` (the vault's FastAPI app); sessions live
+    in ``session_rows`` (the database's, shared by workers) or in this process."""
     console = Console(
         registry,
         authenticate,
-        SessionStore(clock, session_ttl),
+        SessionStore(clock, session_ttl, session_rows),
         sources,
         getattr(app.state, "auth_failures", None),
         verify_ledger,

@@ -17,6 +17,7 @@ from donjon.core.severity import Severity
 from donjon.registry import Registry
 from donjon.server.ui.console import Console, mount_console
 from donjon.server.ui.events import EventIndex
+from donjon.server.ui.sessions import SessionRows
 from donjon.server.ui.views import Sources
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def add_console(
     ledger: Ledger | None,
     dispatcher: Dispatcher | None,
     options: ConsoleOptions | None = None,
+    session_rows: SessionRows | None = None,
 ) -> Console:
     """Mount the console on the vault's ``app``: the hook of ``donjon server``."""
     options = options or ConsoleOptions()
@@ -94,4 +96,5 @@ def add_console(
         verify_ledger=ledger_verifier(ledger, registry.bus.publish) if ledger else None,
         session_ttl=options.session_ttl,
         poll_seconds=options.poll_seconds,
+        session_rows=session_rows,
     )

@@ -21,7 +21,8 @@
     // Keep what the user is typing: no refresh while a form field has focus.
     var active = document.activeElement;
     if (active && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName)) { return Promise.resolve(); }
-    return fetch(window.location.href, { credentials: "same-origin" })
+    // marked as a refresh: this session's view of the page is already in the ledger
+    return fetch(window.location.href, { credentials: "same-origin", headers: { "X-Donjon-Refresh": "1" } })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (html === null) { return; }
