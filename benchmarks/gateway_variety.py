@@ -27,10 +27,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -71,24 +69,6 @@ def _request(shape: str, rows: np.ndarray) -> dict[str, Any]:
     return {"inputs": rows.tolist()}
 
 
-def _rows_of(shape: str, doc: dict[str, Any]) -> np.ndarray:
-    if shape == "mlflow":
-        return np.asarray(doc["dataframe_split"]["data"], dtype=np.float64)
-    if shape == "kserve-v2":
-        t = doc["inputs"][0]
-        return np.asarray(t["data"], dtype=np.float64).reshape(t["shape"])
-    return np.asarray(doc["inputs"], dtype=np.float64)
-
-
-def _answer(shape: str, scores: np.ndarray) -> dict[str, Any]:
-    if shape == "mlflow":
-        return {"predictions": scores.tolist()}
-    if shape == "kserve-v2":
-        tensor = {"name": "probabilities", "shape": list(scores.shape), "datatype": "FP64"}
-        return {"model_name": "m", "outputs": [{**tensor, "data": scores.ravel().tolist()}]}
-    return {"probabilities": scores.tolist()}
-
-
 def _scores_of(shape: str, doc: dict[str, Any]) -> np.ndarray:
     if shape == "mlflow":
         return np.asarray(doc["predictions"], dtype=np.float64)
@@ -96,36 +76,6 @@ def _scores_of(shape: str, doc: dict[str, Any]) -> np.ndarray:
         t = doc["outputs"][0]
         return np.asarray(t["data"], dtype=np.float64).reshape(t["shape"])
     return np.asarray(doc["probabilities"], dtype=np.float64)
-
-
-@contextmanager
-def serve_victim(enc: Encoding, shape: str) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def do_POST(self) -> None:
-            doc = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
-            data = json.dumps(_answer(shape, enc.scores(_rows_of(shape, doc)))).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class Client:
@@ -192,11 +142,12 @@ class Setup:
     @contextmanager
     def running(self) -> Iterator[Setup]:
         from tests.gateway.harness import serve_app
+        from tests.support.victims import serve as serve_victim
 
         self.sink = MemorySink()
         pipeline = build_pipeline(self.settings, bus=EventBus([self.sink]))
         with contextlib.ExitStack() as stack:
-            upstream = stack.enter_context(serve_victim(self.enc, self.shape))
+            upstream = stack.enter_context(serve_victim(self.enc.scores))
             self.url = stack.enter_context(serve_app(create_proxy(pipeline, upstream)))
             yield self
 

@@ -3,7 +3,7 @@
 Run from the repository root:  python benchmarks/watch_bench.py [--checks 1000] [--noise 1e-3]
 
 Two victims on scikit-learn's digits, each served over HTTP on 127.0.0.1 (a
-plain threaded ``http.server``, ``tests/watch/victims.py``): a scikit-learn MLP
+plain threaded ``http.server``, ``tests/support/victims.py``): a scikit-learn MLP
 and a torch MLP. Each is enrolled (held-out rows + boundary points, the
 defaults of ``donjon watch enrol``), then the served model is swapped for:
 
@@ -54,7 +54,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
-from tests.watch.victims import Victim, serve  # noqa: E402
+from tests.support.victims import Victim, serve  # noqa: E402
 
 from donjon.app.watch import GatewayAnswerReader  # noqa: E402
 from donjon.watch import Answers, Fingerprint, HttpModel, check, enrol  # noqa: E402
@@ -187,7 +187,7 @@ def scenario(
 ) -> list[str]:
     victim = Victim(models["victim"], noise=noise, seed=1)
     lines = []
-    with serve(victim) as url:
+    with serve(victim.answer, route="/predict") as url:
         target = HttpModel(url, GatewayAnswerReader("digits"))
         started = time.perf_counter()
         fingerprint = enrol(target, data.x_held, name="digits", version=1, endpoint=url,
@@ -269,7 +269,7 @@ def robustness(data: Data, budget: int, rows: int) -> list[str]:
     found = {}
     for name, model in versions.items():
         victim = Victim(lambda r, m=model: m.predict_proba(np.asarray(r) / 16.0))
-        with serve(victim) as url:
+        with serve(victim.answer, route="/predict") as url:
             target = HttpModel(url, GatewayAnswerReader("digits"))
             begin = time.perf_counter()
             starts = data.x_held[rows : rows + 28]  # as `watch probe`: the fingerprint's 40 rows

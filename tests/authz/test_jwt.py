@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from donjon.authz import CredentialAuthenticator, JwksSource, JwtAuthenticator
 from donjon.core import SecurityEvent
 from donjon.errors import AuthenticationError, ConfigError
+from tests.support.threads import serving
 
 ISSUER = "https://idp.example.test"
 AUDIENCE = "donjon"
@@ -167,15 +167,8 @@ class _Jwks(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def jwks_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Jwks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Jwks)) as url:
+        yield f"{url}/jwks.json"
 
 
 def test_jwks_from_a_url_with_key_rotation(jwks_url: str) -> None:

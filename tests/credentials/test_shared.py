@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from donjon.gateway.auth import ApiKeyAuthenticator
 from donjon.gateway.auth import JwtAuthenticator as GatewayJwt
 from donjon.gateway.build import build_authenticator
 from donjon.gateway.settings import GatewaySettings
+from tests.support.threads import serving
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -55,15 +55,8 @@ class _Jwks(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def jwks_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Jwks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Jwks)) as url:
+        yield f"{url}/jwks.json"
 
 
 def test_the_vault_and_the_gateway_verify_with_one_implementation(tmp_path: Path) -> None:

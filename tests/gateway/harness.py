@@ -8,13 +8,13 @@ around :class:`HttpModel`; benign streams are generated from held-out digits.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from donjon.core import EventBus, MemorySink
 from donjon.gateway import build_pipeline, build_profile, create_proxy, new_api_key
 from donjon.gateway.pipeline import Pipeline
 from donjon.gateway.settings import GatewaySettings
+from tests.support import victims
 
 FEATURES = 64
 CLASSES = 10
@@ -58,61 +59,11 @@ def victim_scores(model: MLPClassifier, rows: np.ndarray) -> np.ndarray:
     return result
 
 
-class _VictimHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # one response = headers + body, no 40 ms delayed-ACK stall
-    model: MLPClassifier
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        doc = json.loads(body)
-        if self.path.startswith("/v2/"):
-            tensor = doc["inputs"][0]
-            rows = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
-            scores = victim_scores(self.model, rows)
-            answer: dict[str, Any] = {
-                "model_name": "digits",
-                "outputs": [
-                    {"name": "probabilities", "shape": list(scores.shape), "datatype": "FP64",
-                     "data": scores.ravel().tolist()}
-                ],
-            }  # fmt: skip
-        elif self.path.startswith("/invocations"):
-            rows = np.asarray(doc["dataframe_split"]["data"], dtype=np.float64)
-            answer = {"predictions": victim_scores(self.model, rows).tolist()}
-        else:
-            answer = {"outputs": victim_scores(self.model, np.asarray(doc["inputs"])).tolist()}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("x-seen-request-id", self.headers.get("x-request-id", ""))
-        self.send_header("x-seen-authorization", self.headers.get("authorization", ""))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512  # the listen backlog: 64 concurrent clients must not be reset
-
-
 @contextmanager
 def serve_victim(model: MLPClassifier) -> Iterator[str]:
-    """A plain threaded HTTP server on 127.0.0.1 answering predictions; yields its URL."""
-    handler = type("Handler", (_VictimHandler,), {"model": model})
-    server = _Server(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """The victim on a threaded HTTP server on 127.0.0.1 (any of its shapes); yields its URL."""
+    with victims.serve(functools.partial(victim_scores, model), plain_key="outputs") as url:
+        yield url
 
 
 @contextmanager
@@ -243,17 +194,7 @@ class HttpModel:
 
 def victim_app(model: MLPClassifier) -> Any:
     """The same victim as an ASGI app (for load tests: no thread-per-connection GIL convoy)."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    async def predict(request: Request) -> Response:
-        rows = np.asarray(json.loads(await request.body())["inputs"], dtype=np.float64)
-        data = json.dumps({"outputs": victim_scores(model, rows).tolist()}).encode()
-        return Response(data, media_type="application/json")
-
-    return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+    return victims.asgi_app(functools.partial(victim_scores, model), plain_key="outputs")
 
 
 def main() -> None:
@@ -271,8 +212,8 @@ def main() -> None:
         config = uvicorn.Config(victim_app(victim.model), log_level="error", backlog=512)
         uvicorn.Server(config).run(sockets=[sock])
         return
-    handler = type("Handler", (_VictimHandler,), {"model": victim.model})
-    server = _Server(("127.0.0.1", int(sys.argv[1])), handler)
+    scores = functools.partial(victim_scores, victim.model)
+    server = victims.make_server(scores, int(sys.argv[1]), plain_key="outputs")
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

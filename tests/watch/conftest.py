@@ -22,8 +22,8 @@ from donjon.provenance.keys import generate_private_key, private_pem, public_pem
 from donjon.registry import Registry
 from tests.registry.harness import make_vault
 from tests.server.conftest import build_app, serve
-from tests.watch.victims import Victim
-from tests.watch.victims import serve as serve_victim
+from tests.support.victims import Victim
+from tests.support.victims import serve as serve_victim
 
 MODEL = "churn-clf"
 
@@ -82,7 +82,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     (tmp_path / "model.bin").write_bytes(b"weights of the promoted version")
     victim = Victim(models["promoted"].predict_proba)  # type: ignore[attr-defined]
     try:
-        with serve(app) as url, serve_victim(victim) as endpoint:
+        with serve(app) as url, serve_victim(victim.answer, route="/predict") as endpoint:
             monkeypatch.setattr("sys.stdin", io.StringIO(tokens["alice"] + "\n"))
             assert main(["login", "--server", url, "--token-stdin"]) == 0
             assert main(["models", "push", MODEL, str(tmp_path / "model.bin")]) == 0
