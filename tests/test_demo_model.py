@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from donjon.cli.main import main
 from donjon.errors import InputError
 from donjon.quickstart.demo_model import NaiveBayes, load_training
-from tests.server.process import free_port, server_env
+from tests.server.process import free_port, server_env, wait_ready
 
 ROWS = [[120.0, 900.0, 2.0, 15.0], [480.0, 120.0, 9.0, 260.0]]  # a typical row of each class
 
@@ -32,17 +31,7 @@ def serving(env: dict[str, str], *args: str, port: int, log: Path) -> Iterator[s
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{args[0]} exited {proc.returncode}: {log.read_text()}")
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{args[0]} did not start: {log.read_text()}") from None
-                time.sleep(0.05)
+        wait_ready(proc, url, log, probe="", any_answer=True)
         yield url
     finally:
         proc.kill()

@@ -90,14 +90,19 @@ def wait_ready(
     log: Path,
     timeout: float = 60,
     verify: ssl.SSLContext | bool = True,
+    probe: str = "/health",
+    any_answer: bool = False,
 ) -> None:
+    """Wait until ``GET url+probe`` answers 200 (any status with ``any_answer``: a model
+    server with no health route); fail with the process's log if it exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited {proc.returncode}: {log.read_text()}")
         try:
             # one connection per probe: none stays open to hold up a graceful shutdown
-            if httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200:
+            answer = httpx.get(f"{url}{probe}", timeout=1, verify=verify)
+            if any_answer or answer.status_code == 200:
                 return
         except httpx.HTTPError:
             pass
