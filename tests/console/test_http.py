@@ -165,3 +165,27 @@ def test_background_polls_are_not_ledgered_but_views_and_refusals_are(site: Site
     assert seen.count(("vic", "ui/pulse")) == 1  # the first poll of the session only
     assert seen.count(("dana", "ui/pulse")) == 3  # every refusal
     assert seen.count(("dana", "ui/events")) == 3
+
+
+def fired(page: str) -> dict[str, str]:
+    rows = re.findall(
+        r"<tr[^>]*><td>(Donjon - [^<]+)</td>.*?</td><td>[a-z]+</td>\s*<td>([^<]+)</td>", page
+    )
+    return dict(rows)
+
+
+def test_the_audit_page_shows_which_sigma_rules_fired(site: Site) -> None:
+    with logged_in(site, "vic") as viewer:
+        page = viewer.get("/ui/audit").text
+        before = fired(page)
+        assert len(before) == 10  # every shipped rule, correlations included
+        assert int(before["Donjon - Malicious Model Artifact Pushed"]) >= 1  # the pickle
+        assert int(before["Donjon - Access Denied"]) >= 1  # dana's refused promotion
+        assert before["Donjon - Audit Ledger Verification Failed"] == "0"
+        for _ in range(3):
+            site.gateway_finding("DJ-GW-003", "scraper-7", "digits-clf")  # extraction
+        after = fired(viewer.get("/ui/audit").text)
+    extraction = "Donjon - Model Extraction Finding"
+    assert int(after[extraction]) == int(before[extraction]) + 3
+    repeated = "Donjon - Repeated Model Extraction Findings From One Principal"
+    assert int(after[repeated]) >= int(before[repeated]) + 1

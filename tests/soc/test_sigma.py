@@ -4,22 +4,13 @@ and evaluated against Donjon's own OCSF output so their field names are real."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sigma.backends.elasticsearch import ESQLBackend, LuceneBackend
 from sigma.backends.splunk import SplunkBackend
 from sigma.collection import SigmaCollection
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionIdentifier,
-    ConditionNOT,
-    ConditionOR,
-)
 from sigma.correlations import SigmaCorrelationRule
-from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
-from sigma.types import SigmaCompareExpression, SigmaNumber, SigmaString
+from sigma.rule import SigmaRule
 from sigma.validation import SigmaValidator
 from sigma.validators.core import validators
 
@@ -28,11 +19,10 @@ from donjon.core import Decision, Effect, EventKind, Outcome, SecurityEvent, Sev
 from donjon.soc.ecs import to_ecs
 from donjon.soc.ocsf import to_ocsf
 from donjon.soc.sigma import ecs_pipeline, ocsf_pipeline
-from tests.conftest import REPO_ROOT
+from donjon.soc.sigma_match import RULES_DIR, flatten, rule_matches
 from tests.factories import finding
 from tests.soc.samples import ALICE, SCRAPER, every_kind, extraction_finding
 
-RULES_DIR = REPO_ROOT / "rules" / "sigma"
 # These two download MITRE ATT&CK / D3FEND data at run time: left out offline.
 ONLINE_VALIDATORS = {"attacktag", "d3_fendtag"}
 
@@ -88,74 +78,9 @@ def test_rules_convert_to_splunk_and_elasticsearch(rules: SigmaCollection) -> No
 # -- the rules against Donjon's own events -------------------------------------
 
 
-def _flatten(doc: Any, prefix: str = "") -> dict[str, list[Any]]:
-    """``a.b.c`` -> every value found there (arrays flatten like a SIEM's extraction)."""
-    out: dict[str, list[Any]] = {}
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            for k, v in _flatten(value, f"{prefix}{key}.").items():
-                out.setdefault(k, []).extend(v)
-    elif isinstance(doc, list):
-        for item in doc:
-            for k, v in _flatten(item, prefix).items():
-                out.setdefault(k, []).extend(v)
-    else:
-        out[prefix[:-1]] = [doc]
-    return out
-
-
-def _item_matches(item: SigmaDetectionItem, fields: dict[str, list[Any]]) -> bool:
-    found = fields.get(item.field or "", [])
-    for expected in item.value:
-        for actual in found:
-            if isinstance(expected, SigmaCompareExpression):
-                op = expected.op.name
-                num = expected.number.number
-                ok = {"GTE": actual >= num, "GT": actual > num, "LTE": actual <= num}.get(
-                    op, actual < num
-                )
-                if isinstance(actual, int | float) and ok:
-                    return True
-            elif (isinstance(expected, SigmaNumber) and actual == expected.number) or (
-                isinstance(expected, SigmaString)
-                and expected.to_plain().lower() == str(actual).lower()
-            ):
-                return True
-    return False
-
-
-def _detection_matches(det: SigmaDetection, fields: dict[str, list[Any]]) -> bool:
-    return all(
-        _detection_matches(i, fields) if isinstance(i, SigmaDetection) else _item_matches(i, fields)
-        for i in det.detection_items
-    )
-
-
-def _eval(node: Any, rule: SigmaRule, fields: dict[str, list[Any]]) -> bool:
-    if isinstance(node, ConditionAND):
-        return all(_eval(a, rule, fields) for a in node.args)
-    if isinstance(node, ConditionOR):
-        return any(_eval(a, rule, fields) for a in node.args)
-    if isinstance(node, ConditionNOT):
-        return not _eval(node.args[0], rule, fields)
-    if isinstance(node, ConditionIdentifier):
-        return _detection_matches(rule.detection.detections[node.identifier], fields)
-    if isinstance(node, SigmaDetection):
-        return _detection_matches(node, fields)
-    if isinstance(node, SigmaDetectionItem | ConditionFieldEqualsValueExpression):
-        return _item_matches(node, fields)  # type: ignore[arg-type]
-    raise AssertionError(f"unsupported condition node {node!r}")
-
-
 def matching_rules(rules: SigmaCollection, event: SecurityEvent) -> set[str]:
-    fields = _flatten(to_ocsf(event))
-    hits = set()
-    for rule in rules.rules:
-        if isinstance(rule, SigmaRule):
-            parsed = rule.detection.parsed_condition[0]
-            if _eval(parsed.parse(False), rule, fields):
-                hits.add(rule.title)
-    return hits
+    fields = flatten(to_ocsf(event))
+    return {r.title for r in rules.rules if isinstance(r, SigmaRule) and rule_matches(r, fields)}
 
 
 def _gate(outcome: Outcome) -> SecurityEvent:
@@ -171,12 +96,12 @@ def _gate(outcome: Outcome) -> SecurityEvent:
 def matching_rules_ecs(event: SecurityEvent) -> set[str]:
     """The same rules through :func:`donjon.soc.sigma.ecs_pipeline`, on the ECS document."""
     fresh = SigmaCollection.load_ruleset([RULES_DIR])  # pipelines change the rules they touch
-    fields = _flatten(to_ecs(event))
+    fields = flatten(to_ecs(event))
     hits = set()
     for rule in fresh.rules:
         if isinstance(rule, SigmaRule):
             ecs_pipeline().apply(rule)
-            if _eval(rule.detection.parsed_condition[0].parse(False), rule, fields):
+            if rule_matches(rule, fields):
                 hits.add(rule.title)
     return hits
 

@@ -407,6 +407,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
                 "ledger": views.ledger_status(sources),
                 "verdict": console.verdicts[-1] if console.verdicts else None,
                 "can_verify": console.verify_ledger is not None,
+                "sigma": views.sigma_rules(sources),
             },
         )
 

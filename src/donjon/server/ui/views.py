@@ -19,6 +19,7 @@ from donjon.core.identity import Principal
 from donjon.errors import AuditError, NotFound
 from donjon.registry import Attachment, GateResult, Kind, Registry, Stage, Status, Version
 from donjon.server.ui.events import Entry, EventIndex, day_before, summarise_findings
+from donjon.server.ui.sigma import SigmaBoard
 
 GATE_COLUMNS = ("scan", "lineage", "signature", "provenance", "evaluation")
 _GATE_OF = {
@@ -42,6 +43,7 @@ class Sources:
     checkpoints: Callable[[], list[Mapping[str, Any]]] | None = None
     outbox_lag: Callable[[], dict[str, int]] | None = None
     entries: Callable[[int], Iterable[tuple[int, str, str, str]]] | None = None
+    sigma: SigmaBoard | None = None
 
 
 def event_detail(sources: Sources, seq: int) -> dict[str, Any]:
@@ -166,6 +168,14 @@ def posture(
         "ledger": ledger_status(sources),
         "lag": sources.outbox_lag() if sources.outbox_lag else None,
     }
+
+
+def sigma_rules(sources: Sources) -> dict[str, Any] | None:
+    """The shipped Sigma rules and how often each fired on the ledger's events."""
+    if sources.sigma is None:
+        return None
+    sources.sigma.refresh()
+    return sources.sigma.view()
 
 
 def ledger_status(sources: Sources) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from donjon.registry import Registry
 from donjon.server.ui.console import Console, mount_console
 from donjon.server.ui.events import EventIndex
 from donjon.server.ui.sessions import SessionRows
+from donjon.server.ui.sigma import SigmaBoard
 from donjon.server.ui.views import Sources
 
 if TYPE_CHECKING:
@@ -68,6 +69,16 @@ class ConsoleOptions:
         )
 
 
+def _start_of(index: EventIndex) -> Callable[[], int]:
+    """Where the index starts reading the ledger (read once to know)."""
+
+    def start() -> int:
+        index.refresh()
+        return index.first_seq
+
+    return start
+
+
 def add_console(
     app: FastAPI,
     registry: Registry,
@@ -80,12 +91,14 @@ def add_console(
 ) -> Console:
     """Mount the console on the vault's ``app``: the hook of ``donjon server``."""
     options = options or ConsoleOptions()
+    index = EventIndex(ledger.entries, head=ledger.head) if ledger is not None else None
     sources = Sources(
-        index=EventIndex(ledger.entries, head=ledger.head) if ledger is not None else None,
+        index=index,
         ledger_head=ledger.head if ledger is not None else None,
         checkpoints=ledger.checkpoints if ledger is not None else None,
         outbox_lag=dispatcher.lag if dispatcher is not None else None,
         entries=ledger.entries if ledger is not None else None,
+        sigma=SigmaBoard(ledger.entries, _start_of(index)) if ledger and index else None,
     )
     return mount_console(
         app,
