@@ -5,10 +5,11 @@
 A cache of --files files (10 repositories x 2 revisions; small pickles, json
 and safetensors, the shape of a real cache) is built with the layout
 huggingface_hub reads back; the same contents are written to a plain folder.
-Both scans run in-process through ``main([...])``, alternating, JSON output
-to a file, after one warm-up of each command (imports). The plain scan takes
-Donjon's Typer-free fast path; ``--hf-cache`` goes through Typer and the
-settings. Target: the cache scan within 1.5x of the plain one.
+Both scans write JSON to a file and run alternately: "cold" in a fresh
+interpreter each (``python -m donjon``, imports included), "warm" in-process
+through ``main([...])`` after one run of each. Both command lines take Donjon's
+Typer-free fast path. Medians of wall and CPU time (children's CPU for cold
+runs). Target: the cache scan within 1.5x of the plain one.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import pickle
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,6 +35,8 @@ from tests.integrations.hfcache import add_snapshot
 
 from donjon.cli.main import main
 from donjon.scan.samples import safetensors
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _content(i: int) -> tuple[str, bytes]:
@@ -56,12 +63,48 @@ def _build(root: Path, files: int) -> tuple[Path, Path]:
     return cache, plain
 
 
-def _time(args: list[str]) -> float:
-    started = time.perf_counter()
+def _warm(args: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one in-process run (imports already paid)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(args)
     assert code in (0, 1), code
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _cold(args: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``python -m donjon ARGS`` in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DONJON_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "donjon", *args], env=env, capture_output=True, check=False
+    )
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode in (0, 1), done.stderr.decode()[-2000:]
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _alternated(
+    run: Callable[[list[str]], tuple[float, float]], hub: list[str], plain: list[str], repeats: int
+) -> dict[str, list[tuple[float, float]]]:
+    times: dict[str, list[tuple[float, float]]] = {"hub": [], "plain": []}
+    for i in range(repeats):
+        for which in ("hub", "plain") if i % 2 else ("plain", "hub"):
+            times[which].append(run(hub if which == "hub" else plain))
+    return times
+
+
+def _row(label: str, times: dict[str, list[tuple[float, float]]]) -> None:
+    wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
+    cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
+    print(
+        f"{label:<5} median wall: --hf-cache {wall['hub']:.3f}s plain {wall['plain']:.3f}s "
+        f"ratio {wall['hub'] / wall['plain']:.2f} | CPU: --hf-cache {cpu['hub']:.3f}s "
+        f"plain {cpu['plain']:.3f}s ratio {cpu['hub'] / cpu['plain']:.2f}"
+    )
 
 
 def main_bench() -> None:
@@ -75,24 +118,15 @@ def main_bench() -> None:
         out = str(Path(tmp) / "r.json")
         base = ["-q", "--home", home, "--format", "json", "scan", "--force", "-o", out]
         hub_args, plain_args = [*base, "--hf-cache", str(cache)], [*base, str(plain)]
-        # imports paid once, outside both measures: "cold" is each scan's first run
-        warmup = Path(tmp) / "warmup"
-        warmup.mkdir()
-        (warmup / "w.pkl").write_bytes(pickle.dumps(1))
-        add_snapshot(Path(tmp) / "warm-hub", "org/warm", "0" * 40, {"w.pkl": pickle.dumps(1)})
-        _time([*base[:-3], str(warmup)])  # the plain scan's fast path
-        _time([*base[:-3], "--hf-cache", str(Path(tmp) / "warm-hub")])  # Typer and settings
-        cold_hub, cold_plain = _time(hub_args), _time(plain_args)
-        hub, flat = [], []
-        for i in range(args.repeats):
-            for which in ("hub", "plain") if i % 2 else ("plain", "hub"):
-                (hub if which == "hub" else flat).append(
-                    _time(hub_args if which == "hub" else plain_args)
-                )
-        mh, mp = statistics.median(hub), statistics.median(flat)
-        print(f"files: {args.files}")
-        print(f"cold: --hf-cache {cold_hub:.3f}s  plain {cold_plain:.3f}s")
-        print(f"warm median: --hf-cache {mh:.3f}s  plain {mp:.3f}s  ratio {mh / mp:.2f}")
+        cold = _alternated(_cold, hub_args, plain_args, args.repeats)
+        # warm: imports paid once by a first run of each, outside the measures
+        _warm(hub_args), _warm(plain_args)
+        warm = _alternated(_warm, hub_args, plain_args, args.repeats)
+        print(
+            f"files: {args.files}, repeats: {args.repeats}, load average {os.getloadavg()[0]:.1f}"
+        )
+        _row("cold", cold)
+        _row("warm", warm)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,42 @@ def test_a_snapshot_link_leaving_the_blobs_is_refused(
 
 def test_plain_scans_still_need_a_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--format", "json", "scan", "--hf-cache", "{cache}"],
+        ["scan", "--hf-cache", "--fail-on", "critical", "{cache}"],
+        ["-q", "scan", "-f", "sarif", "--hf-cache", "{cache}"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_hf_cache_takes_the_fast_path_and_answers_as_typer_does(
+    argv: list[str], cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from donjon.cli import fastscan
+    from donjon.cli.root import run_app
+
+    args = [a.format(cache=cache) for a in argv]
+    fast = fastscan.try_scan(args)
+    assert fast is not None, "the fast path declined a plain --hf-cache scan"
+    fast_out = capsys.readouterr()
+    typer = run_app(args)
+    typer_out = capsys.readouterr()
+    assert (fast, fast_out.err) == (typer, typer_out.err)
+    seconds = re.compile(r'"seconds": [0-9.e-]+|\b\d+\.\d\d\b')
+    assert seconds.sub("0", fast_out.out) == seconds.sub("0", typer_out.out)
+    assert f"hf://acme/mixed@{BAD}/pytorch_model.bin" in fast_out.out
+
+
+def test_a_link_leaving_the_blobs_is_refused_on_the_fast_path_too(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from donjon.cli import fastscan
+
+    (tmp_path / "secret.bin").write_bytes(b"outside")
+    entry = cache / "models--acme--clean" / "snapshots" / GOOD / "escape.bin"
+    entry.symlink_to(tmp_path / "secret.bin")
+    assert fastscan.try_scan(["scan", "--hf-cache", str(cache)]) == 2
+    assert "links outside the cache's blobs" in capsys.readouterr().err

@@ -90,7 +90,10 @@ def test_certificate_mode_on_the_command_line(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sign", "{model}", "--signature", "{tmp}/s"], "exactly one of --private-key and --key"),
+        (
+            ["sign", "{model}", "--signature", "{tmp}/s"],
+            "exactly one of --private-key, --key and --sigstore",
+        ),
         (["sign", "{tmp}/nope", "--private-key", "{tmp}/key.pem"], "does not exist"),
         (["sign", "{model}", "--private-key", "{tmp}/pub.pem"], "not a PEM private key"),
         (["sign", "{model}", "--private-key", "{tmp}/key.pem", "--hash", "md5"], "sha256, blake3"),

@@ -9,7 +9,8 @@ as the Typer command, with the built-in settings:
 - the words are, exactly: global ``--format``/``-f`` (``text``, ``json``),
   ``--quiet``/``-q`` and ``--home DIR``, then ``scan`` with ``--fail-on``,
   ``--format``/``-f`` (``text``, ``json``, ``sarif``), ``--output``/``-o``,
-  ``--workers N`` (N >= 1), ``--allow``, ``--force`` and existing paths;
+  ``--workers N`` (N >= 1), ``--allow``, ``--force``, ``--hf-cache`` and existing
+  paths (with ``--hf-cache``, cache folders, or none for the default cache);
 - no ``DONJON_*`` variable but ``DONJON_HOME`` is set, and no settings file
   exists where Donjon looks for one.
 
@@ -49,6 +50,7 @@ class _Plan:
         self.workers: int | None = None
         self.allow: list[str] = []
         self.force = False
+        self.hf_cache = False
         self.paths: list[str] = []
 
 
@@ -80,8 +82,9 @@ def parse(args: list[str]) -> _Plan | None:
     else:
         return None  # no scan command
     for word in words:
-        if word == "--force":
-            plan.force = True
+        if word in ("--force", "--hf-cache"):
+            plan.force = plan.force or word == "--force"
+            plan.hf_cache = plan.hf_cache or word == "--hf-cache"
             continue
         if word.startswith("-") or not word:
             value = next(words, "")
@@ -91,7 +94,7 @@ def parse(args: list[str]) -> _Plan | None:
             plan.paths.append(word)
     if plan.home is None:
         plan.home = os.environ.get("DONJON_HOME") or None
-    usable = plan.paths and all(os.path.exists(p) for p in plan.paths)
+    usable = (plan.paths or plan.hf_cache) and all(os.path.exists(p) for p in plan.paths)
     if plan.home is not None and (not plan.home or os.path.isfile(plan.home)):
         return None
     return plan if usable else None
@@ -141,9 +144,17 @@ def _run(plan: _Plan) -> int:
     )
     try:
         try:
+            paths: list[str] | list[Path] = [Path(p) for p in plan.paths]
+            hub = None
+            if plan.hf_cache:
+                from donjon.cli.scan_hf import hub_targets
+
+                hub = hub_targets([Path(p) for p in plan.paths], hf_cache=True)
+                paths = hub.paths
             return run_scan(
                 cli,
-                [Path(p) for p in plan.paths],
+                paths,
+                hub=hub,
                 policy=DEFAULT_POLICY.with_extra(allow=plan.allow),
                 threshold=Severity.parse(plan.fail_on or DEFAULT_FAIL_ON),
                 record_clean=DEFAULT_RECORD_CLEAN,

@@ -68,18 +68,19 @@ def scan(
         threshold = Severity.parse(fail_on or settings.scan.fail_on)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--fail-on") from None
-    paths = paths or []
+    given = paths or []
+    targets: list[Path] | list[str] = given
     hub = None
-    if hf_cache or any(str(p).startswith("hf:/") for p in paths):
+    if hf_cache or any(str(p).startswith("hf:/") for p in given):
         from donjon.cli.scan_hf import hub_targets
 
-        hub = hub_targets(paths, hf_cache)
-        paths = hub.paths
-    elif not paths:
+        hub = hub_targets(given, hf_cache)
+        targets = hub.paths
+    elif not given:
         raise typer.BadParameter("give a file, a folder, hf://ORG/NAME or --hf-cache")
     return run_scan(
         cli,
-        paths,
+        targets,
         hub=hub,
         policy=scan_policy(settings).with_extra(allow=allow or ()),
         threshold=threshold,

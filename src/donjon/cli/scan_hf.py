@@ -29,7 +29,7 @@ def hub_spec(path: Path | str) -> str:
 class HubTargets:
     """The files to scan, their hf:// names, and the roots as the user gave them."""
 
-    paths: list[Path]
+    paths: list[str]  # plain strings: a cache holds thousands of files
     names: dict[str, str]
     roots: tuple[str, ...]
 
@@ -64,5 +64,6 @@ def hub_targets(paths: Sequence[Path], hf_cache: bool) -> HubTargets:
     if hf_cache and not paths:
         found.extend(cache_files(None))
         roots.append("hf-cache")
-    names = {str(f.path): f.label for f in found}
-    return HubTargets(paths=[f.path for f in found] + plain, names=names, roots=tuple(roots))
+    names = {f.entry: f.label for f in found}
+    targets = [f.entry for f in found] + [str(p) for p in plain]
+    return HubTargets(paths=targets, names=names, roots=tuple(roots))

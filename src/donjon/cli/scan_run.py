@@ -28,7 +28,7 @@ class ScanFormat(enum.StrEnum):
 
 def run_scan(
     cli: CliState,
-    paths: Sequence[Path],
+    paths: Sequence[Path] | Sequence[str],
     *,
     policy: ScanPolicy,
     threshold: Severity,
@@ -52,10 +52,11 @@ def run_scan(
         raise ScanError(f"{output} already exists; pass --force to overwrite it")
 
     def file_done(done: FileReport) -> None:
-        if hub is not None:  # hf:// names for the snapshot files of a Hugging Face cache
-            done = hub.rename_file(done)
         if done.findings:  # the app (database, ledger, outbox) is built on the first event
             from donjon.core.events import SecurityEvent
+
+            if hub is not None:  # hf:// names for the snapshot files of a Hugging Face cache
+                done = hub.rename_file(done)
 
             # one journal transaction per file: its findings are stored together
             cli.app.bus.publish_all(SecurityEvent.of_finding(f, "scan") for f in done.findings)

@@ -2,8 +2,10 @@
 
 The words follow ``model_signing sign key|certificate`` so users can switch:
 ``donjon sign MODEL --private-key key.pem --signature model.sig``, plus
-``--signing-certificate`` and ``--certificate-chain`` for a local PKI, or
-``--key ID`` for a key in Donjon's key store.
+``--signing-certificate`` and ``--certificate-chain`` for a local PKI,
+``--key ID`` for a key in Donjon's key store, or ``--sigstore`` for a keyless
+signature (``model_signing sign sigstore``): it needs Sigstore's services and an
+OIDC identity, so it cannot run offline.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +21,10 @@ from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.progress import byte_progress, tree_size
 from donjon.cli.state import state
 from donjon.errors import ConfigError, DonjonError
+
+if TYPE_CHECKING:
+    from donjon.cli.state import CliState
+    from donjon.provenance.hashing import HashOptions
 
 _HASHES = ("sha256", "blake3")
 
@@ -84,6 +90,34 @@ def sign(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Hashing threads (default: cores).")
     ] = None,
+    sigstore: Annotated[
+        bool,
+        typer.Option(
+            "--sigstore",
+            help="Keyless: a short-lived Fulcio certificate for your OIDC identity, logged in "
+            "Rekor (needs the network).",
+        ),
+    ] = False,
+    identity_token_env: Annotated[
+        str,
+        typer.Option(
+            "--identity-token-env",
+            help="Keyless: environment variable holding an OIDC identity token (else ambient "
+            "CI credentials, else a browser sign-in at a terminal).",
+        ),
+    ] = "SIGSTORE_ID_TOKEN",  # noqa: S107 - a variable's name
+    trust_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-config",
+            dir_okay=False,
+            help="Keyless: a Sigstore ClientTrustConfig (a private instance); default: "
+            "Sigstore's public instance.",
+        ),
+    ] = None,
+    staging: Annotated[
+        bool, typer.Option("--staging", help="Keyless: Sigstore's staging instance (tests).")
+    ] = False,
     force: Force = False,
 ) -> None:
     """Sign MODEL: hash every file, sign the manifest, write an OMS bundle."""
@@ -101,13 +135,30 @@ def sign(
     from donjon.provenance.sign import sign_model
 
     cli = state(ctx)
-    if (private_key is None) == (key_id is None):
-        raise typer.BadParameter("give exactly one of --private-key and --key")
+    if (private_key is not None) + (key_id is not None) + sigstore != 1:
+        raise typer.BadParameter("give exactly one of --private-key, --key and --sigstore")
     if hash_algorithm not in _HASHES:
         raise typer.BadParameter(f"use one of {', '.join(_HASHES)}", param_hint="--hash")
     if not model.exists():
         raise typer.BadParameter(f"{model} does not exist", param_hint="MODEL")
+    if not sigstore and (trust_config is not None or staging):
+        raise typer.BadParameter("--trust-config and --staging go with --sigstore")
     refuse_overwrite(signature, force, "--signature")
+    options = HashOptions(
+        algorithm=hash_algorithm,
+        method="shards" if shard_size else "files",
+        shard_size=shard_size or HashOptions().shard_size,
+        allow_symlinks=allow_symlinks,
+        ignore_paths=tuple(ignore_paths or ()),
+        ignore_git_paths=ignore_git_paths,
+        workers=workers,
+    )
+    if sigstore:
+        if signing_certificate is not None or certificate_chain or passphrase_env:
+            raise typer.BadParameter("--sigstore signs with no key or certificate of yours")
+        require("sigstore", "sigstore")
+        sign_keyless_cli(cli, model, signature, options, identity_token_env, trust_config, staging)
+        return
     try:
         secret = passphrase_from_env(passphrase_env)
         signer: Signer | None = None
@@ -129,15 +180,6 @@ def sign(
             signer = ProviderSigner(provider, key_id)
         if signer is None:  # unreachable: exactly one of the two options is set
             raise typer.BadParameter("give exactly one of --private-key and --key")
-        options = HashOptions(
-            algorithm=hash_algorithm,
-            method="shards" if shard_size else "files",
-            shard_size=shard_size or HashOptions().shard_size,
-            allow_symlinks=allow_symlinks,
-            ignore_paths=tuple(ignore_paths or ()),
-            ignore_git_paths=ignore_git_paths,
-            workers=workers,
-        )
         with byte_progress(cli, f"signing {model.name}", tree_size(model)) as advance:
             result = sign_model(model, signer, signature, options, progress=advance)
     except DonjonError as e:
@@ -161,4 +203,54 @@ def sign(
     cli.out.print(
         f"Signing succeeded: {signature} ({len(result.manifest.items)} resources, "
         f"sha256:{result.subject_digest})"
+    )
+
+
+def sign_keyless_cli(
+    cli: CliState,
+    model: Path,
+    signature: Path,
+    options: HashOptions,
+    token_env: str,
+    trust_config: Path | None,
+    staging: bool,
+) -> None:
+    """``sign --sigstore``: the keyless bundle, as ``model_signing sign sigstore`` writes it."""
+    from donjon.provenance import events
+    from donjon.provenance.keyless import identity_token, sign_keyless
+    from donjon.provenance.keys import check_curve, key_hint
+
+    try:
+        token = identity_token(token_env)
+        with byte_progress(cli, f"signing {model.name}", tree_size(model)) as advance:
+            manifest, leaf = sign_keyless(
+                model,
+                signature,
+                options,
+                token=token,
+                trust_config=trust_config,
+                staging=staging,
+                progress=advance,
+            )
+    except DonjonError as e:
+        cli.app.bus.publish(
+            events.activity("sign", f"signing {model} failed: {e}", ok=False, model=str(model))
+        )
+        raise
+    hint = key_hint(check_curve(leaf.public_key()))
+    cli.app.bus.publish(events.signed(model, manifest.subject_digest, signature, hint))
+    if cli.json:
+        cli.print_json(
+            {
+                "model": str(model),
+                "signature": str(signature),
+                "subject_digest": f"sha256:{manifest.subject_digest}",
+                "files": len(manifest.items),
+                "keyless": True,
+            }
+        )
+        return
+    cli.out.print(
+        f"Signing succeeded (keyless): {signature} ({len(manifest.items)} resources, "
+        f"sha256:{manifest.subject_digest})"
     )

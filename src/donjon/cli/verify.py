@@ -1,7 +1,9 @@
 """``donjon verify``: check a model's OMS signature, and optionally a whole policy.
 
 ``donjon verify MODEL --signature model.sig --public-key pub.pem`` (or
-``--certificate-chain ca.pem``) mirrors ``model_signing verify``. With
+``--certificate-chain ca.pem``, or keyless ``--identity ID --issuer URL``
+with an optional ``--trust-root trusted_root.json``) mirrors ``model_signing
+verify key|certificate|sigstore``. With
 ``--policy policy.toml`` it also checks provenance, datasets, evaluation
 metrics and the scan result. Exit 0 verified, 1 failed verification, 2 usage.
 """
@@ -10,12 +12,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from donjon.cli.sign import require
 from donjon.cli.state import CliState, ExitCode, state
+from donjon.cli.verify_options import (
+    CertificateChain,
+    Identity,
+    Issuer,
+    Offline,
+    PolicyFile,
+    PublicKey,
+    TrustRoot,
+)
+
+if TYPE_CHECKING:
+    from donjon.provenance.verify import Trust
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,12 @@ def verify(
             "model.sig).",
         ),
     ] = None,
-    public_key: Annotated[
-        Path | None, typer.Option("--public-key", help="PEM public key of the signer.")
-    ] = None,
-    certificate_chain: Annotated[
-        list[Path] | None,
-        typer.Option("--certificate-chain", help="Trusted PEM certificates (repeatable)."),
-    ] = None,
+    public_key: PublicKey = None,
+    certificate_chain: CertificateChain = None,
+    identity: Identity = None,
+    issuer: Issuer = None,
+    trust_root: TrustRoot = None,
+    offline: Offline = False,
     ignore_unsigned_files: Annotated[
         bool, typer.Option("--ignore-unsigned-files", help="Do not fail on files added later.")
     ] = False,
@@ -82,9 +95,7 @@ def verify(
             help="Accept certificates outside their validity period (old bundles); logs a warning.",
         ),
     ] = False,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="TOML verification policy.", dir_okay=False)
-    ] = None,
+    policy: PolicyFile = None,
     provenance: Annotated[
         Path | None,
         typer.Option("--provenance", help="Provenance file (default <MODEL>.provenance.json)."),
@@ -99,39 +110,33 @@ def verify(
     """Verify MODEL against its signature (and a policy); exit 1 on any failure."""
     require("cryptography", "sign")
     from donjon.provenance import events
-    from donjon.provenance.certs import load_certificates
     from donjon.provenance.errors import SignatureMismatch
-    from donjon.provenance.keys import load_public_key
-    from donjon.provenance.validity import load_crls
-    from donjon.provenance.verify import CertificateTrust, KeyTrust, Trust, verify_model
+    from donjon.provenance.verify import verify_model
 
     cli = state(ctx)
     target = resolve_model(model, signature)
     model, signature, name = target.folder, target.signature, target.name
+    keyless = identity is not None or issuer is not None or trust_root is not None or offline
     if policy is not None:
         if public_key is not None or certificate_chain or crl or unsafe_ignore_cert_expiry:
             raise typer.BadParameter(
                 "with --policy, the trusted keys come from the policy file "
                 "(--crl and --unsafe-ignore-cert-expiry do not apply)"
             )
+        if keyless:
+            raise typer.BadParameter(
+                "--identity, --issuer and --trust-root do not go with --policy"
+            )
         return run_policy(cli, target, policy, provenance, scan_result)
     if not signature.is_file():
         raise typer.BadParameter(f"{signature} does not exist", param_hint="--signature")
-    if (public_key is None) == (not certificate_chain):
-        raise typer.BadParameter("give exactly one of --public-key and --certificate-chain")
-    if public_key is not None and (crl or unsafe_ignore_cert_expiry):
-        raise typer.BadParameter(
-            "--crl and --unsafe-ignore-cert-expiry apply to --certificate-chain only"
-        )
-    trust: Trust
-    if public_key is not None:
-        trust = KeyTrust(load_public_key(public_key))
-    else:
-        trust = CertificateTrust(
-            load_certificates(certificate_chain or []),
-            crls=load_crls(crl or []),
-            unsafe_ignore_cert_expiry=unsafe_ignore_cert_expiry,
-        )
+    trust = _trust(
+        public_key,
+        certificate_chain or [],
+        crl or [],
+        unsafe_ignore_cert_expiry=unsafe_ignore_cert_expiry,
+        keyless=(identity, issuer, trust_root, offline) if keyless else None,
+    )
     try:
         result = verify_model(
             model,
@@ -158,7 +163,7 @@ def verify(
             for problem in e.problems:
                 cli.err.print(f"  - {problem.message}", soft_wrap=True, markup=False)
         return ExitCode.FINDINGS
-    signer = result.identity.subject if result.identity else f"key {result.key_hint[:16]}"
+    signer = result.signer
     cli.app.bus.publish(events.verified(name, result.subject_digest, signer))
     if cli.json:
         cli.print_json(
@@ -173,6 +178,48 @@ def verify(
     else:
         cli.out.print(f"Verification succeeded: {name} (signer {signer})", markup=False)
     return ExitCode.OK
+
+
+def _trust(
+    public_key: Path | None,
+    chain: list[Path],
+    crls: list[Path],
+    *,
+    unsafe_ignore_cert_expiry: bool,
+    keyless: tuple[str | None, str | None, Path | None, bool] | None,
+) -> Trust:
+    """The one trust the options name: a key, certificates, or a keyless identity."""
+    from donjon.provenance.certs import load_certificates
+    from donjon.provenance.keys import load_public_key
+    from donjon.provenance.validity import load_crls
+    from donjon.provenance.verify import CertificateTrust, KeyTrust
+
+    if (public_key is not None) + bool(chain) + (keyless is not None) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --public-key, --certificate-chain and --identity/--issuer"
+        )
+    if (crls or unsafe_ignore_cert_expiry) and not chain:
+        raise typer.BadParameter(
+            "--crl and --unsafe-ignore-cert-expiry apply to --certificate-chain only"
+        )
+    if keyless is not None:
+        from donjon.provenance.keyless import KeylessTrust
+
+        identity, issuer, trust_root, offline = keyless
+        if not identity or not issuer:
+            raise typer.BadParameter(
+                "a keyless signature is checked with both --identity and --issuer"
+            )
+        if trust_root is not None and offline:
+            raise typer.BadParameter("--offline applies without --trust-root only")
+        return KeylessTrust(identity, issuer, trust_root, offline)
+    if public_key is not None:
+        return KeyTrust(load_public_key(public_key))
+    return CertificateTrust(
+        load_certificates(chain),
+        crls=load_crls(crls),
+        unsafe_ignore_cert_expiry=unsafe_ignore_cert_expiry,
+    )
 
 
 def run_policy(

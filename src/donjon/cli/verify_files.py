@@ -3,7 +3,7 @@
 The pre-commit hook ``donjon-verify`` passes the staged files. Each file is
 covered by the nearest folder above it holding the signature (``model.sig``),
 or by a ``FILE.sig`` beside it; every covering folder or file is verified once
-(``donjon verify``'s checks: a key, certificates or a policy). A staged model
+(``donjon verify``'s checks: a key, certificates, a keyless identity or a policy). A staged model
 file (by extension) that no signature covers fails, unless ``--allow-unsigned``.
 Exit 0 when all verify, 1 otherwise.
 """
@@ -18,6 +18,14 @@ import typer
 
 from donjon.cli.state import ExitCode, state
 from donjon.cli.verify import verify
+from donjon.cli.verify_options import (
+    CertificateChain,
+    Identity,
+    Issuer,
+    PolicyFile,
+    PublicKey,
+    TrustRoot,
+)
 
 # The model files the ``donjon-scan`` hook picks (.pre-commit-hooks.yaml)
 MODEL_FILE = re.compile(
@@ -47,16 +55,12 @@ def covering(file: Path, signature_name: str, top: Path) -> tuple[Path, Path] | 
 def verify_files(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Changed files (pre-commit passes them).")],
-    public_key: Annotated[
-        Path | None, typer.Option("--public-key", help="PEM public key of the signer.")
-    ] = None,
-    certificate_chain: Annotated[
-        list[Path] | None,
-        typer.Option("--certificate-chain", help="Trusted PEM certificates (repeatable)."),
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="TOML verification policy.", dir_okay=False)
-    ] = None,
+    public_key: PublicKey = None,
+    certificate_chain: CertificateChain = None,
+    identity: Identity = None,
+    issuer: Issuer = None,
+    trust_root: TrustRoot = None,
+    policy: PolicyFile = None,
     signature_name: Annotated[
         str, typer.Option("--signature-name", help="A signed folder's bundle name.")
     ] = "model.sig",
@@ -84,6 +88,9 @@ def verify_files(
             signature=signature,
             public_key=public_key,
             certificate_chain=certificate_chain,
+            identity=identity,
+            issuer=issuer,
+            trust_root=trust_root,
             policy=policy,
         )
         code = max(code, ExitCode(verified))

@@ -16,14 +16,18 @@ SCHEME = "hf://"
 
 @dataclass(frozen=True, slots=True)
 class HubFile:
-    """One file of one snapshot: ``hf://{repo_id}@{revision}/{name}`` read from ``path``."""
+    """One file of one snapshot: ``hf://{repo_id}@{revision}/{name}`` read from ``entry``."""
 
     repo_id: str
     repo_type: str
     revision: str  # the commit hash (the snapshot folder's name)
     refs: tuple[str, ...]  # branch or tag names pointing at it ("main")
     name: str  # the path inside the repository
-    path: Path  # the snapshot entry (a link into blobs/)
+    entry: str  # the snapshot entry (a link into blobs/), as a string: a cache has many
+
+    @property
+    def path(self) -> Path:
+        return Path(self.entry)
 
     @property
     def snapshot_label(self) -> str:
@@ -81,18 +85,23 @@ class _LinkCheck:
             real = self.folders[folder] = os.path.realpath(folder)
         return real
 
-    def link(self, entry: str, folder: str, blobs: str) -> None:
-        """Raise unless the link ``entry`` (in ``folder``) stays in ``blobs`` / the cache."""
+    def link(self, entry: str, folder: str, blobs: str) -> bool:
+        """True for a link to a file in ``blobs`` (or the cache), False for a linked folder.
+
+        Anything else raises: it is refused, never followed.
+        """
         hop = os.path.normpath(os.path.join(self._real_folder(folder), os.readlink(entry)))
         try:
             mode = os.lstat(hop).st_mode
         except OSError:
             mode = 0
         if os.path.dirname(hop) == blobs and stat.S_ISREG(mode):
-            return
+            return True  # the common case: one readlink and one lstat
+        if stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and os.path.isdir(hop)):
+            return False  # a linked folder is not entered
         final = os.path.realpath(hop)
         if os.path.dirname(hop) == blobs and _inside(final, self.root) and os.path.isfile(final):
-            return
+            return True
         raise ScanError(f"{entry} links outside the cache's blobs ({final}): refusing to follow it")
 
 
@@ -134,14 +143,10 @@ def _snapshot_files(
             if entry.is_dir(follow_symlinks=False):
                 walk(entry.path, f"{prefix}{entry.name}/")
                 continue
-            if entry.is_symlink():
-                if os.path.isdir(entry.path):
-                    continue  # a linked folder is not entered
-                check.link(entry.path, folder, blobs)
+            if entry.is_symlink() and not check.link(entry.path, folder, blobs):
+                continue  # a linked folder is not entered
             found.append(
-                HubFile(
-                    repo_id, repo_type, snapshot.name, named, prefix + entry.name, Path(entry.path)
-                )
+                HubFile(repo_id, repo_type, snapshot.name, named, prefix + entry.name, entry.path)
             )
 
     walk(str(snapshot), "")

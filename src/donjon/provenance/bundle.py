@@ -152,4 +152,8 @@ class Bundle:
         if isinstance(public_key, dict):
             hint = public_key.get("hint")
             return cls(envelope, key_hint=str(hint) if hint else None)
+        if isinstance(material.get("certificate"), dict):
+            raise MalformedSignature(
+                "this is a keyless (Sigstore) bundle: verify it with --identity and --issuer"
+            )
         raise MalformedSignature("the bundle names neither a public key nor a certificate chain")

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from donjon.errors import InputError
 from donjon.provenance.bundle import Bundle, manifest_from_statement
 from donjon.provenance.certs import CertificateIdentity, verify_chain
+from donjon.provenance.dsse import Envelope
 from donjon.provenance.errors import (
     MalformedCertificate,
     MalformedSignature,
@@ -25,7 +26,8 @@ from donjon.provenance.errors import (
     SignatureMismatch,
 )
 from donjon.provenance.hashing import HashOptions, Manifest, build_manifest
-from donjon.provenance.keys import key_hint
+from donjon.provenance.keyless import KeylessTrust, verify_keyless
+from donjon.provenance.keys import check_curve, key_hint
 from donjon.provenance.sign import signature_ignore
 
 
@@ -50,7 +52,7 @@ class CertificateTrust:
     unsafe_ignore_cert_expiry: bool = False
 
 
-Trust = KeyTrust | CertificateTrust
+Trust = KeyTrust | CertificateTrust | KeylessTrust
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +63,20 @@ class VerifiedModel:
     manifest: Manifest
     key_hint: str
     identity: CertificateIdentity | None = None
+    keyless: KeylessTrust | None = None  # the identity and issuer a keyless signature proved
 
     @property
     def subject_digest(self) -> str:
         return self.manifest.subject_digest
+
+    @property
+    def signer(self) -> str:
+        """Who signed, in words: an OIDC identity, a certificate's subject, or a key."""
+        if self.keyless is not None:
+            return f"{self.keyless.identity} (OIDC issuer {self.keyless.issuer}, Sigstore)"
+        if self.identity is not None:
+            return self.identity.subject
+        return f"key {self.key_hint[:16]}"
 
 
 def _fail(code: str, message: str, path: str | None = None) -> SignatureMismatch:
@@ -72,7 +84,7 @@ def _fail(code: str, message: str, path: str | None = None) -> SignatureMismatch
 
 
 def _signer_key(
-    bundle: Bundle, trust: Trust
+    bundle: Bundle, trust: KeyTrust | CertificateTrust
 ) -> tuple[ec.EllipticCurvePublicKey, CertificateIdentity | None]:
     if isinstance(trust, KeyTrust):
         if bundle.certificates:
@@ -156,21 +168,15 @@ def verify_model(
     """
     if not model.exists():
         raise InputError(f"model {model} does not exist")
+    if isinstance(trust, KeylessTrust):
+        payload_type, payload, leaf = verify_keyless(signature, trust)
+        envelope = Envelope(payload, payload_type, ())
+        public_key = check_curve(leaf.public_key())
+        identity: CertificateIdentity | None = CertificateIdentity.of(leaf)
+    else:
+        envelope, public_key, identity = _verified_envelope(signature, trust)
     try:
-        bundle = Bundle.read(signature)
-    except MalformedCertificate as e:
-        raise _fail("malformed-certificate", str(e)) from e
-    except MalformedSignature as e:
-        raise _fail("malformed-signature", str(e)) from e
-    public_key, identity = _signer_key(bundle, trust)
-    if not bundle.envelope.verify(public_key):
-        raise _fail(
-            "bad-signature",
-            "the signature does not verify: it was made by another key, or the signed "
-            "manifest or signature bytes were altered",
-        )
-    try:
-        expected = manifest_from_statement(bundle.envelope.statement())
+        expected = manifest_from_statement(envelope.statement())
     except MalformedSignature as e:
         raise _fail("malformed-signature", str(e)) from e
     try:
@@ -190,4 +196,25 @@ def verify_model(
     problems = compare(expected, actual)
     if problems:
         raise SignatureMismatch(problems)
-    return VerifiedModel(model, expected, key_hint(public_key), identity)
+    keyless = trust if isinstance(trust, KeylessTrust) else None
+    return VerifiedModel(model, expected, key_hint(public_key), identity, keyless)
+
+
+def _verified_envelope(
+    signature: Path, trust: KeyTrust | CertificateTrust
+) -> tuple[Envelope, ec.EllipticCurvePublicKey, CertificateIdentity | None]:
+    """The envelope of a key or certificate-chain bundle, its signature checked."""
+    try:
+        bundle = Bundle.read(signature)
+    except MalformedCertificate as e:
+        raise _fail("malformed-certificate", str(e)) from e
+    except MalformedSignature as e:
+        raise _fail("malformed-signature", str(e)) from e
+    public_key, identity = _signer_key(bundle, trust)
+    if not bundle.envelope.verify(public_key):
+        raise _fail(
+            "bad-signature",
+            "the signature does not verify: it was made by another key, or the signed "
+            "manifest or signature bytes were altered",
+        )
+    return bundle.envelope, public_key, identity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ def scan_file(path: str, policy: ScanPolicy = DEFAULT_POLICY) -> FileReport:
     ctx = Context.start(path, policy)
     p = Path(path)
     error = None
+    size = 0
     try:
         size = p.stat().st_size
 
@@ -193,7 +195,7 @@ def scan_file(path: str, policy: ScanPolicy = DEFAULT_POLICY) -> FileReport:
     return FileReport(
         path=path,
         format=fmt,
-        size=p.stat().st_size if p.exists() else 0,
+        size=size,
         findings=tuple(ctx.findings),
         error=error,
         seconds=time.perf_counter() - started,
@@ -284,11 +286,17 @@ def scan_path(
     """Scan files and folders (every file in a folder, each reported on its own)."""
     started = time.perf_counter()
     files: list[str] = []
+    sizes: dict[str, int] = {}  # of the files named directly: stat once (a cache has thousands)
     for raw in paths:
-        root = Path(raw)
-        if not root.exists():
-            raise ScanError(f"{root} does not exist")
-        files.extend(str(p) for p in iter_files(root))
+        try:
+            found = os.stat(raw)
+        except OSError:
+            raise ScanError(f"{raw} does not exist") from None
+        if stat.S_ISREG(found.st_mode):
+            files.append(str(Path(raw)))
+            sizes[files[-1]] = found.st_size
+        else:
+            files.extend(str(p) for p in iter_files(Path(raw)))
     count = workers if workers is not None else (policy.workers or (os.cpu_count() or 1))
     reports: list[FileReport] = []
 
@@ -300,7 +308,7 @@ def scan_path(
         if on_file is not None:
             on_file(report)
 
-    total = sum(os.path.getsize(f) for f in files)
+    total = sum(sizes[f] if f in sizes else os.path.getsize(f) for f in files)
     if count > 1 and len(files) >= 4 and (total >= _PARALLEL_BYTES or workers is not None):
         _parallel(files, policy, count, accept)
     else:

@@ -48,6 +48,8 @@ def _rule(rule: Rule) -> dict[str, Any]:
 
 
 def _uri(path: str) -> str:
+    if path.startswith("hf://"):  # a Hugging Face snapshot file is named by its URI already
+        return quote(path, safe=":/@")
     p = Path(path)
     try:
         p = p.resolve().relative_to(Path.cwd().resolve())
