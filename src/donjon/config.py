@@ -311,6 +311,51 @@ class ScanSettings(Section):
     )
 
 
+# -- deployed models watched by donjon up and the promotion gate ([watch]) ---
+
+
+class WatchModelSettings(Section):
+    """One model the vault fingerprints when a version enters one of ``stages``."""
+
+    name: str = Field(description="the model's name in the vault")
+    endpoint: str = Field(description="URL that serves the promoted version (http or https)")
+    data: Path = Field(description="held-out rows (CSV) the fingerprint is picked from")
+    drop_columns: list[str] = Field(default=[], description="CSV columns to leave out (a label)")
+    format: Literal["inputs", "instances", "kserve", "mlflow"] = Field(
+        default="inputs", description="the request shape the endpoint takes"
+    )
+    output: str | None = Field(default=None, description="key or JSON pointer of the scores")
+    stages: list[Literal["staging", "prod"]] = Field(
+        default=["prod"], description="stages whose promotion enrols the version"
+    )
+
+
+class WatchSettings(Section):
+    """``donjon watch`` inside the vault: enrolment at promotion, checks in ``donjon up``."""
+
+    key: str | None = Field(
+        default=None, description="id of a `donjon keys` key that signs the fingerprints"
+    )
+    passphrase_env: str | None = Field(
+        default=None, description="environment variable holding that key's passphrase"
+    )
+    token_env: str = Field(
+        default="DONJON_WATCH_TOKEN",
+        description="environment variable holding the prober's bearer token for the endpoints",
+    )
+    check_seconds: float = Field(
+        default=3600.0, ge=0, description="donjon up: fingerprint checks this often (0: never)"
+    )
+    probe_seconds: float = Field(
+        default=86400.0, ge=0, description="donjon up: robustness probes this often (0: never)"
+    )
+    probe_budget: int = Field(default=2000, ge=50, le=100_000, description="queries per probe")
+    probe_rows: int = Field(default=12, ge=1, description="held-out rows a probe attacks from")
+    models: list[WatchModelSettings] = Field(
+        default=[], description="models enrolled when promoted to a watched stage"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DONJON_",
@@ -337,6 +382,7 @@ class Settings(BaseSettings):
     soc: SocSettings = Field(default_factory=SocSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     scan: ScanSettings = Field(default_factory=ScanSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @classmethod
     def settings_customise_sources(

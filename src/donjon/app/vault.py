@@ -75,7 +75,8 @@ def build_vault(
     """Wire the vault: SQL catalogue (SQLite or PostgreSQL), blob folder, gates.
 
     Every pushed model is scanned (a dirty scan quarantines it); the promotion
-    gates are :func:`stage_gates` unless ``promotion_gates`` is given. With
+    gates are :func:`stage_gates` unless ``promotion_gates`` is given, and
+    the watch's enrolment gate on the stages ``[watch]`` names. With
     ``app`` (whose bus is ``bus``), each write's events go to its ledger and
     outbox in the write's own transaction (:mod:`donjon.app.journal`).
     """
@@ -103,8 +104,16 @@ def build_vault(
         scan_gate = ModelScanGate(
             scan_policy(settings), Severity.parse(settings.scan.fail_on), bus.publish_all
         )
+    enrolment = None
     if promotion_gates is None:
-        promotion_gates = stage_gates(settings)
+        from donjon.app.watch_gate import watch_gate
+
+        gates = stage_gates(settings)
+        enrolment = watch_gate(settings, bus)  # enrols versions entering a watched stage
+        if enrolment is not None:
+            for stage in enrolment.stages():
+                gates.setdefault(stage, []).append(enrolment)
+        promotion_gates = gates
     registry = Registry(
         SqlRegistryStore(database, _journal(settings, database, app)),
         blobs,
@@ -115,6 +124,8 @@ def build_vault(
         max_blob_size=settings.vault.max_upload_bytes,
         inspector=_inspector(),
     )
+    if enrolment is not None:
+        enrolment.attach = registry.attach
     return VaultServices(registry, authenticator, database, blobs, bus)
 
 

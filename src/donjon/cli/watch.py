@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,10 +10,10 @@ import typer
 
 from donjon.cli.sign import passphrase_from_env, require
 from donjon.cli.state import CliState, ExitCode, state
-from donjon.errors import ConfigError, DonjonError, InputError
+from donjon.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from donjon.watch import Fingerprint
+    from donjon.app.watch_runs import WatchRunner
     from donjon.watch.watchlist import Watched, WatchList
 
 app = typer.Typer(
@@ -57,16 +56,12 @@ def _watchlist(cli: CliState) -> WatchList:
 
 
 def _endpoint(url: str, model: str, fmt: str, output: str | None, token_env: str) -> Any:
-    from donjon.app.watch import GatewayAnswerReader
-    from donjon.watch import HttpModel, RequestFormat
+    from donjon.app.watch_runs import http_model, token_from
 
     try:
-        request_format = RequestFormat(fmt)
-    except ValueError:
-        formats = ", ".join(f.value for f in RequestFormat)
-        raise typer.BadParameter(f"use one of {formats}", param_hint="--format") from None
-    token = os.environ.get(token_env) or None
-    return HttpModel(url, GatewayAnswerReader(model, output), fmt=request_format, token=token)
+        return http_model(url, model, fmt, output, token_from(token_env))
+    except InputError as e:
+        raise typer.BadParameter(str(e), param_hint="--format") from None
 
 
 def _signer(
@@ -213,86 +208,43 @@ def run(
     keys = _trusted_keys(cli, public_key, key_id)
     results = []
     with open_client(cli, server) as client:
+        runner = _runner(cli, client, keys, token_env)
         for entry in watched:
-            results.append(
-                _check_one(cli, client, entry, keys, endpoint, request_format, output, token_env)
-            )
+            outcome = runner.check(entry, endpoint, request_format, output)
+            results.append(outcome)
+            _say(cli, entry, outcome, "check")
     if cli.json:
         cli.print_json(results)
     bad = [r for r in results if r["status"] != "same"]
     return ExitCode.FINDINGS if bad else ExitCode.OK
 
 
-def _check_one(
-    cli: CliState,
-    client: Any,
-    entry: Watched,
-    keys: list[Any],
-    endpoint: str | None,
-    request_format: str | None,
-    output: str | None,
-    token_env: str,
-) -> dict[str, Any]:
-    from donjon.watch import check
-    from donjon.watch.findings import activity, changed_finding, finding_event
+def _runner(cli: CliState, client: Any, keys: list[Any], token_env: str) -> WatchRunner:
+    """The app's watch runner, its fingerprints read from the vault over HTTP."""
+    from donjon.app.watch_runs import WatchRunner, token_from
 
-    url = endpoint or entry.endpoint
-    now = datetime.now(UTC).isoformat()
-    try:
-        fingerprint = _fingerprint(client, entry, keys)
-        url = endpoint or fingerprint.endpoint  # the signed one, not the local list's
-        fmt = request_format or fingerprint.request_format
-        with _endpoint(url, entry.model, fmt, output, token_env) as target:
-            result = check(fingerprint, target)
-    except DonjonError as e:
-        if isinstance(e, ConfigError):
-            raise
-        _failed(cli, entry, url, "check", e)
-        outcome = {"model": entry.model, "version": entry.version, "endpoint": url,
-                   "status": "failed", "reason": str(e), "time": now}  # fmt: skip
-        _watchlist(cli).checked(entry.key, outcome)
-        return outcome
-    if result.differs:
-        finding = changed_finding(result)
-        cli.app.bus.publish(finding_event(finding))
-        status = "differs"
-    else:
-        cli.app.bus.publish(
-            activity("check", f"{entry.key} at {url} answers as enrolled", **result.to_dict())
-        )
-        status = "same"
-    outcome = {**result.to_dict(), "status": status, "time": now}
-    _watchlist(cli).checked(entry.key, outcome)
-    if not cli.json:
+    def read(entry: Watched) -> bytes:
+        data: bytes = client.attachment(entry.model, entry.version, entry.fingerprint)
+        return data
+
+    return WatchRunner(_watchlist(cli), cli.app.bus, read, keys, token_from(token_env))
+
+
+def _say(cli: CliState, entry: Watched, outcome: dict[str, Any], what: str) -> None:
+    """One line per outcome; a check or probe that could not run goes to stderr."""
+    if outcome["status"] == "failed":
+        cli.err.print(f"{entry.key}: {what} failed: {outcome['reason']}", markup=False)
+    elif cli.json:
+        return
+    elif what == "check":
         cli.out.print(
-            f"{entry.key} at {url}: {status.upper()} - {len(result.changed)} of "
-            f"{result.points} points changed, p = {result.p_value:.3g} ({result.queries} queries)",
+            f"{entry.key} at {outcome['endpoint']}: {outcome['status'].upper()} - "
+            f"{outcome['changed']} of {outcome['points']} points changed, "
+            f"p = {outcome['p_value']:.3g} ({outcome['queries']} queries)",
             markup=False,
         )
-    return outcome
-
-
-def _failed(cli: CliState, entry: Watched, url: str, what: str, error: DonjonError) -> None:
-    """A check or probe that could not run: a DJ-WT-002 finding on the bus, and a line on
-    stderr (it counts as a failure, never as a pass)."""
-    from donjon.watch.findings import failed_finding, finding_event
-
-    cli.app.bus.publish(finding_event(failed_finding(entry.model, entry.version, url, str(error))))
-    cli.err.print(f"{entry.key}: {what} failed: {error}", markup=False)
-
-
-def _fingerprint(client: Any, entry: Watched, keys: list[Any]) -> Fingerprint:
-    """The enrolled fingerprint from the vault, its digest and signature checked."""
-    from donjon.app.watch import unseal
-    from donjon.errors import VerificationError
-
-    data = client.attachment(entry.model, entry.version, entry.fingerprint)
-    fingerprint = unseal(data, keys)
-    if (fingerprint.model, fingerprint.version) != (entry.model, entry.version):
-        raise VerificationError(
-            f"the fingerprint is of {fingerprint.model}@{fingerprint.version}, not {entry.key}"
-        )
-    return fingerprint
+    else:
+        cli.out.print(f"{entry.key} at {outcome['endpoint']}: {outcome['summary']}", markup=False)
 
 
 @app.command("probe")
@@ -311,55 +263,25 @@ def probe(
     token_env: TokenEnv = TOKEN_ENV,
     server: Server = None,
 ) -> int:
-    """Attack each watched model with HopSkipJump (black-box) and record its robustness."""
+    """Attack each watched model (HopSkipJump and a surrogate's transfer attack); record it."""
     require("art", "watch")
     from donjon.cli.vault_session import open_client
-    from donjon.watch.findings import activity
-    from donjon.watch.probe import probe as attack
 
     cli = state(ctx)
     watched = _selected(cli, model, version)
     keys = _trusted_keys(cli, public_key, key_id)
     results = []
     with open_client(cli, server) as client:
+        runner = _runner(cli, client, keys, token_env)
         for entry in watched:
-            url = endpoint or entry.endpoint
-            try:
-                fingerprint = _fingerprint(client, entry, keys)
-                url = endpoint or fingerprint.endpoint  # the signed one, not the local list's
-                held = fingerprint.points[[k == "row" for k in fingerprint.kinds]]
-                if len(held) < 2:
-                    raise InputError(f"the fingerprint of {entry.key} has too few held-out rows")
-                fmt = fingerprint.request_format
-                with _endpoint(url, entry.model, fmt, output, token_env) as target:
-                    result = attack(target, held[:rows], held[rows:] if len(held) > rows else held,
-                                    budget=budget)  # fmt: skip
-            except DonjonError as e:
-                if isinstance(e, ConfigError):
-                    raise
-                _failed(cli, entry, url, "probe", e)
-                results.append({"model": entry.model, "version": entry.version, "status": "failed",
-                                "reason": str(e)})  # fmt: skip
-                continue
-            outcome = {"model": entry.model, "version": entry.version, "endpoint": url,
-                       **result.to_dict(), "time": datetime.now(UTC).isoformat()}  # fmt: skip
-            attributes = {k: v for k, v in outcome.items() if k != "perturbations"}
-            cli.app.bus.publish(
-                activity("probe", f"{entry.key} at {url}: robustness {result.robustness:.3g} "
-                         f"({result.attacked} rows, {result.queries} queries)", **attributes)
-            )  # fmt: skip
-            _watchlist(cli).checked(entry.key, outcome, "probes")
+            outcome = runner.probe(
+                entry, rows=rows, budget=budget, endpoint=endpoint, output=output
+            )
             results.append(outcome)
-            if not cli.json:
-                cli.out.print(
-                    f"{entry.key} at {url}: median perturbation {result.robustness:.3g} "
-                    f"(relative L2), success at 0.1: {result.success_at(0.1):.0%}, "
-                    f"{result.attacked}/{result.rows} rows, {result.queries} queries",
-                    markup=False,
-                )
+            _say(cli, entry, outcome, "probe")
     if cli.json:
         cli.print_json(results)
-    return ExitCode.FINDINGS if any(r.get("status") == "failed" for r in results) else ExitCode.OK
+    return ExitCode.FINDINGS if any(r["status"] == "failed" for r in results) else ExitCode.OK
 
 
 def _selected(cli: CliState, model: str | None, version: int | None) -> list[Watched]:

@@ -2,7 +2,8 @@
 
 Everything runs in this process on embedded defaults (or the settings' database):
 the vault (``donjon.server``) and one reverse proxy per gateway config, each
-served by uvicorn in a thread, and the Prometheus endpoint of the bus's metrics.
+served by uvicorn in a thread, the Prometheus endpoint of the bus's metrics, and
+the watch's scheduled fingerprint checks and probes (``[watch]``).
 :meth:`Stack.stop` (called on Ctrl-C) stops all of them.
 """
 
@@ -11,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from donjon.app import Donjon, build_vault, vault_access
 from donjon.errors import ConfigError
 from donjon.quickstart.vault import LoopbackServer
+
+if TYPE_CHECKING:
+    from donjon.registry import Registry
 
 
 @dataclass
@@ -85,6 +89,22 @@ def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
     stack._stoppers.append(server.stop)
     stack.services["vault"] = server.url
     stack.services["console"] = f"{server.url}/ui"
+    _start_watch(app, stack, services.registry)
+
+
+def _start_watch(app: Donjon, stack: Stack, registry: Registry) -> None:
+    """Fingerprint checks and probes of the watched versions, on their schedules."""
+    from donjon.app.watch_schedule import up_scheduler
+
+    scheduler = up_scheduler(app.settings, registry, app.bus)
+    if scheduler is None:
+        return
+    scheduler.start()
+    stack._stoppers.append(scheduler.stop)
+    every = app.settings.watch
+    stack.services["watch"] = (
+        f"checks every {every.check_seconds:g} s, probes every {every.probe_seconds:g} s"
+    )
 
 
 def _start_gateway(

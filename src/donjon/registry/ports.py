@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Protocol
 from donjon.core.artifacts import Digest
 from donjon.core.events import SecurityEvent
 from donjon.core.findings import Finding
+from donjon.core.identity import Principal
 from donjon.registry.attachments import Attachment
 from donjon.registry.model import GateResult, Stage, Version
 
@@ -145,6 +146,7 @@ class GateContext:
     attachments: tuple[Attachment, ...] = ()  # signed documents attached, oldest first
     read_attachment: Callable[[Attachment], bytes] | None = None  # its bytes, checked
     datasets: Callable[[str], tuple[Version, ...]] | None = None  # every version of a name
+    principal: Principal | None = None  # who asked for the promotion (a gate acts as them)
 
     def read(self, attachment: Attachment) -> bytes:
         if self.read_attachment is None:
@@ -157,7 +159,12 @@ class GateContext:
 
 
 class PromotionGate(Protocol):
-    """One admission check run before a model version enters ``target``."""
+    """One admission check run before a model version enters ``target``.
+
+    A gate with a true ``after_others`` attribute acts rather than only checks
+    (the watch's enrolment): it runs only when every other gate of the stage
+    passed, and is reported as not run otherwise.
+    """
 
     name: str
 

@@ -111,6 +111,15 @@ class Referrers:
                 return found, self._read_attachment(found)
         raise NotFound(f"no attachment {digest} on model {name}@{number}")
 
+    def attached_document(self, name: str, number: int, digest: Digest) -> bytes:
+        """The bytes of a document attached to ``name@number``, for the vault's own services
+        (the watch's scheduler in ``donjon up``), as the promotion gates read them: no
+        principal, the digest checked, NotFound when that version has no such attachment."""
+        for found in self._attachments(check_name(name), number):
+            if found.digest == digest:
+                return self._read_attachment(found)
+        raise NotFound(f"no attachment {digest} on model {name}@{number}")
+
     # -- for the registry's promotion ----------------------------------------------
 
     def _attachments(self, name: str, number: int) -> list[Attachment]:

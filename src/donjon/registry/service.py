@@ -228,11 +228,19 @@ class Registry(Referrers):
             attachments=tuple(self._attachments(name, number)),
             read_attachment=self._read_attachment,
             datasets=self._dataset_versions,
+            principal=principal,
         )
-        results = [
-            self._run_gate(gate, version, stage, gate_context)
-            for gate in self.promotion_gates.get(stage, ())
-        ]
+        gates = self.promotion_gates.get(stage, ())
+        checks = [g for g in gates if not getattr(g, "after_others", False)]
+        results = [self._run_gate(gate, version, stage, gate_context) for gate in checks]
+        for gate in (g for g in gates if g not in checks):
+            if all(r.passed for r in results):
+                results.append(self._run_gate(gate, version, stage, gate_context))
+            else:
+                why = "not run: another gate failed"
+                results.append(
+                    GateResult(gate.name, False, stage.value, (why,), time=self.clock.now())
+                )
         with self._lock_of(Kind.MODEL, name):
             if results:
                 checked = _Recorder(

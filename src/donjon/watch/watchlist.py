@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from donjon.errors import InputError
 
 MAX_HISTORY = 50
+_WRITING = threading.Lock()  # the vault's gate and donjon up's scheduler share one file
 
 
 @dataclass
@@ -62,13 +64,15 @@ class WatchList:
 
     def enrolled(self, entry: Watched) -> None:
         """Add (or replace) the watch of one model version."""
-        entries = [e for e in self.load() if e.key != entry.key]
-        self.save([*entries, entry])
+        with _WRITING:
+            entries = [e for e in self.load() if e.key != entry.key]
+            self.save([*entries, entry])
 
     def checked(self, key: str, result: dict[str, Any], history: str = "checks") -> None:
         """Remember a check's (or, with ``history="probes"``, a probe's) result."""
-        entries = self.load()
-        for entry in entries:
-            if entry.key == key:
-                setattr(entry, history, [*getattr(entry, history), result][-MAX_HISTORY:])
-        self.save(entries)
+        with _WRITING:
+            entries = self.load()
+            for entry in entries:
+                if entry.key == key:
+                    setattr(entry, history, [*getattr(entry, history), result][-MAX_HISTORY:])
+            self.save(entries)
