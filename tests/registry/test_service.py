@@ -4,6 +4,7 @@ import hashlib
 import io
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +16,7 @@ from donjon.core.identity import Principal
 from donjon.errors import AccessDenied, InputError, NotFound
 from donjon.registry import (
     GateFailed,
+    GateResult,
     Gone,
     Kind,
     Quarantined,
@@ -302,3 +304,38 @@ def test_concurrent_pushes_get_distinct_numbers_and_ordered_events(vault: Vault)
         e.attributes["version"] for e in vault.sink.events if e.kind is EventKind.DATA_ACCESS
     ]
     assert written == list(range(1, 31))
+
+
+class _Acting:
+    """A gate that acts (as the watch's enrolment does): it records whom it acted for."""
+
+    name = "acting"
+    after_others = True
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    def check(self, version: object, target: Stage, blob: object, context: Any) -> GateResult:
+        self.runs.append(str(context.principal))
+        return GateResult(self.name, True, target.value)
+
+
+class _Refusing:
+    name = "refusing"
+
+    def check(self, version: object, target: Stage, blob: object, context: Any) -> GateResult:
+        return GateResult(self.name, False, target.value, ("no",))
+
+
+def test_a_gate_that_acts_runs_only_after_every_other_gate_passed(vault: Vault) -> None:
+    acting = _Acting()
+    vault.registry.promotion_gates = {Stage.STAGING: [acting, _Refusing()], Stage.PROD: [acting]}
+    for verb in ("write", "promote"):
+        vault.authorizer.allow("alice", f"model.{verb}", "models/m")
+    pushed = vault.registry.push(ALICE, Kind.MODEL, "m", io.BytesIO(b"weights"))
+    with pytest.raises(GateFailed) as refused:
+        vault.registry.promote(ALICE, "m", pushed.number, Stage.STAGING)
+    assert "acting: not run: another gate failed" in str(refused.value)
+    assert acting.runs == []
+    vault.registry.promote(ALICE, "m", pushed.number, Stage.PROD)
+    assert acting.runs == [str(ALICE)]  # it acts as the principal who promoted

@@ -60,16 +60,26 @@ def held_out_rows() -> np.ndarray:
     return _models()[0]
 
 
-@pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
-    held_x, held_y, models = _models()
-    data = tmp_path / "heldout.csv"
+def write_held_out(path: Path) -> Path:
+    """The held-out rows as the enrolment CSV: features f0..f7 and a label column."""
+    held_x, held_y, _ = _models()
     header = ",".join([*(f"f{i}" for i in range(held_x.shape[1])), "label"])
     lines = [
         ",".join([*map(repr, row.tolist()), str(label)])
         for row, label in zip(held_x, held_y, strict=True)
     ]
-    data.write_text("\n".join([header, *lines]) + "\n")
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def victim_models() -> dict[str, object]:
+    return _models()[2]
+
+
+@pytest.fixture
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    _, _, models = _models()
+    data = write_held_out(tmp_path / "heldout.csv")
     key, other = generate_private_key(), generate_private_key()
     (tmp_path / "key.pem").write_bytes(private_pem(key))
     (tmp_path / "key.pub").write_bytes(public_pem(key.public_key()))

@@ -137,7 +137,6 @@ def watch_gate(settings: Settings, bus: EventBus) -> WatchEnrolmentGate | None:
     from donjon.app.watch_runs import token_from
     from donjon.errors import ConfigError
     from donjon.provenance.keys import LocalKeyProvider, ProviderSigner
-    from donjon.watch.watchlist import WatchList
 
     watch = settings.watch
     if not watch.models:

@@ -94,7 +94,7 @@ class WatchScheduler:
         while not self._stop.is_set():
             try:
                 self.run_due()
-            except Exception:  # noqa: BLE001 - the stack keeps running; the next pass retries
+            except Exception:  # the stack keeps running; the next pass retries
                 log.exception("watch pass failed")
             self._stop.wait(self.tick)
 
@@ -110,7 +110,8 @@ def up_scheduler(settings: Settings, registry: Registry, bus: EventBus) -> Watch
     if not (watch.check_seconds or watch.probe_seconds):
         return None
     home = settings.home
-    keys = [load_public_key(p if p.is_absolute() else home / p) for p in settings.vault.trusted_keys]
+    trusted = settings.vault.trusted_keys
+    keys = [load_public_key(p if p.is_absolute() else home / p) for p in trusted]
     if watch.key is not None:
         keys.append(LocalKeyProvider(settings.keys_dir).public_key(watch.key))
 

@@ -101,10 +101,11 @@ def _start_watch(app: Donjon, stack: Stack, registry: Registry) -> None:
         return
     scheduler.start()
     stack._stoppers.append(scheduler.stop)
-    every = app.settings.watch
-    stack.services["watch"] = (
-        f"checks every {every.check_seconds:g} s, probes every {every.probe_seconds:g} s"
-    )
+    watch = app.settings.watch
+    if watch.models or scheduler.runner.watchlist.load():
+        stack.services["watch"] = (
+            f"checks every {watch.check_seconds:g} s, probes every {watch.probe_seconds:g} s"
+        )
 
 
 def _start_gateway(
