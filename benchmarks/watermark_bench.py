@@ -18,10 +18,16 @@ model (several architectures, trained on the victim's training data or on the
 attacker's very inputs labelled by the victim *without* the gateway, never on the
 gateway's answers) is served over HTTP and tested with
 ``donjon.app.watermark.verify_suspect`` (the code behind ``donjon gateway
-verify-suspect``) against every principal's records. Targets: every surrogate with
-fidelity >= 0.8 identified at p < 1e-6, as its own principal only; no independent
-model identified; benign accuracy drop <= 0.5 %. The gateway's added CPU time per
-one-row request (in process, median of rounds, alternating order) is printed beside.
+verify-suspect``) against every principal's records, by label (binomial and Fisher's
+tests) and by score (the rank test of ``donjon.gateway.watermark.ranks``). Targets:
+every surrogate with fidelity >= 0.8 identified at p < 1e-6, as its own principal only;
+no independent model identified; benign accuracy drop <= 0.5 %. The gateway's added CPU
+time per one-row request (in process, median of rounds, alternating order) is printed.
+
+``--strip`` adds a stripping attack: the first CopycatCNN thief re-labels (or drops)
+every answer that the majority of its 10 nearest neighbours in its own query set
+contradicts, trains the same surrogate again, and is verified again (fidelity cost
+against watermark survival).
 """
 
 from __future__ import annotations
@@ -60,8 +66,9 @@ from sklearn.ensemble import (  # noqa: E402
 )
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.naive_bayes import GaussianNB  # noqa: E402
-from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
+from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 from tests.gateway.harness import serve_gateway, serve_victim, train_victim, victim_scores  # noqa: E402
 
 from donjon.app.watermark import verify_suspect  # noqa: E402
@@ -250,9 +257,18 @@ class Served:
 
 class Bench:
     def __init__(
-        self, scenario: Scenario, quick: bool, rate: float, queries: int, folder: Path
+        self,
+        scenario: Scenario,
+        quick: bool,
+        rate: float,
+        queries: int,
+        folder: Path,
+        strip: bool = False,
     ) -> None:
         self.s = scenario
+        self.strip = strip
+        self.seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # each thief's training data
+        self.nets: dict[str, Callable[[], torch.nn.Module]] = {}
         self.quick = quick
         self.rate = rate
         self.queries = min(queries, len(scenario.pool))
@@ -310,6 +326,7 @@ class Bench:
         client.close()
         scores = torch_scores(thief)
         self.surrogates[name] = (who, scores, client.queries)
+        self.seen[name] = client.seen()
         print(
             f"  {name}: {client.queries} queries as {who}, fidelity "
             f"{self.fidelity(scores):.3f} ({time.time() - started:.0f} s)",
@@ -349,6 +366,7 @@ class Bench:
 
             return run
 
+        self.nets[f"CopycatCNN ({nets[0][0]})"] = nets[0][1]
         self.attack(url, "copycat-0", f"CopycatCNN ({nets[0][0]})", copycat(nets[0][1](), 1))
         self.attack(url, "copycat-1", f"CopycatCNN ({nets[1][0]})", copycat(nets[1][1](), 2))
         self.attack(
@@ -399,9 +417,48 @@ class Bench:
         }
         for name, model in sk.items():
             models[f"{name} (train)"] = sklearn_scores(clone(model).fit(x, y))
-        for name in ("1-NN", "random forest", "sklearn MLP 128x64", "hist gradient boosting"):
+        models["decision tree (train)"] = sklearn_scores(
+            DecisionTreeClassifier(random_state=4).fit(x, y)
+        )
+        for name in (
+            "1-NN", "15-NN", "random forest", "extra trees", "sklearn MLP 128x64",
+            "hist gradient boosting", "logistic regression", "gaussian naive Bayes",
+        ):  # fmt: skip
             models[f"{name} (same inputs)"] = sklearn_scores(clone(sk[name]).fit(same_x, same_y))
         return models
+
+    # -- stripping -----------------------------------------------------------------------------
+
+    def stripped(self, name: str) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """The thief's data cleaned by a neighbourhood vote, then its surrogate trained again."""
+        x, given = self.seen[name]
+        labels = given.argmax(axis=1)
+        scale = x.std(axis=0) + 1e-9
+        z = (x - x.mean(axis=0)) / scale
+        _, near = NearestNeighbors(n_neighbors=11).fit(z).kneighbors(z)
+        votes = np.apply_along_axis(
+            lambda r: np.bincount(r, minlength=CLASSES), 1, labels[near[:, 1:]]
+        )
+        majority = votes.argmax(axis=1)
+        outvoted = majority != labels  # the plurality of the neighbours says otherwise
+        doubted = outvoted & (votes.max(axis=1) >= 6)  # ... and 6 of 10 agree
+        print(
+            f"  neighbourhood vote (10 nearest) contradicts {outvoted.sum()} of {len(x)} "
+            f"answers, {doubted.sum()} with 6 or more neighbours agreeing",
+            flush=True,
+        )
+        out: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        variants = {
+            "relabelled (6 of 10)": (x, np.where(doubted, majority, labels)),
+            "dropped (6 of 10)": (x[~doubted], labels[~doubted]),
+            "relabelled (plurality)": (x, np.where(outvoted, majority, labels)),
+        }
+        for variant, (rows, y) in variants.items():
+            net = self.art(self.nets[name](), 1)
+            net.fit(rows.astype(np.float32), np.eye(CLASSES)[y],
+                    nb_epochs=self.epochs, batch_size=64, verbose=False)  # fmt: skip
+            out[f"{name}, stripped: {variant}"] = torch_scores(net)
+        return out
 
     # -- verification ------------------------------------------------------------------------
 
@@ -470,9 +527,15 @@ class Bench:
         )
         rows = []
         print("surrogates (verify-suspect over HTTP, all principals' records):")
-        print(f"  {'attack':32} {'fid.':>5} {'marks':>5} {'repr.':>5} {'ctl':>4} {'hit':>3} "
-              f"{'p binomial':>10} {'p exact':>9}  identified")  # fmt: skip
-        for name, (who, scores, queries) in self.surrogates.items():
+        print(f"  {'attack':56} {'fid.':>5} {'marks':>5} {'repr.':>5} {'ctl':>4} {'hit':>3} "
+              f"{'p binomial':>10} {'p exact':>9} {'rank sum':>8} {'p score':>9}  "
+              f"identified")  # fmt: skip
+        suspects = [(n, who, sc, q) for n, (who, sc, q) in self.surrogates.items()]
+        if self.strip:
+            name = next(iter(self.nets))
+            who, _, queries = self.surrogates[name]
+            suspects += [(n, who, sc, queries) for n, sc in self.stripped(name).items()]
+        for name, who, scores, queries in suspects:
             verdicts = self.verify(scores, settings)
             own = verdicts[who]
             others = sorted(p for p, v in verdicts.items() if v.identified and p != who)
@@ -481,13 +544,15 @@ class Bench:
                 {"attack": name, "principal": who, "queries": queries, "fidelity": fidelity,
                  "marks": own.marks, "reproduced": own.reproduced, "controls": own.controls,
                  "control_hits": own.control_hits, "p_binomial": own.p_binomial,
-                 "p_exact": own.p_exact, "identified": own.identified,
-                 "others_identified": others}
+                 "p_exact": own.p_exact, "rank_sum": own.rank_sum, "p_rank": own.p_rank,
+                 "identified": own.identified, "others_identified": others}
             )  # fmt: skip
             exact = own.p_exact if own.p_exact is not None else 1.0
+            score = own.p_rank if own.p_rank is not None else 1.0
             print(
-                f"  {name:32} {fidelity:5.3f} {own.marks:5d} {own.reproduced:5d} "
-                f"{own.controls:4d} {own.control_hits:3d} {own.p_binomial:10.2e} {exact:9.2e}  "
+                f"  {name:56} {fidelity:5.3f} {own.marks:5d} {own.reproduced:5d} "
+                f"{own.controls:4d} {own.control_hits:3d} {own.p_binomial:10.2e} {exact:9.2e} "
+                f"{own.rank_sum:4d}/{own.ranked:<3d} {score:9.2e}  "
                 + ("YES" if own.identified else "no")
                 + (f" (+ wrongly {', '.join(others)})" if others else "")
             )
@@ -502,19 +567,23 @@ class Bench:
             hits += sum(v.reproduced for v in verdicts.values())
             marks += sum(v.marks for v in verdicts.values())
             fidelity = self.fidelity(scores)
+            ranked = [v.p_rank for v in verdicts.values() if v.p_rank is not None]
             independent.append({"model": name, "fidelity": fidelity, "identified": wrong,
-                                "min_p": best.p_value})  # fmt: skip
+                                "min_p": best.p_value,
+                                "min_p_rank": min(ranked, default=None)})  # fmt: skip
             print(
-                f"  {name:36} fidelity {fidelity:.3f}; smallest p {best.p_value:.2e} "
-                f"({best.principal}: {best.reproduced}/{best.marks}); "
-                f"identified: {', '.join(wrong) or 'none'}"
+                f"  {name:40} fidelity {fidelity:.3f}; smallest p {best.p_value:.2e} "
+                f"({best.principal}: {best.reproduced}/{best.marks}, p score "
+                f"{best.p_rank if best.p_rank is not None else 1.0:.2e}); "
+                f"identified: {', '.join(wrong) or 'none'}",
+                flush=True,
             )
         result["independent"] = independent
         result["null_rate_independent"] = hits / marks if marks else None
         o = self.overhead(settings, self.keys["benign"], 3 if self.quick else 5)
         result["overhead"] = o
         result["seconds"] = time.time() - started
-        fid = [r for r in rows if r["fidelity"] >= 0.8]
+        fid = [r for r in rows if r["fidelity"] >= 0.8 and ", stripped" not in r["attack"]]
         good = sum(r["identified"] and not r["others_identified"] for r in fid)
         wrong = sum(bool(m["identified"]) for m in independent)
         print(
@@ -538,13 +607,22 @@ class Client:
         self.http = httpx.Client(base_url=url, headers=headers, timeout=60)
         self.features = features
         self.queries = 0
+        self._rows: list[np.ndarray] = []
+        self._answers: list[np.ndarray] = []
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float64)).reshape(-1, self.features)
         reply = self.http.post("/predict", json={"inputs": rows.tolist()})
         reply.raise_for_status()
         self.queries += len(rows)
-        return np.asarray(reply.json()["outputs"], dtype=np.float64)
+        answers = np.asarray(reply.json()["outputs"], dtype=np.float64)
+        self._rows.append(rows)
+        self._answers.append(answers)
+        return answers
+
+    def seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row queried and the answer given (what a thief trains on)."""
+        return np.concatenate(self._rows), np.concatenate(self._answers)
 
     def close(self) -> None:
         self.http.close()
@@ -565,6 +643,7 @@ def main() -> None:
         "--scenario", choices=["tabular", "digits", "all"], default="all", help="which victim"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--strip", action="store_true", help="add the stripping attack")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
@@ -574,7 +653,8 @@ def main() -> None:
                 continue
             queries = args.queries or (default // 2 if args.quick else default)
             scenario = make(args.quick)
-            results.append(Bench(scenario, args.quick, args.rate, queries, folder).run())
+            bench = Bench(scenario, args.quick, args.rate, queries, folder, args.strip)
+            results.append(bench.run())
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
 

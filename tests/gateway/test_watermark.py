@@ -57,7 +57,11 @@ def query(gateway: Gateway, who: str, rows: np.ndarray) -> np.ndarray:
 def stolen(tmp_path: Path, victim: Victim, make_gateway: Any) -> dict[str, Any]:
     """Mallory queries 400 natural digits; bob 200 others; both through the gateway."""
     mark = watermark(tmp_path)
-    gateway = make_gateway({"watermark": mark})
+    # the detectors alert and answer: near-copies (eve's below) would be refused as probing,
+    # and these tests are about what an extraction that gets through leaves behind
+    alert = {"action": "alert"}
+    detectors = {"evasion": alert, "membership": alert, "extraction": alert}
+    gateway = make_gateway({"watermark": mark, "detectors": detectors})
     rows = victim.x_train[:400]
     answers = query(gateway, "mallory", rows)
     bob_answers = query(gateway, "bob", victim.x_test[:200])
@@ -163,6 +167,50 @@ def test_an_independent_model_is_not_identified(
     summary = json.loads(capsys.readouterr().out)
     assert summary["identified"] == []
     assert all(p["reproduced"] <= 2 for p in summary["principals"])
+
+
+def _near_copies(seeds: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
+    """Each seed and ``copies`` variants of it (six pixels moved by 2 on the 0..16 grid)."""
+    rows = [seeds]
+    for _ in range(copies):
+        varied = seeds.copy()
+        for row in varied:
+            where = rng.choice(row.size, 6, replace=False)
+            row[where] = np.clip(row[where] + rng.choice([-2.0, 2.0], 6), 0, 16)
+        rows.append(varied)
+    return np.unique(np.concatenate(rows), axis=0)
+
+
+def test_the_score_test_finds_marks_that_near_copies_hid_from_the_top_answer(
+    stolen: dict[str, Any], victim: Victim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Eve augments 100 digits into 600 queries: every mark has unmarked near-copies, so her
+    6-NN surrogate answers the true class on the marks (the label tests fail), but it gives
+    the keyed class the next-highest score there, which the score test sees."""
+    rows = _near_copies(victim.x_test[200:300], 5, np.random.default_rng(5))
+    answers = query(stolen["gateway"], "eve", rows)
+    args = ["-f", "json", "gateway", "verify-suspect", "-c", str(stolen["config"])]
+    args += ["--model", "digits", "--principal", "eve"]
+    verdicts = {}
+    for name, labels in (
+        ("thief", answers.argmax(axis=1)),
+        ("honest", victim.model.predict(rows / 16.0)),  # the same inputs, never marked
+    ):
+        model = KNeighborsClassifier(n_neighbors=6).fit(rows / 16.0, labels)
+        with serve_victim(model) as url:  # type: ignore[arg-type]
+            code = main([*args, "--url", f"{url}/predict"])
+        [verdicts[name]] = json.loads(capsys.readouterr().out)["principals"]
+        assert code == (1 if name == "thief" else 0)
+    thief, honest = verdicts["thief"], verdicts["honest"]
+    assert thief["marks"] > 15
+    assert thief["reproduced"] <= 2
+    assert thief["p_binomial"] > 1e-3
+    assert thief["ranked"] == thief["marks"]
+    assert thief["p_rank"] < 1e-6
+    assert thief["identified"]
+    assert not honest["identified"]
+    assert honest["reproduced"] <= 2
+    assert honest["p_rank"] > 1e-3
 
 
 def _nearest_neighbour_onnx(path: Path, rows: np.ndarray, labels: np.ndarray) -> None:

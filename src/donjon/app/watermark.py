@@ -148,6 +148,10 @@ def _verdict_doc(verdict: PrincipalVerdict, *, with_inputs: bool) -> dict[str, A
         "null_rate": verdict.null_rate,
         "p_binomial": verdict.p_binomial,
         "p_exact": verdict.p_exact,
+        "ranked": verdict.ranked,
+        "rank_sum": verdict.rank_sum,
+        "p_rank": verdict.p_rank,
+        "p_value": verdict.p_value,
     }
     if with_inputs:
         doc["inputs"] = [
@@ -157,6 +161,7 @@ def _verdict_doc(verdict: PrincipalVerdict, *, with_inputs: bool) -> dict[str, A
                 "keyed": e.record.keyed,
                 "answered": e.answered,
                 "hit": e.hit,
+                "rank": e.rank,
             }
             for e in verdict.evidence
         ]

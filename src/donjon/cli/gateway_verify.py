@@ -128,10 +128,15 @@ def verify_suspect(
     else:
         for v in report.verdicts:
             exact = f"{v.p_exact:.2e}" if v.p_exact is not None else "-"
+            scores = (
+                f"; score test on {v.ranked} marks: p {v.p_rank:.2e}"
+                if v.p_rank is not None
+                else ""
+            )
             cli.out.print(
                 f"{v.principal}: {v.reproduced}/{v.marks} watermarks reproduced, "
                 f"{v.control_hits}/{v.controls} look-alikes (null rate {v.null_rate:.4f}); "
-                f"p binomial {v.p_binomial:.2e}, p exact {exact}: "
+                f"p binomial {v.p_binomial:.2e}, p exact {exact}{scores}: "
                 + ("IDENTIFIED" if v.identified else "not identified")
             )
         if verdict is not None:

@@ -3,7 +3,9 @@
 :class:`HttpSuspect` posts the rows in any request shape the gateway validates
 (generic, KServe v2, MLflow) and reads any answer shape it reads
 (:class:`~donjon.gateway.outputs.ResponseReader`): the answer per row is the
-top class (its index, or its name for ``{class: score}`` records) or the label.
+top class (its index, or its name for ``{class: score}`` records) or the label,
+with the row's scores by class when the answer has them (for the score test,
+:mod:`.ranks`).
 :class:`OnnxSuspect` runs the model in a separate process (``python -m
 donjon_runners.onnx``): Donjon's own process never loads onnxruntime nor parses
 a model file with it, so a hostile file can crash or exploit only that child,
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,29 +38,36 @@ class SuspectError(GatewayError):
     """The suspect model could not be queried or its answers read."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    label: Label | None  # the top class or the label (None: unreadable)
+    scores: Mapping[Label, float] | None = None  # by class, when the suspect gives scores
+
+
 class Suspect(Protocol):
     description: str
 
-    def answers(self, rows: Rows) -> list[Label | None]:
+    def answers(self, rows: Rows) -> list[Answer]:
         """The suspect's answer to each row."""
         ...
 
 
-def answers_of(output: ModelOutput, rows: int) -> list[Label | None]:
-    """Each row's answer in one read answer: top class (index or name) or label."""
+def answers_of(output: ModelOutput, rows: int) -> list[Answer]:
+    """Each row's answer in one read answer: top class (index or name) or label, and scores."""
     scored = [p for p in output.parts if p.kind is not OutputKind.LABELS]
     if scored:
         part = scored[0]
         if part.layout in (Layout.RECORDS, Layout.MAPPING):
             table = part.ragged if part.ragged is not None else _rows(part.scores)
-            found: list[Label | None] = [
-                names[int(np.argmax(row))] for names, row in zip(part.names, table, strict=True)
+            found = [
+                Answer(names[int(np.argmax(row))], dict(zip(names, row, strict=True)))
+                for names, row in zip(part.names, table, strict=True)
             ]
         elif part.scores is not None and part.scores.shape[1] == 1:
             cut = 0.5 if part.kind is OutputKind.PROBABILITIES else 0.0
-            found = [int(v >= cut) for v in part.scores[:, 0]]
+            found = [Answer(int(v >= cut)) for v in part.scores[:, 0]]
         elif part.scores is not None:
-            found = [int(i) for i in part.scores.argmax(axis=1)]
+            found = [scored_answer(row) for row in part.scores.tolist()]
         else:
             found = []
     else:
@@ -65,10 +75,15 @@ def answers_of(output: ModelOutput, rows: int) -> list[Label | None]:
         for step in output.parts[0].path:
             value = value[step]
         cells = value["data"] if output.parts[0].layout is Layout.TENSOR else value
-        found = [_label(c[0] if isinstance(c, list) else c) for c in cells]
+        found = [Answer(_label(c[0] if isinstance(c, list) else c)) for c in cells]
     if len(found) != rows:
         raise SuspectError(f"the suspect answered {len(found)} rows for {rows}")
     return found
+
+
+def scored_answer(row: Sequence[float]) -> Answer:
+    """A row of scores by class index: its top class, and the scores."""
+    return Answer(int(np.argmax(row)), {i: float(v) for i, v in enumerate(row)})
 
 
 def _rows(scores: Any) -> list[list[float]]:
@@ -120,10 +135,10 @@ class HttpSuspect:
         self.batch = batch
         self.timeout = timeout
 
-    def answers(self, rows: Rows) -> list[Label | None]:
+    def answers(self, rows: Rows) -> list[Answer]:
         import httpx
 
-        found: list[Label | None] = []
+        found: list[Answer] = []
         with httpx.Client(timeout=self.timeout) as client:
             for start in range(0, len(rows), self.batch):
                 chunk = rows[start : start + self.batch]
@@ -150,7 +165,7 @@ class OnnxSuspect:
         self.timeout = timeout
         self.python = python or sys.executable
 
-    def answers(self, rows: Rows) -> list[Label | None]:
+    def answers(self, rows: Rows) -> list[Answer]:
         request = json.dumps({"rows": [list(map(float, r)) for r in rows]}).encode()
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, the file path as one argument
@@ -167,9 +182,28 @@ class OnnxSuspect:
             problem = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
             raise SuspectError(f"the ONNX runner failed on {self.path.name}: {problem[0]}")
         try:
-            labels = json.loads(done.stdout)["labels"]
-        except (ValueError, KeyError, TypeError) as e:
+            reply = json.loads(done.stdout)
+            labels, scores = reply["labels"], reply.get("scores")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SuspectError(f"the ONNX runner's answer is unreadable: {e}") from e
         if not isinstance(labels, list) or len(labels) != len(rows):
             raise SuspectError("the ONNX runner answered another number of rows")
-        return [_label(v) for v in labels]
+        if not _score_table(scores, len(rows)):
+            return [Answer(_label(v)) for v in labels]
+        return [
+            Answer(_label(v), scored_answer(row).scores)
+            for v, row in zip(labels, scores, strict=True)
+        ]
+
+
+def _score_table(scores: Any, rows: int) -> bool:
+    """A list of one list of numbers per row, of one width of at least 3 classes."""
+    if not isinstance(scores, list) or len(scores) != rows or not scores:
+        return False
+    width = len(scores[0]) if isinstance(scores[0], list) else 0
+    return width >= 3 and all(
+        isinstance(row, list)
+        and len(row) == width
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in row)
+        for row in scores
+    )

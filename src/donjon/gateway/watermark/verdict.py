@@ -14,7 +14,15 @@ input. Two tests of that null hypothesis:
 * the exact conditional test (Fisher's, one-sided: the hypergeometric tail of the
   marks' share of all hits), which needs no estimated rate.
 
-A principal is identified when every test available is below ``alpha``.
+When the suspect answers with scores, a third, the score test (:mod:`.ranks`):
+the exact tail of the sum of the keyed class's ranks among the wrong classes on
+the marks, which needs no rate either and sees marks a surrogate learnt without
+making them its top answer.
+
+A principal is identified when both label tests are below ``alpha``, or, with
+scores, when the label tests or the score test are below ``alpha / 2`` (two
+chances to identify: Bonferroni keeps the chance of a false identification
+under ``alpha``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from donjon.gateway.watermark.ranks import keyed_rank, rank_sum_tail
 from donjon.gateway.watermark.records import Label, MarkRecord
+from donjon.gateway.watermark.suspect import Answer
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class Evidence:
     record: MarkRecord
     answered: Label | None  # the suspect's answer (None: unreadable)
     hit: bool
+    rank: int | None = None  # the keyed class's rank among the wrong ones (scores only)
 
 
 @dataclass(frozen=True)
@@ -44,11 +55,22 @@ class PrincipalVerdict:
     p_exact: float | None  # None without look-alikes
     identified: bool
     evidence: tuple[Evidence, ...]
+    ranked: int = 0  # marks whose keyed class the suspect's scores rank
+    rank_sum: int = 0
+    p_rank: float | None = None  # the score test (None without scores)
+
+    @property
+    def p_labels(self) -> float:
+        """The larger (weaker) of the label tests' p-values."""
+        return max(self.p_binomial, self.p_exact if self.p_exact is not None else 0.0)
 
     @property
     def p_value(self) -> float:
-        """The larger (weaker) of the tests' p-values."""
-        return max(self.p_binomial, self.p_exact if self.p_exact is not None else 0.0)
+        """The evidence's p-value: the label tests', or with scores twice the smaller of the
+        label tests' and the score test's (Bonferroni over the two)."""
+        if self.p_rank is None:
+            return self.p_labels
+        return min(1.0, 2 * min(self.p_labels, self.p_rank))
 
 
 def same_label(a: Label | None, b: Label, names: Sequence[str] | None) -> bool:
@@ -63,9 +85,17 @@ def _named(label: Label, names: Sequence[str] | None) -> Label:
     return label
 
 
+def _rank(record: MarkRecord, answer: Answer, names: Sequence[str] | None) -> int | None:
+    if answer.scores is None:
+        return None
+    scores = {_named(label, names): score for label, score in answer.scores.items()}
+    truth, keyed = _named(record.truth, names), _named(record.keyed, names)
+    return keyed_rank(scores, truth, keyed, record.classes)
+
+
 def judge(
     records: Sequence[MarkRecord],
-    answers: Mapping[str, Label | None],
+    answers: Mapping[str, Answer],
     *,
     alpha: float = 1e-6,
     null_rate: float | None = None,
@@ -76,9 +106,12 @@ def judge(
 
     by_principal: dict[str, list[Evidence]] = {}
     for record in records:
-        answered = answers.get(record.address)
-        hit = same_label(answered, record.keyed, names)
-        by_principal.setdefault(record.principal, []).append(Evidence(record, answered, hit))
+        answer = answers.get(record.address, Answer(None))
+        hit = same_label(answer.label, record.keyed, names)
+        rank = _rank(record, answer, names) if record.kind == "mark" else None
+        by_principal.setdefault(record.principal, []).append(
+            Evidence(record, answer.label, hit, rank)
+        )
     verdicts = []
     for principal in sorted(by_principal):
         evidence = by_principal[principal]
@@ -98,9 +131,17 @@ def judge(
         if controls and marks:
             total, hits = len(marks) + len(controls), reproduced + control_hits
             p_exact = float(hypergeom.sf(reproduced - 1, total, hits, len(marks)))
+        ranked = [e for e in marks if e.rank is not None]
+        ranks = [e.rank for e in ranked if e.rank is not None]
+        p_rank = None
+        if ranked:
+            p_rank = rank_sum_tail(ranks, [e.record.classes - 1 for e in ranked])
+        # with scores there are two chances to identify: each gets half of alpha
+        level = alpha / 2 if p_rank is not None else alpha
         # without look-alikes only a null rate measured on independent models stands
-        exact_agrees = p_exact < alpha if p_exact is not None else null_rate is not None
-        identified = bool(marks) and p_binomial < alpha and exact_agrees
+        exact_agrees = p_exact < level if p_exact is not None else null_rate is not None
+        by_labels = bool(marks) and p_binomial < level and exact_agrees
+        identified = by_labels or (p_rank is not None and p_rank < level)
         verdicts.append(
             PrincipalVerdict(
                 principal=principal,
@@ -113,6 +154,9 @@ def judge(
                 p_exact=p_exact,
                 identified=identified,
                 evidence=tuple(evidence),
+                ranked=len(ranks),
+                rank_sum=sum(ranks),
+                p_rank=p_rank,
             )
         )
     return verdicts
