@@ -280,3 +280,22 @@ def test_keyless_signing_offline_is_a_clear_error_and_writes_nothing(
     assert "keyless signing failed (is Sigstore reachable?)" in capsys.readouterr().err
     assert not sig.exists()
     assert not list(tmp_path.glob(".model.sig.*"))
+
+
+def test_verify_files_checks_a_keyless_signature_too(
+    tmp_path: Path,
+    instance: PrivateSigstore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = make_model(tmp_path / "model", big=4096)
+    payload = manifest_payload(build_manifest(model, HashOptions()))
+    _write(model / "model.sig", instance.sign(payload, ALICE, ISSUER))
+    root = _root(tmp_path, instance)
+    monkeypatch.chdir(tmp_path)  # pre-commit runs hooks at the repository's root
+    keyless = ["--identity", ALICE, "--issuer", ISSUER, "--trust-root", str(root)]
+    assert main(["verify-files", "model/weights.bin", *keyless]) == 0
+    assert f"signer {ALICE}" in capsys.readouterr().out
+    (model / "weights.bin").write_bytes(b"swapped")
+    assert main(["verify-files", "model/weights.bin", *keyless]) == 1
+    assert "changed file 'weights.bin'" in capsys.readouterr().err

@@ -24,6 +24,7 @@ class MlflowOptions:
     policy_file: Path | None = None
     fail_on: Severity = Severity.MEDIUM
     evidence_dir: Path | None = None  # default $DONJON_HOME/mlflow/evidence
+    workers: int = 2  # reviews at once (threads), in order per model version
 
 
 def mlflow_gate(donjon: Donjon, options: MlflowOptions) -> MlflowGate:
@@ -46,9 +47,9 @@ def mlflow_gate(donjon: Donjon, options: MlflowOptions) -> MlflowGate:
 
 def mlflow_service(donjon: Donjon, options: MlflowOptions, secret: str) -> Asgi:
     """The webhook receiver as an ASGI app, with the outbox delivered while it is served."""
-    from donjon.integrations.mlflow.gate import GateWorker
     from donjon.integrations.mlflow.http import webhook_app
     from donjon.integrations.mlflow.webhook import DeliveryVerifier
+    from donjon.integrations.mlflow.worker import GateWorker
 
-    worker = GateWorker(mlflow_gate(donjon, options))
+    worker = GateWorker(mlflow_gate(donjon, options), workers=options.workers)
     return with_delivery(webhook_app(DeliveryVerifier(secret), worker), donjon)

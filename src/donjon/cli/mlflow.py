@@ -7,6 +7,7 @@ is read from an environment variable, never from the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -118,6 +119,12 @@ def serve(
     protect: Protect = None,
     policy: PolicyFile = None,
     fail_on: FailOn = "medium",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=64, help="Versions reviewed at once (in order per version)."
+        ),
+    ] = 2,
 ) -> None:
     """Receive MLflow's registry webhooks: review each version, tag it, guard aliases."""
     _require_mlflow()
@@ -130,7 +137,7 @@ def serve(
     options = _options(
         tracking_uri, public_url or f"http://{host}:{port}", protect, policy, fail_on
     )
-    served = mlflow_service(cli.app, options, secret)
+    served = mlflow_service(cli.app, dataclasses.replace(options, workers=workers), secret)
     cli.info(f"donjon mlflow on http://{host}:{port}/webhook -> {tracking_uri}")
     uvicorn.run(served, host=host, port=port, log_level="warning", proxy_headers=False)
 

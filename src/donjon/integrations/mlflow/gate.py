@@ -12,25 +12,31 @@
   them back and publish it. Donjon's own writes echo back as such events too;
   they find the registry as written and do nothing, so there is no loop.
 
-Deliveries are handled one at a time, in order, by :class:`GateWorker`.
+A protected alias set on a version this process already failed is removed at
+once, without a second review (a failing version never passes unreviewed).
+Deliveries run on :class:`~donjon.integrations.mlflow.worker.GateWorker`'s
+threads, in order per version. Each review's stages (received, started,
+fetched, reviewed, published, tagged) are timed in its evidence document and
+log line.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-import queue
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from donjon.core.bus import EventBus
 from donjon.core.events import SecurityEvent
-from donjon.errors import DonjonError, InputError
+from donjon.errors import DonjonError
 from donjon.integrations.mlflow.registry import VersionInfo
 from donjon.integrations.mlflow.review import (
     Review,
@@ -53,6 +59,7 @@ class Registry(Protocol):
     def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
     def alias_target(self, name: str, alias: str) -> str | None: ...
     def delete_alias(self, name: str, alias: str) -> None: ...
+    def warm_up(self) -> None: ...
 
 
 class EvidenceStore:
@@ -98,6 +105,7 @@ class MlflowGate:
         self.evidence = evidence
         self.settings = settings
         self._written: dict[tuple[str, str], dict[str, str]] = {}
+        self._failed: dict[tuple[str, str], str] = {}  # version -> its failing verdict's evidence
         self._lock = threading.Lock()
 
     def handle(self, delivery: Delivery) -> str:
@@ -107,7 +115,7 @@ class MlflowGate:
             return f"ignored {event}"
         name, version = delivery.field("name"), delivery.field("version")
         if event == "model_version.created":
-            return self.review(name, version).summary()
+            return self.review(name, version, received=delivery.received).summary()
         if event in ("model_version_tag.set", "model_version_tag.deleted"):
             if not delivery.field("key").startswith(TAG_PREFIX):
                 return f"ignored {event} on a tag that is not Donjon's"
@@ -116,27 +124,38 @@ class MlflowGate:
             alias = delivery.field("alias")
             if alias not in self.settings.protected_aliases:
                 return f"ignored alias {alias!r} (not protected)"
-            verdict = self.review(name, version)  # the removal, if any, happened there
-            return f"protected alias {alias!r}: {verdict.summary()}"
+            with self._lock:
+                failed = self._failed.get((name, version))
+            if failed is not None:  # already failed here: no second review to lose it
+                self._remove_alias(name, version, alias, failed)
+                return f"protected alias {alias!r} on a version that failed: removed"
+            verdict = self.review(name, version, received=delivery.received)
+            return f"protected alias {alias!r}: {verdict.summary()}"  # removed there if failed
         return f"ignored {event}"
 
-    def review(self, name: str, version: str) -> Verdict:
-        """Fetch, review, publish, tag; remove protected aliases from a failing version."""
+    def review(self, name: str, version: str, *, received: float | None = None) -> Verdict:
+        """Fetch, review, publish, tag; remove protected aliases from a failing version.
+
+        ``received`` is when the delivery that asked for it arrived (epoch seconds).
+        """
         model = f"models:/{name}/{version}"
+        stages = {"received": received or time.time(), "started": time.time()}
         with tempfile.TemporaryDirectory(prefix="donjon-mlflow-") as tmp:
             review: Review | None = None
             try:
                 folder = self.registry.download(name, version, Path(tmp))
+                stages["fetched"] = time.time()
                 review = review_folder(folder, model, self.settings.policy)
                 verdict = review.verdict
             except (DonjonError, OSError) as e:  # fail closed: unreviewed is failed
                 verdict = failed_to_review(model, e)
+        stages["reviewed"] = time.time()
         url = self.evidence.url(verdict.uid)
         if review is not None:
             document = review.evidence(url)
         else:
             document = {"uid": verdict.uid, **verdict.to_dict()}
-        self.evidence.write(verdict.uid, document)
+        self.evidence.write(verdict.uid, {**document, "timings": stages})
         events = [verdict.event(url)]
         if review is not None:
             events += [
@@ -144,15 +163,38 @@ class MlflowGate:
                 for f in review.report.findings
             ]
         self.bus.publish_all(events)  # stored before the registry hears of it
-        tags = verdict.tags(url)
-        self.registry.set_tags(name, version, tags)
-        with self._lock:
-            self._written[(name, version)] = tags
-        if not verdict.passed:
+        stages["published"] = time.time()
+        if not verdict.passed:  # what an alias serves is cut first, then the tags tell why
             aliases = self.registry.version(name, version).aliases
             for alias in sorted(self.settings.protected_aliases & set(aliases)):
                 self._remove_alias(name, version, alias, url)
+            stages["aliases_checked"] = time.time()
+        tags = verdict.tags(url)
+        with self._lock:
+            self._written[(name, version)] = tags
+            if verdict.passed:
+                self._failed.pop((name, version), None)
+            else:
+                self._failed[(name, version)] = url
+        self.registry.set_tags(name, version, tags)
+        stages["tagged"] = time.time()
+        self.evidence.write(verdict.uid, {**document, "timings": stages})
+        log.info("reviewed %s: %s (%s)", model, verdict.summary(), _durations(stages))
         return verdict
+
+    def warm_up(self) -> None:
+        """Load what a review loads before the first delivery (the first verdict then is
+        not the slowest): every scanner, on a sample corpus, the verification policy, and
+        MLflow's artifact client. Nothing is published or tagged."""
+        from donjon.scan.samples import write_samples
+
+        self.registry.warm_up()
+        with tempfile.TemporaryDirectory(prefix="donjon-mlflow-warm-") as tmp:
+            write_samples(Path(tmp) / "samples")
+            try:
+                review_folder(Path(tmp) / "samples", "models:/warm-up/0", self.settings.policy)
+            except DonjonError as e:  # a warm-up only: the real reviews report their errors
+                log.warning("warm-up review failed: %s", e)
 
     def _remove_alias(self, name: str, version: str, alias: str, url: str) -> None:
         if self.registry.alias_target(name, alias) != version:
@@ -193,57 +235,10 @@ class MlflowGate:
         return f"restored {', '.join(sorted(changed))}"
 
 
-class GateWorker:
-    """Handles accepted deliveries one at a time, in a thread of its own."""
-
-    def __init__(self, gate: MlflowGate, maxsize: int = 1000) -> None:
-        self.gate = gate
-        self._queue: queue.Queue[Delivery | None] = queue.Queue(maxsize)
-        self._thread: threading.Thread | None = None
-
-    def submit(self, delivery: Delivery) -> bool:
-        """Queue a delivery; ``False`` when the queue is full (answer 503: MLflow retries)."""
-        try:
-            self._queue.put_nowait(delivery)
-        except queue.Full:
-            return False
-        return True
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="donjon-mlflow", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Finish what is queued, then stop."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while (delivery := self._queue.get()) is not None:
-            self.process(delivery)
-
-    def process(self, delivery: Delivery) -> None:
-        try:
-            outcome = self.gate.handle(delivery)
-        except InputError as e:
-            log.warning("MLflow delivery %s refused: %s", delivery.delivery_id, e)
-        except Exception as e:  # the worker must outlive one bad delivery (logged, published)
-            log.exception("MLflow delivery %s failed", delivery.delivery_id)
-            self.gate.bus.publish(
-                activity(
-                    "delivery_failed",
-                    f"{delivery.event} not handled: {type(e).__name__}: {e}",
-                    ok=False,
-                    delivery=delivery.delivery_id,
-                    data=dict(delivery.data),
-                )
-            )
-        else:
-            log.info("MLflow delivery %s (%s): %s", delivery.delivery_id, delivery.event, outcome)
+def _durations(stages: dict[str, float]) -> str:
+    """``started +0.01 s, fetched +0.40 s, ...``: each stage after the one before."""
+    names = list(stages)
+    return ", ".join(
+        f"{after} +{stages[after] - stages[before]:.2f} s"
+        for before, after in itertools.pairwise(names)
+    )

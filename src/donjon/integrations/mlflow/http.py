@@ -19,9 +19,9 @@ from starlette.routing import Route
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.severity import Severity
 from donjon.errors import InputError
-from donjon.integrations.mlflow.gate import GateWorker
 from donjon.integrations.mlflow.verdict import SOURCE
 from donjon.integrations.mlflow.webhook import DeliveryVerifier, WebhookRejected
+from donjon.integrations.mlflow.worker import GateWorker
 
 
 def _rejected(reason: str, client: str | None) -> SecurityEvent:
@@ -66,6 +66,7 @@ def webhook_app(verifier: DeliveryVerifier, worker: GateWorker) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(gate.warm_up)  # before the first delivery is accepted
         worker.start()
         try:
             yield

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,16 @@ class MlflowRegistry:
             tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
         )
 
+    def warm_up(self) -> None:
+        """Import the artifact client a download uses (``models:/``, ``runs:/``, proxied)."""
+        for module in (
+            "mlflow.artifacts",
+            "mlflow.store.artifact.models_artifact_repo",
+            "mlflow.store.artifact.runs_artifact_repo",
+            "mlflow.store.artifact.http_artifact_repo",
+        ):
+            importlib.import_module(module)
+
     def version(self, name: str, version: str) -> VersionInfo:
         with _calling(f"reading {name} version {version}"):
             mv = self._client.get_model_version(name, version)
@@ -83,9 +94,19 @@ class MlflowRegistry:
         return Path(local)
 
     def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Every tag but the last at once (MLflow sets one per request), then the last."""
+        if not tags:
+            return
+        *first, last = tags.items()
+
+        def put(item: tuple[str, str]) -> None:
+            self._client.set_model_version_tag(name, version, *item)
+
         with _calling(f"tagging {name} version {version}"):
-            for key, value in tags.items():
-                self._client.set_model_version_tag(name, version, key, value)
+            if first:
+                with ThreadPoolExecutor(len(first), thread_name_prefix="donjon-tags") as pool:
+                    list(pool.map(put, first))  # re-raises the first failure
+            put(last)
 
     def alias_target(self, name: str, alias: str) -> str | None:
         """The version ``alias`` points at now, or ``None`` when it is not set."""

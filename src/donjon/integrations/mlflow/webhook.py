@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from donjon.errors import AuthenticationError, InputError
@@ -42,6 +42,7 @@ class Delivery:
     entity: str
     action: str
     data: Mapping[str, Any]
+    received: float = field(default_factory=time.time)  # epoch seconds, when it arrived
 
     @property
     def event(self) -> str:
