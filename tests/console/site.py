@@ -61,6 +61,29 @@ DIGITS_V1 = b"label,pixels\n" * 50
 PICKLE_PAYLOAD = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: never loaded
 
 
+def wine_versions(folder: Path) -> tuple[Path, Path]:
+    """Two versions of scikit-learn's wine table (with an ``id`` column): the second
+    relabels rows 0-5 (class 0 -> 2), drops rows 10-12, changes row 20's features and
+    adds four exact copies of rows 30-33 with new ids."""
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    bunch = load_wine(as_frame=True)
+    frame = bunch.frame.rename(columns={"target": "label"})
+    frame.insert(0, "id", [f"w{i:03d}" for i in range(len(frame))])
+    old = folder / "wine-v1.csv"
+    frame.to_csv(old, index=False)
+    new_frame = frame.copy()
+    new_frame.loc[0:5, "label"] = 2
+    new_frame.loc[20, "alcohol"] = 99.0
+    copies = frame.iloc[30:34].copy()
+    copies["id"] = [f"x{i}" for i in range(4)]
+    new_frame = pd.concat([new_frame.drop(index=[10, 11, 12]), copies], ignore_index=True)
+    new = folder / "wine-v2.csv"
+    new_frame.to_csv(new, index=False)
+    return old, new
+
+
 def safetensors(values: int = 4) -> bytes:
     header = json.dumps(
         {"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}
@@ -99,6 +122,19 @@ class Site:
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    def attach(self, who: str, kind: str, version: str, what: str, document: Any) -> Any:
+        """Attach ``document`` (JSON) as a ``what`` document of ``kind`` version ``version``
+        (``NAME/versions/N``); returns the attachment record."""
+        response = httpx.post(
+            f"{self.url}/v1/{kind}s/{version}/attestations",
+            params={"kind": what},
+            content=json.dumps(document, default=str).encode(),
+            headers=self.auth(who),
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
 
     def call(self, who: str, method: str, path: str, body: Any = None) -> httpx.Response:
         return httpx.request(method, self.url + path, json=body, headers=self.auth(who), timeout=30)
@@ -176,6 +212,24 @@ def populate(site: Site) -> None:
     assert pickled["status"] == "quarantined", pickled
     site.gateway_finding("DJ-GW-001", "mallory", "digits-clf")
     site.gateway_finding("DJ-GW-002", "eve", "digits-clf")
+    documented_wine(site)
+
+
+def documented_wine(site: Site) -> None:
+    """Dataset ``wine``: two versions, each with its manifest, the second with a check
+    report: the documents ``donjon datasets push`` and ``donjon data check --push`` attach."""
+    from donjon.data.checks import check
+    from donjon.data.documents import check_document, file_digest, manifest_document_of
+
+    for number, path in enumerate(wine_versions(site.home), 1):
+        site.push("dana", "dataset", "wine", path.read_bytes())
+        document = manifest_document_of(path, label_column="label", id_column="id")
+        site.attach("dana", "dataset", f"wine/versions/{number}", "manifest", document)
+    report = check(path, label_column="label", exclude=("id",), detectors=["near_duplicates"])
+    site.attach(
+        "dana", "dataset", "wine/versions/2", "check",
+        check_document(report.to_dict(), file_digest(path)),
+    )  # fmt: skip
 
 
 @contextmanager

@@ -24,6 +24,7 @@ PAGES = (
     "models",
     "models/digits-clf",
     "datasets",
+    "datasets/wine",  # manifests, the diff of versions 1 and 2, the check report of 2
     "gateway",
     "events",
     "events/1",  # one ledger entry, in OCSF

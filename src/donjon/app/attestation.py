@@ -60,6 +60,10 @@ class DocumentInspector:
             from donjon.app.watch import inspect_fingerprint
 
             return inspect_fingerprint(data)
+        if kind in (AttachmentKind.MANIFEST, AttachmentKind.CHECK):
+            from donjon.data.documents import inspect_document
+
+            return inspect_document(kind.value, data)
         try:
             document = json.loads(data)
             if kind is AttachmentKind.SIGNATURE:

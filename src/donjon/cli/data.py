@@ -287,6 +287,18 @@ def check_cmd(
         str | None,
         typer.Option("--dask-scheduler", help="Run the detectors on this Dask scheduler."),
     ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            help="Attach the report to dataset version NAME[@VERSION] in the vault (default "
+            "the latest); the vault refuses it unless DATA is that version's bytes.",
+            metavar="NAME[@VERSION]",
+        ),
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Vault URL for --push (default: login's).")
+    ] = None,
     fail_on: FailOn = "high",
     force: Force = False,
 ) -> None:
@@ -328,7 +340,27 @@ def check_cmd(
         cli.info(f"report written to {out}")
     else:
         cli.out.file.write(text)
+    if push is not None:
+        push_report(cli, data, result.to_dict(), push, server)
     raise typer.Exit(exit_code(result.findings, floor))
+
+
+def push_report(
+    cli: CliState, data: Path, report: dict[str, object], target: str, server: str | None
+) -> None:
+    """Attach a check report to dataset version ``target`` (NAME or NAME@VERSION)."""
+    from donjon.cli.vault_session import open_client
+    from donjon.data.documents import check_document, file_digest
+
+    name, _, number = target.partition("@")
+    if number and not number.isdigit():
+        raise typer.BadParameter("use NAME or NAME@VERSION", param_hint="--push")
+    document = check_document(report, file_digest(data))
+    body = json.dumps(document, separators=(",", ":"), default=str).encode()
+    with open_client(cli, server) as client:
+        version = int(number) if number else int(client.get("dataset", name)["version"])
+        attached = client.attach(name, version, "check", data=body, of="dataset")
+    cli.info(f"check report attached to {name}@{version} ({attached['digest']})")
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:

@@ -214,24 +214,32 @@ class VaultClient:
         )
 
     def attach(
-        self, name: str, version: int, kind: str, path: Path | None = None, *, data: bytes = b""
+        self,
+        name: str,
+        version: int,
+        kind: str,
+        path: Path | None = None,
+        *,
+        data: bytes = b"",
+        of: str = "model",
     ) -> dict[str, Any]:
-        """Attach a signed document (``kind``: signature, provenance or fingerprint) to a
-        model version: the file at ``path``, or ``data``."""
+        """Attach a document to a model version (``kind``: signature, provenance or
+        fingerprint) or, with ``of="dataset"``, a dataset version (manifest or check):
+        the file at ``path``, or ``data``."""
         if path is not None:
             data = Path(path).read_bytes()
         return self._json(
             "POST",
-            f"/v1/models/{name}/versions/{version}/attestations",
+            f"/v1/{of}s/{name}/versions/{version}/attestations",
             params={"kind": kind},
             content=data,
             headers={"Content-Type": "application/json"},
         )
 
-    def attachments(self, name: str, version: int) -> list[dict[str, Any]]:
-        """The documents attached to a model version, oldest first."""
+    def attachments(self, name: str, version: int, of: str = "model") -> list[dict[str, Any]]:
+        """The documents attached to a model (or ``of`` dataset) version, oldest first."""
         found: list[dict[str, Any]] = self._json(
-            "GET", f"/v1/models/{name}/versions/{version}/attestations"
+            "GET", f"/v1/{of}s/{name}/versions/{version}/attestations"
         )["attachments"]
         return found
 

@@ -1,11 +1,14 @@
-"""Signed documents attached to a model version: the vault's referrers store.
+"""Documents attached to a model or dataset version: the vault's referrers store.
 
 A model version may carry OMS signature bundles, DSSE-wrapped SLSA
 provenance statements and DSSE-wrapped fingerprints of its deployment
-(``donjon watch``). Each is kept whole, content-addressed in the blob
-store with its media type, and never changed or removed; the registry checks
-that it is well formed (through the :class:`AttachmentInspector` port, which
-``donjon.app`` wires to ``donjon.provenance``) and records who attached it.
+(``donjon watch``); a dataset version its manifest (``donjon data manifest``,
+with its record digests) and its ``donjon data check`` reports, each naming
+the digest of the version's bytes it describes (``dataset_digest``). Each is
+kept whole, content-addressed in the blob store with its media type, and
+never changed or removed; the registry checks that it is well formed (through
+the :class:`AttachmentInspector` port, which ``donjon.app`` wires to
+``donjon.provenance`` and ``donjon.data``) and records who attached it.
 Whether it is *trusted* is the promotion gates' question, asked at promotion.
 """
 
@@ -27,11 +30,13 @@ MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
 
 
 class AttachmentKind(enum.StrEnum):
-    """What a document attached to a model version is."""
+    """What a document attached to a model or dataset version is."""
 
     SIGNATURE = "signature"  # an OpenSSF Model Signing (OMS) Sigstore bundle
     PROVENANCE = "provenance"  # a DSSE envelope around in-toto SLSA provenance
     FINGERPRINT = "fingerprint"  # a DSSE envelope around a deployed model's fingerprint (watch)
+    MANIFEST = "manifest"  # a dataset version's manifest with its record digests
+    CHECK = "check"  # a dataset version's `donjon data check` report
 
     @property
     def media_type(self) -> str:
@@ -42,20 +47,30 @@ MEDIA_TYPES = {
     AttachmentKind.SIGNATURE: "application/vnd.dev.sigstore.bundle.v0.3+json",
     AttachmentKind.PROVENANCE: "application/vnd.dsse.envelope.v1+json",
     AttachmentKind.FINGERPRINT: "application/vnd.dsse.envelope.v1+json",
+    AttachmentKind.MANIFEST: "application/vnd.donjon.data.manifest.v1+json",
+    AttachmentKind.CHECK: "application/vnd.donjon.data.check.v1+json",
+}
+# Which kinds each kind of version takes (keyed by the registry's Kind value).
+KINDS_OF = {
+    "model": (AttachmentKind.SIGNATURE, AttachmentKind.PROVENANCE, AttachmentKind.FINGERPRINT),
+    "dataset": (AttachmentKind.MANIFEST, AttachmentKind.CHECK),
 }
 
 
-def parse_kind(text: str) -> AttachmentKind:
-    try:
-        return AttachmentKind(text)
-    except ValueError:
-        kinds = ", ".join(k.value for k in AttachmentKind)
-        raise InputError(f"attachment kind must be one of {kinds}, not {text!r}") from None
+def parse_kind(text: str, of: str = "model") -> AttachmentKind:
+    """The attachment kind ``text`` names, if a ``of`` version (model, dataset) takes it:
+    checked before anything is read or stored."""
+    allowed = KINDS_OF.get(of, ())
+    for kind in allowed:
+        if kind.value == text:
+            return kind
+    kinds = ", ".join(k.value for k in allowed)
+    raise InputError(f"a {of} attachment kind must be one of {kinds}, not {text!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """One signed document attached to one model version (immutable)."""
+    """One document attached to one model or dataset version (immutable)."""
 
     kind: AttachmentKind
     digest: Digest
@@ -103,7 +118,7 @@ class AttachmentInspector(Protocol):
     def inspect(self, kind: AttachmentKind, data: bytes) -> Mapping[str, Any]: ...
 
 
-def check_document(data: bytes) -> None:
+def check_document(data: bytes) -> dict[str, Any]:
     """The minimum the registry itself asks of any attachment: a JSON object, not too big."""
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise InputError(f"attachment is larger than {MAX_ATTACHMENT_BYTES} bytes")
@@ -113,3 +128,13 @@ def check_document(data: bytes) -> None:
         raise InputError(f"attachment is not JSON: {e}") from None
     if not isinstance(value, dict):
         raise InputError("attachment must be a JSON object")
+    return value
+
+
+def check_subject(kind: AttachmentKind, document: Mapping[str, Any], digest: str) -> None:
+    """A dataset document must describe the version's own bytes (``dataset_digest``)."""
+    if kind in KINDS_OF["dataset"] and document.get("dataset_digest") != digest:
+        raise InputError(
+            f"the {kind} describes {document.get('dataset_digest')!r}, "
+            f"not this version's bytes ({digest})"
+        )

@@ -1,9 +1,11 @@
-"""The registry's referrers store: attach signed documents to model versions, list them.
+"""The registry's referrers store: attach documents to model and dataset versions.
 
 Mixed into :class:`~donjon.registry.service.Registry`. Attaching needs
-``model.write`` on the version (it adds to what the version claims), reading
-needs ``model.read``; each is authorised, recorded as an event (and so
-ledgered), and the bytes go to the content-addressed blob store.
+``model.write`` (``dataset.write``) on the version (it adds to what the version
+claims), reading needs ``model.read`` (``dataset.read``); each is authorised,
+recorded as an event (and so ledgered), and the bytes go to the
+content-addressed blob store. The kind is checked against the version's kind
+before anything else, and the document before it is stored.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from donjon.registry.attachments import (
     AttachmentInspector,
     AttachmentKind,
     check_document,
+    check_subject,
+    parse_kind,
 )
 from donjon.registry.errors import Gone
 from donjon.registry.events import action_event
@@ -33,7 +37,9 @@ from donjon.registry.model import Status, Version
 from donjon.registry.names import Kind, action, check_name, resource
 from donjon.registry.ports import RegistryStore
 
-ATTACH = "model.attach"  # the event's action; authorised as model.write on the version
+
+def attach_action(of: Kind) -> str:
+    return f"{of.value}.attach"
 
 
 class Referrers:
@@ -57,22 +63,28 @@ class Referrers:
         number: int,
         kind: AttachmentKind,
         data: bytes,
+        *,
+        of: Kind = Kind.MODEL,
     ) -> Attachment:
-        """Attach a signature bundle or provenance envelope to model version ``name@number``.
+        """Attach a document of ``kind`` to version ``name@number`` of a model (signature,
+        provenance, fingerprint) or, with ``of=Kind.DATASET``, a dataset (manifest, check).
 
-        The version must exist and not be deleted; the document must be well
-        formed (InputError otherwise, and nothing is stored). Attaching the
-        same document twice is a Conflict. Trust is not decided here.
+        The kind must be one the version's kind takes and the version must exist
+        and not be deleted; the document must be well formed and, for a dataset,
+        describe the version's bytes (InputError otherwise, and nothing is
+        stored). Attaching the same document twice is a Conflict. Trust is not
+        decided here.
         """
         name = check_name(name)
-        self.authorize(principal, action(Kind.MODEL, "write"), resource(Kind.MODEL, name, number))
-        version = self._version(Kind.MODEL, name, number)
+        kind = parse_kind(kind.value, of.value)  # before anything is asked or stored
+        self.authorize(principal, action(of, "write"), resource(of, name, number))
+        version = self._version(of, name, number)
         if version.status is Status.TOMBSTONED:
-            raise Gone(f"model {version.ref} was deleted")
+            raise Gone(f"{of.value} {version.ref} was deleted")
         try:
-            summary = self._inspect(kind, data)
+            summary = self._inspect(kind, data, str(version.digest))
         except InputError as e:
-            self._publish(principal, version, Outcome.FAILURE, f"{kind} refused: {e}")
+            self._publish(principal, version, Outcome.FAILURE, f"{kind} refused: {e}", of=of)
             raise
         digest = self.blobs.put(io.BytesIO(data))
         row = {
@@ -86,30 +98,36 @@ class Referrers:
         }
         self.bus.flush()  # the decision is stored before the attachment is
         with self._lock:
-            stored = Attachment.from_row(
-                self.store.add_attachment(Kind.MODEL.value, name, number, row)
-            )
+            stored = Attachment.from_row(self.store.add_attachment(of.value, name, number, row))
             self._publish(
                 principal, version, Outcome.SUCCESS, f"{kind} {digest} attached",
-                attachment=stored,
+                attachment=stored, of=of,
             )  # fmt: skip
         return stored
 
-    def attachments(self, principal: Principal, name: str, number: int) -> list[Attachment]:
-        """The documents attached to model version ``name@number``, oldest first."""
+    def attachments(
+        self, principal: Principal, name: str, number: int, *, of: Kind = Kind.MODEL
+    ) -> list[Attachment]:
+        """The documents attached to version ``name@number`` (of a model), oldest first."""
         name = check_name(name)
-        self.authorize(principal, action(Kind.MODEL, "read"), resource(Kind.MODEL, name, number))
-        self._version(Kind.MODEL, name, number)
-        return self._attachments(name, number)
+        self.authorize(principal, action(of, "read"), resource(of, name, number))
+        self._version(of, name, number)
+        return self._attachments(name, number, of)
 
     def attachment_bytes(
-        self, principal: Principal, name: str, number: int, digest: Digest
+        self,
+        principal: Principal,
+        name: str,
+        number: int,
+        digest: Digest,
+        *,
+        of: Kind = Kind.MODEL,
     ) -> tuple[Attachment, bytes]:
         """One attached document and its bytes (checked against its digest)."""
-        for found in self.attachments(principal, check_name(name), number):
+        for found in self.attachments(principal, check_name(name), number, of=of):
             if found.digest == digest:
                 return found, self._read_attachment(found)
-        raise NotFound(f"no attachment {digest} on model {name}@{number}")
+        raise NotFound(f"no attachment {digest} on {of.value} {name}@{number}")
 
     def attached_document(self, name: str, number: int, digest: Digest) -> bytes:
         """The bytes of a document attached to ``name@number``, for the vault's own services
@@ -122,8 +140,8 @@ class Referrers:
 
     # -- for the registry's promotion ----------------------------------------------
 
-    def _attachments(self, name: str, number: int) -> list[Attachment]:
-        rows = self.store.attachments(Kind.MODEL.value, name, number)
+    def _attachments(self, name: str, number: int, of: Kind = Kind.MODEL) -> list[Attachment]:
+        rows = self.store.attachments(of.value, name, number)
         return [Attachment.from_row(row) for row in rows]
 
     def _read_attachment(self, attachment: Attachment) -> bytes:
@@ -143,8 +161,8 @@ class Referrers:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _inspect(self, kind: AttachmentKind, data: bytes) -> dict[str, Any]:
-        check_document(data)
+    def _inspect(self, kind: AttachmentKind, data: bytes, digest: str) -> dict[str, Any]:
+        check_subject(kind, check_document(data), digest)
         if self.inspector is None:
             return {}
         summary = self.inspector.inspect(kind, data)
@@ -158,8 +176,11 @@ class Referrers:
         detail: str,
         *,
         attachment: Attachment | None = None,
+        of: Kind = Kind.MODEL,
     ) -> None:
-        event = action_event(principal, ATTACH, version.resource, outcome, detail, version=version)
+        event = action_event(
+            principal, attach_action(of), version.resource, outcome, detail, version=version
+        )
         if attachment is not None:
             extra = {
                 "attachment_kind": attachment.kind.value,

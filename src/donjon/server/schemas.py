@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from donjon.registry.attachments import AttachmentKind
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +82,7 @@ class ReadyOut(Model):
 
 
 class AttachmentOut(Model):
-    kind: Literal["signature", "provenance", "fingerprint"]
+    kind: AttachmentKind  # the registry's enum: a new kind cannot be stored, then refused
     digest: str
     size: int
     media_type: str

@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.core.events import SecurityEvent
 from donjon.errors import NotFound, StorageError
-from donjon.storage.registry_attachments import SqlAttachments
+from donjon.storage.registry_attachments import SqlAttachments, by_version
 from donjon.storage.sql import Database, as_utc, metadata
 
 versions = Table(
@@ -356,19 +356,7 @@ class SqlRegistryStore(SqlAttachments):
     def kind_gate_results(self, kind: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
         """The gate results of every version of ``kind``, by ``(name, number)``, oldest first."""
 
-        def query(conn: Connection) -> dict[tuple[str, int], list[dict[str, Any]]]:
-            rows = conn.execute(
-                select(versions.c.name, versions.c.number, gate_results)
-                .join(gate_results, gate_results.c.version_id == versions.c.id)
-                .where(versions.c.kind == kind)
-                .order_by(gate_results.c.id)
-            ).all()
-            found: dict[tuple[str, int], list[dict[str, Any]]] = {}
-            for r in rows:
-                found.setdefault((str(r.name), int(r.number)), []).append(_gate_row(r))
-            return found
-
-        return self._read(query)
+        return self._read(lambda conn: by_version(conn, kind, gate_results, _gate_row))
 
     def _read(self, query: Callable[[Connection], T]) -> T:
         try:

@@ -91,6 +91,32 @@ class SqlAttachments:
         found: list[dict[str, Any]] = self._read(query)
         return found
 
+    def kind_attachments(self, kind: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """The attachments of every version of ``kind``, by ``(name, number)``, oldest first
+        (one query: the console's overview pages)."""
+        found: dict[tuple[str, int], list[dict[str, Any]]] = self._read(
+            lambda conn: by_version(conn, kind, attachments, lambda r: _out(r._asdict()))
+        )
+        return found
+
+
+def by_version(
+    conn: Connection, kind: str, table: Table, convert: Callable[[Row[Any]], dict[str, Any]]
+) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The rows of ``table`` (keyed by ``version_id``) of every version of ``kind``, by
+    ``(name, number)``, in insertion order: one query for a whole kind."""
+    versions = metadata.tables["registry_versions"]
+    rows = conn.execute(
+        select(versions.c.name, versions.c.number, table)
+        .join(table, table.c.version_id == versions.c.id)
+        .where(versions.c.kind == kind)
+        .order_by(table.c.id)
+    ).all()
+    found: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        found.setdefault((str(r.name), int(r.number)), []).append(convert(r))
+    return found
+
 
 def _out(values: Mapping[str, Any]) -> dict[str, Any]:
     return {

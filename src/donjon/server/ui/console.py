@@ -31,6 +31,7 @@ from donjon.errors import AccessDenied, AuthenticationError, DonjonError, InputE
 from donjon.registry import Kind, Registry, check_name, check_version
 from donjon.registry.guard import decide as decide_quietly
 from donjon.server.auth_failures import FailedAuthLimiter
+from donjon.server.ui import datasets as data_pages
 from donjon.server.ui import views
 from donjon.server.ui.bom import model_bom
 from donjon.server.ui.events import day_before
@@ -78,6 +79,7 @@ class Console:
     failures: FailedAuthLimiter | None
     verify_ledger: Callable[[], dict[str, Any]] | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    diffs: data_pages.DiffCache = field(default_factory=data_pages.DiffCache)
     poll_seconds: float = 30.0
     templates: Environment = field(
         default_factory=lambda: Environment(
@@ -369,7 +371,17 @@ def _add_pages(app: FastAPI, console: Console) -> None:
 
     @app.get(f"{PREFIX}/datasets", include_in_schema=False)
     def datasets(request: Request) -> Response:
-        return console.page(request, "datasets", lambda who: views.datasets(registry, who))
+        return console.page(request, "datasets", lambda who: data_pages.overview(registry, who))
+
+    @app.get(f"{PREFIX}/datasets/{{name:path}}", include_in_schema=False)
+    def dataset(request: Request, name: str) -> Response:
+        query = {k: request.query_params.get(k, "")[:20] for k in ("version", "old", "new")}
+
+        def build(who: Principal) -> dict[str, Any]:
+            found = data_pages.detail(registry, who, check_name(name), query, console.diffs)
+            return {"dataset": found}
+
+        return console.page(request, "dataset", build)
 
     @app.get(f"{PREFIX}/gateway", include_in_schema=False)
     def gateway(request: Request) -> Response:

@@ -194,6 +194,20 @@ def ledger_status(sources: Sources) -> dict[str, Any]:
     }
 
 
+def attachments_of(
+    registry: Registry, principal: Principal, kind: Kind, versions: list[Version]
+) -> dict[int, list[Attachment]]:
+    """What the attachments API answers for ``versions`` of one name, on ``<kind>.read``."""
+    found: dict[int, list[Attachment]] = {}
+    if versions:
+        name = versions[0].name
+        registry.authorize(principal, f"{kind.value}.read", f"{kind.value}s/{name}")
+        for v in versions:
+            rows = registry.store.attachments(kind.value, name, v.number)
+            found[v.number] = [Attachment.from_row(row) for row in rows]
+    return found
+
+
 @dataclass
 class ModelDetail:
     name: str
@@ -210,13 +224,7 @@ def model_detail(
     versions = registry.versions(principal, Kind.MODEL, name)  # authorised: model.list
     catalogue = Catalogue(registry, Kind.MODEL, [name], versions)
     rows = [ModelRow(v, catalogue.gates(v)) for v in reversed(versions)]
-    shown = versions[-5:]
-    attachments: dict[int, list[Attachment]] = {}
-    if shown:  # what the attachments API answers, on model.read of the model
-        registry.authorize(principal, "model.read", f"models/{name}")
-        for v in shown:
-            found = registry.store.attachments(Kind.MODEL.value, name, v.number)
-            attachments[v.number] = [Attachment.from_row(row) for row in found]
+    attachments = attachments_of(registry, principal, Kind.MODEL, versions[-5:])
     findings: list[Entry] = []
     promotions: list[Entry] = []
     resource = f"models/{name}"
@@ -231,14 +239,6 @@ def model_detail(
                     promotions.append(entry)
     lineage = [(str(ref), f"{name}@{v.number}") for v in versions for ref in v.lineage]
     return ModelDetail(name, rows, attachments, findings[:200], promotions[:200], lineage)
-
-
-def datasets(registry: Registry, principal: Principal) -> dict[str, Any]:
-    data = Catalogue(registry, Kind.DATASET, visible_names(registry, principal, Kind.DATASET))
-    models = Catalogue(registry, Kind.MODEL, visible_names(registry, principal, Kind.MODEL))
-    listing = {n: list(reversed(vs)) for n, vs in data.versions.items()}
-    queue = data.with_status(Status.QUARANTINED) + models.with_status(Status.QUARANTINED)
-    return {"datasets": listing, "queue": queue}
 
 
 def gateway(sources: Sources, now: datetime) -> dict[str, Any]:
