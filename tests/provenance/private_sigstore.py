@@ -23,7 +23,11 @@ import datetime as dt
 import hashlib
 import json
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +181,9 @@ class PrivateSigstore:
         path.write_text(json.dumps(self.trusted_root(), indent=2), encoding="utf-8")
         return path
 
-    def write_client_trust_config(self, path: Path) -> Path:
-        """The trust root inside a ClientTrustConfig (model_signing's ``trust_config``)."""
+    def write_client_trust_config(self, path: Path, services: str | None = None) -> Path:
+        """The trust root inside a ClientTrustConfig (model_signing's ``trust_config``);
+        its Fulcio and Rekor are at ``services`` (see :func:`serving`), else nowhere."""
 
         def service(url: str) -> dict[str, Any]:
             return {
@@ -193,9 +198,9 @@ class PrivateSigstore:
             "trustedRoot": self.trusted_root(),
             "signingConfig": {
                 "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
-                "caUrls": [service(f"https://fulcio.{self.name}.test")],
+                "caUrls": [service(services or f"https://fulcio.{self.name}.test")],
                 "oidcUrls": [service(f"https://oauth2.{self.name}.test/auth")],
-                "rekorTlogUrls": [service(f"https://rekor.{self.name}.test")],
+                "rekorTlogUrls": [service(services or f"https://rekor.{self.name}.test")],
                 "tsaUrls": [],
                 "rekorTlogConfig": {"selector": "ANY"},
                 "tsaConfig": {"selector": "ANY"},
@@ -268,23 +273,7 @@ class PrivateSigstore:
             "signatures": [{"sig": _b64(signature)}],
         }
         pem = leaf.public_bytes(serialization.Encoding.PEM)
-        body = rfc8785.dumps(
-            {
-                "apiVersion": "0.0.1",
-                "kind": "dsse",
-                "spec": {
-                    "envelopeHash": {
-                        "algorithm": "sha256",
-                        "value": hashlib.sha256(json.dumps(envelope).encode()).hexdigest(),
-                    },
-                    "payloadHash": {
-                        "algorithm": "sha256",
-                        "value": hashlib.sha256(payload).hexdigest(),
-                    },
-                    "signatures": [{"signature": _b64(signature), "verifier": _b64(pem)}],
-                },
-            }
-        )
+        body = _dsse_body(payload, json.dumps(envelope).encode(), _b64(signature), _b64(pem))
         return {
             "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
             "verificationMaterial": {
@@ -295,33 +284,139 @@ class PrivateSigstore:
             "dsseEnvelope": envelope,
         }
 
-    def _entry(self, body: bytes, integrated: int) -> dict[str, Any]:
+    def _record(self, body: bytes, integrated: int) -> dict[str, Any]:
+        """Rekor's record of ``body``: log id, promise, root and checkpoint (a one-leaf tree)."""
         log_id = _key_id(self.rekor_key.public_key())
-        index = 0
         promise = rfc8785.dumps(
-            {
-                "body": _b64(body),
-                "integratedTime": integrated,
-                "logID": log_id.hex(),
-                "logIndex": index,
-            }
+            {"body": _b64(body), "integratedTime": integrated, "logID": log_id.hex(), "logIndex": 0}
         )
-        root = hashlib.sha256(b"\x00" + body).digest()  # a one-leaf tree: the root is the leaf
+        root = hashlib.sha256(b"\x00" + body).digest()  # one leaf: the root is its hash
         note = f"{ORIGIN}\n1\n{_b64(root)}\n"
         noted = _sign(self.rekor_key, note.encode())
-        checkpoint = f"{note}\n\u2014 {ORIGIN.split()[0]} {_b64(log_id[:4] + noted)}\n"
         return {
-            "logIndex": str(index),
-            "logId": {"keyId": _b64(log_id)},
+            "log_id": log_id,
+            "promise": _sign(self.rekor_key, promise),
+            "root": root,
+            "checkpoint": f"{note}\n\u2014 {ORIGIN.split()[0]} {_b64(log_id[:4] + noted)}\n",
+        }
+
+    def _entry(self, body: bytes, integrated: int) -> dict[str, Any]:
+        """The log entry as a bundle carries it."""
+        log = self._record(body, integrated)
+        return {
+            "logIndex": "0",
+            "logId": {"keyId": _b64(log["log_id"])},
             "kindVersion": {"kind": "dsse", "version": "0.0.1"},
             "integratedTime": str(integrated),
-            "inclusionPromise": {"signedEntryTimestamp": _b64(_sign(self.rekor_key, promise))},
+            "inclusionPromise": {"signedEntryTimestamp": _b64(log["promise"])},
             "inclusionProof": {
-                "logIndex": str(index),
-                "rootHash": _b64(root),
+                "logIndex": "0",
+                "rootHash": _b64(log["root"]),
                 "treeSize": "1",
                 "hashes": [],
-                "checkpoint": {"envelope": checkpoint},
+                "checkpoint": {"envelope": log["checkpoint"]},
             },
             "canonicalizedBody": _b64(body),
         }
+
+    # -- the services, for a signing client (Fulcio's and Rekor's v1/v2 REST answers) -------
+
+    def fulcio_answer(self, request: dict[str, Any], token: str) -> dict[str, Any]:
+        """``POST /api/v2/signingCert``: a certificate for the CSR's key and the token's e-mail."""
+        csr = x509.load_pem_x509_csr(base64.b64decode(request["certificateSigningRequest"]))
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        key = csr.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        leaf = self.issue(
+            key, claims["email"], claims["iss"], dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+        )
+        chain = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, self.ca)]
+        return {"signedCertificateEmbeddedSct": {"chain": {"certificates": chain}}}
+
+    def rekor_answer(self, proposed: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/v1/log/entries`` for a proposed ``dsse`` entry: the integrated entry."""
+        content = proposed["spec"]["proposedContent"]
+        envelope = json.loads(content["envelope"])
+        body = _dsse_body(
+            base64.b64decode(envelope["payload"]),
+            content["envelope"].encode(),
+            envelope["signatures"][0]["sig"],
+            content["verifiers"][0],
+        )
+        integrated = int(dt.datetime.now(dt.UTC).timestamp())
+        log = self._record(body, integrated)
+        return {
+            "0" * 64: {
+                "body": _b64(body),
+                "integratedTime": integrated,
+                "logID": log["log_id"].hex(),
+                "logIndex": 0,
+                "verification": {
+                    "inclusionProof": {
+                        "checkpoint": log["checkpoint"],
+                        "hashes": [],
+                        "logIndex": 0,
+                        "rootHash": log["root"].hex(),
+                        "treeSize": 1,
+                    },
+                    "signedEntryTimestamp": _b64(log["promise"]),
+                },
+            }
+        }
+
+
+def _dsse_body(payload: bytes, envelope: bytes, signature: str, verifier: str) -> bytes:
+    """Rekor's canonical ``dsse/0.0.1`` body."""
+    return rfc8785.dumps(
+        {
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": {
+                    "algorithm": "sha256",
+                    "value": hashlib.sha256(envelope).hexdigest(),
+                },
+                "payloadHash": {
+                    "algorithm": "sha256",
+                    "value": hashlib.sha256(payload).hexdigest(),
+                },
+                "signatures": [{"signature": signature, "verifier": verifier}],
+            },
+        }
+    )
+
+
+@contextmanager
+def serving(instance: PrivateSigstore) -> Iterator[str]:
+    """The instance's Fulcio and Rekor on a loopback port, for a signing client; its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/api/v2/signingCert":
+                token = self.headers["Authorization"].removeprefix("Bearer ")
+                answer = instance.fulcio_answer(request, token)
+            elif self.path == "/api/v1/log/entries":
+                answer = instance.rekor_answer(request)
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(answer).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -1,11 +1,12 @@
-"""Keyless (Sigstore) bundles: offline verification against a private instance's trust root.
+"""Keyless (Sigstore) signing and verification against a private instance, offline.
 
 The instance (Fulcio CA, CT log, Rekor log) is made in code by
 :mod:`tests.provenance.private_sigstore`; each bundle is checked by Donjon's CLI,
-by sigstore-python's own ``Verifier`` and by model_signing's verifier. Keyless
-*signing* needs Sigstore's services and an OIDC identity, which this machine
-cannot reach: only its offline failures are tested, and they fail with a clear
-error and no signature file.
+by sigstore-python's own ``Verifier`` and by model_signing's verifier.
+``donjon sign --sigstore`` runs end to end against the instance's Fulcio and
+Rekor served on loopback; against Sigstore's public instance it needs the
+internet, which this machine lacks: there only its offline failure is tested
+(a clear error, no signature file).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from donjon.cli.main import main
 from donjon.provenance.bundle import manifest_payload
 from donjon.provenance.hashing import HashOptions, build_manifest
 from tests.provenance.pki import make_model, make_pki
-from tests.provenance.private_sigstore import PrivateSigstore
+from tests.provenance.private_sigstore import PrivateSigstore, serving
 
 ALICE = "alice@example.com"
 ISSUER = "https://accounts.example.com"
@@ -299,3 +300,31 @@ def test_verify_files_checks_a_keyless_signature_too(
     (model / "weights.bin").write_bytes(b"swapped")
     assert main(["verify-files", "model/weights.bin", *keyless]) == 1
     assert "changed file 'weights.bin'" in capsys.readouterr().err
+
+
+def test_keyless_signing_through_a_private_instance_round_trips(
+    tmp_path: Path,
+    instance: PrivateSigstore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``sign --sigstore`` end to end, with the instance's Fulcio and Rekor on loopback: the
+    path that needs the network, given a network it can reach here."""
+    model = make_model(tmp_path / "model", big=4096)
+    sig = model / "model.sig"
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": ALICE, "email": ALICE, "aud": "sigstore"}
+    monkeypatch.setenv("CI_OIDC_TOKEN", _token({**claims, "iat": now, "exp": now + 600}))
+    with serving(instance) as url:
+        config = instance.write_client_trust_config(tmp_path / "trust_config.json", url)
+        args = ["sign", str(model), "--signature", str(sig), "--sigstore"]
+        code = main([*args, "--trust-config", str(config), "--identity-token-env", "CI_OIDC_TOKEN"])
+    assert code == 0, capsys.readouterr().err
+    assert "Signing succeeded (keyless)" in capsys.readouterr().out
+    bundle = json.loads(sig.read_text())
+    assert set(bundle["verificationMaterial"]) >= {"certificate", "tlogEntries"}
+    code, result = _run(capsys, model, sig, _root(tmp_path, instance))
+    assert code == 0, result
+    model_signing.verifying.Config().use_sigstore_verifier(
+        identity=ALICE, oidc_issuer=ISSUER, trust_config=config
+    ).verify(model, sig)
