@@ -7,7 +7,8 @@
 Each setup starts real ``donjon server`` processes (``--workers`` each) on a fresh
 home and, for PostgreSQL, a fresh schema in ``--postgres`` (dropped afterwards);
 two replicas share the database and the blob folder and the clients alternate
-between them (no proxy). The load generator (asyncio + httpx, this process) runs
+between them (no proxy). The load generator (this process: asyncio and a lean
+HTTP/1.1 client on httptools, ``loadgen.py``; ``--client httpx`` for httpx) runs
 ``--clients`` concurrent clients, each repeating the mix of issue #22:
 
     model pushes 20 %, dataset pushes 10 % (10-500 KB), version lists 20 %, pulls 20 %,
@@ -54,6 +55,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = """\
@@ -200,6 +204,30 @@ def cpu_seconds(replicas: list[Replica]) -> float:
     return total
 
 
+def python_speed() -> float:
+    """Microseconds this machine takes for ``sum(range(1000))`` right now (best of 5): a
+    shared or virtual machine's CPU time per request grows as this does."""
+    import timeit
+
+    return 1e6 * min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time of every PostgreSQL process on this machine, so far (other
+    users of the database count too: an upper bound of what the vault's queries cost)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+    return total
+
+
 def killer(replica: Replica, every: float, until: float) -> None:
     """SIGKILL ``replica`` every ``every`` seconds and start it again, until ``until``."""
     while time.monotonic() + every < until:
@@ -220,8 +248,33 @@ class Results:
     acknowledged: list[tuple[str, str, int, str]] = field(default_factory=list)  # kind name n sha
 
 
+class _HttpxClient:
+    """httpx behind the same three calls as :class:`loadgen.Client` (``--client httpx``)."""
+
+    def __init__(self, local_address: str) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=local_address)
+        self.http = httpx.AsyncClient(timeout=60, transport=transport)
+
+    async def get(self, url: str, headers: dict[str, str]) -> httpx.Response:
+        return await self.http.get(url, headers=headers)
+
+    async def post(
+        self, url: str, headers: dict[str, str], content: bytes = b"", json_body: object = None
+    ) -> httpx.Response:
+        if json_body is not None:
+            return await self.http.post(url, json=json_body, headers=headers)
+        return await self.http.post(url, content=content, headers=headers)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def http_client(kind: str, local_address: str) -> loadgen.Client | _HttpxClient:
+    return loadgen.Client(local_address) if kind == "lean" else _HttpxClient(local_address)
+
+
 async def client(
-    n: int, urls: list[str], tokens: dict[str, str], until: float, results: Results
+    n: int, urls: list[str], tokens: dict[str, str], until: float, results: Results, kind: str
 ) -> None:
     rng = random.Random(n)  # noqa: S311 - a workload, not a secret
     good = {"Authorization": f"Bearer {tokens['alice']}"}
@@ -232,64 +285,68 @@ async def client(
     ops = [op for op, weight in MIX for _ in range(weight)]
     # Each client has its own loopback address, and bad tokens come from addresses of their
     # own (attackers): the vault's failed-authentication limiter is per source address.
-    mine = httpx.AsyncHTTPTransport(local_address=f"127.0.1.{n + 1}")
-    theirs = httpx.AsyncHTTPTransport(local_address=f"127.0.2.{n + 1}")
-    async with (
-        httpx.AsyncClient(timeout=60, transport=mine) as http,
-        httpx.AsyncClient(timeout=60, transport=theirs) as attacker,
-    ):
+    http = http_client(kind, f"127.0.1.{n + 1}")
+    attacker = http_client(kind, f"127.0.2.{n + 1}")
+    errors = (httpx.HTTPError, loadgen.HTTPError)
+    try:
         i = 0
         while time.monotonic() < until:
             base = urls[i % len(urls)]
             i += 1
             op = rng.choice(ops)
-            kind, name = ("datasets", dataset) if op == "push-dataset" else ("models", model)
+            kind_, name = ("datasets", dataset) if op == "push-dataset" else ("models", model)
             if op in ("pull", "get", "promote", "list") and not pushed["models"]:
                 op = "push-model"
             started = time.perf_counter()
             try:
                 if op in ("push-model", "push-dataset"):
                     body = rng.randbytes(rng.randint(10_000, 500_000))
-                    r = await http.post(f"{base}/v1/{kind}/{name}/versions", content=body,
-                                        headers=good)  # fmt: skip
+                    r = await http.post(f"{base}/v1/{kind_}/{name}/versions", good, body)
                     if r.status_code == 201:
                         number = int(r.json()["version"])
-                        pushed[kind] = max(pushed[kind], number)
+                        pushed[kind_] = max(pushed[kind_], number)
                         sha = "sha256:" + hashlib.sha256(body).hexdigest()
-                        results.acknowledged.append((kind[:-1], name, number, sha))
+                        results.acknowledged.append((kind_[:-1], name, number, sha))
                 elif op == "list":
-                    r = await http.get(f"{base}/v1/models/{model}/versions", headers=good)
+                    r = await http.get(f"{base}/v1/models/{model}/versions", good)
                 elif op == "pull":
                     v = rng.randint(1, pushed["models"])
-                    r = await http.get(f"{base}/v1/models/{model}/versions/{v}/blob", headers=good)
+                    r = await http.get(f"{base}/v1/models/{model}/versions/{v}/blob", good)
                 elif op == "get":
                     v = rng.randint(1, pushed["models"])
-                    r = await http.get(f"{base}/v1/models/{model}/versions/{v}", headers=good)
+                    r = await http.get(f"{base}/v1/models/{model}/versions/{v}", good)
                 elif op == "promote":
                     v = rng.randint(1, pushed["models"])
                     r = await http.post(
                         f"{base}/v1/models/{model}/versions/{v}/promote",
-                        json={"stage": "staging"}, headers=good,
+                        good, json_body={"stage": "staging"},
                     )  # fmt: skip
                 elif op == "bad-token":
-                    r = await attacker.get(f"{base}/v1/models/{model}/versions", headers=bad)
+                    r = await attacker.get(f"{base}/v1/models/{model}/versions", bad)
                 else:  # forbidden: bob may read datasets only
-                    r = await http.get(f"{base}/v1/models/{model}/versions", headers=bob)
-            except httpx.HTTPError as e:
+                    r = await http.get(f"{base}/v1/models/{model}/versions", bob)
+            except errors as e:
                 results.errors.append(f"{op}: {type(e).__name__}")
                 continue
             results.latencies.append(time.perf_counter() - started)
             results.statuses[f"{op} {r.status_code}"] += 1
             if r.status_code >= 500:
                 results.errors.append(f"{op}: {r.status_code} {r.text[:200]}")
+    finally:
+        await http.close()
+        await attacker.close()
 
 
-def run_load(urls: list[str], tokens: dict[str, str], clients: int, seconds: float) -> Results:
+def run_load(
+    urls: list[str], tokens: dict[str, str], clients: int, seconds: float, kind: str = "lean"
+) -> Results:
     results = Results()
     until = time.monotonic() + seconds
 
     async def main() -> None:
-        await asyncio.gather(*(client(n, urls, tokens, until, results) for n in range(clients)))
+        await asyncio.gather(
+            *(client(n, urls, tokens, until, results, kind) for n in range(clients))
+        )
 
     asyncio.run(main())
     return results
@@ -312,56 +369,75 @@ def drop_schema(admin_url: str, schema: str) -> None:
         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
-    backend, replicas = name.split("-")
+def home_of(env: dict[str, str]) -> Path:
+    return Path(env["DONJON_HOME"])
+
+
+@contextmanager
+def vault_home(
+    backend: str, postgres: str, src: str | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """A fresh home folder and database (SQLite in the home, or a fresh PostgreSQL schema
+    dropped afterwards): the database URL and the servers' environment. ``src``: serve
+    another tree's sources (the code before a change, for the ratio)."""
     with tempfile.TemporaryDirectory(prefix="donjon-scale-") as tmp:
         home = Path(tmp) / "home"
         schema = None
         if backend == "sqlite":
             url = f"sqlite+pysqlite:///{home / 'donjon.db'}"
         else:
-            schema, url = pg_schema(args.postgres)
+            schema, url = pg_schema(postgres)
         try:
             env = env_for(home, url)
-            tokens = prepare(home, env)
-            with servers(env, int(replicas), args.workers) as running:
-                urls = [r.url for r in running]
-                profiler = None
-                if args.profile:
-                    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                    fmt = "flamegraph" if args.profile.endswith(".svg") else "raw"
-                    assert running[0].proc is not None
-                    profiler = subprocess.Popen(
-                        [spy, "record", "--subprocesses", "-f", fmt, "-o", args.profile,
-                         "-d", str(int(args.seconds)), "-r", "250", "-p", str(running[0].proc.pid),
-                         *(["--gil"] if args.profile_cpu else [])],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                started = time.monotonic()
-                cpu_before, own_before = cpu_seconds(running), time.process_time()
-                chaos = None
-                if args.kill_every:
-                    until = started + args.seconds
-                    chaos = threading.Thread(
-                        target=killer, args=(running[0], args.kill_every, until), daemon=True
-                    )
-                    chaos.start()
-                results = run_load(urls, tokens, args.clients, args.seconds)
-                elapsed = time.monotonic() - started
-                server_cpu = cpu_seconds(running) - cpu_before
-                client_cpu = time.process_time() - own_before
-                if chaos is not None:
-                    chaos.join(timeout=120)
-                kills = running[0].kills
-                if profiler is not None:
-                    profiler.wait(timeout=120)
-            verify = subprocess.run(
-                [sys.executable, "-m", "donjon", "audit", "verify"], env=env, capture_output=True
-            )
-            faults = check_writes(url, results.acknowledged)
+            if src:
+                env["PYTHONPATH"] = str(Path(src).resolve())
+            yield url, env
         finally:
             if schema is not None:
-                drop_schema(args.postgres, schema)
+                drop_schema(postgres, schema)
+
+
+def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
+    backend, replicas = name.split("-")
+    with vault_home(backend, args.postgres, args.src) as (url, env):
+        tokens = prepare(home_of(env), env)
+        with servers(env, int(replicas), args.workers) as running:
+            urls = [r.url for r in running]
+            profiler = None
+            if args.profile:
+                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                fmt = "flamegraph" if args.profile.endswith(".svg") else "raw"
+                assert running[0].proc is not None
+                profiler = subprocess.Popen(
+                    [spy, "record", "--subprocesses", "-f", fmt, "-o", args.profile,
+                     "-d", str(int(args.seconds)), "-r", "250", "-p", str(running[0].proc.pid),
+                     *(["--gil"] if args.profile_cpu else [])],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            started = time.monotonic()
+            cpu_before, own_before = cpu_seconds(running), time.process_time()
+            pg_before = postgres_cpu_seconds()
+            chaos = None
+            if args.kill_every:
+                until = started + args.seconds
+                chaos = threading.Thread(
+                    target=killer, args=(running[0], args.kill_every, until), daemon=True
+                )
+                chaos.start()
+            results = run_load(urls, tokens, args.clients, args.seconds, args.client)
+            elapsed = time.monotonic() - started
+            server_cpu = cpu_seconds(running) - cpu_before
+            client_cpu = time.process_time() - own_before
+            pg_cpu = postgres_cpu_seconds() - pg_before
+            if chaos is not None:
+                chaos.join(timeout=120)
+            kills = running[0].kills
+            if profiler is not None:
+                profiler.wait(timeout=120)
+        verify = subprocess.run(
+            [sys.executable, "-m", "donjon", "audit", "verify"], env=env, capture_output=True
+        )
+        faults = check_writes(url, results.acknowledged)
     lat = sorted(results.latencies)
     return {
         "setup": name,
@@ -372,6 +448,7 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, object]:
         # server CPU per request (a killed replica's time is lost: meaningless with kills)
         "server_cpu_ms": 1000 * server_cpu / len(lat) if lat else float("nan"),
         "client_cpu_ms": 1000 * client_cpu / len(lat) if lat else float("nan"),
+        "postgres_cpu_ms": 1000 * pg_cpu / len(lat) if lat else float("nan"),
         "errors": results.errors[:10],
         "error_count": len(results.errors),
         "statuses": dict(sorted(results.statuses.items())),
@@ -438,9 +515,15 @@ def main() -> None:
     parser.add_argument(
         "--kill-every", type=float, default=0, help="SIGKILL (and restart) replica 0 every S s"
     )
+    parser.add_argument(
+        "--client", choices=("lean", "httpx"), default="lean",
+        help="the load generator's HTTP client: lean (asyncio + httptools) or httpx",
+    )  # fmt: skip
+    parser.add_argument("--src", help="serve another source tree's donjon (its src folder)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # the machine's load without this benchmark
+    speed_before = python_speed()
     rows = [run_setup(name, args) for name in args.setups.split(",")]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -448,7 +531,8 @@ def main() -> None:
     print(f"{args.clients} clients, {args.seconds:.0f} s per setup, {args.workers} worker(s)")
     print(
         f"load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} at its end, "
-        f"on {os.cpu_count()} CPUs\n"
+        f"on {os.cpu_count()} CPUs; sum(range(1000)) took {speed_before:.0f} µs before, "
+        f"{python_speed():.0f} µs after\n"
     )
     print(
         "| setup | req/s | p50 ms | p99 ms | server CPU ms/req | 5xx | audit verify | kills "
@@ -466,10 +550,19 @@ def main() -> None:
         )
     print(
         "\nserver CPU ms/req: user + system time of the replicas (all workers) per request "
-        "served, independent of the machine's load; the load generator used "
-        + ", ".join(f"{row['client_cpu_ms']:.2f}" for row in rows)
-        + " ms/req."
+        "served, independent of the machine's load. What the 2 cores could serve at most:\n"
     )
+    print(
+        "| setup | servers ms/req | load generator | PostgreSQL (all users) | total "
+        "| 2 cores / servers alone | 2 cores / total |\n|---|---|---|---|---|---|---|"
+    )
+    for row in rows:
+        server, gen, pg = row["server_cpu_ms"], row["client_cpu_ms"], row["postgres_cpu_ms"]
+        total = server + gen + pg
+        print(
+            f"| {row['setup']} | {server:.2f} | {gen:.2f} | {pg:.2f} | {total:.2f} "
+            f"| {2000 / server:.0f} req/s | {2000 / total:.0f} req/s |"
+        )
     for row in rows:
         if row["errors"]:
             print(f"\n{row['setup']} errors: {row['errors']}")

@@ -261,7 +261,10 @@ class SocSettings(Section):
     backoff_max: float = Field(default=60.0, gt=0)
     drain_on_close: float = Field(default=5.0, ge=0, description="seconds to deliver on exit")
     relay_interval: float = Field(
-        default=0.2, gt=0, le=5, description="seconds between delivery rounds when idle"
+        default=0.2,
+        gt=0,
+        le=5,
+        description="seconds between delivery rounds unless a full batch is waiting",
     )
     lease_seconds: float = Field(
         default=10.0, ge=1, description="relay lease: a stopped relay's successor waits this"

@@ -43,9 +43,10 @@ class TokenAuthenticator:
         if not looks_like_token(credential):
             raise AuthenticationError("malformed API token")
         presented = hash_token(credential)
-        row = self._store.find_token(presented)
-        if row is None or not hashes_match(str(row["hash"]), presented):
+        found = self._store.find_token_and_account(presented)
+        if found is None or not hashes_match(str(found[0]["hash"]), presented):
             raise AuthenticationError("unknown API token")
+        row, account_row = found
         token_id = str(row["id"])
         now = self._clock.now()
         if row.get("revoked_at") is not None:
@@ -53,7 +54,6 @@ class TokenAuthenticator:
         expires_at: datetime | None = row.get("expires_at")
         if expires_at is not None and now >= expires_at:
             raise AuthenticationError(f"API token {token_id} expired at {expires_at.isoformat()}")
-        account_row = self._store.get_account(str(row["owner"]))
         if account_row is None:
             raise AuthenticationError(f"API token {token_id} belongs to no account")
         account = account_from_row(account_row)

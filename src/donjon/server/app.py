@@ -13,12 +13,11 @@ A request's events are journalled together before its answer starts
 """
 
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -33,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from donjon import __version__
 from donjon.config import VaultSettings
 from donjon.core.bus import EventBus
-from donjon.core.identity import Principal, PrincipalKind
+from donjon.core.identity import Principal
 from donjon.core.ports import Authenticator
 from donjon.errors import (
     AccessDenied,
@@ -47,25 +46,15 @@ from donjon.registry import GateFailed, Gone, Registry, TooLarge
 from donjon.server import routes
 from donjon.server.attachments import add_attachment_routes
 from donjon.server.auth_failures import FailedAuthLimiter, SharedFailures
+from donjon.server.callers import Callers, Presented, TooManyFailures
+from donjon.server.hot import HotRoutes, serve_hot_routes
 from donjon.server.recording import RecordBeforeAnswer
 from donjon.server.schemas import HealthOut, ReadyOut, WhoAmIOut
-from donjon.server.tls import CLIENT_CERT_NAME
 
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1 << 20
 SOURCE = "server"
-INVALID_CREDENTIALS = "invalid credentials"
-# RFC 6750: the scheme, one or more spaces, one b64token; nothing before or after.
-BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]+=*)")
-
-
-class TooManyFailures(AuthenticationError):
-    """A source address is over its failed-authentication limit (429)."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("too many failed authentications from this address; retry later")
-        self.retry_after = retry_after
 
 
 _STATUS: list[tuple[type[DonjonError], int, str]] = [
@@ -79,13 +68,6 @@ _STATUS: list[tuple[type[DonjonError], int, str]] = [
     (Conflict, 409, "conflict"),
     (InputError, 400, "bad_request"),
 ]
-
-
-@runtime_checkable
-class CertAuthenticator(Protocol):
-    """An authenticator that also maps a verified client certificate to a principal."""
-
-    def authenticate_certificate(self, name: str) -> Principal: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +129,7 @@ def create_app(
             finally:
                 tasks.cancel_scope.cancel()
         await anyio.to_thread.run_sync(failures.flush)  # before the closers drain the outbox
+        await anyio.to_thread.run_sync(hot.close)
         for close in closers:
             try:
                 close()
@@ -164,38 +147,21 @@ def create_app(
         redoc_url=None,
     )
     bearer = HTTPBearer(auto_error=False, description="A Donjon API token or an OIDC JWT.")
-    identify = getattr(authenticator, "verify", None) or authenticator.authenticate
+
+    callers = Callers(authenticator, failures)
+    hot = HotRoutes(registry, callers, limits.upload_idle_seconds)
 
     def current_principal(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        request_id = request_id_of(request)
-        source = request.client.host if request.client else "unknown"
-        wait = failures.retry_after(source, request_id)
-        if wait is not None:
-            raise TooManyFailures(wait)
-        certified = request.scope.get("state", {}).get(CLIENT_CERT_NAME)
-        if credentials is None and certified and isinstance(authenticator, CertAuthenticator):
-            try:  # a client certificate the TLS layer verified names a service account
-                return authenticator.authenticate_certificate(str(certified))
-            except AuthenticationError:  # the authenticator recorded why
-                raise AuthenticationError(INVALID_CREDENTIALS) from None
-        try:
-            principal = identify(bearer_token(request.headers.getlist("authorization")))
-            if principal.kind is PrincipalKind.ANONYMOUS:
-                raise AuthenticationError("anonymous principal refused")
-        except AuthenticationError as e:
-            failures.failed(source, request_id, str(e))
-            raise AuthenticationError(INVALID_CREDENTIALS) from None
-        except Exception as e:  # noqa: BLE001 - fail closed: an authenticator error refuses
-            log.warning("authenticator failed: %s", type(e).__name__)
-            failures.failed(source, request_id, f"authenticator error: {type(e).__name__}")
-            raise AuthenticationError(INVALID_CREDENTIALS) from None
-        return principal
+        # ``credentials`` puts the bearer scheme in the OpenAPI schema; Presented reads
+        # the same header (and the client certificate) itself.
+        return callers.principal(Presented.of(request.scope))
 
     app.state.registry = registry
     app.state.current_principal = current_principal
+    app.state.callers = callers
     app.state.limits = limits
     app.state.auth_failures = failures
 
@@ -242,6 +208,7 @@ def create_app(
 
     add_attachment_routes(app, current_principal)  # before the catch-all name routes
     routes.add_vault_routes(app, current_principal)
+    serve_hot_routes(app, hot)  # the routes under load, without FastAPI's per-request work
     _add_error_handlers(app)
     app.add_middleware(RecordBeforeAnswer, bus=bus)
     app.add_middleware(BodyLimit, limits=limits)
@@ -254,18 +221,6 @@ async def _sweep_every_second(failures: FailedAuthLimiter) -> None:
         await anyio.sleep(1.0)
         await anyio.to_thread.run_sync(failures.sweep)
         await anyio.to_thread.run_sync(failures.sync)
-
-
-def bearer_token(values: list[str]) -> str:
-    """The token of the one ``Authorization: Bearer <token>`` header; AuthenticationError else."""
-    if not values:
-        raise AuthenticationError("missing bearer token")
-    if len(values) > 1:
-        raise AuthenticationError(f"{len(values)} Authorization headers")
-    found = BEARER.fullmatch(values[0])
-    if found is None or found.group(1).lower() == "bearer":
-        raise AuthenticationError("malformed Authorization header: expected 'Bearer <token>'")
-    return found.group(1)
 
 
 def request_id_of(request: Request) -> str:

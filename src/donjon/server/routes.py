@@ -11,10 +11,8 @@ import contextlib
 import functools
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
-import anyio
-import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -29,7 +27,6 @@ from donjon.registry import (
     VERSION_PATTERN,
     Kind,
     Registry,
-    Stage,
     VersionRef,
     check_version,
 )
@@ -42,7 +39,6 @@ from donjon.server.schemas import (
     VersionOut,
     VersionsOut,
 )
-from donjon.server.streams import RequestReader, iterate
 
 MAX_HEADER_JSON = 16 * 1024
 # the digests Digest.parse accepts, as the schema publishes them (lower-case hex)
@@ -120,6 +116,12 @@ def recorded(endpoint: Endpoint) -> Endpoint:
     return run  # type: ignore[return-value]
 
 
+def served_by_hot() -> NoReturn:
+    """The body of a hot operation's declaration: :mod:`donjon.server.hot` replaces the
+    route's handler when the app is built, so a request never reaches this."""
+    raise RuntimeError("a hot route's declaration was called: serve_hot_routes was not run")
+
+
 Number = Annotated[int, Depends(version_number)]
 DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
@@ -168,12 +170,8 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"list_{kind.value}_versions",
     )
-    @recorded
     def list_versions(request: Request, principal: Caller, name: Name) -> JSONResponse:
-        # Records the registry built: encoded directly, not re-validated item by item by
-        # the response model (a list grows with every push).
-        found = registry(request).versions(principal, kind, name)
-        return JSONResponse({"versions": [v.to_dict() for v in found]})
+        served_by_hot()
 
     @app.post(
         f"{base}/{{name:path}}/versions",
@@ -210,40 +208,7 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         ] = None,
     ) -> dict[str, Any]:
         """Upload a new version; the body is the raw bytes."""
-        expected = _digest(x_donjon_digest)
-        metadata = _metadata(x_donjon_metadata)
-        lineage = _lineage(x_donjon_lineage)
-        media_type = (content_type or "application/octet-stream").split(";")[0].strip()
-        idle = request.app.state.limits.upload_idle_seconds
-        reader = RequestReader(request.stream().__aiter__(), idle)
-        reg = registry(request)
-        failure: BaseException | None = None
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(reader.pump)
-                try:
-                    version = await anyio.to_thread.run_sync(
-                        lambda: reg.push(
-                            principal,
-                            kind,
-                            name,
-                            reader,  # type: ignore[arg-type]
-                            expected=expected,
-                            media_type=media_type or "application/octet-stream",
-                            metadata=metadata,
-                            lineage=lineage,
-                            filename=x_donjon_filename,
-                        )
-                    )
-                except Exception as e:  # noqa: BLE001 - re-raised below, outside the task group
-                    failure = e
-                finally:
-                    tasks.cancel_scope.cancel()  # stop the pump: done, or the push failed early
-        finally:
-            reader.close()
-        if failure is not None:
-            raise failure
-        return version.to_dict()
+        served_by_hot()
 
     @app.get(
         f"{base}/{{name:path}}/versions/{{number}}",
@@ -252,11 +217,10 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         tags=[tag],
         operation_id=f"get_{kind.value}_version",
     )
-    @recorded
     def get_version(
         request: Request, principal: Caller, name: Name, number: Number
     ) -> JSONResponse:
-        return JSONResponse(registry(request).get(principal, kind, name, number).to_dict())
+        served_by_hot()
 
     @app.get(
         f"{base}/{{name:path}}/versions/{{number}}/blob",
@@ -268,23 +232,11 @@ def _add_kind_routes(app: FastAPI, kind: Kind, current_principal: Callable[..., 
         operation_id=f"pull_{kind.value}",
         response_class=StreamingResponse,
     )
-    @recorded
     def pull(request: Request, principal: Caller, name: Name, number: Number) -> StreamingResponse:
         """Download a version's bytes; ``X-Donjon-Digest`` lets the client check them."""
-        version, stream = registry(request).open(principal, kind, name, number)
-        # Served as opaque bytes, never as the uploader's Content-Type (which
-        # a browser could render): the declared type is in the version record.
-        return StreamingResponse(
-            iterate(stream),
-            media_type="application/octet-stream",
-            headers={
-                "Content-Length": str(version.size),
-                "X-Donjon-Digest": str(version.digest),
-                "ETag": f'"{version.digest}"',
-                "Content-Disposition": attachment_disposition(name, number),
-                **DOWNLOAD_HEADERS,
-            },
-        )
+        # Served as opaque bytes, never as the uploader's Content-Type (which a browser
+        # could render): the declared type is in the version record.
+        served_by_hot()
 
     @app.get(
         f"{base}/{{name:path}}/versions/{{number}}/gates",
@@ -366,7 +318,6 @@ def _add_promotion(app: FastAPI, current_principal: Callable[..., Principal]) ->
         tags=["models"],
         operation_id="promote_model_version",
     )
-    @recorded
     def promote(
         request: Request,
         principal: Annotated[Principal, Depends(current_principal)],
@@ -375,11 +326,10 @@ def _add_promotion(app: FastAPI, current_principal: Callable[..., Principal]) ->
         body: PromoteIn,
     ) -> dict[str, Any]:
         """Run the target stage's admission gates, then move the version (409 if one fails)."""
-        reg: Registry = request.app.state.registry
-        return reg.promote(principal, name, number, Stage(body.stage)).to_dict()
+        served_by_hot()
 
 
-def _digest(text: str | None) -> Digest | None:
+def parse_digest(text: str | None) -> Digest | None:
     if text is None or not text.strip():
         return None
     try:
@@ -388,7 +338,7 @@ def _digest(text: str | None) -> Digest | None:
         raise InputError(f"X-Donjon-Digest: {e}") from None
 
 
-def _metadata(text: str | None) -> dict[str, Any] | None:
+def parse_metadata(text: str | None) -> dict[str, Any] | None:
     if text is None or not text.strip():
         return None
     try:
@@ -400,7 +350,7 @@ def _metadata(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _lineage(text: str | None) -> list[VersionRef]:
+def parse_lineage(text: str | None) -> list[VersionRef]:
     if text is None or not text.strip():
         return []
     return [VersionRef.parse(part) for part in text.split(",") if part.strip()]

@@ -237,7 +237,10 @@ class Dispatcher:
             except DonjonError:  # the store itself is unavailable: wait and retry
                 log.exception("outbox delivery round failed")
                 moved = 0
-            if not moved:
+            # Only a full batch means more is waiting now; after a partial one the relay
+            # waits too, so that under load a round carries many requests' events rather
+            # than polling for each (the stored events are safe meanwhile).
+            if moved < self.batch_size:
                 self._stop.wait(self.idle_wait if self.is_relay else self.standby_wait)
 
     # -- one sink ------------------------------------------------------------
