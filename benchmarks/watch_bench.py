@@ -20,11 +20,12 @@ unchanged model count false alarms. Both with an exact server and with one that
 adds Gaussian noise (``--noise``) to every probability (enrolled on that server,
 so the tolerance is learnt from its noise).
 
-``--only drift``: a day of one-minute buckets of benign traffic through the drift
-monitor, then one feature's mean shifted by half a standard deviation; alerts of
-``donjon monitor``'s default rules, beside a per-feature two-sample KS test.
-``--only robustness``: one HopSkipJump probe (2,000 queries) on a plain and a
-noise-augmented MLP.
+``--only drift``: a day of one-minute traffic (50, 100, 200 and 1,000 rows a
+minute) through the drift monitor, then one feature's mean shifted by half a
+standard deviation; alerts of ``donjon monitor``'s default rules, beside the
+PSI band rule that was the default before and a per-minute two-sample KS test.
+``--only robustness``: one probe (2,000 queries: HopSkipJump and a surrogate's
+transfer attack) on a plain and a noise-augmented MLP, per seed (``--seeds``).
 
 Peers, on the same servers and substitutions: a canary set of 200 held-out rows
 compared by label (what a plain "golden set" smoke test does) and the same rows
@@ -244,65 +245,84 @@ def scenario(
     return lines
 
 
-def robustness(data: Data, budget: int, rows: int) -> list[str]:
-    """One probe run each on a brittle and a noise-augmented version of the same MLP."""
-    from scipy.stats import wilcoxon
+def robustness(data: Data, budget: int, rows: int, seeds: int) -> list[str]:
+    """Probes of a brittle and a noise-augmented version of the same MLP, over several seeds.
 
-    from donjon.watch.probe import EPSILONS, probe
+    Each seed trains both versions with that seed and probes the same rows of each
+    (paired: the probe rows are the first held-out rows, as `watch probe` takes them
+    from fingerprints enrolled on the same data), over HTTP, within ``budget``.
+    """
+    from donjon.watch.probe import EPSILONS, paired, probe
 
-    rng = np.random.default_rng(0)
-    x = data.x_train / 16.0
-    noisy = [np.clip(x + rng.normal(0.0, 0.5, x.shape), 0.0, 1.0) for _ in range(4)]
-    versions = {
-        "v1 plain": MLPClassifier((64,), max_iter=300, random_state=0).fit(x, data.y_train),
-        "v2 noise-augmented": MLPClassifier((64,), max_iter=300, random_state=0).fit(
-            np.vstack([x, *noisy]), np.concatenate([data.y_train] * 5)
-        ),
-    }
     lines = [
-        f"\n## Robustness probes (HopSkipJump, {rows} rows, budget {budget} queries, one run each)",
-        "| version | training accuracy | median perturbation (relative L2) | "
-        + " | ".join(f"success at {e:g}" for e in EPSILONS)
-        + " | rows attacked | queries | seconds |",
-        "|---|---|---|" + "---|" * len(EPSILONS) + "---|---|---|",
+        f"\n## Robustness probes (HopSkipJump + surrogate transfer, {rows} rows, budget "
+        f"{budget} queries, {seeds} seeds)",
+        "| seed | version | median perturbation [95 % CI] | HopSkipJump success at "
+        + " / ".join(f"{e:g}" for e in EPSILONS)
+        + " | transfer PGD at "
+        + " / ".join(f"{e:g}" for e in EPSILONS)
+        + " | surrogate agreement | rows attacked | queries | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    found = {}
-    for name, model in versions.items():
-        victim = Victim(lambda r, m=model: m.predict_proba(np.asarray(r) / 16.0))
-        with serve(victim.answer, route="/predict") as url:
-            target = HttpModel(url, GatewayAnswerReader("digits"))
-            begin = time.perf_counter()
-            starts = data.x_held[rows : rows + 28]  # as `watch probe`: the fingerprint's 40 rows
-            result = probe(target, data.x_held[:rows], starts, budget=budget)
-            seconds = time.perf_counter() - begin
-        assert result.queries <= budget
-        assert victim.queries == result.queries
-        found[name] = result
-        train_accuracy = model.score(x, data.y_train)
-        lines.append(
-            f"| {name} | {train_accuracy:.3f} | {result.robustness:.3f} | "
-            + " | ".join(f"{result.success_at(e):.0%}" for e in EPSILONS)
-            + f" | {result.attacked}/{result.rows} | {result.queries} | {seconds:.1f} |"
-        )
-    brittle, sturdy = found.values()
-    n = min(brittle.attacked, sturdy.attacked)
-    pairs = [
-        (a, b)
-        for a, b in zip(brittle.perturbations[:n], sturdy.perturbations[:n], strict=True)
-        if np.isfinite(a) and np.isfinite(b)
-    ]
-    p_value = wilcoxon([b - a for a, b in pairs], alternative="greater").pvalue
-    higher = sum(b > a for a, b in pairs)
+    verdicts = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        x = data.x_train / 16.0
+        noisy = [np.clip(x + rng.normal(0.0, 0.5, x.shape), 0.0, 1.0) for _ in range(4)]
+        versions = {
+            "plain": MLPClassifier((64,), max_iter=300, random_state=seed).fit(x, data.y_train),
+            "noise-augmented": MLPClassifier((64,), max_iter=300, random_state=seed).fit(
+                np.vstack([x, *noisy]), np.concatenate([data.y_train] * 5)
+            ),
+        }
+        order = list(versions) if seed % 2 == 0 else list(reversed(versions))  # alternate
+        found = {}
+        for name in order:
+            model = versions[name]
+            victim = Victim(lambda r, m=model: m.predict_proba(np.asarray(r) / 16.0))
+            with serve(victim.answer, route="/predict") as url:
+                target = HttpModel(url, GatewayAnswerReader("digits"))
+                begin = time.process_time()
+                starts = data.x_held[rows : rows + 28]  # as `watch probe`: the 40 held-out rows
+                result = probe(target, data.x_held[:rows], starts, budget=budget, seed=seed)
+                cpu = time.process_time() - begin
+            assert result.queries <= budget == result.budget
+            assert victim.queries == result.queries
+            found[name] = result
+            low, high = result.interval
+            transfer = result.transfer
+            pgd = " / ".join(f"{transfer.pgd[e]:.0%}" if transfer else "-" for e in EPSILONS)
+            lines.append(
+                f"| {seed} | {name} | {result.robustness:.3f} [{low:.3f}, {high:.3f}] | "
+                + " / ".join(f"{result.success_at(e):.0%}" for e in EPSILONS)
+                + f" | {pgd} | {transfer.agreement if transfer else 0:.0%} | "
+                f"{result.attacked}/{result.rows} | {result.queries} | {cpu:.1f} |"
+            )
+        brittle, sturdy = found["plain"], found["noise-augmented"]
+        pair = paired(brittle, sturdy)
+        apart = brittle.interval[1] < sturdy.interval[0]
+        verdicts.append((seed, pair, apart, sturdy.robustness - brittle.robustness))
     lines.append(
-        f"\nsame rows, paired: the noise-augmented version needs more perturbation on {higher} "
-        f"of {len(pairs)} rows (Wilcoxon signed-rank, one-sided p = {p_value:.2g}); "
-        f"separated in one run: {'YES' if p_value < 0.05 else 'NO'}"
+        "\n| seed | rows where noise-augmented needs more | paired Wilcoxon p (one-sided) | "
+        "medians' 95 % CIs disjoint | median difference |"
+    )
+    lines.append("|---|---|---|---|---|")
+    for seed, pair, apart, diff in verdicts:
+        lines.append(
+            f"| {seed} | {pair['higher']}/{pair['rows']} | {pair['p_value']:.2g} | "
+            f"{'yes' if apart else 'no'} | {diff:+.3f} |"
+        )
+    separated = sum(p["p_value"] < 0.05 for _, p, _, _ in verdicts)
+    disjoint = sum(a for _, _, a, _ in verdicts)
+    lines.append(
+        f"\nseparated in a single probe run (paired p < 0.05): {separated} of {seeds} seeds; "
+        f"disjoint CIs: {disjoint} of {seeds}"
     )
     return lines
 
 
-def drift(rows_per_bucket: int, seed: int = 0) -> list[str]:
-    """A day of benign one-minute buckets, then one feature's mean shifted by 0.5 std."""
+def drift(rows_per_minute: int, seed: int = 0) -> dict[str, object]:
+    """A day of benign one-minute traffic, then one feature's mean shifted by 0.5 std."""
     from scipy.stats import ks_2samp
     from sklearn.datasets import make_classification
 
@@ -314,44 +334,80 @@ def drift(rows_per_bucket: int, seed: int = 0) -> list[str]:
     x, y = make_classification(n_samples=6000, n_features=10, n_informative=6, random_state=seed)
     model = LogisticRegression(max_iter=1000).fit(x[:4000], y[:4000])
     reference, pool = x[4000:], x[:4000]
-    day, shifted_buckets, feature = 1440, 10, 3
+    day, shifted_minutes, feature = 1440, 60, 3
     std = reference[:, feature].std()
     clock = [1_800_000_000.0]
     sink = MemorySink()
     monitor = DriftMonitor("m", reference, EventBus([sink]).publish, clock=lambda: clock[0])
     rng = np.random.default_rng(seed)
     ks_alarms, ks_first = 0, None
-    begin = time.perf_counter()
-    for bucket in range(day + shifted_buckets):
-        rows = pool[rng.integers(0, len(pool), rows_per_bucket)].copy()
-        if bucket >= day:
+    begin = time.process_time()
+    for minute in range(day + shifted_minutes):
+        rows = pool[rng.integers(0, len(pool), rows_per_minute)].copy()
+        if minute >= day:
             rows[:, feature] += 0.5 * std
         monitor.observe(rows, model.predict(rows).tolist())
-        # the peer: a two-sample KS test per feature, Bonferroni at 0.01 over the features
+        # the peer: a two-sample KS test per feature of the minute's rows, Bonferroni at 1e-5
         p_min = min(ks_2samp(rows[:, j], reference[:, j]).pvalue for j in range(rows.shape[1]))
-        if p_min < 0.01 / rows.shape[1]:
-            if bucket < day:
+        if p_min < 1e-5 / rows.shape[1]:
+            if minute < day:
                 ks_alarms += 1
             elif ks_first is None:
-                ks_first = bucket - day + 1
+                ks_first = minute - day + 1
         clock[0] += 60
-    monitor.flush()
-    seconds = time.perf_counter() - begin
-    shift_start = int(clock[0]) - 60 * shifted_buckets
-    alerts = baseline.evaluate(build_series(sink.events))
-    benign = [a for a in alerts if a.bucket < shift_start]
-    after = sorted((a.bucket - shift_start) // 60 + 1 for a in alerts if a.bucket >= shift_start)
-    return [
-        f"\n## Drift: {day} one-minute buckets of benign traffic ({rows_per_bucket} rows each), "
-        f"then feature {feature} shifted by 0.5 std",
-        "| method | false alerts over the day | shift alerted in bucket | memory |",
-        "|---|---|---|---|",
-        f"| donjon watch (PSI per feature, monitor's default rule) | {len(benign)} | "
-        f"{after[0] if after else 'never'} | {2 * sum(c.size for c in monitor.expected)} counts |",
-        f"| two-sample KS per feature (1 % per bucket, Bonferroni) | {ks_alarms} | "
-        f"{ks_first or 'never'} | the bucket's rows |",
-        f"\n(drift bookkeeping and the peer's tests: {seconds:.1f} s for the whole day)",
+    cpu = time.process_time() - begin
+    shift_start = int(clock[0]) - 60 * shifted_minutes
+    drift_events = [e for e in sink.events if e.action == "watch.drift"]
+    buckets_after = [e for e in drift_events if e.time.timestamp() >= shift_start]
+    series = build_series(sink.events)
+    new = baseline.evaluate(series)
+    old_rule = baseline.AlertRule("psi:*", min_width=0.1, upper_only=True)  # the old default
+    old = baseline.evaluate({k: v for k, v in series.items() if k.startswith("psi:")}, [old_rule])
+
+    def detection(alerts: list[baseline.Alert]) -> tuple[int, int | None, int | None]:
+        benign = sum(a.bucket < shift_start for a in alerts)
+        after = sorted(a.bucket for a in alerts if a.bucket >= shift_start)
+        if not after:
+            return benign, None, None
+        closed = [e for e in buckets_after if e.time.timestamp() <= after[0]]
+        ends = closed[-1].time.timestamp() + closed[-1].attributes["seconds"]
+        return benign, len(closed), int(ends - shift_start) // 60  # drift bucket, minutes
+
+    return {
+        "rows": rows_per_minute,
+        "bucket_rows": drift_events[0].attributes["rows"] if drift_events else 0,
+        "bucket_minutes": drift_events[0].attributes["seconds"] / 60 if drift_events else 0,
+        "new": detection([a for a in new if a.metric == "drift:m"]),
+        "old": detection(old),
+        "ks": (ks_alarms, ks_first),
+        "cpu": cpu,
+    }
+
+
+def drift_table(seeds: int, sizes: tuple[int, ...]) -> list[str]:
+    lines = [
+        "\n## Drift: a day of one-minute traffic, then feature 3's mean shifted by 0.5 std "
+        f"({seeds} seeds each)",
+        "| rows per minute | drift bucket | donjon watch (p < 1e-5): false alerts over the day | "
+        "shift alerted in drift bucket (minutes after the shift) | PSI band rule (the old "
+        "default): false alerts | shift alerted | KS per minute (Bonferroni 1e-5): false "
+        "alerts | shift alerted in minute | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def when(found: tuple[int, int | None, int | None]) -> str:
+        return "never" if found[1] is None else f"{found[1]} ({found[2]})"
+
+    for size in sizes:
+        for seed in range(seeds):
+            r = drift(size, seed)
+            new, old, ks = r["new"], r["old"], r["ks"]
+            lines.append(
+                f"| {size} (seed {seed}) | {r['bucket_rows']} rows, {r['bucket_minutes']:g} min | "
+                f"{new[0]} | {when(new)} | {old[0]} | {when(old)} | {ks[0]} | "
+                f"{ks[1] or 'never'} | {r['cpu']:.1f} |"  # type: ignore[index]
+            )
+    return lines
 
 
 def main() -> None:
@@ -361,8 +417,10 @@ def main() -> None:
     parser.add_argument("--victims", default="sklearn,torch")
     parser.add_argument("--budget", type=int, default=2000, help="queries per robustness probe")
     parser.add_argument("--probe-rows", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the robustness pairs")
+    parser.add_argument("--drift-seeds", type=int, default=2, help="seeds per drift bucket size")
+    parser.add_argument("--drift-rows", default="50,100,200,1000", help="rows per minute")
     parser.add_argument("--only", choices=("fingerprints", "robustness", "drift"), default=None)
-    parser.add_argument("--drift-rows", type=int, default=200, help="rows per drift bucket")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.filterwarnings("ignore", module="torch")  # quantize_dynamic's deprecation notices
@@ -370,11 +428,11 @@ def main() -> None:
     data = Data()
     out = [f"# donjon watch benchmark ({args.checks} unchanged checks per server)"]
     if args.only in (None, "drift"):
-        for rows in sorted({args.drift_rows, 50}, reverse=True):
-            print("\n".join(out + drift(rows)), flush=True)
-            out = []
+        sizes = tuple(int(v) for v in args.drift_rows.split(","))
+        print("\n".join(out + drift_table(args.drift_seeds, sizes)), flush=True)
+        out = []
     if args.only in (None, "robustness"):
-        print("\n".join(out + robustness(data, args.budget, args.probe_rows)), flush=True)
+        print("\n".join(out + robustness(data, args.budget, args.probe_rows, args.seeds)))
         out = []
     if args.only in ("robustness", "drift"):
         return

@@ -285,6 +285,10 @@ class AlertRuleSettings(Section):
     upper_only: bool = Field(default=False, description="alert on rises only")
     absolute_high: float | None = Field(default=None, description="a fixed ceiling")
     count: bool = Field(default=False, description="a count per bucket (Poisson floor)")
+    lower_only: bool = Field(default=False, description="alert on drops only")
+    threshold_only: bool = Field(
+        default=False, description="alert only above absolute_high; learn no band, no trend"
+    )
 
 
 class MonitorSettings(Section):

@@ -49,9 +49,10 @@ def test_a_shifted_feature_is_a_monitor_alert_and_benign_buckets_are_not() -> No
     monitor.flush()
     drift = [e for e in sink.events if e.action == "watch.drift"]
     assert len(drift) == 130
-    assert {e.attributes["psi_feature"] for e in drift[127:]} == {2}
+    assert {e.attributes["drift_feature"] for e in drift[127:]} == {2}
+    assert max(e.attributes["drift_score"] for e in drift[:127]) < 5
     alerts = evaluate(build_series(sink.events))
-    assert [(a.metric, a.kind) for a in alerts] == [("psi:m", "breach")]
+    assert [(a.metric, a.kind) for a in alerts] == [("drift:m", "breach")]
     shifted = [int(e.time.timestamp()) for e in drift[127:129]]
     assert alerts[0].bucket in shifted  # within two buckets of the shift
 
@@ -91,3 +92,40 @@ def test_the_gateway_feeds_its_traffic_to_the_drift_monitor(lab: Lab, tmp_path: 
     assert second.attributes["psi_feature"] == 1
     assert sum(first.attributes["class_shares"].values()) == 1.0
     assert first.time <= datetime.now(UTC)
+
+
+def test_the_drift_tests_hold_their_false_alarm_rate_at_any_bucket_size() -> None:
+    """Under no drift the p-values are uniform whatever n is: 1 % of them fall below 0.01."""
+    from donjon.watch.drift import BINS, homogeneity_p, rank_p
+
+    rng = np.random.default_rng(1)
+    expected = np.full(BINS, 200.0)  # a reference of 2,000 rows in its deciles
+    for n in (50, 400, 5000):
+        draws = rng.multinomial(n, np.full(BINS, 1 / BINS), size=2000).astype(np.float64)
+        for test in (rank_p, homogeneity_p):
+            low = np.mean([test(d, expected) < 0.01 for d in draws])
+            assert low < 0.02, (n, test.__name__, low)  # binomial: 0.01 +- 0.0022
+
+
+def test_low_traffic_stretches_buckets_and_still_alerts_within_two() -> None:
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(2000, 6))
+    sink, clock = MemorySink(), Clock()
+    monitor = DriftMonitor("m", reference, EventBus([sink]).publish, clock=clock)
+    for minute in range(600):  # 50 rows a minute: a drift bucket spans 4 minutes (200 rows)
+        rows = rng.normal(size=(50, 6))
+        if minute >= 560:
+            rows[:, 4] += 0.5
+        monitor.observe(rows, (rows[:, 0] > 0).astype(int).tolist())
+        clock.now += 60
+    drift = [e for e in sink.events if e.action == "watch.drift"]
+    assert {e.attributes["rows"] for e in drift} == {200}
+    assert all(e.attributes["stretched"] and e.attributes["seconds"] == 240 for e in drift)
+    alerts = evaluate(build_series(sink.events))
+    assert [a.metric for a in alerts] == ["drift:m"]
+    shifted = [
+        int(e.time.timestamp())
+        for e in drift
+        if e.attributes["bucket_start"] >= 1_800_000_000 + 560 * 60
+    ]
+    assert alerts[0].bucket in shifted[:2]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from donjon.cli.main import main
 from donjon.core.events import EventKind, SecurityEvent
 from donjon.monitor.baseline import evaluate
 from donjon.monitor.series import build_series
+from donjon.watch.ports import Answers
+from donjon.watch.probe import paired, probe
 from tests.watch.conftest import MODEL, Lab
 
 
@@ -33,6 +38,9 @@ def test_a_probe_measures_robustness_within_its_query_budget(
     assert result["attacked"] >= 1
     assert result["queries"] == lab.victim.queries - before <= 400
     assert 0.0 <= result["success_at_0.1"] <= 1.0
+    assert result["robustness_low"] <= result["robustness"] <= result["robustness_high"]
+    assert 0.0 <= result["transfer_pgd_at_0.1"] <= 1.0
+    assert result["transfer_queries"] == round(0.15 * 400)  # its share, spent first
     probes = [
         json.loads(line)
         for line in (donjon_home / "events.jsonl").read_text().splitlines()
@@ -64,3 +72,42 @@ def test_a_drop_in_robustness_is_a_monitor_alert_and_a_rise_is_not() -> None:
     ]
     alerts = evaluate(build_series(events, bucket_seconds=3600))
     assert [(a.metric, a.kind) for a in alerts] == [("robustness:brittle-next", "breach")]
+
+
+class _Local:
+    """A scikit-learn model answering in process (the Model port), queries counted."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.queries = 0
+
+    def answer(self, rows: np.ndarray) -> Answers:
+        rows = np.atleast_2d(rows)
+        self.queries += len(rows)
+        scores = self.model.predict_proba(rows)
+        return Answers(tuple(str(v) for v in scores.argmax(axis=1)), scores)
+
+
+def test_the_transfer_attack_moves_a_model_its_surrogate_resembles() -> None:
+    """A linear victim: the linear surrogate's FGSM/PGD examples transfer; HopSkipJump's
+    median lies inside its bootstrap interval; the budget holds; the same probe twice is
+    the same, row by row (the paired design)."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = make_classification(n_samples=400, n_features=8, n_informative=6, random_state=3)
+    victim = LogisticRegression(max_iter=500).fit(x[:300], y[:300])
+    first, again = (
+        probe(_Local(victim), x[300:310], x[310:340], budget=500, seed=1) for _ in range(2)
+    )
+    assert first.queries <= 500
+    assert first.transfer is not None
+    assert first.transfer.agreement >= 0.8
+    assert first.transfer.pgd[0.2] >= 0.3  # a linear model is moved by its surrogate's gradient
+    assert first.transfer.pgd[0.2] >= first.transfer.pgd[0.05]
+    low, high = first.interval
+    assert low <= first.robustness <= high
+    assert first.perturbations == again.perturbations
+    same = paired(first, again)
+    assert (same["rows"], same["higher"]) == (first.attacked, 0)
+    assert math.isnan(same["p_value"])  # no row differs: nothing to test

@@ -48,7 +48,8 @@ def monitor(
     rules = [
         AlertRule(
             r.metric, Severity.parse(r.severity), r.k, r.min_width, r.window, r.horizon,
-            r.trend_points, r.upper_only, r.absolute_high, r.count,
+            r.trend_points, r.upper_only, r.absolute_high, r.count, r.lower_only,
+            r.threshold_only,
         )
         for r in settings.monitor.rules
     ] or list(DEFAULT_RULES)  # fmt: skip

@@ -299,30 +299,60 @@ def _selected(cli: CliState, model: str | None, version: int | None) -> list[Wat
 
 @app.command("status")
 def status(ctx: typer.Context) -> None:
-    """List the watched models with their last fingerprint check."""
+    """List the watched models: last fingerprint check, robustness trend and drift."""
     from rich.table import Table
 
     cli = state(ctx)
     watched = _watchlist(cli).load()
+    drift = _last_drift(cli)
     if cli.json:
         cli.print_json([
             {"model": w.model, "version": w.version, "endpoint": w.endpoint,
              "points": w.points, "enrolled_at": w.enrolled_at, "last_check": w.last,
-             "probes": w.probes[-5:]}
+             "probes": w.probes[-5:], "drift": drift.get(w.model)}
             for w in watched
         ])  # fmt: skip
         return
-    table = Table("model", "endpoint", "points", "last check", "result", "changed", "p-value",
-                  "robustness (last probes)", title="watched models")  # fmt: skip
+    table = Table("model", "endpoint", "last check", "result", "changed", "p-value",
+                  "robustness (last 5 probes; 95 % CI of the last)", "transfer at 0.1",
+                  "drift (last bucket)", title="watched models")  # fmt: skip
     for w in watched:
         last = w.last or {}
-        trend = " ".join(
-            f"{p['robustness']:.3g}" if p.get("robustness") is not None else "-"
-            for p in w.probes[-5:]
-        )
+        done = [p for p in w.probes if p.get("robustness") is not None]
+        trend = " -> ".join(f"{p['robustness']:.3g}" for p in done[-5:])
+        if done and done[-1].get("robustness_low") is not None:
+            trend += f" [{done[-1]['robustness_low']:.3g}, {done[-1]['robustness_high']:.3g}]"
+        transfer = done[-1].get("transfer_pgd_at_0.1") if done else None
         table.add_row(
-            w.key, w.endpoint, str(w.points), str(last.get("time", "never"))[:19],
+            w.key, w.endpoint, str(last.get("time", "never"))[:19],
             str(last.get("status", "-")), str(last.get("changed", "-")),
             f"{last['p_value']:.3g}" if "p_value" in last else "-", trend or "-",
+            f"{transfer:.0%}" if transfer is not None else "-", _drift_text(drift.get(w.model)),
         )  # fmt: skip
     cli.out.print(table)
+
+
+def _last_drift(cli: CliState) -> dict[str, dict[str, Any]]:
+    """The last ``watch.drift`` event of each model in the event file (the gateway's)."""
+    from donjon.soc.jsonl import read_all_events
+
+    path = cli.settings.events_path
+    found: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return found
+    for event in read_all_events(path):
+        if event.action == "watch.drift" and isinstance(event.attributes.get("model"), str):
+            keep = ("p_value", "drift_score", "drift_feature", "psi", "class_p_value", "rows")
+            found[event.attributes["model"]] = {
+                "time": event.time.isoformat(),
+                **{k: event.attributes.get(k) for k in keep},
+            }
+    return found
+
+
+def _drift_text(drift: dict[str, Any] | None) -> str:
+    if not drift or drift.get("p_value") is None:
+        return "-"
+    alert = "ALERT " if (drift.get("drift_score") or 0) > 5 else ""
+    feature = drift["drift_feature"]
+    return f"{alert}p = {drift['p_value']:.2g} (feature {feature}), PSI {drift['psi']:.2g}"

@@ -50,6 +50,7 @@ class AlertRule:
     absolute_high: float | None = None
     count: bool = False  # a count per bucket: never tighter than a Poisson bound
     lower_only: bool = False  # only a drop matters (a model's robustness)
+    threshold_only: bool = False  # a breach is a value above absolute_high; nothing is learnt
 
     def applies(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.metric)
@@ -64,9 +65,10 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("latency_ms", Severity.LOW, min_width=5, upper_only=True),
     AlertRule("class_share:*", Severity.MEDIUM, min_width=0.05),
     # one point per probe run: a short reference, and a drop of 0.05 (relative L2) at least
-    # input drift (largest PSI over the features) and class-share drift; PSI 0.1 is "moderate"
-    AlertRule("psi:*", Severity.MEDIUM, min_width=0.1, upper_only=True),
-    AlertRule("class_psi:*", Severity.MEDIUM, min_width=0.1, upper_only=True),
+    # input and class drift: -log10 of a corrected p-value whose null does not depend on the
+    # traffic, so a fixed threshold (p < 1e-5) rather than a learnt band
+    AlertRule("drift:*", Severity.MEDIUM, absolute_high=5.0, threshold_only=True),
+    AlertRule("class_drift:*", Severity.MEDIUM, absolute_high=5.0, threshold_only=True),
     AlertRule(
         "robustness:*", Severity.HIGH, min_width=0.05, window=3, trend_points=6, lower_only=True
     ),
@@ -180,6 +182,8 @@ def evaluate_series(series: Series, rule: AlertRule) -> list[Alert]:
     teaches the baseline that drifting is normal.
     """
     points = series.values()
+    if rule.threshold_only:
+        return _over_threshold(series.name, points, rule)
     if len(points) <= rule.window:
         return []
     reference: deque[float] = deque((v for _, v in points[: rule.window]), maxlen=rule.window)
@@ -208,6 +212,19 @@ def evaluate_series(series: Series, rule: AlertRule) -> list[Alert]:
         pending.append(value)
         if len(pending) > rule.trend_points:
             reference.append(pending.popleft())
+    return alerts
+
+
+def _over_threshold(name: str, points: list[tuple[int, float]], rule: AlertRule) -> list[Alert]:
+    """A breach each time the value rises above ``absolute_high`` (re-armed below it)."""
+    high = math.inf if rule.absolute_high is None else rule.absolute_high
+    band = Band(high, -math.inf, high)
+    alerts: list[Alert] = []
+    armed = True
+    for start, value in points:
+        if value > high and armed:
+            alerts.append(Alert(name, "breach", start, value, band, rule.severity))
+        armed = value <= high
     return alerts
 
 

@@ -12,7 +12,11 @@
 | ``latency_ms`` | 95th percentile of the ``latency_ms`` attribute |
 | ``class_share:<label>`` | share of the ``predicted_class`` attribute taking that label |
 | ``robustness:<model>`` | mean ``robustness`` of ``watch.probe`` events of that model |
-| ``psi:<model>``, ``class_psi:<model>`` | largest ``psi`` / ``class_psi`` of ``watch.drift`` |
+| ``drift:<model>``, ``class_drift:<model>`` | largest ``drift_score`` / ``class_score`` |
+| ``psi:<model>``, ``class_psi:<model>`` | largest ``psi`` / ``class_psi`` (not alerted) |
+
+The last four come from ``watch.drift`` events; a drift score is ``-log10`` of
+the corrected p-value of the drift tests.
 
 Counts are 0 in a bucket without events; ratios, means and shares are left
 out of a bucket where nothing was measured.
@@ -30,6 +34,13 @@ from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.severity import Severity
 
 _COUNTED = ("events", "findings")
+# attribute of a watch.drift event -> the series it feeds
+DRIFT_SERIES = {
+    "drift_score": "drift",
+    "class_score": "class_drift",
+    "psi": "psi",
+    "class_psi": "class_psi",
+}
 
 
 @dataclass
@@ -114,10 +125,10 @@ def build_series(events: Iterable[SecurityEvent], bucket_seconds: int = 60) -> d
         if robustness is not None and event.action == "watch.probe":
             b.robustness[str(attrs.get("model"))].append(robustness)
         if event.action == "watch.drift":
-            for key in ("psi", "class_psi"):
+            for key, series in DRIFT_SERIES.items():
                 value = _number(attrs.get(key))
                 if value is not None:
-                    name = f"{key}:{attrs.get('model')}"
+                    name = f"{series}:{attrs.get('model')}"
                     b.drift[name] = max(value, b.drift.get(name, value))
         if attrs.get("predicted_class") is not None:
             label = str(attrs["predicted_class"])

@@ -13,7 +13,8 @@ gate, and as having provenance after a successful ``provenance`` / ``attest``
 event or a passed ``provenance`` gate. The ledger's verifications are the
 ``audit.verify`` events and the ledger-tampered findings (``DJ-LED-001``).
 An empty section says "none"; findings, denials and alerts per hour are drawn
-as inline SVG bar charts (no script, no dependency).
+as inline SVG bar charts (no script, no dependency), and each watched model's
+robustness and drift over time as SVG line charts (:mod:`.watch_report`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from donjon import __version__
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.severity import Severity
 from donjon.core.taxonomy import ATLAS_TACTICS, technique
+from donjon.soc.watch_report import CHECK_RULES, ModelTrend, watch_section, watch_trends
 
 LEDGER_TAMPERED = "DJ-LED-001"  # donjon.audit's rule: the soc capability cannot import it
 SIGNED_ACTIONS = frozenset({"provenance.sign", "provenance.verify", "registry.gate.signature"})
@@ -65,6 +67,7 @@ class Posture:
     )
     first: datetime | None = None
     last: datetime | None = None
+    watch: dict[str, ModelTrend] = field(default_factory=dict)  # deployed models over time
 
     @property
     def unsigned(self) -> list[str]:
@@ -82,7 +85,10 @@ class Posture:
 
 def assess(events: Iterable[SecurityEvent]) -> Posture:
     p = Posture()
+    watched: list[SecurityEvent] = []
     for e in events:
+        if e.action.startswith("watch.") or (e.finding and e.finding.rule.id in CHECK_RULES):
+            watched.append(e)
         p.events += 1
         p.by_kind[e.kind.value] += 1
         p.first = e.time if p.first is None or e.time < p.first else p.first
@@ -120,6 +126,7 @@ def assess(events: Iterable[SecurityEvent]) -> Posture:
         elif e.finding is not None and e.finding.rule.id == LEDGER_TAMPERED:
             p.ledger.append(e)  # a verification that found tampering
     p.ledger.sort(key=lambda e: e.time)
+    p.watch = watch_trends(watched)
     return p
 
 
@@ -233,6 +240,7 @@ def render_html(
             ["time", "outcome", "message"],
             [(e.time.isoformat(), e.outcome.value, e.message) for e in p.ledger],
         ),
+        *watch_section(p.watch),
     ]
     if delivery is not None:
         parts += [
