@@ -2,7 +2,9 @@
 
 Run from the repository root:  python benchmarks/gateway_bench.py [--quick]
 (``--variety``: other encodings, victims and server shapes, see ``gateway_variety.py``;
-``--state-only``: throughput with the detectors' state in Redis against in-process.)
+``--overhead-only --state redis``: also throughput and CPU per request with the
+detectors' state and quotas in Redis against in-process, and the detection counts
+of two replicas sharing Redis against one process.)
 
 Every attack talks HTTP to a gateway (uvicorn, in this process) in front of a
 victim (scikit-learn MLP on scikit-learn's digits, plain http.server). The
@@ -682,10 +684,13 @@ class Bench:
                     process.terminate()
                     process.wait(timeout=10)
 
-    def state_throughput(self, rounds: int = 3) -> dict[str, Any]:
-        """Throughput and the gateway's own time with detector state in Redis against
-        in-process state: the real CLI gateway, alternating memory / redis, same load."""
-        import uuid
+    def state_comparison(self, rounds: int = 3) -> dict[str, Any]:
+        """Detector state and quotas in Redis against in-process: the real CLI gateway,
+        the order of the two alternated each round, the same load; throughput at 8 and
+        64 clients, CPU per request of the gateway and of Redis (a private
+        ``redis-server``, so that its CPU is the gateway's alone), cold (the first
+        second of a fresh gateway) and warm; then the replicas' detection counts."""
+        from tests.support.redis_server import redis_server
 
         env = {
             **os.environ,
@@ -697,67 +702,119 @@ class Bench:
             [sys.executable, "-m", "tests.gateway.harness", "0", "--asgi"],
             stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
         )  # fmt: skip
-        prefix = f"bench:{uuid.uuid4().hex}:"
-        out: dict[str, list[float]] = {"memory": [], "redis": []}
-        own: dict[str, list[float]] = {"memory": [], "redis": []}
-        failed = {"memory": 0, "redis": 0}
+        runs: dict[str, list[dict[str, float]]] = {"memory": [], "redis": []}
         seconds = 3.0 if self.quick else 6.0
         try:
             assert victim.stdout is not None
             upstream = victim.stdout.readline().strip()
             body = {"inputs": [self.heldout[0].tolist()]}
-            for _ in range(rounds):
-                for backend in ("memory", "redis"):
-                    # fresh keys each time (pipeline_time below writes its own)
-                    _settings, keys = write_setup(self.folder, self.victim, ["load"])
-                    headers = {"x-api-key": keys["load"]}
-                    config = self.folder / f"gateway-{backend}.toml"
-                    config.write_text(
-                        '[auth]\napi_keys_file = "keys.json"\n[quotas]\nprincipal_rate = 1e9\n'
-                        "principal_burst = 1e9\nglobal_rate = 1e9\nglobal_burst = 1e9\n"
-                        f'[state]\nbackend = "{backend}"\nredis_prefix = "{prefix}"\n'
-                        '[[models]]\nname = "digits"\nroutes = ["/predict"]\nallow = ["*"]\n'
-                        'features = 64\nmin_value = 0\nmax_value = 16\nprofile = "profile.json"\n'
-                        "[models.detectors.extraction]\nbudget = 100000000\n"
-                    )
-                    port = _free_port()
-                    gateway = subprocess.Popen(
-                        [sys.executable, "-m", "donjon", "--home", str(self.folder / "home"),
-                         "gateway", "--config", str(config), "--upstream", upstream,
-                         "--port", str(port)],
-                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                    try:
-                        url = f"http://127.0.0.1:{port}"
-                        _wait(url + "/healthz")
-                        _load(url, body, headers, 8, 1.0)  # warm
-                        rps, errors = _load(url, body, headers, 8, seconds)
-                        out[backend].append(rps)
-                        failed[backend] += errors
-                    finally:
-                        gateway.terminate()
-                        gateway.wait(timeout=10)
-                    times = self.pipeline_time(body, headers, 300, backend, prefix)
-                    own[backend].append(float(np.median(times)) * 1000)
+            with redis_server(self.folder) as server:
+                redis_pid = int(_redis_info(server.url)["process_id"])
+                for turn in range(rounds):
+                    order = ("memory", "redis") if turn % 2 == 0 else ("redis", "memory")
+                    for backend in order:
+                        run = self._state_run(
+                            backend, server.url, redis_pid, upstream, body, env, seconds
+                        )
+                        runs[backend].append(run)
+                        print(f"  round {turn + 1}, {backend}: " + ", ".join(
+                            f"{k} {v:.0f}" for k, v in run.items()), flush=True)  # fmt: skip
         finally:
             victim.terminate()
             victim.wait(timeout=10)
-            with contextlib.suppress(Exception):
-                import redis
 
-                client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-                for key in client.scan_iter(match=prefix + "*"):
-                    client.delete(key)
-        memory, shared = float(np.median(out["memory"])), float(np.median(out["redis"]))
+        def median(backend: str, key: str) -> float:
+            return float(np.median([r[key] for r in runs[backend]]))
+
+        keys = runs["memory"][0].keys()
+        summary = {key: {b: median(b, key) for b in runs} for key in keys}
         return {
-            "rps_memory": out["memory"],
-            "rps_redis": out["redis"],
-            "ratio": shared / max(memory, 1e-9),
-            "own_ms_memory": own["memory"],
-            "own_ms_redis": own["redis"],
-            "errors": failed,
             "loadavg": os.getloadavg()[0],
+            "runs": runs,
+            "median": summary,
+            "replicas": self.replica_counts(),
         }
+
+    def _state_run(
+        self,
+        backend: str,
+        redis_url: str,
+        redis_pid: int,
+        upstream: str,
+        body: Any,
+        env: dict[str, str],
+        seconds: float,
+    ) -> dict[str, float]:
+        """One fresh CLI gateway with its state (and quotas) in ``backend``."""
+        _settings, keys = write_setup(self.folder, self.victim, ["load"])
+        headers = {"x-api-key": keys["load"]}
+        config = self.folder / f"gateway-{backend}.toml"
+        config.write_text(
+            f'[auth]\napi_keys_file = "keys.json"\n[quotas]\nbackend = "{backend}"\n'
+            f'redis_url = "{redis_url}"\nprincipal_rate = 1e9\nprincipal_burst = 1e9\n'
+            "global_rate = 1e9\nglobal_burst = 1e9\n"
+            f'[state]\nbackend = "{backend}"\nredis_url = "{redis_url}"\n'
+            '[[models]]\nname = "digits"\nroutes = ["/predict"]\nallow = ["*"]\n'
+            'features = 64\nmin_value = 0\nmax_value = 16\nprofile = "profile.json"\n'
+            "[models.detectors.extraction]\nbudget = 100000000\n"
+        )
+        port = _free_port()
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "donjon", "--home", str(self.folder / "home"),
+             "gateway", "--config", str(config), "--upstream", upstream,
+             "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait(url + "/healthz")
+            cold, _ = _load(url, body, headers, 8, 1.0)  # fresh process and connections
+            out = {"rps_cold_8": cold}
+            for clients in (8, 64):
+                cpu = _Cpu(gateway.pid, redis_pid)
+                rps, errors = _load(url, body, headers, clients, seconds)
+                gateway_us, redis_us = cpu.per_request(rps * seconds)
+                out[f"rps_{clients}"] = rps
+                out[f"errors_{clients}"] = errors
+                out[f"gateway_cpu_us_{clients}"] = gateway_us
+                out[f"redis_cpu_us_{clients}"] = redis_us if backend == "redis" else 0.0
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=10)
+        times = self.pipeline_time(body, headers, 300, backend, redis_url)
+        out["own_p50_us"] = float(np.median(times)) * 1e6
+        return out
+
+    def replica_counts(self) -> dict[str, Any]:
+        """The query of the first flag of HopSkipJump and Jacobian extraction through one
+        gateway, and through two replicas sharing Redis behind a round-robin split."""
+        import uuid
+        from contextlib import ExitStack
+
+        from tests.gateway.test_shared_state import run_attacks, with_state
+
+        alert = {"action": "alert"}
+        extra = {"detectors": {"evasion": alert, "membership": alert, "extraction": alert}}
+        folder = self.folder / "replicas"
+        folder.mkdir(exist_ok=True)
+        settings, keys = write_setup(folder, self.victim, ["mallory", "trudy"], extra)
+        prefix = f"bench:{uuid.uuid4().hex}:"
+        with serve_victim(self.victim.model) as upstream:
+            with serve_gateway(settings, keys, upstream) as one:
+                alone = run_attacks([one], self.victim)
+            shared = with_state(settings, redis_prefix=prefix)
+            with ExitStack() as stack:
+                replicas = [
+                    stack.enter_context(serve_gateway(shared, keys, upstream)) for _ in range(2)
+                ]
+                spread = run_attacks(replicas, self.victim)
+        import redis
+
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+        client.close()
+        return {"one process": alone, "two replicas": spread}
 
     def pipeline_time(
         self,
@@ -765,13 +822,16 @@ class Bench:
         headers: dict[str, str],
         n: int,
         backend: str = "memory",
-        prefix: str = "donjon:gw:state:",
+        redis_url: str = "redis://127.0.0.1:6379/0",
     ) -> np.ndarray:
         """The gateway's own time per request (admit + complete), in process, no HTTP."""
+        import asyncio
+
         settings, keys = write_setup(self.folder, self.victim, ["load"])
+        shared = {"backend": backend, "redis_url": redis_url}
         settings = settings.model_copy(
-            update={"state": settings.state.model_copy(
-                update={"backend": backend, "redis_prefix": prefix})}
+            update={"state": settings.state.model_copy(update=shared),
+                    "quotas": settings.quotas.model_copy(update=shared)}
         )  # fmt: skip
         pipeline = build_pipeline(settings)
         raw = json.dumps(body).encode()
@@ -779,14 +839,19 @@ class Bench:
             {"outputs": victim_scores(self.victim.model, [body["inputs"][0]]).tolist()}
         ).encode()
         request = GatewayRequest("POST", "/predict", {"x-api-key": keys["load"]}, raw)
-        out = []
-        for _ in range(n):
-            t = time.perf_counter()
-            admitted = pipeline.admit(request)
-            assert not isinstance(admitted, Reply)
-            pipeline.complete(admitted, 200, answer)
-            out.append(time.perf_counter() - t)
-        return np.asarray(out)
+
+        async def measure() -> list[float]:
+            out = []
+            for _ in range(n):
+                t = time.perf_counter()
+                admitted = await pipeline.admit_async(request)
+                assert not isinstance(admitted, Reply), admitted
+                await pipeline.complete_async(admitted, 200, answer)
+                out.append(time.perf_counter() - t)
+            await pipeline.aclose()
+            return out
+
+        return np.asarray(asyncio.run(measure()))
 
     # -- run ---------------------------------------------------------------------------------------
 
@@ -1118,17 +1183,59 @@ def print_overhead(o: dict[str, Any]) -> None:
 
 
 def print_state(o: dict[str, Any]) -> None:
-    print("\n## Detector state in Redis against in-process (8 clients, real CLI gateway)\n")
-    print(f"load average (1 min) {o['loadavg']:.2f}; failed requests {o['errors']}")
-    print(f"req/s, in-process state: {', '.join(f'{v:.0f}' for v in o['rps_memory'])}")
-    print(f"req/s, Redis state:      {', '.join(f'{v:.0f}' for v in o['rps_redis'])}")
-    print(f"median ratio Redis / in-process: {o['ratio']:.2f}")
-    print(
-        "gateway's own time per request in process (p50 ms): in-process state "
-        f"{', '.join(f'{v:.3f}' for v in o['own_ms_memory'])}; Redis state "
-        f"{', '.join(f'{v:.3f}' for v in o['own_ms_redis'])}"
+    print("\n## Detector state and quotas in Redis against in-process (real CLI gateway)\n")
+    rounds = len(o["runs"]["memory"])
+    print(f"load average (1 min) {o['loadavg']:.2f}; medians of {rounds} alternated rounds\n")
+    print("| | in-process | Redis | Redis / in-process |")
+    print("|---|---|---|---|")
+    m = o["median"]
+    rows = [
+        ("req/s, 8 clients, cold (first second)", "rps_cold_8"),
+        ("req/s, 8 clients", "rps_8"),
+        ("req/s, 64 clients", "rps_64"),
+        ("failed requests, 8 / 64 clients", None),
+        ("gateway CPU per request, 8 clients (us)", "gateway_cpu_us_8"),
+        ("gateway CPU per request, 64 clients (us)", "gateway_cpu_us_64"),
+        ("Redis CPU per request, 64 clients (us)", "redis_cpu_us_64"),
+        ("gateway + Redis CPU per request, 64 clients (us)", "total"),
+        ("gateway's own time per request, in process, p50 (us)", "own_p50_us"),
+    ]
+    for title, key in rows:
+        if key is None:
+            cells = [f"{m['errors_8'][b]:.0f} / {m['errors_64'][b]:.0f}" for b in m["rps_8"]]
+            print(f"| {title} | {cells[0]} | {cells[1]} | |")
+            continue
+        if key == "total":
+            pair = {b: m["gateway_cpu_us_64"][b] + m["redis_cpu_us_64"][b] for b in m["rps_8"]}
+        else:
+            pair = m[key]
+        ratio = pair["redis"] / pair["memory"] if pair["memory"] else float("nan")
+        print(f"| {title} | {pair['memory']:.0f} | {pair['redis']:.0f} | {ratio:.2f} |")
+    print("\nThroughput target: Redis >= 0.70 of in-process; from CPU per request (gateway +")
+    cpu = m["gateway_cpu_us_64"]["memory"] / (
+        m["gateway_cpu_us_64"]["redis"] + m["redis_cpu_us_64"]["redis"]
     )
+    print(f"Redis), the ratio a CPU-bound gateway would reach: {cpu:.2f}")
+    print("\n### First flag (query index): one process against two replicas, round-robin\n")
+    print("| attack | rule | one process | two replicas sharing Redis |")
+    print("|---|---|---|---|")
+    one, two = o["replicas"]["one process"], o["replicas"]["two replicas"]
+    for attack in ("hopskipjump", "jacobian"):
+        for rule in sorted(set(one[attack]) | set(two[attack])):
+            print(f"| {attack} | {rule} | {one[attack].get(rule, '-')} | "
+                  f"{two[attack].get(rule, '-')} |")  # fmt: skip
+    print(f"\nevery replica answered part of each attack: {two['answered']}")
     sys.stdout.flush()
+
+
+def _redis_info(url: str) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return dict(client.info("server"))
+    finally:
+        client.close()
 
 
 def projected_ratio(o: dict[str, Any], cores: int = 2) -> float:
@@ -1153,7 +1260,10 @@ def main() -> None:
     parser.add_argument("--no-overhead", action="store_true", help="skip the load test")
     parser.add_argument("--overhead-only", action="store_true", help="only the load test")
     parser.add_argument(
-        "--state-only", action="store_true", help="only throughput with Redis detector state"
+        "--state",
+        choices=("memory", "redis"),
+        default="memory",
+        help="with --overhead-only: redis also compares Redis state with in-process state",
     )
     parser.add_argument(
         "--variety", action="store_true", help="other encodings, victims and server shapes"
@@ -1170,12 +1280,12 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(args.quick, Path(folder))
-        if args.state_only:
-            result = {"state": bench.state_throughput()}
-            print_state(result["state"])
-        elif args.overhead_only:
+        if args.overhead_only:
             result = {"overhead": bench.overhead()}
             print_overhead(result["overhead"])
+            if args.state == "redis":
+                result["state"] = bench.state_comparison()
+                print_state(result["state"])
         else:
             result = bench.run(overhead=not args.no_overhead)
     if args.json:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,14 @@ from art.estimators.classification import BlackBoxClassifier
 
 from donjon.gateway.detectors import Action
 from donjon.gateway.detectors.state import UNKNOWN
-from donjon.gateway.detectors.stores import RedisStates
+from donjon.gateway.detectors.stores import RedisStates, Refusal
+from donjon.gateway.quotas import MemoryQuotas
+from donjon.gateway.settings import GatewaySettings
 from tests.gateway.harness import Blocked, Gateway, Victim, serve_gateway, write_setup
 from tests.gateway.test_detectors import jacobian_augmentation
+from tests.support.redis_server import redis_server
+
+redis = pytest.importorskip("redis")
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 REDIS = "redis://127.0.0.1:6379/0"
@@ -25,7 +34,6 @@ REDIS = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    redis = pytest.importorskip("redis")
     client = redis.Redis.from_url(REDIS, socket_timeout=2)
     name = f"test:{uuid.uuid4().hex}:"
     yield name
@@ -34,17 +42,30 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
+def with_state(settings: GatewaySettings, **state: Any) -> GatewaySettings:
+    return settings.model_copy(
+        update={"state": settings.state.model_copy(update={"backend": "redis", **state})}
+    )
+
+
 def test_a_state_round_trips_through_redis_with_expiry(prefix: str) -> None:
-    one = RedisStates.from_url(REDIS, window=8, features=3, prefix=prefix, ttl=60)
-    two = RedisStates.from_url(REDIS, window=8, features=3, prefix=prefix, ttl=60)
     rows = np.random.default_rng(0).normal(size=(5, 3))
-    with one.session("p") as state:
+
+    async def run() -> None:
+        one = RedisStates.from_url(REDIS, window=8, features=3, prefix=prefix, ttl=60)
+        two = RedisStates.from_url(REDIS, window=8, features=3, prefix=prefix, ttl=60)
+        opened = await one.open("p", MemoryQuotas(), (), 0.0)
+        assert opened.state is not None
+        state = opened.state
         for row in rows:
             near = state.neighbours(row, 0.1, 1e-4)
             state.push(row, near.bisects)
         state.queries, state.tested, state.synthetic, state.cusum = 5, 5, 3, 1.25
-    one.label("p", [0, 2], np.array([7, 9]))
-    with two.session("p") as seen:  # another replica
+        await one.close(opened, [])
+        await one.label("p", [0, 2], np.array([7, 9]))
+        again = await two.open("p", MemoryQuotas(), (), 0.0)  # another replica
+        seen = again.state
+        assert seen is not None
         assert seen.size == 5
         assert seen.cursor == 5
         assert np.allclose(seen.rows[:5], rows.astype(np.float32))
@@ -52,34 +73,149 @@ def test_a_state_round_trips_through_redis_with_expiry(prefix: str) -> None:
         assert (seen.queries, seen.tested, seen.synthetic, seen.cusum) == (5, 5, 3, 1.25)
         assert seen.spans is not None
         assert len(seen.spans) == 4  # the line test's spans survive the trip
-    client = one.client
+        await two.abort(again)
+        await one.link.aclose()
+        await two.link.aclose()
+
+    asyncio.run(run())
+    client = redis.Redis.from_url(REDIS)
     assert 0 < client.ttl(prefix + "p") <= 60
     assert 0 < client.ttl(prefix + "p:labels") <= 60
+    assert client.get(prefix + "p:lock") is None  # released
     # bounded: the window, whatever the number of queries
     assert len(client.get(prefix + "p")) < 8 * (3 + 2) * 4 + 400
+    client.close()
 
 
-def test_refusals_are_shared_and_end_by_wall_clock(prefix: str) -> None:
-    import time
+def test_refusals_are_shared_and_end_by_redis_clock(prefix: str) -> None:
+    async def run() -> None:
+        one = RedisStates.from_url(REDIS, window=4, features=1, prefix=prefix)
+        two = RedisStates.from_url(REDIS, window=4, features=1, prefix=prefix)
+        opened = await one.open("p", MemoryQuotas(), (), 0.0)
+        await one.close(opened, [Refusal("DJ-GW-001", Action.BLOCK, 30.0)])
+        ((rule, (until, action)),) = (await two.refusals("p", 1000.0)).items()
+        assert (rule, action) == ("DJ-GW-001", Action.BLOCK)
+        assert 1028 < until <= 1030.5  # on the caller's clock
+        refused = await two.open("p", MemoryQuotas(), (), 0.0)
+        assert refused.refused == ("DJ-GW-001", Action.BLOCK)
+        assert refused.state is None
+        assert await two.refusals("q", 0.0) == {}
+        short = await two.open("q", MemoryQuotas(), (), 0.0)
+        await two.close(short, [Refusal("DJ-GW-002", Action.THROTTLE, 0.2)])
+        await asyncio.sleep(0.3)
+        assert await one.refusals("q", 0.0) == {}  # ended by Redis's clock
+        await one.link.aclose()
+        await two.link.aclose()
 
-    one = RedisStates.from_url(REDIS, window=4, features=1, prefix=prefix)
-    two = RedisStates.from_url(REDIS, window=4, features=1, prefix=prefix)
-    one.refuse("p", "DJ-GW-001", time.monotonic() + 30, Action.BLOCK)
-    ((rule, (until, action)),) = two.refusals("p").items()
-    assert (rule, action) == ("DJ-GW-001", Action.BLOCK)
-    assert 28 < until - time.monotonic() <= 30.5
-    assert two.refusals("q") == {}
+    asyncio.run(run())
 
 
-def test_redis_down_fails_closed(tmp_path: Path, victim: Victim, upstream: str) -> None:
-    settings, keys = write_setup(tmp_path, victim, ["a"])
-    settings = settings.model_copy(
-        update={"state": settings.state.model_copy(update={"backend": "redis",
-                                                           "redis_url": "redis://127.0.0.1:1/0"})}
-    )  # fmt: skip
-    with serve_gateway(settings, keys, upstream) as gw, pytest.raises(Blocked) as refused:
-        gw.client("a")(victim.x_test[:1])
-    assert refused.value.status == 500
+def test_a_request_takes_two_scripts_and_a_label_pipeline(
+    tmp_path: Path, victim: Victim, upstream: str
+) -> None:
+    """Refusals, both quota buckets, the lock and the state in one script; then one
+    script saves and unlocks, and one pipeline writes the labels: nothing else."""
+    settings, keys = write_setup(tmp_path, victim, ["alice"])
+    with redis_server(tmp_path) as server:
+        settings = with_state(settings, redis_url=server.url)
+        quotas = {"backend": "redis", "redis_url": server.url}
+        quotas |= {"principal_rate": 0.001, "principal_burst": 7}
+        settings = settings.model_copy(update={"quotas": settings.quotas.model_copy(update=quotas)})
+        with serve_gateway(settings, keys, upstream) as gw:
+            client = gw.client("alice")
+            client(victim.x_test[:1])  # scripts loaded, connections open
+            with monitored(server.url) as sent:
+                for i in range(3):
+                    client(victim.x_test[1 + 2 * i : 3 + 2 * i])  # 2 rows a request
+            with pytest.raises(Blocked) as over:  # 7 tokens: 1 + 3 x 2 taken, 2 more refused
+                client(victim.x_test[:2])
+    assert sent == ["EVALSHA", "EVALSHA", "SETRANGE", "SETRANGE"] * 3
+    assert over.value.status == 429
+
+
+@contextmanager
+def monitored(url: str) -> Iterator[list[str]]:
+    """The commands clients send Redis meanwhile (MONITOR), not those run by scripts."""
+    sent: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        client = redis.Redis.from_url(url)
+        with client.monitor() as monitor:
+            ready.set()
+            while True:
+                command = monitor.next_command()
+                words = command["command"].split()
+                if words[:2] == ["ECHO", "monitored"]:
+                    break
+                if command["client_type"] != "lua" and words[0].upper() != "HELLO":
+                    sent.append(words[0].upper())  # HELLO: a connection's handshake
+        client.close()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    ready.wait(10)
+    time.sleep(0.2)  # MONITOR is on before the first command
+    try:
+        yield sent
+    finally:
+        ender = redis.Redis.from_url(url)
+        ender.echo("monitored")
+        ender.close()
+        thread.join(10)
+
+
+def test_a_redis_outage_refuses_with_one_event_then_recovers(
+    tmp_path: Path, victim: Victim, upstream: str
+) -> None:
+    settings, keys = write_setup(tmp_path, victim, ["alice"])
+    with redis_server(tmp_path) as server:
+        settings = with_state(settings, redis_url=server.url)
+        with serve_gateway(settings, keys, upstream) as gw:
+            client = gw.client("alice")
+            client(victim.x_test[:1])
+            server.stop()
+            statuses = []
+            for row in victim.x_test[1:4]:
+                with pytest.raises(Blocked) as refused:
+                    client(row[None])
+                statuses.append((refused.value.status, refused.value.body["error"]["code"]))
+            assert statuses == [(503, "state_unavailable")] * 3
+            outages = [e for e in gw.findings() if e.finding.rule.id == "DJ-GW-009"]
+            assert len(outages) == 1
+            assert "Redis" in outages[0].finding.message
+            server.start()  # a restart: empty, scripts gone, pooled connections broken
+            answer = client(victim.x_test[4:5])
+            assert answer.shape == (1, 10)
+            assert len([e for e in gw.findings() if e.finding.rule.id == "DJ-GW-009"]) == 1
+
+
+def test_concurrent_requests_of_one_principal_on_two_replicas_lose_no_update(
+    tmp_path: Path, victim: Victim, upstream: str, prefix: str
+) -> None:
+    settings, keys = write_setup(tmp_path, victim, ["alice"])
+    shared = with_state(settings, redis_prefix=prefix)
+    with ExitStack() as stack:
+        replicas = [stack.enter_context(serve_gateway(shared, keys, upstream)) for _ in range(2)]
+
+        def send(worker: int) -> None:
+            client = replicas[worker % 2].client("alice")
+            for i in range(5):
+                client(victim.x_test[(worker * 10 + 2 * i) % 100 :][:2])
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(send, range(4)))
+
+    async def queries() -> int:
+        states = RedisStates.from_url(REDIS, window=8, features=64, prefix=f"{prefix}digits:")
+        opened = await states.open("alice", MemoryQuotas(), (), 0.0)
+        assert opened.state is not None
+        seen = opened.state.queries
+        await states.abort(opened)
+        await states.link.aclose()
+        return seen
+
+    assert asyncio.run(queries()) == 4 * 5 * 2
 
 
 class RoundRobin:
@@ -135,10 +271,7 @@ def test_two_replicas_sharing_redis_flag_at_the_same_query_as_one_process(
     settings, keys = write_setup(tmp_path, victim, ["mallory", "trudy"], extra)
     with serve_gateway(settings, keys, upstream) as one:
         alone = run_attacks([one], victim)
-    shared = settings.model_copy(
-        update={"state": settings.state.model_copy(update={"backend": "redis",
-                                                           "redis_prefix": prefix})}
-    )  # fmt: skip
+    shared = with_state(settings, redis_prefix=prefix)
     with ExitStack() as stack:
         replicas = [stack.enter_context(serve_gateway(shared, keys, upstream)) for _ in range(2)]
         spread = run_attacks(replicas, victim)

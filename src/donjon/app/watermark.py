@@ -77,13 +77,12 @@ def verify_suspect(
     signer: Signer | None = None,
     bus: EventBus | None = None,
 ) -> SuspectReport:
-    from donjon.gateway.watermark.build import marks_folder
-    from donjon.gateway.watermark.records import FolderMarks
+    from donjon.gateway.watermark.build import mark_store
     from donjon.gateway.watermark.verdict import judge
 
     model = watermarked_model(gateway, model_name)
     assert model.watermark is not None  # noqa: S101 - checked by watermarked_model
-    store = FolderMarks(marks_folder(model.watermark, settings.home))
+    store = mark_store(model.watermark, gateway.state, settings.home)
     records = store.records(model_name, principals)
     if not records:
         who = f" for {', '.join(principals)}" if principals else ""

@@ -24,8 +24,9 @@ from donjon.gateway.metrics import GatewayMetrics
 from donjon.gateway.pipeline import Pipeline
 from donjon.gateway.profile import ReferenceProfile
 from donjon.gateway.quotas import Bucket, MemoryQuotas, QuotaStore, RedisQuotas
+from donjon.gateway.redis_link import RedisLink
 from donjon.gateway.settings import GatewaySettings
-from donjon.gateway.watermark.build import build_watermarker
+from donjon.gateway.watermark.build import build_watermarker, mark_store
 
 log = logging.getLogger("donjon.gateway")
 
@@ -81,25 +82,34 @@ def build_identity_header(settings: GatewaySettings) -> TrustedHeaderAuthenticat
     )
 
 
-def build_quotas(settings: GatewaySettings) -> QuotaStore:
+def build_quotas(settings: GatewaySettings, links: dict[str, RedisLink]) -> QuotaStore:
     q = settings.quotas
     if q.backend == "redis":
-        return RedisQuotas.from_url(q.redis_url, prefix=q.redis_prefix)
+        return RedisQuotas(_link(links, q.redis_url), prefix=q.redis_prefix)
     return MemoryQuotas()
 
 
-def build_states(settings: GatewaySettings, model: str, features: int) -> StateStore | None:
+def build_states(
+    settings: GatewaySettings, model: str, features: int, links: dict[str, RedisLink]
+) -> StateStore | None:
     """Redis-shared detector state for one model (None: the guard's in-process table)."""
     state = settings.state
     if state.backend != "redis":
         return None
-    return RedisStates.from_url(
-        state.redis_url,
+    return RedisStates(
+        _link(links, state.redis_url),
         window=settings.window,
         features=features,
         prefix=f"{state.redis_prefix}{model}:",
         ttl=state.ttl_seconds,
     )
+
+
+def _link(links: dict[str, RedisLink], url: str) -> RedisLink:
+    """One link (one pool per event loop) per Redis URL, shared by its users."""
+    if url not in links:
+        links[url] = RedisLink(url)
+    return links[url]
 
 
 def build_pipeline(
@@ -127,6 +137,7 @@ def build_pipeline(
             "'donjon gateway' (it wires the vault's Cedar policy)"
         )
     guards = []
+    links: dict[str, RedisLink] = {}
     for model in settings.models:
         profile = ReferenceProfile.load(model.profile) if model.profile else None
         guard = ModelGuard(
@@ -134,16 +145,19 @@ def build_pipeline(
             profile=profile,
             window=settings.window,
             max_principals=settings.max_principals,
-            states=build_states(settings, model.name, profile.features if profile else 1),
+            states=build_states(settings, model.name, profile.features if profile else 1, links),
         )
         if model.watermark is not None and model.watermark.enabled:
-            guard.watermark = build_watermarker(model.name, model.watermark, home)
+            shared = settings.state.backend == "redis"
+            link = _link(links, settings.state.redis_url) if shared else None
+            store = mark_store(model.watermark, settings.state, home, link)
+            guard.watermark = build_watermarker(model.name, model.watermark, home, store)
         guards.append(guard)
     q = settings.quotas
     return Pipeline(
         guards,
         authenticator or build_authenticator(settings, vault_authenticator),
-        quotas or build_quotas(settings),
+        quotas or build_quotas(settings, links),
         principal_bucket=Bucket(q.principal_rate, q.principal_burst),
         global_bucket=Bucket(q.global_rate, q.global_burst),
         bus=bus,
@@ -154,9 +168,7 @@ def build_pipeline(
         authorizer=authorizer if settings.auth.vault_policies else None,
         identity_header=build_identity_header(settings),
         probers=frozenset(settings.probers),
-        # the vault's store and policy, and Redis, are called off the event loop
-        blocking=settings.auth.vault_identities
-        or settings.auth.vault_policies
-        or settings.state.backend == "redis"
-        or q.backend == "redis",
+        # the vault's store and policy are called off the event loop
+        blocking=settings.auth.vault_identities or settings.auth.vault_policies,
+        links=tuple(links.values()),
     )

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from donjon.core.identity import Principal
-from donjon.gateway.detectors import Action, Signal
+from donjon.gateway.detectors import Signal
 from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
 from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
-from donjon.gateway.detectors.state import StateTable
+from donjon.gateway.detectors.state import PrincipalState, StateTable
 from donjon.gateway.detectors.stores import MemoryStates, StateStore
 from donjon.gateway.hardening import Hardening
 from donjon.gateway.outputs import ResponseReader
@@ -154,11 +155,19 @@ class ModelGuard:
             return True
         return any(f"group:{g}" in self.allow for g in principal.groups)
 
-    def inspect(self, principal: Principal, rows: npt.NDArray[np.float64]) -> Inspection:
-        """Run the detectors on each row in order, updating the principal's state."""
+    def inspect(
+        self,
+        principal: Principal,
+        rows: npt.NDArray[np.float64],
+        state: PrincipalState | None = None,
+    ) -> Inspection:
+        """Run the detectors on each row in order, updating the principal's state.
+
+        ``state``: the state the pipeline opened; without it, the in-process one.
+        """
         result = Inspection()
         profile = self.profile
-        with self.states.session(principal.id) as state:
+        with self._hold(principal, state) as state:
             if profile is None:
                 state.queries += len(rows)
                 result.slots = [-1] * len(rows)
@@ -200,20 +209,14 @@ class ModelGuard:
                     ]
         return result
 
-    def record_labels(
-        self, principal: Principal, slots: list[int], labels: npt.NDArray[np.int64]
-    ) -> None:
-        self.states.label(principal.id, slots, labels)
-
-    def refusal(self, principal: Principal, now: float) -> tuple[str, Action] | None:
-        """The rule and action a principal is currently refused under, if any."""
-        for rule_id, (until, action) in self.states.refusals(principal.id).items():
-            if until > now:
-                return rule_id, action
-        return None
-
-    def refuse(self, principal: Principal, signal: Signal, until: float) -> None:
-        self.states.refuse(principal.id, signal.rule.id, until, signal.action)
+    def _hold(
+        self, principal: Principal, state: PrincipalState | None
+    ) -> AbstractContextManager[PrincipalState]:
+        if state is not None:
+            return nullcontext(state)
+        if not isinstance(self.states, MemoryStates):
+            raise TypeError("this guard's state is in Redis: the pipeline opens it")
+        return self.states.session(principal.id)
 
 
 def _at(signal: Signal, query_index: int) -> Signal:

@@ -15,7 +15,6 @@ go through the pipeline, the app's answer is hardened; paths listed in
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -130,10 +129,7 @@ class FirewallMiddleware:
         client = scope.get("client")
         where = client[0] if client else None
         request = GatewayRequest(scope["method"], path, headers, body, where)
-        if self.pipeline.blocking:  # the vault's store and policy: off the event loop
-            admitted = await asyncio.to_thread(self.pipeline.admit, request)
-        else:
-            admitted = self.pipeline.admit(request)
+        admitted = await self.pipeline.admit_async(request)
         if isinstance(admitted, Reply):
             await _send_reply(send, admitted)
             return
@@ -144,12 +140,7 @@ class FirewallMiddleware:
             (b"content-length", str(len(forward)).encode()),
         ]
         status, content = await _call(self.app, {**scope, "headers": headers_out}, forward)
-        if self.pipeline.blocking:
-            status, content = await asyncio.to_thread(
-                self.pipeline.complete, admitted, status, content
-            )
-        else:
-            status, content = self.pipeline.complete(admitted, status, content)
+        status, content = await self.pipeline.complete_async(admitted, status, content)
         await _send(send, status, content, admitted.request_id)
 
 

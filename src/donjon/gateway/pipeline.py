@@ -13,15 +13,16 @@ the reverse proxy (:mod:`.proxy`) and the in-process wrapper
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -36,10 +37,12 @@ from donjon.core.severity import Severity
 from donjon.errors import AccessDenied, AuthenticationError, GatewayError
 from donjon.gateway.auth import Authenticator, TrustedHeaderAuthenticator
 from donjon.gateway.detectors import Action, Signal
+from donjon.gateway.detectors.stores import Charge, Refusal
 from donjon.gateway.guard import Inspection, ModelGuard
 from donjon.gateway.hardening import BadUpstreamResponse, harden
 from donjon.gateway.metrics import GatewayMetrics
-from donjon.gateway.quotas import Bucket, QuotaStore
+from donjon.gateway.quotas import Bucket, QuotaResult, QuotaStore
+from donjon.gateway.redis_link import RedisLink, StateUnavailable
 from donjon.gateway.replies import Reply, detector_reply, encode, request_id_of
 from donjon.gateway.rules import (
     AUTH_FAILURE,
@@ -60,6 +63,7 @@ PREDICT = "model.predict"  # the vault's action for querying a model
 log = logging.getLogger("donjon.gateway")
 request_log = logging.getLogger("donjon.gateway.requests")
 SOURCE = "gateway"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Pipeline:
         blocking: bool = False,
         identity_header: TrustedHeaderAuthenticator | None = None,
         probers: frozenset[str] = frozenset(),
+        links: Sequence[RedisLink] = (),
     ) -> None:
         self.probers = probers  # principal ids whose queries skip quotas and detectors
         # (model, rows, labels) of every readable answer: the watch's drift monitor
@@ -113,7 +118,7 @@ class Pipeline:
         self.authenticator = authenticator
         self.identity_header = identity_header  # X-Client-Id from trusted proxies
         self.authorizer = authorizer
-        self.blocking = blocking  # admit() does blocking I/O: servers call it in a thread
+        self.blocking = blocking  # the vault's store and policy: called in a thread
         self.quotas = quotas
         self.principal_bucket = principal_bucket
         self.global_bucket = global_bucket
@@ -126,25 +131,97 @@ class Pipeline:
         self._last_event: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._event_lock = threading.Lock()
         self._sampler = random.Random()  # noqa: S311 - log sampling, not security
+        self.links = tuple(links)  # the Redis connections of the quotas and states
+        self._state_down = False
 
     # -- admission --------------------------------------------------------
 
     def route(self, path: str) -> ModelGuard | None:
         return next((m for m in self.models if m.matches(path)), None)
 
+    async def admit_async(self, request: GatewayRequest) -> Admitted | Reply:
+        """Admit or refuse a request (the servers' form: Redis calls are awaited)."""
+        return await self._admission(request, inline=False)
+
     def admit(self, request: GatewayRequest) -> Admitted | Reply:
+        """The synchronous form, for pipelines whose quotas and state are in the process."""
+        self._check_inline()
+        return _drive(self._admission(request, inline=True))
+
+    async def _admission(self, request: GatewayRequest, *, inline: bool) -> Admitted | Reply:
         started = self.clock()
         request_id = request_id_of(request.headers)
         try:
-            return self._admit(request, request_id, started)
+            return await self._admit(request, request_id, started, inline)
+        except StateUnavailable as e:
+            return self._unavailable(request_id, request.path, e)
         except Exception as e:  # noqa: BLE001 - fail closed: any surprise denies
             return self._fail_closed(request_id, request.path, e, started)
 
-    def _admit(self, request: GatewayRequest, request_id: str, started: float) -> Admitted | Reply:
+    async def _admit(
+        self, request: GatewayRequest, request_id: str, started: float, inline: bool
+    ) -> Admitted | Reply:
         guard = self.route(request.path)
         if guard is None:
             return Reply(404, "not_found", "no model is served at this path", request_id)
-        name = guard.name
+        if self.blocking and not inline:  # the vault's store and policy: off the event loop
+            who = await asyncio.to_thread(self._identify, guard, request, request_id)
+        else:
+            who = self._identify(guard, request, request_id)
+        if isinstance(who, Reply):
+            return self._refuse(guard, who)
+        principal = who
+        try:
+            parsed = parse_request(request.body, guard.api, guard.contract)
+        except InvalidRequest as e:
+            # a refused principal stays refused, whatever it sends
+            for rule_id, (_, action) in (
+                await guard.states.refusals(principal.id, self.clock())
+            ).items():
+                return self._refuse(guard, detector_reply(rule_id, action, request_id))
+            self._finding(
+                INVALID_REQUEST, principal, guard, request, request_id, f"invalid request: {e}", {}
+            )
+            status = 413 if "exceeds" in str(e) and "bytes" in str(e) else 400
+            return self._refuse(guard, Reply(status, "invalid_request", str(e), request_id))
+        rows = parsed.rows
+        if principal.id in self.probers:
+            self.metrics.queries.labels(guard.name).inc(len(rows))
+            inspection = Inspection(slots=[-1] * len(rows))
+            return self._admitted(
+                request, request_id, started, guard, principal, parsed, inspection
+            )
+        cost = float(len(rows))
+        charges = (
+            Charge(f"p:{principal.id}", self.principal_bucket, cost),
+            Charge("global", self.global_bucket, cost),
+        )
+        opened = await guard.states.open(principal.id, self.quotas, charges, self.clock())
+        self._reachable()
+        if opened.refused is not None:
+            rule_id, action = opened.refused
+            return self._refuse(guard, detector_reply(rule_id, action, request_id))
+        if opened.denied is not None:
+            return self._over_quota(guard, principal, request, request_id, *opened.denied)
+        try:  # no await until the state is closed
+            self.metrics.queries.labels(guard.name).inc(len(rows))
+            inspection = guard.inspect(principal, rows, opened.state)
+            reply, refusals = self._refusals(inspection.signals, request_id)
+        except BaseException:
+            await guard.states.abort(opened)
+            raise
+        await guard.states.close(opened, refusals)
+        for score in inspection.ood_scores:
+            self.metrics.ood_score.labels(guard.name).observe(score)
+        self._report(guard, principal, request, request_id, inspection.signals)
+        if reply is not None:
+            return self._refuse(guard, reply)
+        return self._admitted(request, request_id, started, guard, principal, parsed, inspection)
+
+    def _identify(
+        self, guard: ModelGuard, request: GatewayRequest, request_id: str
+    ) -> Principal | Reply:
+        """Who is asking, and may they query this model (the reply says why not)."""
         try:
             principal = None
             if self.identity_header is not None:
@@ -155,71 +232,33 @@ class Pipeline:
             self._finding(
                 AUTH_FAILURE, None, guard, request, request_id, f"authentication failed: {e}", {}
             )
-            return self._refuse(
-                guard,
-                Reply(
-                    401,
-                    "unauthenticated",
-                    "invalid credentials",  # the reason stays in the finding, not the answer
-                    request_id,
-                    {"www-authenticate": "Bearer"},
-                ),
+            return Reply(
+                401,
+                "unauthenticated",
+                "invalid credentials",  # the reason stays in the finding, not the answer
+                request_id,
+                {"www-authenticate": "Bearer"},
             )
         denied = self._authorise(guard, principal, request, request_id)
-        if denied is not None:
-            return self._refuse(guard, denied)
-        refused = guard.refusal(principal, self.clock())
-        if refused is not None:
-            return self._refuse(guard, detector_reply(refused[0], refused[1], request_id))
-        try:
-            parsed = parse_request(request.body, guard.api, guard.contract)
-        except InvalidRequest as e:
-            self._finding(
-                INVALID_REQUEST, principal, guard, request, request_id, f"invalid request: {e}", {}
-            )
-            status = 413 if "exceeds" in str(e) and "bytes" in str(e) else 400
-            return self._refuse(guard, Reply(status, "invalid_request", str(e), request_id))
-        rows = parsed.rows
-        if principal.id in self.probers:
-            self.metrics.queries.labels(name).inc(len(rows))
-            inspection = Inspection(slots=[-1] * len(rows))
-            return self._admitted(
-                request, request_id, started, guard, principal, parsed, inspection
-            )
-        for key, bucket in (
-            (f"p:{principal.id}", self.principal_bucket),
-            ("global", self.global_bucket),
-        ):
-            quota = self.quotas.take(key, bucket, float(len(rows)))
-            if not quota.allowed:
-                self._finding(
-                    QUOTA_EXCEEDED,
-                    principal,
-                    guard,
-                    request,
-                    request_id,
-                    f"{'global' if key == 'global' else 'principal'} rate quota exceeded",
-                    {},
-                )
-                wait = max(1, int(np.ceil(quota.retry_after)))
-                return self._refuse(
-                    guard,
-                    Reply(
-                        429,
-                        "rate_limited",
-                        "rate quota exceeded",
-                        request_id,
-                        {"retry-after": str(wait)},
-                    ),
-                )
-        self.metrics.queries.labels(name).inc(len(rows))
-        inspection = guard.inspect(principal, rows)
-        for score in inspection.ood_scores:
-            self.metrics.ood_score.labels(name).observe(score)
-        reply = self._act(guard, principal, request, request_id, inspection.signals)
-        if reply is not None:
-            return self._refuse(guard, reply)
-        return self._admitted(request, request_id, started, guard, principal, parsed, inspection)
+        return principal if denied is None else denied
+
+    def _over_quota(
+        self,
+        guard: ModelGuard,
+        principal: Principal,
+        request: GatewayRequest,
+        request_id: str,
+        key: str,
+        quota: QuotaResult,
+    ) -> Reply:
+        scope = "global" if key == "global" else "principal"
+        message = f"{scope} rate quota exceeded"
+        self._finding(QUOTA_EXCEEDED, principal, guard, request, request_id, message, {})
+        wait = max(1, int(np.ceil(quota.retry_after)))
+        reply = Reply(
+            429, "rate_limited", "rate quota exceeded", request_id, {"retry-after": str(wait)}
+        )
+        return self._refuse(guard, reply)
 
     def _admitted(
         self,
@@ -274,15 +313,27 @@ class Pipeline:
         message = f"not allowed to query model {guard.name!r}: {reason}"
         return Reply(403, "forbidden", message, request_id)
 
-    def _act(
+    def _refusals(
+        self, signals: list[Signal], request_id: str
+    ) -> tuple[Reply | None, list[Refusal]]:
+        """The reply refusing this request, if a signal refuses, and the sticky refusals."""
+        reply: Reply | None = None
+        refusals = []
+        for signal in signals:
+            if signal.action.refuses and reply is None:
+                if signal.detector != "ood":  # per-input refusals are not sticky
+                    refusals.append(Refusal(signal.rule.id, signal.action, self.cooldown))
+                reply = detector_reply(signal.rule.id, signal.action, request_id)
+        return reply, refusals
+
+    def _report(
         self,
         guard: ModelGuard,
         principal: Principal,
         request: GatewayRequest,
         request_id: str,
         signals: list[Signal],
-    ) -> Reply | None:
-        refusal: Reply | None = None
+    ) -> None:
         for signal in signals:
             self.metrics.signals.labels(guard.name, signal.detector, signal.action.value).inc()
             severity = Severity.INFO if signal.action is Action.LOG else signal.rule.severity
@@ -296,19 +347,19 @@ class Pipeline:
                 {**signal.evidence, "detector": signal.detector, "action": signal.action.value},
                 severity=severity,
             )
-            if signal.action.refuses and refusal is None:
-                if signal.detector != "ood":  # per-input refusals are not sticky
-                    guard.refuse(principal, signal, self.clock() + self.cooldown)
-                refusal = detector_reply(signal.rule.id, signal.action, request_id)
-        return refusal
 
     # -- completion -------------------------------------------------------
 
-    def complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
+    async def complete_async(
+        self, admitted: Admitted, status: int, body: bytes
+    ) -> tuple[int, bytes]:
         """The status and body to return for the model's answer (hardened)."""
         begin = self.clock()
         try:
-            out_status, out_body = self._complete(admitted, status, body)
+            out_status, out_body = await self._complete(admitted, status, body)
+        except StateUnavailable as e:
+            reply = self._unavailable(admitted.request_id, admitted.guard.name, e)
+            return reply.status, encode(reply.body())
         except Exception as e:  # noqa: BLE001 - fail closed
             reply = self._fail_closed(admitted.request_id, admitted.guard.name, e, begin)
             return reply.status, encode(reply.body())
@@ -321,7 +372,17 @@ class Pipeline:
         self._log_sample(admitted, out_status, now - admitted.started)
         return out_status, out_body
 
-    def _complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
+    def complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
+        """The synchronous form of :meth:`complete_async` (in-process state only)."""
+        self._check_inline()
+        return _drive(self.complete_async(admitted, status, body))
+
+    async def aclose(self) -> None:
+        """Close this event loop's Redis clients."""
+        for link in self.links:
+            await link.aclose()
+
+    async def _complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
         if status >= 400:
             code = "upstream_error"
             reply = Reply(
@@ -337,6 +398,7 @@ class Pipeline:
             output = guard.reader.read(body)
             if guard.watermark is not None:  # before hardening, which keeps the marks
                 marking = guard.watermark.apply(admitted.principal, admitted.inputs, output)
+                await guard.watermark.record(marking, admitted.principal)
                 marked = marking.changed
                 for event in marking.events:
                     self._publish(event)
@@ -349,7 +411,8 @@ class Pipeline:
             return status, body  # forwarded as it is, said once by the log and by an event
         guard.reader.announce(output)
         if len(output.labels) == admitted.rows:
-            guard.record_labels(admitted.principal, admitted.slots, output.labels)
+            if any(slot >= 0 for slot in admitted.slots):
+                await guard.states.label(admitted.principal.id, admitted.slots, output.labels)
             if self.observer is not None:
                 self._observe(guard.name, admitted.inputs, output.labels)
         return status, hardened if hardened is not None else body
@@ -382,6 +445,39 @@ class Pipeline:
     def _refuse(self, guard: ModelGuard | None, reply: Reply) -> Reply:
         self.metrics.requests.labels(guard.name if guard else "-", "deny", str(reply.status)).inc()
         return reply
+
+    def _unavailable(self, request_id: str, where: str, error: StateUnavailable) -> Reply:
+        """Refuse (503) while the shared state is unreachable: one event per outage."""
+        if not self._state_down:
+            self._state_down = True
+            log.error("shared gateway state unavailable, requests refused: %s", error)
+            finding = Finding(
+                FAIL_CLOSED,
+                Subject(endpoint=where),
+                "the gateway's shared state (Redis) is unavailable: every request is refused "
+                f"(503) until it answers again ({error})",
+                severity=Severity.HIGH,
+                evidence={"request_id": request_id, "store": "redis"},
+            )
+            try:
+                self._publish(SecurityEvent.of_finding(finding, SOURCE, request_id=request_id))
+            except Exception:  # the bus failing must not turn a deny into a crash
+                log.exception("could not publish the state outage event")
+        self.metrics.requests.labels("-", "deny", "503").inc()
+        message = "the gateway's shared state is unavailable; the request was denied"
+        return Reply(503, "state_unavailable", message, request_id, {"retry-after": "1"})
+
+    def _reachable(self) -> None:
+        if self._state_down:
+            self._state_down = False
+            log.warning("shared gateway state reachable again: requests are admitted")
+
+    def _check_inline(self) -> None:
+        if self.links:
+            raise GatewayError(
+                "this pipeline keeps its state in Redis: call admit_async / complete_async "
+                "from an event loop (the proxy and the middleware do)"
+            )
 
     def _fail_closed(self, request_id: str, where: str, error: Exception, started: float) -> Reply:
         log.error("request %s denied: gateway error", request_id, exc_info=error)
@@ -466,3 +562,13 @@ class Pipeline:
 def _scoped_for_predict(scopes: frozenset[str] | None) -> bool:
     """Does a scoped credential (a vault token's scopes) cover ``model.predict``?"""
     return scopes is None or bool({"*", "model.*", PREDICT} & scopes)
+
+
+def _drive(step: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (in-process stores) without an event loop."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    step.close()
+    raise GatewayError("an in-process gateway step waited on I/O")

@@ -16,7 +16,6 @@ rules themselves. The upstream client is :mod:`.upstream`'s pool (httpx when
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -141,6 +140,7 @@ class Proxy:
         upstream, self._upstream = self._upstream, None
         if upstream is not None:
             await upstream.aclose()
+        await self.pipeline.aclose()
 
     # -- requests -------------------------------------------------------------------
 
@@ -182,10 +182,7 @@ class Proxy:
             body = read
         client = scope.get("client")
         request = GatewayRequest(method, path, headers, body, client[0] if client else None)
-        if pipeline.blocking:
-            admitted = await asyncio.to_thread(pipeline.admit, request)
-        else:
-            admitted = pipeline.admit(request)
+        admitted = await pipeline.admit_async(request)
         if isinstance(admitted, Reply):
             await _reply(send, admitted)
             return
@@ -218,12 +215,7 @@ class Proxy:
             pipeline.metrics.requests.labels(admitted.guard.name, "error", str(status)).inc()
             await _reply(send, reply)
             return
-        if pipeline.blocking:  # shared detector state (Redis): off the event loop
-            status, content = await asyncio.to_thread(
-                pipeline.complete, admitted, answer.status, answer.body
-            )
-        else:
-            status, content = pipeline.complete(admitted, answer.status, answer.body)
+        status, content = await pipeline.complete_async(admitted, answer.status, answer.body)
         content_type = answer.content_type if status < 400 and answer.content_type else _JSON
         await _send(send, status, content, content_type, admitted.request_id)
 

@@ -4,7 +4,8 @@ A bucket holds at most ``burst`` tokens and refills at ``rate`` tokens per
 second; a request of ``cost`` queries (rows) takes ``cost`` tokens or is
 refused. :class:`MemoryQuotas` keeps buckets in the process (one replica);
 :class:`RedisQuotas` keeps them in Redis with one atomic Lua script, so several
-replicas share them.
+replicas share them (with Redis detector state on the same URL, the buckets are
+taken inside the state's own script: one round trip for both).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from donjon.errors import GatewayError
+from donjon.gateway.redis_link import RedisLink
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class QuotaResult:
 
 
 class QuotaStore(Protocol):
-    def take(self, key: str, bucket: Bucket, cost: float) -> QuotaResult: ...
+    async def take(self, key: str, bucket: Bucket, cost: float) -> QuotaResult: ...
 
 
 class MemoryQuotas:
@@ -50,7 +51,8 @@ class MemoryQuotas:
         self._max = max_keys
         self._clock = clock
 
-    def take(self, key: str, bucket: Bucket, cost: float) -> QuotaResult:
+    async def take(self, key: str, bucket: Bucket, cost: float) -> QuotaResult:
+        """Never suspends: the pipeline runs it inline."""
         now = self._clock()
         with self._lock:
             tokens, stamp = self._buckets.get(key, (bucket.burst, now))
@@ -66,50 +68,48 @@ class MemoryQuotas:
         return QuotaResult(allowed, wait)
 
 
-_LUA = """
-local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+# one bucket (KEYS[i], ARGV burst, rate, cost); Redis's clock, so replicas agree
+BUCKET_LUA = """
+local function take(key, burst, rate, cost, now)
+  local state = redis.call('HMGET', key, 'tokens', 'stamp')
+  local tokens = tonumber(state[1]) or burst
+  local stamp = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+  local allowed = tokens >= cost
+  if allowed then
+    tokens = tokens - cost
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'stamp', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
+  return allowed, tokens
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
-local tokens = tonumber(state[1]) or burst
-local stamp = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
-local allowed = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return {allowed, tostring(tokens)}
 """
+_TAKE = (
+    BUCKET_LUA
+    + """
+local allowed, tokens = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+return {allowed and 1 or 0, tostring(tokens)}
+"""
+)
 
 
 class RedisQuotas:
-    """Buckets shared by gateway replicas through Redis (one Lua script, atomic)."""
+    """Buckets shared by gateway replicas through Redis (one Lua script, atomic, async)."""
 
-    def __init__(self, client: Any, *, prefix: str = "donjon:gw:quota:") -> None:
-        self._client = client
-        self._prefix = prefix
-        self._script = client.register_script(_LUA)
+    def __init__(self, link: RedisLink, *, prefix: str = "donjon:gw:quota:") -> None:
+        self.link = link
+        self.prefix = prefix
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "donjon:gw:quota:") -> RedisQuotas:
-        import redis
+        return cls(RedisLink(url), prefix=prefix)
 
-        return cls(redis.Redis.from_url(url, socket_timeout=1.0), prefix=prefix)
-
-    def take(self, key: str, bucket: Bucket, cost: float) -> QuotaResult:
-        import redis
-
-        try:
-            allowed, tokens = self._script(
-                keys=[self._prefix + key], args=[bucket.burst, bucket.rate, cost]
-            )
-        except redis.RedisError as e:
-            raise GatewayError(f"quota store unavailable: {e}") from e
+    async def take(self, key: str, bucket: Bucket, cost: float) -> QuotaResult:
+        allowed, tokens = await self.link.run(
+            _TAKE, [self.prefix + key], [bucket.burst, bucket.rate, cost]
+        )
         ok = int(allowed) == 1
         wait = 0.0 if ok else (cost - float(tokens)) / bucket.rate
         return QuotaResult(ok, wait)

@@ -60,6 +60,8 @@ class StateConfig(_Section):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "donjon:gw:state:"
     ttl_seconds: float = Field(default=86_400.0, gt=0)  # after a principal's last query
+    # with backend = "redis", the watermark records too (never expiring: evidence)
+    marks_prefix: str = "donjon:gw:marks:"
 
 
 class EvasionSettings(_Section):

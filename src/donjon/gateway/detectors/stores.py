@@ -1,98 +1,253 @@
 """Where each principal's detector state lives: in the process, or in Redis.
 
+Every request opens the principal's state once (:meth:`StateStore.open`): its
+sticky refusals are checked, the quota buckets charged, then the state is locked
+and read; the pipeline runs the detectors on it and closes it (the state saved,
+new refusals recorded, the lock released). :meth:`StateStore.label` records the
+model's answers once they come back.
+
 :class:`MemoryStates` keeps the states of one process (:class:`~.state.StateTable`,
-least recently used evicted). :class:`RedisStates` keeps them in Redis, so that
-several workers and replicas see one principal's whole history and detect at the
-same query count as one process would:
+least recently used evicted). :class:`RedisStates` keeps them in Redis through
+``redis.asyncio``, so that several workers and replicas see one principal's whole
+history and detect at the same query count as one process would. A request costs
+three round trips: one Lua script to check refusals, take the quota buckets (when
+the quotas are in Redis on the same URL), take the lock and read the state; one to
+save, refuse and unlock; one pipeline for the answers' labels. Keys:
 
 * ``<prefix><model>:<principal>``: the state (its window of scaled rows as float32,
-  the line test's spans, counters, sticky refusals) in one binary value, read and
-  written under a per-principal lock (``...:lock``, with a timeout): one round trip
-  takes the lock and reads the state (a Lua script), one writes it and releases;
+  the line test's spans, counters) in one binary value;
+* ``...:lock``: the per-principal lock (a random token, with a timeout);
 * ``...:labels``: the model's answer (int32) per window slot, written by the
   answering replica with one ``SETRANGE`` per slot, no lock needed;
-* ``...:refused``: the sticky refusals (a hash: rule id -> wall-clock end and
-  action), read before each request without the lock, expiring with the last.
+* ``...:refused``: the sticky refusals (a hash: rule id -> end and action), the end
+  in Redis's own clock, so replicas with different clocks agree on it.
 
 Memory per principal is bounded by the window: ``window x (features + 2) x 4``
-bytes and a few hundred more; the state expires ``ttl`` seconds after the
-principal's last query (the in-process table's eviction, by time). Refusal times
-are kept as wall-clock times in Redis, so replicas with different monotonic clocks
-agree on when a refusal ends.
+bytes and a few hundred more; every key expires ``ttl`` seconds after the
+principal's last query (the in-process table's eviction, by time). Redis failing
+raises :class:`~donjon.gateway.redis_link.StateUnavailable`: the request is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from donjon.errors import GatewayError
 from donjon.gateway.detectors import Action
 from donjon.gateway.detectors.state import UNKNOWN, PrincipalState, StateTable
+from donjon.gateway.quotas import BUCKET_LUA, Bucket, QuotaResult, QuotaStore, RedisQuotas
+from donjon.gateway.redis_link import RedisLink, StateUnavailable
 
 _HEADER = struct.Struct("<I")
-# take the lock (KEYS[1]) and read the state and labels (KEYS[2], KEYS[3]) at once
-_TAKE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}
+_UNKNOWN = struct.pack("<i", UNKNOWN)
+# refusals of KEYS[1] whose end (Redis time) has not passed; sets ``now``
+_REFUSALS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function active(key)
+  local out = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local value = all[i + 1]
+    local bar = string.find(value, '|', 1, true)
+    local left = bar and (tonumber(string.sub(value, 1, bar - 1)) or 0) - now or 0
+    if left > 0 then
+      out[#out + 1] = all[i]
+      out[#out + 1] = tostring(left)
+      out[#out + 1] = string.sub(value, bar + 1)
+    end
+  end
+  return out
 end
-return {0}
 """
-# release the lock only if this session still holds it
+# KEYS: refused, lock, state, labels, then one quota bucket per charge
+# ARGV: lock token, lock ms, charges, then burst, rate, cost per charge
+_OPEN = (
+    BUCKET_LUA
+    + _REFUSALS_LUA
+    + """
+local refused = active(KEYS[1])
+if #refused > 0 then
+  return {'refused', refused[1], refused[3]}
+end
+for i = 1, tonumber(ARGV[3]) do
+  local burst, rate = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i])
+  local cost = tonumber(ARGV[3 + 3 * i])
+  local allowed, tokens = take(KEYS[4 + i], burst, rate, cost, now)
+  if not allowed then
+    return {'quota', tostring(i), tostring((cost - tokens) / rate)}
+  end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'open', redis.call('GET', KEYS[3]) or '', redis.call('GET', KEYS[4]) or ''}
+end
+return {'locked'}
+"""
+)
+# KEYS: lock, state, labels, refused
+# ARGV: token, ttl, state, fresh, window, unknown label, pushed count, slots...,
+#       refusal count, (rule, seconds, action)...
+_CLOSE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ttl = tonumber(ARGV[2])
+local unknown = ARGV[6]
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl)
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[3], string.rep(unknown, tonumber(ARGV[5])), 'EX', ttl)
+end
+local pushed = tonumber(ARGV[7])
+for i = 1, pushed do
+  redis.call('SETRANGE', KEYS[3], tonumber(ARGV[7 + i]) * 4, unknown)
+end
+redis.call('EXPIRE', KEYS[3], ttl)
+local base = 8 + pushed
+local count = tonumber(ARGV[base])
+if count > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local longest = redis.call('TTL', KEYS[4])
+  for j = 0, count - 1 do
+    local seconds = tonumber(ARGV[base + 2 + 3 * j])
+    local value = string.format('%.6f', now + seconds) .. '|' .. ARGV[base + 3 + 3 * j]
+    redis.call('HSET', KEYS[4], ARGV[base + 1 + 3 * j], value)
+    longest = math.max(longest, math.ceil(seconds) + 1)
+  end
+  redis.call('EXPIRE', KEYS[4], longest)
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+# release the lock only if this request still holds it
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_REFUSALS = _REFUSALS_LUA + "return active(KEYS[1])"
+
+
+@dataclass(frozen=True)
+class Charge:
+    """``cost`` tokens to take from the quota bucket ``key``."""
+
+    key: str
+    bucket: Bucket
+    cost: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Refuse the principal under ``rule_id`` for ``seconds``."""
+
+    rule_id: str
+    action: Action
+    seconds: float
+
+
+@dataclass
+class Opened:
+    """One request's hold on a principal's state; ``state`` is None when refused or over quota."""
+
+    key: str
+    state: PrincipalState | None = None
+    refused: tuple[str, Action] | None = None  # a sticky refusal in force
+    denied: tuple[str, QuotaResult] | None = None  # the quota bucket that refused
+    now: float = 0.0
+    token: str = ""
+    fresh: bool = False
 
 
 class StateStore(Protocol):
-    def session(self, key: str) -> AbstractContextManager[PrincipalState]:
-        """The principal's state, locked while the context lasts and saved when it exits."""
+    async def open(
+        self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
+    ) -> Opened:
+        """Check refusals, charge the quotas, then lock and read the principal's state.
+
+        The caller must :meth:`close` or :meth:`abort` an opened state, with no
+        ``await`` between (the in-process store holds a thread lock).
+        """
         ...
 
-    def refusals(self, key: str) -> dict[str, tuple[float, Action]]:
-        """The principal's sticky refusals: rule id -> (until, monotonic clock; action)."""
+    async def close(self, opened: Opened, refusals: Sequence[Refusal]) -> None:
+        """Save the state, record the new refusals and release the lock."""
         ...
 
-    def refuse(self, key: str, rule_id: str, until: float, action: Action) -> None:
-        """Refuse the principal under ``rule_id`` until ``until`` (monotonic clock)."""
+    async def abort(self, opened: Opened) -> None:
+        """Release the lock without saving."""
         ...
 
-    def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
+    async def refusals(self, key: str, now: float) -> dict[str, tuple[float, Action]]:
+        """Sticky refusals in force: rule id -> (until, on ``now``'s clock; action)."""
+        ...
+
+    async def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
         """Record the model's answers for the window slots of one request."""
         ...
 
 
 class MemoryStates:
-    """One process's states (bounded by ``max_principals``, LRU)."""
+    """One process's states (bounded by ``max_principals``, LRU); no method suspends."""
 
     def __init__(self, *, window: int, features: int, max_principals: int) -> None:
         self.table = StateTable(window=window, features=features, max_principals=max_principals)
 
     @contextmanager
     def session(self, key: str) -> Iterator[PrincipalState]:
+        """The principal's state under the table's lock (direct use, without quotas)."""
         with self.table.lock:
             state = self.table.get(key)
             yield state
             state.pushed.clear()
 
-    def refusals(self, key: str) -> dict[str, tuple[float, Action]]:
+    async def open(
+        self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
+    ) -> Opened:
         with self.table.lock:
-            return dict(self.table.get(key).blocked_until)
+            blocked = dict(self.table.get(key).blocked_until)
+        for rule_id, (until, action) in blocked.items():
+            if until > now:
+                return Opened(key, refused=(rule_id, action), now=now)
+        for charge in charges:
+            result = await quotas.take(charge.key, charge.bucket, charge.cost)
+            if not result.allowed:
+                return Opened(key, denied=(charge.key, result), now=now)
+        self.table.lock.acquire()  # released by close() or abort()
+        return Opened(key, state=self.table.get(key), now=now)
 
-    def refuse(self, key: str, rule_id: str, until: float, action: Action) -> None:
+    async def close(self, opened: Opened, refusals: Sequence[Refusal]) -> None:
+        if opened.state is None:
+            return
+        try:
+            for refusal in refusals:
+                until = opened.now + refusal.seconds
+                opened.state.blocked_until[refusal.rule_id] = (until, refusal.action)
+            opened.state.pushed.clear()
+        finally:
+            opened.state = None
+            self.table.lock.release()
+
+    async def abort(self, opened: Opened) -> None:
+        if opened.state is not None:
+            opened.state = None
+            self.table.lock.release()
+
+    async def refusals(self, key: str, now: float) -> dict[str, tuple[float, Action]]:
         with self.table.lock:
-            self.table.get(key).blocked_until[rule_id] = (until, action)
+            blocked = dict(self.table.get(key).blocked_until)
+        return {rule: (until, action) for rule, (until, action) in blocked.items() if until > now}
 
-    def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
+    async def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
         with self.table.lock:
             state = self.table.get(key)
             for slot, value in zip(slots, labels, strict=False):
@@ -101,11 +256,11 @@ class MemoryStates:
 
 
 class RedisStates:
-    """States shared by every worker and replica through Redis."""
+    """States shared by every worker and replica through Redis (``redis.asyncio``)."""
 
     def __init__(
         self,
-        client: Any,
+        link: RedisLink,
         *,
         window: int,
         features: int,
@@ -113,114 +268,96 @@ class RedisStates:
         ttl: float = 86_400.0,
         lock_timeout: float = 5.0,
     ) -> None:
-        self.client = client
+        self.link = link
         self.window = window
         self.features = features
         self.prefix = prefix
         self.ttl = max(1, int(ttl))
         self.lock_timeout = lock_timeout
-        self._take = client.register_script(_TAKE)
-        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStates:
-        import redis
+        return cls(RedisLink(url), **kwargs)
 
-        return cls(redis.Redis.from_url(url, socket_timeout=2.0), **kwargs)
-
-    @contextmanager
-    def session(self, key: str) -> Iterator[PrincipalState]:
-        import redis
-
+    async def open(
+        self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
+    ) -> Opened:
         name = self.prefix + key
         token = uuid.uuid4().hex
-        try:
-            blob, labels = self._acquire(name, token)
-            state = self._decode(blob, labels)
-        except redis.RedisError as e:
-            raise GatewayError(f"detector state store unavailable: {e}") from e
-        saved = False
-        try:
-            yield state
-            self._save(name, state, fresh=blob is None, token=token)
-            saved = True
-        except redis.RedisError as e:
-            raise GatewayError(f"detector state store unavailable: {e}") from e
-        finally:
-            if not saved:
-                with suppress(redis.RedisError):  # else it expires (lock_timeout)
-                    self._release(keys=[name + ":lock"], args=[token])
-
-    def _acquire(self, name: str, token: str) -> tuple[bytes | None, bytes | None]:
-        """Take the principal's lock and read its state in one round trip (retrying
-        while another replica holds the lock, up to ``lock_timeout``)."""
-        deadline = time.monotonic() + self.lock_timeout
+        keys = [name + ":refused", name + ":lock", name, name + ":labels"]
         millis = int(self.lock_timeout * 1000)
-        keys = [name + ":lock", name, name + ":labels"]
-        while True:
-            got = self._take(keys=keys, args=[token, millis])
-            if int(got[0]) == 1:
-                return got[1] or None, got[2] or None
+        # the quota buckets in the same script when they live in the same Redis
+        folded = isinstance(quotas, RedisQuotas) and quotas.link is self.link
+        inline = list(charges) if folded else []
+        args: list[Any] = [token, millis, len(inline)]
+        for charge in inline:
+            keys.append(f"{quotas.prefix}{charge.key}")  # type: ignore[attr-defined]
+            args += [charge.bucket.burst, charge.bucket.rate, charge.cost]
+        got = await self.link.run(_OPEN, keys, args)
+        deadline = time.monotonic() + self.lock_timeout
+        while got[0] == b"locked":  # another request of this principal holds it
             if time.monotonic() > deadline:
-                raise GatewayError(f"detector state of {name!r} stays locked by another replica")
-            time.sleep(0.001)
-
-    def refusals(self, key: str) -> dict[str, tuple[float, Action]]:
-        import redis
-
+                raise StateUnavailable(f"detector state of {name!r} stays locked")
+            await asyncio.sleep(0.001)
+            got = await self.link.run(_OPEN, keys[:4], [token, millis, 0])
+        if got[0] == b"refused":
+            return Opened(key, refused=(got[1].decode(), Action(got[2].decode())), now=now)
+        if got[0] == b"quota":
+            charge = inline[int(got[1]) - 1]
+            return Opened(key, denied=(charge.key, QuotaResult(False, float(got[2]))), now=now)
+        opened = Opened(key, now=now, token=token, fresh=not got[1])
         try:
-            raw = self.client.hgetall(self.prefix + key + ":refused")
-        except redis.RedisError as e:
-            raise GatewayError(f"detector state store unavailable: {e}") from e
-        now_wall, now_mono = time.time(), time.monotonic()
+            for charge in [] if folded else charges:
+                result = await quotas.take(charge.key, charge.bucket, charge.cost)
+                if not result.allowed:
+                    await self.abort(opened)
+                    return Opened(key, denied=(charge.key, result), now=now)
+            opened.state = self._decode(got[1] or None, got[2] or None)
+        except BaseException:
+            await self.abort(opened)
+            raise
+        return opened
+
+    async def close(self, opened: Opened, refusals: Sequence[Refusal]) -> None:
+        state = opened.state
+        if state is None:
+            return
+        opened.state = None
+        name = self.prefix + opened.key
+        keys = [name + ":lock", name, name + ":labels", name + ":refused"]
+        args: list[Any] = [opened.token, self.ttl, self._encode(state), int(opened.fresh)]
+        args += [self.window, _UNKNOWN, len(state.pushed), *state.pushed, len(refusals)]
+        for refusal in refusals:
+            args += [refusal.rule_id, max(refusal.seconds, 0.001), refusal.action.value]
+        saved = await self.link.run(_CLOSE, keys, args)
+        state.pushed.clear()
+        if int(saved) != 1:
+            raise StateUnavailable(f"the lock on {name!r} expired before its state was saved")
+
+    async def abort(self, opened: Opened) -> None:
+        opened.state = None
+        if opened.token:
+            lock = self.prefix + opened.key + ":lock"
+            with suppress(StateUnavailable):  # else it expires (lock_timeout)
+                await self.link.run(_RELEASE, [lock], [opened.token])
+
+    async def refusals(self, key: str, now: float) -> dict[str, tuple[float, Action]]:
+        raw = await self.link.run(_REFUSALS, [self.prefix + key + ":refused"], [])
         out = {}
-        for rule, value in raw.items():
-            until, _, action = value.decode().partition("|")
-            out[rule.decode()] = (float(until) - now_wall + now_mono, Action(action))
+        for i in range(0, len(raw), 3):
+            out[raw[i].decode()] = (now + float(raw[i + 1]), Action(raw[i + 2].decode()))
         return out
 
-    def refuse(self, key: str, rule_id: str, until: float, action: Action) -> None:
-        import redis
-
-        name = self.prefix + key + ":refused"
-        seconds = until - time.monotonic()
-        wall = time.time() + seconds
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hset(name, rule_id, f"{wall!r}|{action.value}")
-        pipe.expire(name, max(1, int(seconds) + 1))
-        try:
-            pipe.execute()
-        except redis.RedisError as e:
-            raise GatewayError(f"detector state store unavailable: {e}") from e
-
-    def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
-        import redis
-
+    async def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
         name = self.prefix + key + ":labels"
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.link.client().pipeline(transaction=False)
         for slot, value in zip(slots, labels, strict=False):
             if 0 <= slot < self.window:
                 pipe.setrange(name, slot * 4, struct.pack("<i", int(value)))
-        try:
-            pipe.execute()
-        except redis.RedisError as e:
-            raise GatewayError(f"detector state store unavailable: {e}") from e
+        if len(pipe):
+            await self.link.call(pipe.execute())
 
     # -- encoding ---------------------------------------------------------------
-
-    def _save(self, name: str, state: PrincipalState, *, fresh: bool, token: str) -> None:
-        """Write the state and release the lock, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(name, self._encode(state), ex=self.ttl)
-        unknown = struct.pack("<i", UNKNOWN)
-        if fresh:  # every slot unanswered (SETRANGE on a missing key would pad with zeros)
-            pipe.set(name + ":labels", unknown * self.window, ex=self.ttl)
-        for slot in state.pushed:  # new rows have no answer yet
-            pipe.setrange(name + ":labels", slot * 4, unknown)
-        pipe.expire(name + ":labels", self.ttl)
-        self._release(keys=[name + ":lock"], args=[token], client=pipe)
-        pipe.execute()
-        state.pushed.clear()
 
     def _encode(self, state: PrincipalState) -> bytes:
         last = state.spans
@@ -266,7 +403,7 @@ class RedisStates:
                 start = cells + self.window
                 state.spans = np.frombuffer(body[start : start + 4 * last], dtype=np.float32).copy()
         except (ValueError, KeyError, struct.error) as e:
-            raise GatewayError(f"malformed detector state in Redis: {e}") from e
+            raise StateUnavailable(f"malformed detector state in Redis: {e}") from e
         for name in ("walk", "size", "cursor", "queries", "ood", "tested", "synthetic"):
             setattr(state, name, int(header[name]))
         state.cusum = float(header["cusum"])

@@ -38,6 +38,7 @@ WATERMARK_ACTION = "gateway.watermark"
 @dataclass
 class Marking:
     changed: bool = False  # an answer was watermarked: the body must be re-serialised
+    records: list[MarkRecord] = field(default_factory=list)  # to keep (:meth:`record`)
     events: list[SecurityEvent] = field(default_factory=list)  # one per new record
 
 
@@ -74,7 +75,7 @@ class Watermarker:
     def apply(
         self, principal: Principal, rows: npt.NDArray[np.float64], output: ModelOutput
     ) -> Marking:
-        """Watermark ``output`` (in place) for the rows drawn; record them."""
+        """Watermark ``output`` (in place) for the rows drawn; :meth:`record` keeps them."""
         marking = Marking()
         if len(output.labels) != len(rows):
             return marking
@@ -109,9 +110,14 @@ class Watermarker:
                 key=self.fingerprint,
                 time=datetime.now(UTC).isoformat(timespec="seconds"),
             )
-            if self.store.add(record):
-                marking.events.append(_event(record, principal))
+            marking.records.append(record)
         return marking
+
+    async def record(self, marking: Marking, principal: Principal) -> None:
+        """Keep the marking's records: one event for each new one, once it is stored."""
+        for record in marking.records:
+            if await self.store.add(record):
+                marking.events.append(_event(record, principal))
 
     def _unmarkable(self) -> None:
         if not self._unmarkable_said:

@@ -9,6 +9,8 @@ canonical input, so a re-sent input is recorded once. :class:`FolderMarks`
 keeps one JSON file per record under ``<folder>/<model>/`` (created
 exclusively: a record is never rewritten); past ``max_records`` new records are
 dropped (the answers stay watermarked) and the gateway says so once.
+:class:`~.redis_records.RedisMarks` keeps them in Redis, for replicas on
+several hosts.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _label(value: Any) -> Label:
 
 
 class MarkStore(Protocol):
-    def add(self, record: MarkRecord) -> bool:
+    async def add(self, record: MarkRecord) -> bool:
         """Keep ``record``; False when it was there already or the store is full."""
         ...
 
@@ -103,7 +105,7 @@ class MemoryMarks:
         self._records: dict[str, MarkRecord] = {}
         self._lock = threading.Lock()
 
-    def add(self, record: MarkRecord) -> bool:
+    async def add(self, record: MarkRecord) -> bool:
         with self._lock:
             if record.address in self._records or len(self._records) >= self.max_records:
                 return False
@@ -132,7 +134,8 @@ class FolderMarks:
         suffix = hashlib.sha256(model.encode()).hexdigest()[:8]
         return self.folder / f"{safe}-{suffix}"
 
-    def add(self, record: MarkRecord) -> bool:
+    async def add(self, record: MarkRecord) -> bool:
+        """Never suspends (a small exclusive file write)."""
         where = self._dir(record.model)
         with self._lock:
             count = self._counts.get(record.model)
