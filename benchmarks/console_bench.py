@@ -5,13 +5,16 @@
 
 The vault is built as ``donjon server`` builds it (``vault_app``: SQLite, Cedar,
 API tokens, the signed ledger, the console); datasets and models are pushed over
-HTTP (every model scanned at push), a tenth of the models promoted to staging,
-and ``--events`` events (scan and gateway findings, access decisions, alerts)
-published on the bus, so they are in the ledger. Each page is then requested by
-a logged-in administrator; an ASGI wrapper times each request from its arrival
-to the end of its response (server time, no network). The first request of each
-page is shown apart (cold: the first one also reads the whole ledger into the
-console's index); then medians of ``--repeat``, pages alternated. The peer is
+HTTP with their manifests (every model scanned at push), a tenth of the models
+promoted to staging, and ``--events`` events (scan and gateway findings, access
+decisions, alerts) published on the bus, so they are in the ledger. Then the
+server is restarted on that home four times, alternately without and with the
+console's start-up warm-up (waited for), and each page is requested by a
+logged-in administrator; an ASGI wrapper times each request from its arrival to
+the end of its response (server time, no network). The first request of each
+page after a restart is shown apart (cold: without the warm-up, the first one
+reads the ledger's tail into the console's index, the audit page runs the Sigma
+rules over it); then medians of ``--repeat``, pages alternated. The peer is
 the vault's own JSON API for the same data (``GET /v1/models`` and each
 model's versions), measured in the same run. Target: every page under 300 ms.
 """
@@ -42,11 +45,22 @@ from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.findings import Finding, Subject
 from donjon.core.identity import Principal
 from donjon.core.severity import Severity
+from donjon.data.documents import manifest_document_of
 from donjon.quickstart.vault import LoopbackServer
 from donjon.server.factory import vault_app
+from donjon.server.ui.wiring import ConsoleOptions
 
 POLICY = '@id("admin-all")\npermit(principal == User::"ada", action, resource);\n'
-PAGES = ("posture", "models", "models/model-00", "datasets", "gateway", "events", "audit")
+PAGES = (
+    "posture",
+    "models",
+    "models/model-00",
+    "datasets",
+    "datasets/data-000",  # two versions' manifests diffed
+    "gateway",
+    "events",
+    "audit",
+)
 
 
 class Timing:
@@ -115,12 +129,27 @@ def events(count: int) -> Iterator[SecurityEvent]:
             )  # fmt: skip
 
 
-def populate(url: str, token: str, args: argparse.Namespace) -> None:
+def push_table(client: httpx.Client, name: str, table: Path) -> None:
+    """Push a table and attach its manifest, as ``donjon datasets push`` does."""
+    r = client.post(f"/v1/datasets/{name}/versions", content=table.read_bytes())
+    assert r.status_code == 201, r.text
+    document = json.dumps(manifest_document_of(table, label_column="y")).encode()
+    number = r.json()["version"]
+    r = client.post(
+        f"/v1/datasets/{name}/versions/{number}/attestations?kind=manifest", content=document
+    )
+    assert r.status_code == 201, r.text
+
+
+def populate(url: str, token: str, args: argparse.Namespace, folder: Path) -> None:
     auth = {"Authorization": f"Bearer {token}"}
+    table = folder / "table.csv"
     with httpx.Client(base_url=url, headers=auth, timeout=60) as client:
         for d in range(args.datasets):
-            r = client.post(f"/v1/datasets/data-{d:03d}/versions", content=b"x,y\n%d,1\n" % d)
-            assert r.status_code == 201, r.text
+            table.write_text("x,y\n" + "".join(f"{d + i},{i % 3}\n" for i in range(200)))
+            push_table(client, f"data-{d:03d}", table)
+        table.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(210)))
+        push_table(client, "data-000", table)  # a second version: the diff page
         for m in range(args.models):
             for v in range(1, args.versions + 1):
                 r = client.post(
@@ -155,10 +184,9 @@ def main() -> None:
             identity = build_identity(settings, donjon.bus)
             identity.create_user("ada")
             token = identity.issue_token("ada", description="bench").secret
-            timing = Timing(vault_app(settings, donjon))
-            with serve(timing) as url:
+            with serve(vault_app(settings, donjon, ConsoleOptions(warm=False))) as url:
                 t0 = time.perf_counter()
-                populate(url, token, args)
+                populate(url, token, args, Path(folder))
                 donjon.bus.publish_all(list(events(args.events)))
                 assert donjon.ledger is not None
                 print(
@@ -166,9 +194,31 @@ def main() -> None:
                     f"{args.models * args.versions} model versions, "
                     f"{donjon.ledger.head()[0]} ledger entries; load {os.getloadavg()[0]:.1f}"
                 )
-                measure(url, token, timing, args.repeat, args.models)
         finally:
             donjon.close()
+        for warm in (False, True, False, True):  # restarts, alternated: cold with and without
+            restarted(settings, token, args, warm)
+
+
+def restarted(settings: Any, token: str, args: argparse.Namespace, warm: bool) -> None:
+    """A server started afresh on the populated home (``warm``: with the start-up warm-up,
+    waited for); its first request of each page is the cold one."""
+    donjon = build(settings)
+    try:
+        app = vault_app(settings, donjon, ConsoleOptions(warm=warm))
+        console = app.state.console
+        timing = Timing(app)
+        started = time.perf_counter()
+        with serve(timing) as url:
+            if warm:
+                while console.warmed is None and time.perf_counter() - started < 300:
+                    time.sleep(0.05)
+                print(f"\nrestart with warm-up: ready {console.warmed:.2f} s after start")
+            else:
+                print("\nrestart without warm-up")
+            measure(url, token, timing, args.repeat, args.models)
+    finally:
+        donjon.close()
 
 
 def measure(url: str, token: str, timing: Timing, repeat: int, models: int) -> None:
@@ -204,7 +254,11 @@ def measure(url: str, token: str, timing: Timing, repeat: int, models: int) -> N
         f"{peer * 1e3:.1f} ms (posture / peer = "
         f"{statistics.median(timing.times['/ui/posture'][1:]) / peer:.2f})"
     )
-    print(f"slowest page median {worst * 1e3:.1f} ms: {'PASS' if worst < 0.3 else 'FAIL'}")
+    coldest = max(timing.times[f"/ui/{page}"][0] for page in PAGES)
+    print(
+        f"slowest page median {worst * 1e3:.1f} ms, slowest cold {coldest * 1e3:.1f} ms: "
+        f"{'PASS' if max(worst, coldest) < 0.3 else 'FAIL'} (load {os.getloadavg()[0]:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -96,7 +96,9 @@ def log_in(client: httpx.Client, token: str) -> None:
     page = client.get("/ui/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf is not None
-    done = client.post("/ui/login", data={"csrf": csrf.group(1), "token": token})
+    done = client.post(
+        "/ui/login", data={"csrf": csrf.group(1), "token": token}, follow_redirects=False
+    )
     assert done.status_code == 303, done.text
 
 
@@ -213,6 +215,36 @@ def populate(site: Site) -> None:
     site.gateway_finding("DJ-GW-001", "mallory", "digits-clf")
     site.gateway_finding("DJ-GW-002", "eve", "digits-clf")
     documented_wine(site)
+    watched(site)
+
+
+def watched(site: Site) -> None:
+    """What ``donjon watch`` records for digits-clf@1 over a day: its enrolment, checks
+    (three passed, one that found another model, one that could not run), robustness
+    probes and drift buckets, made by the watch's own event constructors."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from donjon.watch.findings import activity, changed_finding, failed_finding, finding_event
+    from donjon.watch.verdict import CheckResult
+
+    start = site.clock.now() - timedelta(hours=20)
+    url = "http://127.0.0.1:8080/predict"
+    same = CheckResult("digits-clf", 1, url, 200, (), 0, 0.0, 1.0, 1e-3, 200)
+    swapped = replace(same, changed=tuple(range(37)), changed_boundary=30, p_value=1e-40)
+    events = [activity("enrol", "digits-clf@1 enrolled", model="digits-clf", version=1,
+                       endpoint=url, points=200)]  # fmt: skip
+    events += [activity("check", "digits-clf@1 answers as enrolled", **same.to_dict())] * 3
+    events.append(finding_event(changed_finding(swapped)))
+    events.append(finding_event(failed_finding("digits-clf", 1, url, "connection refused")))
+    for value in (0.31, 0.29, 0.22):
+        events.append(activity("probe", "probed", model="digits-clf", version=1,
+                               robustness=value, robustness_low=value - 0.05))  # fmt: skip
+    for psi, class_psi in ((0.02, None), (0.03, 0.01), (0.41, 0.22)):
+        events.append(activity("drift", "drift", model="digits-clf", psi=psi,
+                               psi_feature=3, class_psi=class_psi))  # fmt: skip
+    for i, event in enumerate(events):
+        site.donjon.bus.publish(replace(event, time=start + timedelta(hours=i)))
 
 
 def documented_wine(site: Site) -> None:

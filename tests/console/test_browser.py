@@ -95,7 +95,7 @@ def test_every_page_renders_without_errors_and_passes_axe(
             if v.get("impact") in SERIOUS
         ]
         assert serious == [], (path, serious)
-        tab.page.screenshot(path=str(shots / f"{path.replace('/', '-')}.png"))
+        tab.page.screenshot(path=str(shots / f"{path.replace('/', '-')}.png"), full_page=True)
     assert tab.errors == []
     assert all(url.startswith(site.url) for url in tab.requests), tab.requests
     tab.go("posture")

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from donjon.app import build, build_identity
 from donjon.config import load_settings
 from donjon.server.factory import vault_app
+from donjon.server.ui.wiring import ConsoleOptions
 from tests.console.site import POLICY, Site, log_in
 
 pytestmark = pytest.mark.integration
@@ -189,3 +190,37 @@ def test_the_audit_page_shows_which_sigma_rules_fired(site: Site) -> None:
     assert int(after[extraction]) == int(before[extraction]) + 3
     repeated = "Donjon - Repeated Model Extraction Findings From One Principal"
     assert int(after[repeated]) >= int(before[repeated]) + 1
+
+
+def test_the_gateway_page_shows_the_watch_data(site: Site) -> None:
+    with logged_in(site, "vic") as viewer:
+        page = viewer.get("/ui/gateway").text
+    watch = page.split('id="h-watch"')[1]
+    assert "No watch data" not in watch
+    row = re.search(r"<td>digits-clf@1</td>.*?</tr>", watch, re.S)
+    assert row is not None
+    assert "5 (2 not passed)" in row.group(0)  # three passed, one swap, one failure
+    assert "could not run" in row.group(0)  # the newest check
+    assert "Robustness: median perturbation" in watch
+    assert "last 0.22" in watch  # the newest probe
+    assert "digits-clf input: last 0.41" in watch
+    assert "digits-clf classes: last 0.22" in watch
+    assert watch.count("<polyline") == 3  # robustness, input PSI, class PSI
+
+
+def test_without_watch_data_the_section_says_so(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    settings.policy_path.write_text(POLICY, encoding="utf-8")
+    with build(settings) as donjon:
+        identity = build_identity(settings, donjon.bus)
+        identity.create_user("vic")
+        token = identity.issue_token("vic").secret
+        options = ConsoleOptions(warm=False)
+        with TestClient(
+            vault_app(settings, donjon, options), base_url="http://testserver"
+        ) as client:
+            log_in(client, token)
+            page = client.get("/ui/gateway")
+    assert page.status_code == 200
+    assert 'id="no-watch"' in page.text
+    assert "<polyline" not in page.text

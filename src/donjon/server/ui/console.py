@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from donjon.registry import Kind, Registry, check_name, check_version
 from donjon.registry.guard import decide as decide_quietly
 from donjon.server.auth_failures import FailedAuthLimiter
 from donjon.server.ui import datasets as data_pages
-from donjon.server.ui import views
+from donjon.server.ui import views, watch
 from donjon.server.ui.bom import model_bom
 from donjon.server.ui.events import day_before
 from donjon.server.ui.headers import SecurityHeaders
@@ -80,6 +81,7 @@ class Console:
     verify_ledger: Callable[[], dict[str, Any]] | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     diffs: data_pages.DiffCache = field(default_factory=data_pages.DiffCache)
+    warmed: float | None = None  # seconds the start-up warm-up took, once done
     poll_seconds: float = 30.0
     templates: Environment = field(
         default_factory=lambda: Environment(
@@ -177,6 +179,21 @@ class Console:
     def refresh(self) -> None:
         if self.sources.index is not None:
             self.sources.index.refresh()
+
+    def warm(self) -> float:
+        """Do at start what the first requests would: read the ledger's tail into the
+        index, run the Sigma rules over it, compile the templates. Its seconds."""
+        started = time.perf_counter()
+        try:
+            self.refresh()
+            if self.sources.sigma is not None:
+                self.sources.sigma.refresh()
+            for name in self.templates.list_templates():
+                self.templates.get_template(name)
+        except DonjonError as e:  # the first page reads what is missing, and says why
+            log.warning("console warm-up stopped: %s: %s", type(e).__name__, e)
+        self.warmed = time.perf_counter() - started
+        return self.warmed
 
     def alarm(self) -> dict[str, Any] | None:
         """The newest high or critical finding of the last 24 hours, and how many there were."""
@@ -385,9 +402,20 @@ def _add_pages(app: FastAPI, console: Console) -> None:
 
     @app.get(f"{PREFIX}/gateway", include_in_schema=False)
     def gateway(request: Request) -> Response:
-        return console.page(
-            request, "gateway", lambda who: views.gateway(sources, console.clock.now())
-        )
+        def build(who: Principal) -> dict[str, Any]:
+            visible = set(views.visible_names(registry, who, Kind.MODEL))
+            prints = {
+                ref: found
+                for ref, found in watch.fingerprint_attachments(registry).items()
+                if ref.rsplit("@", 1)[0] in visible
+            }
+            entries = sources.index.entries() if sources.index else iter(())
+            return {
+                **views.gateway(sources, console.clock.now()),
+                "watch": watch.watch_view(entries, prints),
+            }
+
+        return console.page(request, "gateway", build)
 
     @app.get(f"{PREFIX}/events", include_in_schema=False)
     def events(request: Request) -> Response:

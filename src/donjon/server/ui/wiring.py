@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ class ConsoleOptions:
     session_ttl: float = 900.0
     poll_seconds: float = 30.0
     clock: Clock = field(default_factory=SystemClock)
+    warm: bool = True  # read the ledger's tail and run the Sigma rules at start
 
     @classmethod
     def from_settings(cls, vault: VaultSettings) -> ConsoleOptions:
@@ -100,7 +102,7 @@ def add_console(
         entries=ledger.entries if ledger is not None else None,
         sigma=SigmaBoard(ledger.entries, _start_of(index)) if ledger and index else None,
     )
-    return mount_console(
+    console = mount_console(
         app,
         registry=registry,
         authenticate=authenticate,
@@ -111,3 +113,6 @@ def add_console(
         poll_seconds=options.poll_seconds,
         session_rows=session_rows,
     )
+    if options.warm:  # the first page after a start then costs what any page costs
+        threading.Thread(target=console.warm, name="console-warm-up", daemon=True).start()
+    return console
