@@ -123,9 +123,14 @@ def _eval(node: Any, rule: SigmaRule, fields: Fields) -> bool:
     raise Unsupported(f"condition node {type(node).__name__}")
 
 
-def rule_matches(rule: SigmaRule, fields: Fields) -> bool:
+def conditions(rule: SigmaRule) -> list[Any]:
+    """The rule's parsed conditions (parse once, evaluate many times)."""
+    return [c.parse(False) for c in rule.detection.parsed_condition]
+
+
+def rule_matches(rule: SigmaRule, fields: Fields, parsed: list[Any] | None = None) -> bool:
     """Whether ``rule``'s condition holds for one flattened event."""
-    return any(_eval(c.parse(False), rule, fields) for c in rule.detection.parsed_condition)
+    return any(_eval(node, rule, fields) for node in parsed or conditions(rule))
 
 
 @dataclass
@@ -169,13 +174,13 @@ class SigmaTally:
 
     def __init__(self, collection: SigmaCollection) -> None:
         self.states: list[RuleState] = []
-        self._rules: list[tuple[RuleState, SigmaRule]] = []
+        self._rules: list[tuple[RuleState, SigmaRule, list[Any]]] = []
         self._correlations: list[_Correlation] = []
         names: dict[str, str] = {}
         for rule in collection.rules:
             if isinstance(rule, SigmaRule):
                 state = self._state(rule, "rule")
-                self._rules.append((state, rule))
+                self._rules.append((state, rule, conditions(rule)))
                 if rule.name:
                     names[rule.name] = rule.title
         for rule in collection.rules:
@@ -212,11 +217,11 @@ class SigmaTally:
         """Evaluate every rule on one event; the titles of the rules it matched."""
         fields = flatten(dict(ocsf))
         matched: list[str] = []
-        for state, rule in self._rules:
+        for state, rule, parsed in self._rules:
             if state.error:
                 continue
             try:
-                hit = rule_matches(rule, fields)
+                hit = rule_matches(rule, fields, parsed)
             except Unsupported as e:
                 state.error = f"not evaluated here: {e}"
                 continue
