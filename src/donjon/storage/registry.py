@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
     select,
 )
@@ -125,6 +126,22 @@ _VERSION_FIELDS = (
     "status_reason", "status_by", "status_at", "created_by", "created_at",
 )  # fmt: skip
 T = TypeVar("T")
+# One version row with its lineage (one row per dataset it names, or one with NULLs),
+# built once: SQLAlchemy caches its compiled form.
+_VERSION_WITH_LINEAGE = (
+    select(
+        versions,
+        lineage.c.dataset.label("lineage_dataset"),
+        lineage.c.dataset_version.label("lineage_version"),
+    )
+    .select_from(versions.outerjoin(lineage, lineage.c.version_id == versions.c.id))
+    .where(
+        versions.c.kind == bindparam("kind"),
+        versions.c.name == bindparam("name"),
+        versions.c.number == bindparam("number"),
+    )
+    .order_by(lineage.c.position)
+)
 
 
 class SqlRegistryStore(SqlAttachments):
@@ -168,19 +185,20 @@ class SqlRegistryStore(SqlAttachments):
         number = int(current or 0) + 1
         values = {field: row.get(field) for field in _VERSION_FIELDS}
         values.update(kind=kind, number=number, metadata=dict(row.get("metadata") or {}))
-        result = conn.execute(versions.insert().values(**values))
-        version_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-        for position, (dataset, dataset_version) in enumerate(row.get("lineage") or ()):
+        # RETURNING: the row as stored, without reading it back (nor its lineage, written here)
+        stored = conn.execute(versions.insert().values(**values).returning(*versions.c)).one()
+        refs = [[str(d), int(v)] for d, v in row.get("lineage") or ()]
+        for position, (dataset, dataset_version) in enumerate(refs):
             conn.execute(
                 lineage.insert().values(
-                    version_id=version_id,
+                    version_id=stored.id,
                     position=position,
-                    dataset=str(dataset),
-                    dataset_version=int(dataset_version),
+                    dataset=dataset,
+                    dataset_version=dataset_version,
                 )
             )
-        self._insert_gates(conn, version_id, gates)
-        return self._must_get(conn, kind, name, number)
+        self._insert_gates(conn, stored.id, gates)
+        return self._as_dict(stored, refs)
 
     def _journal_in(
         self, conn: Connection, events: EventsOf | None, found: dict[str, Any]
@@ -375,8 +393,15 @@ class SqlRegistryStore(SqlAttachments):
         ).first()
 
     def _get(self, conn: Connection, kind: str, name: str, number: int) -> dict[str, Any] | None:
-        row = self._row(conn, kind, name, number)
-        return None if row is None else self._version(conn, row)
+        """One version and its lineage, in one query (every read, pull and promotion asks)."""
+        rows = conn.execute(_VERSION_WITH_LINEAGE, {"kind": kind, "name": name, "number": number})
+        found = rows.all()
+        if not found:
+            return None
+        refs = [
+            [r.lineage_dataset, r.lineage_version] for r in found if r.lineage_dataset is not None
+        ]
+        return self._as_dict(found[0], refs)
 
     def _must_get(self, conn: Connection, kind: str, name: str, number: int) -> dict[str, Any]:
         found = self._get(conn, kind, name, number)
