@@ -292,6 +292,7 @@ def robustness(data: Data, budget: int, rows: int, seeds: int) -> list[str]:
             low, high = result.interval
             transfer = result.transfer
             pgd = " / ".join(f"{transfer.pgd[e]:.0%}" if transfer else "-" for e in EPSILONS)
+            print(f"  seed {seed}, {name}: {result.summary()} ({cpu:.1f} s CPU)", flush=True)
             lines.append(
                 f"| {seed} | {name} | {result.robustness:.3f} [{low:.3f}, {high:.3f}] | "
                 + " / ".join(f"{result.success_at(e):.0%}" for e in EPSILONS)

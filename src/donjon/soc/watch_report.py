@@ -144,11 +144,17 @@ def svg_lines(
         f'<text x="2" y="{y(high / 1.1) + 4:.1f}" font-size="10">{high / 1.1:.3g}</text>'
         f'<text x="2" y="{y(low) + 4:.1f}" font-size="10">{low:.3g}</text>'
     )
+    legend = "".join(
+        f'<text x="{pad + 220 * i}" y="12" font-size="11" fill="{colour}">'
+        f"&#9644; {html.escape(name)}</text>"
+        for i, (name, colour, series) in enumerate(lines)
+        if series
+    )
     caption = f"{html.escape(label)}, {t0:%Y-%m-%d %H:%M} to {t1:%Y-%m-%d %H:%M} UTC"
     return (
         f'<figure><svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{caption}">'
-        f"{axis}{''.join(shapes)}</svg><figcaption>{caption}</figcaption></figure>"
+        f"{axis}{legend}{''.join(shapes)}</svg><figcaption>{caption}</figcaption></figure>"
     )
 
 
