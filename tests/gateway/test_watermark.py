@@ -214,7 +214,8 @@ def test_the_score_test_finds_marks_that_near_copies_hid_from_the_top_answer(
 
 
 def _nearest_neighbour_onnx(path: Path, rows: np.ndarray, labels: np.ndarray) -> None:
-    """A 1-NN classifier as an ONNX graph (built by code: Sub, ReduceSumSquare, ArgMin)."""
+    """A 1-NN classifier as an ONNX graph (built by code: Sub, ReduceSumSquare, ArgMin),
+    with its label and its scores (one-hot: OneHot of the label) as outputs."""
     from onnx import TensorProto, helper, numpy_helper, save
 
     table = numpy_helper.from_array(rows.astype(np.float32)[None], "table")
@@ -226,14 +227,20 @@ def _nearest_neighbour_onnx(path: Path, rows: np.ndarray, labels: np.ndarray) ->
         helper.make_node("ReduceSumSquare", ["diff", "axes"], ["dist"], keepdims=0),
         helper.make_node("ArgMin", ["dist"], ["nearest"], axis=1, keepdims=0),
         helper.make_node("Gather", ["answers", "nearest"], ["label"]),
+        helper.make_node("OneHot", ["label", "depth", "off_on"], ["scores"], axis=-1),
     ]
     one = numpy_helper.from_array(np.asarray([1], dtype=np.int64), "one")
+    depth = numpy_helper.from_array(np.asarray(10, dtype=np.int64), "depth")
+    off_on = numpy_helper.from_array(np.asarray([0.0, 1.0], dtype=np.float32), "off_on")
     graph = helper.make_graph(
         nodes,
         "nn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, rows.shape[1]])],
-        [helper.make_tensor_value_info("label", TensorProto.INT64, [None])],
-        initializer=[table, answers, axes, one],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 10]),
+        ],
+        initializer=[table, answers, axes, one, depth, off_on],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
@@ -252,6 +259,10 @@ def test_verify_suspect_runs_an_onnx_file_in_a_child_process(
     summary = json.loads(capsys.readouterr().out)
     assert summary["identified"] == ["mallory"]
     assert [p["principal"] for p in summary["principals"]] == ["mallory"]
+    # the score tensor reached the score test: every mark ranked, the keyed class first
+    [mallory] = summary["principals"]
+    assert mallory["ranked"] == mallory["marks"] == mallory["rank_sum"]
+    assert mallory["p_rank"] < 1e-6
     # a file that is not ONNX: the child fails, the command says so (exit 2), nothing crashes
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"\x08\x07not a protobuf model" * 10)
