@@ -145,6 +145,20 @@ class VaultSettings(Section):
         le=3600,
         description="the web console: how often an open page asks whether anything changed",
     )
+    console_oidc_issuer: str | None = Field(
+        default=None,
+        description="the web console: sign in through this OpenID Connect issuer (with "
+        "console_oidc_client_id); its ID token's subject and groups are the principal",
+    )
+    console_oidc_client_id: str | None = Field(
+        default=None, description="the web console's client id at the OIDC issuer"
+    )
+    console_oidc_client_secret: SecretStr | None = Field(
+        default=None, description="its client secret (none: a public client, PKCE only)"
+    )
+    console_oidc_groups_claim: str = Field(
+        default="groups", description="the ID token claim listing the principal's groups"
+    )
     s3_bucket: str | None = Field(
         default=None, description="keep blobs in this S3 bucket instead of $DONJON_HOME/blobs"
     )

@@ -144,6 +144,15 @@ class JwtVerifier:
         raise AuthenticationError(f"JWT key {str(kid)[:40]!r} is not in the JWKS")
 
     def authenticate(self, credential: str) -> Principal:
+        return self._principal(self.claims(credential))
+
+    def principal(self, claims: dict[str, Any]) -> Principal:
+        """The principal of claims :meth:`claims` verified."""
+        return self._principal(claims)
+
+    def claims(self, credential: str) -> dict[str, Any]:
+        """The verified claims of a JWT (signature, algorithm, exp, iss, aud); raises
+        AuthenticationError otherwise."""
         key, alg = self._key(credential)
         try:
             claims = pyjwt.decode(
@@ -167,7 +176,8 @@ class JwtVerifier:
             raise AuthenticationError(f"JWT lacks the {e.claim!r} claim") from None
         except pyjwt.InvalidTokenError as e:
             raise AuthenticationError(f"invalid JWT: {e}") from None
-        return self._principal(claims)
+        found: dict[str, Any] = claims
+        return found
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
         subject = claims.get(self._principal_claim)

@@ -37,6 +37,8 @@ from donjon.server.ui import views, watch
 from donjon.server.ui.bom import model_bom
 from donjon.server.ui.events import day_before
 from donjon.server.ui.headers import SecurityHeaders
+from donjon.server.ui.oidc import PENDING_COOKIE, PENDING_SECONDS, OidcLogin, Pending
+from donjon.server.ui.oidc import PREFIX as OIDC_PREFIX
 from donjon.server.ui.sessions import (
     COOKIE,
     LOGIN_COOKIE,
@@ -82,6 +84,7 @@ class Console:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     diffs: data_pages.DiffCache = field(default_factory=data_pages.DiffCache)
     warmed: float | None = None  # seconds the start-up warm-up took, once done
+    oidc: OidcLogin | None = None  # sign-in through the configured OIDC provider
     poll_seconds: float = 30.0
     templates: Environment = field(
         default_factory=lambda: Environment(
@@ -103,13 +106,22 @@ class Console:
         if session is None:
             raise LoginRequired
         try:  # re-checked each time: revoked tokens and disabled accounts stop at once
-            principal = self.authenticate(session.credential)
+            principal = self.identify(session.credential)
         except AuthenticationError:
             self.sessions.close(request.cookies.get(COOKIE))
             raise LoginRequired from None
         if principal.kind is PrincipalKind.ANONYMOUS:
             raise LoginRequired
         return session, principal
+
+    def identify(self, credential: str) -> Principal:
+        """The principal of a session's credential: an ID token of the console's OIDC
+        provider, or what the API accepts (API token, JWT)."""
+        if credential.startswith(OIDC_PREFIX):
+            if self.oidc is None:
+                raise AuthenticationError("OIDC sign-in is not configured")
+            return self.oidc.verify(credential)
+        return self.authenticate(credential)
 
     def view(self, request: Request, page: str) -> tuple[Session, Principal]:
         """The session's principal, allowed ``ui.view`` on ``ui/<page>``.
@@ -255,6 +267,7 @@ def mount_console(
     session_ttl: float = 900.0,
     poll_seconds: float = 30.0,
     session_rows: SessionRows | None = None,
+    oidc: OidcLogin | None = None,
 ) -> Console:
     """Serve the console under ``/ui`` on ``app`` (the vault's FastAPI app); sessions live
     in ``session_rows`` (the database's, shared by workers) or in this process."""
@@ -266,10 +279,13 @@ def mount_console(
         getattr(app.state, "auth_failures", None),
         verify_ledger,
         poll_seconds=poll_seconds,
+        oidc=oidc,
     )
     app.state.console = console
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     _add_login(app, console)
+    if oidc is not None:
+        _add_oidc(app, console, oidc)
     _add_pages(app, console)
     _add_actions(app, console)
     app.add_middleware(SecurityHeaders, prefix=PREFIX)
@@ -334,9 +350,56 @@ def _add_login(app: FastAPI, console: Console) -> None:
         return response
 
 
+def _add_oidc(app: FastAPI, console: Console, oidc: OidcLogin) -> None:
+    def callback_url(request: Request) -> str:
+        return str(request.url_for("ui-oidc-callback"))
+
+    @app.get(f"{PREFIX}/oidc/start", include_in_schema=False)
+    def start(request: Request) -> Response:
+        try:
+            url, pending = oidc.start(callback_url(request))
+        except DonjonError as e:
+            log.warning("OIDC sign-in unavailable: %s", e)
+            return _login_form(request, console, "The identity provider is unavailable.", 503)
+        response = RedirectResponse(url, 303)
+        response.set_cookie(  # Lax: it must come back on the provider's redirect
+            PENDING_COOKIE, pending.encode(), max_age=PENDING_SECONDS, httponly=True,
+            samesite="lax", secure=request.url.scheme == "https", path=f"{PREFIX}/oidc",
+        )  # fmt: skip
+        return response
+
+    @app.get(f"{PREFIX}/oidc/callback", name="ui-oidc-callback", include_in_schema=False)
+    def callback(request: Request, state: str = "", code: str = "", error: str = "") -> Response:
+        source = request.client.host if request.client else "unknown"
+        request_id = str(request.scope.get("state", {}).get("request_id", ""))
+        failures = console.failures
+        if failures is not None and failures.retry_after(source, request_id) is not None:
+            return _login_form(request, console, "Too many failed attempts; retry later.", 429)
+        pending = Pending.decode(request.cookies.get(PENDING_COOKIE))
+        try:
+            if error:
+                raise AuthenticationError(f"the identity provider said {error[:100]!r}")
+            credential, _ = oidc.finish(pending, state, code, callback_url(request))
+        except AuthenticationError as e:
+            log.warning("OIDC sign-in refused: %s", e)
+            if failures is not None:
+                failures.failed(source, request_id, f"OIDC: {e}")
+            return _login_form(request, console, "Sign-in refused.", 401)
+        session_id, _ = console.sessions.open(credential)
+        # A page, not a redirect: the session cookie is SameSite=Strict, and a browser
+        # sends none on a navigation that started at the provider's site.
+        response = console.render("signed_in.html", page="login")
+        ttl = int(console.sessions.ttl.total_seconds())
+        response.set_cookie(COOKIE, session_id, max_age=ttl, **_cookie_flags(request))
+        response.delete_cookie(PENDING_COOKIE, path=f"{PREFIX}/oidc")
+        return response
+
+
 def _login_form(request: Request, console: Console, message: str, status: int = 200) -> Response:
     value = secrets.token_urlsafe(32)
-    response = console.render("login.html", status, csrf=value, message=message, page="login")
+    response = console.render(
+        "login.html", status, csrf=value, message=message, page="login", oidc=console.oidc
+    )
     response.set_cookie(LOGIN_COOKIE, value, max_age=600, **_cookie_flags(request))
     return response
 

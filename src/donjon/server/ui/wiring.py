@@ -15,9 +15,11 @@ from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.identity import Principal
 from donjon.core.ports import Clock
 from donjon.core.severity import Severity
+from donjon.errors import ConfigError
 from donjon.registry import Registry
 from donjon.server.ui.console import Console, mount_console
 from donjon.server.ui.events import EventIndex
+from donjon.server.ui.oidc import OidcConfig, OidcLogin
 from donjon.server.ui.sessions import SessionRows
 from donjon.server.ui.sigma import SigmaBoard
 from donjon.server.ui.views import Sources
@@ -63,11 +65,25 @@ class ConsoleOptions:
     poll_seconds: float = 30.0
     clock: Clock = field(default_factory=SystemClock)
     warm: bool = True  # read the ledger's tail and run the Sigma rules at start
+    oidc: OidcConfig | None = None  # sign-in through an OpenID Connect provider
 
     @classmethod
     def from_settings(cls, vault: VaultSettings) -> ConsoleOptions:
+        oidc = None
+        if vault.console_oidc_issuer and vault.console_oidc_client_id:
+            secret = vault.console_oidc_client_secret
+            oidc = OidcConfig(
+                vault.console_oidc_issuer,
+                vault.console_oidc_client_id,
+                secret.get_secret_value() if secret else None,
+                groups_claim=vault.console_oidc_groups_claim,
+            )
+        elif vault.console_oidc_issuer or vault.console_oidc_client_id:
+            raise ConfigError("console OIDC needs both console_oidc_issuer and _client_id")
         return cls(
-            session_ttl=vault.console_session_seconds, poll_seconds=vault.console_poll_seconds
+            session_ttl=vault.console_session_seconds,
+            poll_seconds=vault.console_poll_seconds,
+            oidc=oidc,
         )
 
 
@@ -112,6 +128,7 @@ def add_console(
         session_ttl=options.session_ttl,
         poll_seconds=options.poll_seconds,
         session_rows=session_rows,
+        oidc=OidcLogin(options.oidc) if options.oidc else None,
     )
     if options.warm:  # the first page after a start then costs what any page costs
         threading.Thread(target=console.warm, name="console-warm-up", daemon=True).start()
