@@ -82,6 +82,7 @@ ALERT = {
         "evasion": {"action": "alert"},
         "membership": {"action": "alert"},
         "extraction": {"action": "alert"},
+        "scatter": {"action": "alert"},
         "ood": {"action": "log"},
     }
 }

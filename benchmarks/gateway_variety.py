@@ -125,6 +125,7 @@ class Setup:
                 "evasion": alert,
                 "membership": alert,
                 "extraction": alert,
+                "scatter": alert,
                 "ood": {"action": ood_action},
             },
         }
@@ -288,14 +289,16 @@ def benign(setup: Setup, quick: bool, nn_threshold: float) -> list[dict[str, Any
 
 
 def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
-    """Share of inputs refused by the OOD detector alone (block mode), one principal each."""
+    """Per input, one principal per kind: the share refused by the OOD detector in block
+    mode (structure: the split test, off the grid) and the share it flags at all (the
+    distance tests too, which log), of all inputs and of those that fool the victim."""
     enc = setup.enc
     rng = np.random.default_rng(31)
     targets = enc.heldout[: 120 if quick else len(enc.heldout)]
     rows = []
 
-    def refused(x: np.ndarray) -> float:
-        _, client = setup.client()
+    def send(x: np.ndarray) -> tuple[float, float]:
+        who, client = setup.client()
         count = 0
         for row in x:
             try:
@@ -303,19 +306,29 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
             except Refused:
                 count += 1
         client.close()
-        return count / max(len(x), 1)
+        flagged = {
+            e.finding.evidence.get("query_index")
+            for e in setup.sink.events
+            if e.finding is not None
+            and e.finding.subject.principal == who
+            and e.finding.rule.id == "DJ-GW-004"
+        }
+        return count / max(len(x), 1), len(flagged) / max(len(x), 1)
 
     for name, vary in benign_variations(enc).items():
-        rows.append({"input": f"benign: {name}", "flagged": refused(vary(targets, rng))})
+        refused, flagged = send(vary(targets, rng))
+        rows.append({"input": f"benign: {name}", "refused": refused, "flagged": flagged})
     labels = enc.labels(targets)
     for name, adv in transfer_attacks(enc, targets).items():
         fooled = enc.labels(adv) != labels
+        refused, flagged = send(adv)
         rows.append(
             {
                 "input": f"transfer: {name}",
-                "flagged": refused(adv),
+                "refused": refused,
+                "flagged": flagged,
                 "fooled": float(fooled.mean()),
-                "flagged_fooling": refused(adv[fooled]) if fooled.any() else None,
+                "refused_fooling": send(adv[fooled])[0] if fooled.any() else None,
             }
         )
     return rows
@@ -349,7 +362,38 @@ def run(
                     part["per_input"] = per_input(block, quick)
                 print_rows("Per input, OOD detector in block mode", part["per_input"])
             result[key] = part
+    print_rows("Summary: Donjon / PRADA / nearest neighbour", summary(result))
     return result
+
+
+def summary(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per victim and shape: first flags per attack family and benign streams
+    flagged, as ``donjon / prada / nn``; the per-input rates (block mode) beside them."""
+
+    def cell(values: list[Any]) -> str:
+        shown = sorted({"-" if v is None else str(v) for v in values})
+        return ",".join(shown)
+
+    rows = []
+    for key, part in result.items():
+        row: dict[str, Any] = {"victim / shape": key}
+        for family in ("HopSkipJump", "BoundaryAttack", "Jacobian", "KnockoffNets"):
+            hits = [a for a in part["attacks"] if a["attack"].startswith(family)]
+            row[family] = " / ".join(cell([a[k] for a in hits]) for k in ("donjon", "prada", "nn"))
+        benign = part["benign"]
+        row["benign streams flagged"] = " / ".join(
+            f"{sum(b[k] is not None for b in benign)} of {len(benign)}"
+            for k in ("donjon", "prada", "nn")
+        )
+        inputs = part.get("per_input")
+        row["per input: benign refused (max)"] = row["transfer refused (min-max)"] = None
+        if inputs:
+            ok = [r["refused"] for r in inputs if r["input"].startswith("benign")]
+            bad = [r["refused"] for r in inputs if r["input"].startswith("transfer")]
+            row["per input: benign refused (max)"] = max(ok)
+            row["transfer refused (min-max)"] = f"{min(bad):.1%}-{max(bad):.1%}"
+        rows.append(row)
+    return rows
 
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:

@@ -15,12 +15,13 @@ from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
 from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
+from donjon.gateway.detectors.scatter import ScatterConfig, ScatterDetector
 from donjon.gateway.detectors.state import PrincipalState, StateTable
 from donjon.gateway.detectors.stores import MemoryStates, StateStore
 from donjon.gateway.hardening import Hardening
 from donjon.gateway.outputs import ResponseReader
 from donjon.gateway.profile import ReferenceProfile
-from donjon.gateway.settings import ModelSettings
+from donjon.gateway.settings import ModelSettings, ScatterSettings
 from donjon.gateway.validation import InputContract
 from donjon.gateway.watermark.marker import Watermarker
 
@@ -75,6 +76,8 @@ class ModelGuard:
                     d.ood.check_grid,
                     d.ood.range_rate,
                     d.ood.range_margin,
+                    d.ood.split_rate,
+                    d.ood.distance_action,
                 ),
             )
             if profile and d.ood.enabled
@@ -118,6 +121,7 @@ class ModelGuard:
             if e.enabled
             else None
         )
+        self.scatter = _scatter(profile, d.scatter, d.ood.quantile) if d.scatter.enabled else None
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
         )
@@ -177,12 +181,18 @@ class ModelGuard:
             scaled = profile.scaled(rows)
             if self.ood is not None:
                 scores, off_grid, outside = self.ood.scores(rows, scaled)
+                split = self.ood.split(rows)
             else:
                 scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
-                outside = np.zeros(len(rows), dtype=np.int64)
+                outside = split = np.zeros(len(rows), dtype=np.int64)
             for i, row in enumerate(scaled):
                 state.queries += 1
+                earlier = state.size
                 near = state.neighbours(row, self.near, DUPLICATE, self.line)
+                if self.scatter is not None and near.duplicates == 0:
+                    step = self.scatter.evidence(near.nearest, earlier, float(scores[i]))
+                    if scattered := self.scatter.observe(state, step):
+                        result.signals.append(_at(scattered, state.queries))
                 found = self.evasion.signal(near) if self.evasion else None
                 if found is None and self.membership is not None:
                     found = self.membership.signal(near)
@@ -192,7 +202,9 @@ class ModelGuard:
                 score = float(scores[i])
                 result.ood_scores.append(score)
                 off = state.off_grid_counts(bool(off_grid[i]))
-                if self.ood is not None and (ood := self.ood.signal(score, off, int(outside[i]))):
+                if self.ood is not None and (
+                    ood := self.ood.signal(score, off, int(outside[i]), int(split[i]))
+                ):
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
                 if self.ood is not None and self.extraction is not None:
@@ -217,6 +229,19 @@ class ModelGuard:
         if not isinstance(self.states, MemoryStates):
             raise TypeError("this guard's state is in Redis: the pipeline opens it")
         return self.states.session(principal.id)
+
+
+def _scatter(
+    profile: ReferenceProfile | None, s: ScatterSettings, ood_quantile: float
+) -> ScatterDetector | None:
+    """The scatter test, when the profile has a spacing null (profiles before it do not);
+    its gate in OOD-score units (the OOD detector's scores are k-NN distances over the
+    ``ood_quantile`` threshold)."""
+    if profile is None or profile.spacing is None:
+        return None
+    config = ScatterConfig(s.action, s.alpha, s.min_queries, s.alternative, s.p_floor, s.gate)
+    gate = profile.knn_threshold(s.gate) / profile.knn_threshold(ood_quantile)
+    return ScatterDetector(profile.spacing, gate, config)
 
 
 def _at(signal: Signal, query_index: int) -> Signal:

@@ -24,6 +24,13 @@ quantiles:
   ``m`` features outside the ``[min, max]`` of the other rows (m = 1..8): how often a
   natural input leaves the observed range of the training data on m features. Absent
   from older profiles (the range test is then off).
+* ``background`` and ``split_rates``: the features whose most common value holds at
+  least half of the rows, and how often a held-out row has ``m`` of them in its second
+  largest group of equal values (:mod:`.splits`): the split test. Absent from older
+  profiles (the test is then off).
+* ``spacing``: how far a held-out row is from the nearest of ``n`` random sample rows,
+  per ``n`` (:mod:`.spacing`): the null model of the scatter test. Absent from older
+  profiles (the scatter test is then off).
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ import numpy.typing as npt
 from donjon.errors import InputError
 from donjon.gateway.alignment import AlignedSample, Alignment, Nearest, mean_k
 from donjon.gateway.grids import GridCheck, common_step, learn_grids
+from donjon.gateway.spacing import Spacing, calibrate_spacing
+from donjon.gateway.splits import SplitCheck, learn_background, split_rates
 
 FORMAT = "donjon.gateway.profile/v1"
 Array = npt.NDArray[np.float64]
@@ -66,6 +75,9 @@ class ReferenceProfile:
     nn_quantiles: dict[float, float]
     range_rates: tuple[float, ...] = ()
     alignment: Alignment = field(default_factory=Alignment)
+    spacing: Spacing | None = None
+    background: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    split_rates: tuple[float, ...] = ()
 
     @property
     def quantum(self) -> float | None:
@@ -144,6 +156,15 @@ class ReferenceProfile:
         """The least feature count ``m`` whose natural exceedance rate is at most ``rate``."""
         return next((m for m, r in enumerate(self.range_rates, 1) if r <= rate), None)
 
+    def split_limit(self, rate: float) -> int | None:
+        """The least second-group size ``m`` whose natural rate is at most ``rate``."""
+        return next((m for m, r in enumerate(self.split_rates, 1) if r <= rate), None)
+
+    @cached_property
+    def splits(self) -> SplitCheck:
+        """The split test's statistic (:mod:`.splits`) for this profile."""
+        return SplitCheck(self.background, float(np.median(self.scale)))
+
     def off_grid(self, rows: Array) -> npt.NDArray[np.bool_]:
         """True for rows with a value off its feature's value grid (features with one)."""
         return self._grids(np.asarray(rows, dtype=np.float64))
@@ -178,6 +199,9 @@ class ReferenceProfile:
             "knn_quantiles": {str(q): v for q, v in self.knn_quantiles.items()},
             "nn_quantiles": {str(q): v for q, v in self.nn_quantiles.items()},
             "range_rates": list(self.range_rates),
+            "spacing": None if self.spacing is None else self.spacing.to_dict(),
+            "background": self.background.tolist(),
+            "split_rates": list(self.split_rates),
             "sample": np.round(self.sample, 6).tolist(),
         }
 
@@ -215,6 +239,9 @@ class ReferenceProfile:
                 nn_quantiles={float(q): float(v) for q, v in data["nn_quantiles"].items()},
                 range_rates=tuple(float(v) for v in data.get("range_rates", ())),
                 alignment=_alignment_of(data, features),
+                spacing=Spacing.from_dict(data["spacing"]) if data.get("spacing") else None,
+                background=_background_of(data, features),
+                split_rates=tuple(float(v) for v in data.get("split_rates", ())),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed gateway profile: {e}") from e
@@ -246,6 +273,13 @@ def _grid_of(data: dict[str, Any], features: int) -> tuple[Array, Array]:
     if (step[~np.isnan(step)] <= 0).any():
         raise InputError("profile grid steps must be positive")
     return step, origin
+
+
+def _background_of(data: dict[str, Any], features: int) -> npt.NDArray[np.int64]:
+    found = np.asarray(data.get("background", []), dtype=np.int64)
+    if found.ndim != 1 or ((found < 0) | (found >= features)).any():
+        raise InputError("profile background features are malformed")
+    return found
 
 
 def _alignment_of(data: dict[str, Any], features: int) -> Alignment:
@@ -304,6 +338,10 @@ def build_profile(
     nearest.sort(axis=1)
     nn = nearest[:, 0]
     step, origin = learn_grids(data)
+    # the split test's calibration uses every row: it fits nothing but the choice of
+    # background features (a coarse one), and its tail needs the resolution
+    background = learn_background(data)
+    splits = SplitCheck(background, float(np.median(scale)))
     alignment = benign_alignment(data, scale) if align else Alignment(1.0, np.zeros(len(scale)))
     profile = ReferenceProfile(
         features=data.shape[1],
@@ -321,6 +359,9 @@ def build_profile(
         nn_quantiles={q: float(np.quantile(nn, q)) for q in QUANTILES},
         range_rates=range_rates,
         alignment=alignment,
+        spacing=calibrate_spacing(held / scale, sample, seed=seed),
+        background=background,
+        split_rates=split_rates(data, splits),
     )
     # the calibration: the same statistic on the held-out rows and on each sample row
     # against the others (more rows than the held-out part alone: finer upper quantiles)

@@ -88,6 +88,8 @@ class OodSettings(_Section):
     check_grid: bool = True
     range_rate: float = Field(default=0.005, ge=0, lt=1)  # 0 turns the range test off
     range_margin: float = Field(default=0.25, ge=0)  # in feature scales
+    split_rate: float = Field(default=0.005, ge=0, lt=1)  # 0 turns the split test off
+    distance_action: Action = Action.LOG  # far from the data, no perturbation structure
 
 
 class ExtractionSettings(_Section):
@@ -103,11 +105,22 @@ class ExtractionSettings(_Section):
     shift_rate: float = Field(default=0.95, ge=0, lt=1)  # 0 turns the CUSUM change test off
 
 
+class ScatterSettings(_Section):
+    enabled: bool = True
+    action: Action = Action.BLOCK
+    alpha: float = Field(default=1e-4, gt=0, lt=1)
+    min_queries: int = Field(default=10, ge=1)
+    alternative: float = Field(default=0.25, gt=0, lt=1)
+    p_floor: float = Field(default=0.01, gt=0, lt=1)
+    gate: float = Field(default=0.95, gt=0, lt=1)
+
+
 class DetectorSettings(_Section):
     evasion: EvasionSettings = Field(default_factory=EvasionSettings)
     membership: MembershipSettings = Field(default_factory=MembershipSettings)
     ood: OodSettings = Field(default_factory=OodSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+    scatter: ScatterSettings = Field(default_factory=ScatterSettings)
 
 
 class HardeningSettings(_Section):

@@ -17,8 +17,18 @@ as sent and after the alignment, is flagged, ``m`` the least count that at most
 an upper bound): sign-gradient perturbations (FGSM, PGD) push features that are
 constant in the training data (a digit's background) off their range, which the
 scaled distance barely sees, while sensor noise smaller than the margin does not.
-This is the only per-request handle on one-shot transfer attacks, and it cannot
-catch an adversarial input that stays close to natural data; it logs by default.
+And (``split_rate``, when the profile has background features) an input whose
+background features split into two large groups of equal values, the trace of a
+sign-gradient perturbation at any budget (:mod:`..splits`), is flagged, at the
+least group size that at most ``split_rate`` (0.5 %) of held-out natural rows reach.
+
+Two kinds of evidence, two actions. Distance (the score, the range test) says an
+input is unlike the training data, which a covariate shift says too: a zoomed image,
+a new camera. It takes ``distance_action`` (log). Structure (the split test; off the
+grid for a principal whose first queries were on it) is what a perturbation leaves
+and a benign transformation does not; it takes ``action`` (log by default, block
+when configured). Adversarial inputs that leave no structure behind and stay close
+to natural data (small perturbations of continuous tables) are not caught per input.
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ class OodConfig:
     check_grid: bool = True
     range_rate: float | None = 0.005
     range_margin: float = 0.25
+    split_rate: float | None = 0.005
+    distance_action: Action = Action.LOG
 
 
 class OodDetector:
@@ -51,6 +63,8 @@ class OodDetector:
         self.threshold = profile.knn_threshold(self.config.quantile)
         rate = self.config.range_rate
         self.range_limit = profile.range_limit(rate) if rate else None  # 0 / None: off
+        split = self.config.split_rate
+        self.split_limit = profile.split_limit(split) if split else None  # 0 / None: off
         pad = self.config.range_margin * profile.scale
         self._low, self._high = profile.low - pad, profile.high + pad  # as profile.outside
 
@@ -65,7 +79,7 @@ class OodDetector:
         self, rows: npt.NDArray[np.float64], scaled: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
         """Per row: the score (>1 is out of distribution), off-grid flags and the count of
-        features outside the training range after the alignment."""
+        features outside the training range after the alignment (see :meth:`split`)."""
         found = self.profile.nearest(scaled)
         score: npt.NDArray[np.float64] = found.distance / self.threshold
         grid = (
@@ -79,22 +93,39 @@ class OodDetector:
             outside = np.minimum(outside, self.outside(self.profile.realigned(scaled, found)))
         return score, grid, outside
 
-    def signal(self, score: float, off_grid: bool, outside: int = 0) -> Signal | None:
+    def split(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Per row, the split statistic (zeros when the test is off)."""
+        if self.split_limit is None:
+            return np.zeros(len(rows), dtype=np.int64)
+        return self.profile.splits(rows)
+
+    def signal(
+        self, score: float, off_grid: bool, outside: int = 0, split: int = 0
+    ) -> Signal | None:
         off_range = self.range_limit is not None and outside >= self.range_limit
-        if score <= 1.0 and not off_grid and not off_range:
+        is_split = self.split_limit is not None and split >= self.split_limit
+        if score <= 1.0 and not off_grid and not off_range and not is_split:
             return None
-        if off_grid:
+        if is_split:
+            why = f"with {split} background features moved together (a sign-like perturbation)"
+        elif off_grid:
             why = "off the training data's value grid"
         elif off_range:
             why = f"with {outside} features outside the training data's range"
         else:
             why = "far from the training data"
+        structural = is_split or off_grid
         return Signal(
             detector=self.name,
             rule=ADVERSARIAL_INPUT,
-            action=self.config.action,
+            action=self.config.action if structural else self.config.distance_action,
             score=score,
             threshold=1.0,
             message=f"input {why} (OOD score {score:.2f})",
-            evidence={"ood_score": round(score, 4), "off_grid": off_grid, "outside": outside},
+            evidence={
+                "ood_score": round(score, 4),
+                "off_grid": off_grid,
+                "outside": outside,
+                "split": split,
+            },
         )

@@ -61,6 +61,7 @@ class PrincipalState:
     tested: int = 0  # rows the extraction test has seen (all, when a profile exists)
     synthetic: int = 0  # rows far from the data or derived from earlier ones
     cusum: float = 0.0  # the extraction test's change statistic (see .extraction)
+    scatter: float = 0.0  # the scatter test's CUSUM (see .scatter)
     grid_seen: int = 0  # of the first GRID_BASELINE rows: how many were checked
     grid_off: int = 0  # and how many of those were off the value grid
     blocked_until: dict[str, tuple[float, Action]] = field(default_factory=dict)

@@ -371,6 +371,7 @@ class RedisStates:
             "tested": state.tested,
             "synthetic": state.synthetic,
             "cusum": state.cusum,
+            "scatter": state.scatter,
             "grid_seen": state.grid_seen,
             "grid_off": state.grid_off,
             "last": -1 if last is None else len(last),
@@ -407,6 +408,7 @@ class RedisStates:
         for name in ("walk", "size", "cursor", "queries", "ood", "tested", "synthetic"):
             setattr(state, name, int(header[name]))
         state.cusum = float(header["cusum"])
+        state.scatter = float(header.get("scatter", 0.0))
         state.grid_seen, state.grid_off = int(header["grid_seen"]), int(header["grid_off"])
         if labels is not None and len(labels) >= 4 * self.window:
             state.labels = np.frombuffer(labels[: 4 * self.window], dtype="<i4").astype(np.int32)
