@@ -54,8 +54,8 @@ class SplitCheck:
             return np.zeros(n, dtype=np.int64)
         values = np.rint(rows[:, self.features] * (1.0 / (self.unit * RESOLUTION)))
         if n <= SMALL:  # a request of a few rows: counting in Python is cheaper
-            sizes = (sorted(Counter(r).values()) for r in values.tolist())
-            return np.asarray([s[-2] if len(s) > 1 else 0 for s in sizes], dtype=np.int64)
+            counted = (sorted(Counter(r).values()) for r in values.tolist())
+            return np.asarray([c[-2] if len(c) > 1 else 0 for c in counted], dtype=np.int64)
         values.sort(axis=1)
         starts = np.ones((n, k), dtype=bool)
         starts[:, 1:] = values[:, 1:] != values[:, :-1]
