@@ -3,6 +3,7 @@
     python benchmarks/vault_scale.py                       # 20 s per setup, 16 clients
     python benchmarks/vault_scale.py --seconds 90 --clients 16
     python benchmarks/vault_scale.py --setups sqlite-1 --profile profile.svg   # py-spy
+    python benchmarks/vault_scale.py --setups postgres-2 --src OTHER/src       # code before
 
 Each setup starts real ``donjon server`` processes (``--workers`` each) on a fresh
 home and, for PostgreSQL, a fresh schema in ``--postgres`` (dropped afterwards);
@@ -565,7 +566,7 @@ def main() -> None:
         )
     for row in rows:
         if row["errors"]:
-            print(f"\n{row['setup']} errors: {row['errors']}")
+            print(f"\n{row['setup']}: {row['error_count']} errors, the first: {row['errors']}")
         print(f"\n{row['setup']} statuses: {row['statuses']}")
 
 
