@@ -19,6 +19,7 @@ import pytest
 from donjon.app import build
 from donjon.config import load_settings
 from donjon.core.bus import EventBus
+from donjon.errors import IntegrationError
 from donjon.integrations.mlflow.gate import EvidenceStore, GateSettings, MlflowGate
 from donjon.integrations.mlflow.registry import VersionInfo
 from donjon.integrations.mlflow.webhook import Delivery
@@ -154,3 +155,16 @@ def test_the_gate_warms_up_without_publishing_or_tagging(tmp_path: Path, bus: Ev
     assert registry.warmed
     assert registry.tags == {}
     assert not (tmp_path / "evidence").exists()
+
+
+def test_the_warm_up_goes_on_when_mlflow_is_not_up_yet(
+    tmp_path: Path, bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate, registry = _gate(tmp_path, bus)
+
+    def unreachable() -> None:
+        raise IntegrationError("MLflow unreachable for a first registry call: refused")
+
+    registry.warm_up = unreachable  # type: ignore[method-assign]
+    gate.warm_up()
+    assert "warm-up could not reach MLflow" in caplog.text

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from donjon.errors import ConfigError, InputError
 from donjon.provenance.bundle import MAX_BUNDLE_BYTES, manifest_payload
@@ -149,11 +150,15 @@ def _problem(error: Exception, leaf: x509.Certificate, trust: KeylessTrust, text
     logged = _logged_at(text)
     start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if logged is not None and not start.timestamp() <= logged <= end.timestamp():
+        off = (
+            f"{logged - end.timestamp():.0f} s after it expired"
+            if logged > end.timestamp()
+            else f"{start.timestamp() - logged:.0f} s before it was valid"
+        )
         return Problem(
             "expired-certificate",
             f"the signing certificate (valid {start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC) "
-            f"was not valid when the transparency log recorded the signature "
-            f"({logged - end.timestamp():+.0f} s after its end): {reason}",
+            f"was not valid when the transparency log recorded the signature ({off}): {reason}",
         )
     if "certificate chain" in reason or "SCT" in reason:
         return Problem(
@@ -189,7 +194,15 @@ def verify_keyless(signature: Path, trust: KeylessTrust) -> tuple[str, bytes, x5
     policy = Identity(identity=trust.identity, issuer=trust.issuer)
     try:
         payload_type, payload = Verifier(trusted_root=root).verify_dsse(bundle, policy)
-    except (SigstoreError, ValueError) as e:
+    except (
+        SigstoreError,
+        ValueError,
+        KeyError,
+        TypeError,
+        InvalidSignature,
+        UnsupportedAlgorithm,
+    ) as e:
+        # anything a hostile bundle makes the verifier raise fails closed, with its reason
         raise SignatureMismatch([_problem(e, bundle.signing_certificate, trust, text)]) from e
     return payload_type, payload, bundle.signing_certificate
 

@@ -188,7 +188,10 @@ class MlflowGate:
         MLflow's artifact client. Nothing is published or tagged."""
         from donjon.scan.samples import write_samples
 
-        self.registry.warm_up()
+        try:
+            self.registry.warm_up()
+        except DonjonError as e:  # MLflow not up yet: the first delivery will find it
+            log.warning("warm-up could not reach MLflow: %s", e)
         with tempfile.TemporaryDirectory(prefix="donjon-mlflow-warm-") as tmp:
             write_samples(Path(tmp) / "samples")
             try:

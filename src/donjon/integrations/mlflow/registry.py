@@ -59,7 +59,8 @@ class MlflowRegistry:
         )
 
     def warm_up(self) -> None:
-        """Import the artifact client a download uses (``models:/``, ``runs:/``, proxied)."""
+        """Import the artifact client a download uses (``models:/``, ``runs:/``, proxied) and
+        open the connection to the server with one cheap registry call."""
         for module in (
             "mlflow.artifacts",
             "mlflow.store.artifact.models_artifact_repo",
@@ -67,6 +68,8 @@ class MlflowRegistry:
             "mlflow.store.artifact.http_artifact_repo",
         ):
             importlib.import_module(module)
+        with _calling("a first registry call"):
+            self._client.search_registered_models(max_results=1)
 
     def version(self, name: str, version: str) -> VersionInfo:
         with _calling(f"reading {name} version {version}"):
