@@ -9,13 +9,17 @@ model's answers once they come back.
 :class:`MemoryStates` keeps the states of one process (:class:`~.state.StateTable`,
 least recently used evicted). :class:`RedisStates` keeps them in Redis through
 ``redis.asyncio``, so that several workers and replicas see one principal's whole
-history and detect at the same query count as one process would. A request costs
-three round trips: one Lua script to check refusals, take the quota buckets (when
-the quotas are in Redis on the same URL), take the lock and read the state; one to
-save, refuse and unlock; one pipeline for the answers' labels. Keys:
+history and detect at the same query count as one process would. A principal's
+requests in one process queue on an ``asyncio`` lock, so only requests of other
+processes wait on its Redis lock. A request costs three round trips: one Lua
+script to check refusals, take the quota buckets (when the quotas are in Redis on
+the same URL), take the lock and read the state; one to save what changed, refuse
+and unlock; one pipeline for the answers' labels. Keys:
 
-* ``<prefix><model>:<principal>``: the state (its window of scaled rows as float32,
-  the line test's spans, counters) in one binary value;
+* ``<prefix><model>:<principal>``: the counters, the bisection flags and the line
+  test's spans (about 1 KB), rewritten by each request;
+* ``...:rows``: the window of scaled rows (float32), each request writing only the
+  rows it added (``SETRANGE``);
 * ``...:lock``: the per-principal lock (a random token, with a timeout);
 * ``...:labels``: the model's answer (int32) per window slot, written by the
   answering replica with one ``SETRANGE`` per slot, no lock needed;
@@ -49,6 +53,7 @@ from donjon.gateway.quotas import BUCKET_LUA, Bucket, QuotaResult, QuotaStore, R
 from donjon.gateway.redis_link import RedisLink, StateUnavailable
 
 _HEADER = struct.Struct("<I")
+_VERSION = 2  # the layout of the values below
 _UNKNOWN = struct.pack("<i", UNKNOWN)
 # refusals of KEYS[1] whose end (Redis time) has not passed; sets ``now``
 _REFUSALS_LUA = """
@@ -70,7 +75,7 @@ local function active(key)
   return out
 end
 """
-# KEYS: refused, lock, state, labels, then one quota bucket per charge
+# KEYS: refused, lock, state, labels, rows, then one quota bucket per charge
 # ARGV: lock token, lock ms, charges, then burst, rate, cost per charge
 _OPEN = (
     BUCKET_LUA
@@ -83,36 +88,41 @@ end
 for i = 1, tonumber(ARGV[3]) do
   local burst, rate = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i])
   local cost = tonumber(ARGV[3 + 3 * i])
-  local allowed, tokens = take(KEYS[4 + i], burst, rate, cost, now)
+  local allowed, tokens = take(KEYS[5 + i], burst, rate, cost, now)
   if not allowed then
     return {'quota', tostring(i), tostring((cost - tokens) / rate)}
   end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'open', redis.call('GET', KEYS[3]) or '', redis.call('GET', KEYS[4]) or ''}
+  local get = function(key) return redis.call('GET', key) or '' end
+  return {'open', get(KEYS[3]), get(KEYS[4]), get(KEYS[5])}
 end
 return {'locked'}
 """
 )
-# KEYS: lock, state, labels, refused
-# ARGV: token, ttl, state, fresh, window, unknown label, pushed count, slots...,
-#       refusal count, (rule, seconds, action)...
+# KEYS: lock, state, labels, refused, rows
+# ARGV: token, ttl, state, fresh, window, unknown label, row bytes, pushed count,
+#       (slot, row)..., refusal count, (rule, seconds, action)...
 _CLOSE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local ttl = tonumber(ARGV[2])
 local unknown = ARGV[6]
+local width = tonumber(ARGV[7])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl)
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[3], string.rep(unknown, tonumber(ARGV[5])), 'EX', ttl)
 end
-local pushed = tonumber(ARGV[7])
+local pushed = tonumber(ARGV[8])
 for i = 1, pushed do
-  redis.call('SETRANGE', KEYS[3], tonumber(ARGV[7 + i]) * 4, unknown)
+  local slot = tonumber(ARGV[7 + 2 * i])
+  redis.call('SETRANGE', KEYS[3], slot * 4, unknown)
+  redis.call('SETRANGE', KEYS[5], slot * width, ARGV[8 + 2 * i])
 end
 redis.call('EXPIRE', KEYS[3], ttl)
-local base = 8 + pushed
+redis.call('EXPIRE', KEYS[5], ttl)
+local base = 9 + 2 * pushed
 local count = tonumber(ARGV[base])
 if count > 0 then
   local t = redis.call('TIME')
@@ -274,6 +284,7 @@ class RedisStates:
         self.prefix = prefix
         self.ttl = max(1, int(ttl))
         self.lock_timeout = lock_timeout
+        self._local: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> lock, its users
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStates:
@@ -282,9 +293,24 @@ class RedisStates:
     async def open(
         self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
     ) -> Opened:
+        # a principal's requests in this process queue here, not on Redis's lock: only
+        # requests of other processes ever poll it
+        await self._enter(key)
+        try:
+            opened = await self._open(key, quotas, charges, now)
+        except BaseException:
+            self._leave(key)
+            raise
+        if opened.state is None:
+            self._leave(key)
+        return opened
+
+    async def _open(
+        self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
+    ) -> Opened:
         name = self.prefix + key
         token = uuid.uuid4().hex
-        keys = [name + ":refused", name + ":lock", name, name + ":labels"]
+        keys = [name + ":refused", name + ":lock", name, name + ":labels", name + ":rows"]
         millis = int(self.lock_timeout * 1000)
         # the quota buckets in the same script when they live in the same Redis
         folded = isinstance(quotas, RedisQuotas) and quotas.link is self.link
@@ -295,28 +321,29 @@ class RedisStates:
             args += [charge.bucket.burst, charge.bucket.rate, charge.cost]
         got = await self.link.run(_OPEN, keys, args)
         deadline = time.monotonic() + self.lock_timeout
-        while got[0] == b"locked":  # another request of this principal holds it
+        pause = 0.001
+        while got[0] == b"locked":  # another process serves this principal now
             if time.monotonic() > deadline:
                 raise StateUnavailable(f"detector state of {name!r} stays locked")
-            await asyncio.sleep(0.001)
-            got = await self.link.run(_OPEN, keys[:4], [token, millis, 0])
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.008)
+            got = await self.link.run(_OPEN, keys[:5], [token, millis, 0])
         if got[0] == b"refused":
             return Opened(key, refused=(got[1].decode(), Action(got[2].decode())), now=now)
         if got[0] == b"quota":
             charge = inline[int(got[1]) - 1]
             return Opened(key, denied=(charge.key, QuotaResult(False, float(got[2]))), now=now)
-        opened = Opened(key, now=now, token=token, fresh=not got[1])
         try:
             for charge in [] if folded else charges:
                 result = await quotas.take(charge.key, charge.bucket, charge.cost)
                 if not result.allowed:
-                    await self.abort(opened)
+                    await self._unlock(name, token)
                     return Opened(key, denied=(charge.key, result), now=now)
-            opened.state = self._decode(got[1] or None, got[2] or None)
+            state = self._decode(got[1] or None, got[3] or None, got[2] or None)
         except BaseException:
-            await self.abort(opened)
+            await self._unlock(name, token)
             raise
-        return opened
+        return Opened(key, state=state, now=now, token=token, fresh=not got[1])
 
     async def close(self, opened: Opened, refusals: Sequence[Refusal]) -> None:
         state = opened.state
@@ -324,22 +351,56 @@ class RedisStates:
             return
         opened.state = None
         name = self.prefix + opened.key
-        keys = [name + ":lock", name, name + ":labels", name + ":refused"]
+        keys = [name + ":lock", name, name + ":labels", name + ":refused", name + ":rows"]
         args: list[Any] = [opened.token, self.ttl, self._encode(state), int(opened.fresh)]
-        args += [self.window, _UNKNOWN, len(state.pushed), *state.pushed, len(refusals)]
+        args += [self.window, _UNKNOWN, self.features * 4, len(state.pushed)]
+        for slot in state.pushed:  # only the rows this request added
+            args += [slot, state.rows[slot].astype("<f4").tobytes()]
+        args.append(len(refusals))
         for refusal in refusals:
             args += [refusal.rule_id, max(refusal.seconds, 0.001), refusal.action.value]
-        saved = await self.link.run(_CLOSE, keys, args)
+        try:
+            saved = await self.link.run(_CLOSE, keys, args)
+        finally:
+            self._leave(opened.key)
         state.pushed.clear()
         if int(saved) != 1:
             raise StateUnavailable(f"the lock on {name!r} expired before its state was saved")
 
     async def abort(self, opened: Opened) -> None:
+        if opened.state is None:
+            return
         opened.state = None
-        if opened.token:
-            lock = self.prefix + opened.key + ":lock"
-            with suppress(StateUnavailable):  # else it expires (lock_timeout)
-                await self.link.run(_RELEASE, [lock], [opened.token])
+        try:
+            await self._unlock(self.prefix + opened.key, opened.token)
+        finally:
+            self._leave(opened.key)
+
+    async def _unlock(self, name: str, token: str) -> None:
+        with suppress(StateUnavailable):  # else it expires (lock_timeout)
+            await self.link.run(_RELEASE, [name + ":lock"], [token])
+
+    async def _enter(self, key: str) -> None:
+        lock, users = self._local.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._local[key] = (lock, users + 1)  # bounded: only keys in use are kept
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._forget(key)
+            raise
+
+    def _leave(self, key: str) -> None:
+        self._local[key][0].release()
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        lock, users = self._local[key]
+        if users <= 1:
+            del self._local[key]
+        else:
+            self._local[key] = (lock, users - 1)
 
     async def refusals(self, key: str, now: float) -> dict[str, tuple[float, Action]]:
         raw = await self.link.run(_REFUSALS, [self.prefix + key + ":refused"], [])
@@ -360,9 +421,10 @@ class RedisStates:
     # -- encoding ---------------------------------------------------------------
 
     def _encode(self, state: PrincipalState) -> bytes:
+        """Everything but the window's rows: counters, the bisection flags, the spans."""
         last = state.spans
         header = {
-            "v": 1,
+            "v": _VERSION,
             "walk": state.walk,
             "size": state.size,
             "cursor": state.cursor,
@@ -377,32 +439,32 @@ class RedisStates:
             "last": -1 if last is None else len(last),
         }
         head = json.dumps(header, separators=(",", ":")).encode()
-        body = state.rows.tobytes() + state.bisecting.tobytes()
+        body = state.bisecting.tobytes()
         if last is not None:
             body += np.asarray(last, dtype=np.float32).tobytes()
         return _HEADER.pack(len(head)) + head + body
 
-    def _decode(self, blob: bytes | None, labels: bytes | None) -> PrincipalState:
+    def _decode(
+        self, blob: bytes | None, rows: bytes | None, labels: bytes | None
+    ) -> PrincipalState:
         state = PrincipalState(self.window, self.features)
         if blob is None:
             return state
         try:
             (size,) = _HEADER.unpack_from(blob)
             header = json.loads(blob[4 : 4 + size])
+            if header.get("v") != _VERSION:  # another release's layout: start afresh
+                return state
             body = memoryview(blob)[4 + size :]
-            cells = self.window * self.features * 4
-            state.rows = (
-                np.frombuffer(body[:cells], dtype=np.float32)
-                .reshape(self.window, self.features)
-                .copy()
-            )
-            state.bisecting = np.frombuffer(
-                body[cells : cells + self.window], dtype=np.bool_
-            ).copy()
+            state.bisecting = np.frombuffer(body[: self.window], dtype=np.bool_).copy()
             last = int(header["last"])
             if last >= 0:
-                start = cells + self.window
-                state.spans = np.frombuffer(body[start : start + 4 * last], dtype=np.float32).copy()
+                span = body[self.window : self.window + 4 * last]
+                state.spans = np.frombuffer(span, dtype=np.float32).copy()
+            cells = self.window * self.features * 4
+            stored = (rows or b"")[:cells]  # SETRANGE wrote up to the highest slot used
+            flat = np.frombuffer(stored + bytes(cells - len(stored)), dtype="<f4")
+            state.rows = flat.reshape(self.window, self.features).astype(np.float32)
         except (ValueError, KeyError, struct.error) as e:
             raise StateUnavailable(f"malformed detector state in Redis: {e}") from e
         for name in ("walk", "size", "cursor", "queries", "ood", "tested", "synthetic"):
