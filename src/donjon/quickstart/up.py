@@ -125,7 +125,7 @@ def _start_gateway(
         timeout=settings.upstream_timeout,
         metrics_path=settings.metrics_path,
     )
-    server = LoopbackServer(proxy, host=host, port=port, lifespan="on")
+    server = LoopbackServer(proxy, host=host, port=port)
     server.start()
     stack._stoppers.append(server.stop)
     models = ",".join(m.name for m in pipeline.models)

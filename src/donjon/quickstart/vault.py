@@ -65,7 +65,10 @@ permit (
 
 
 class LoopbackServer:
-    """uvicorn serving an ASGI app in a thread (default: a free 127.0.0.1 port)."""
+    """uvicorn serving an ASGI app in a thread (default: a free 127.0.0.1 port).
+
+    The app's lifespan runs: the vault's sweeps its failed-authentication windows and,
+    on stop, flushes them and closes its worker threads."""
 
     def __init__(
         self,
@@ -73,7 +76,7 @@ class LoopbackServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        lifespan: Literal["auto", "on", "off"] = "off",
+        lifespan: Literal["auto", "on", "off"] = "on",
     ) -> None:
         import uvicorn
 
