@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ def start_vault(lab: Lab) -> None:
 
 def ingest_data(lab: Lab) -> Any:
     """Step 2: manifest, source filter, poisoning checks, quarantine; the clean set to the vault."""
+    from donjon.data.documents import manifest_document_of
     from donjon.quickstart.data_step import UNKNOWN, ingest
 
     say = lab.say
@@ -109,7 +111,13 @@ def ingest_data(lab: Lab) -> Any:
         say.finding(finding)
     dana = lab.clients[qv.SCIENTIST]
     version = dana.push("dataset", qv.DATASET, ingested.clean, media_type="text/csv")
-    say.ok(f"{qv.SCIENTIST} pushed the admitted set as {qv.DATASET}@{version['version']}")
+    document = manifest_document_of(ingested.clean, label_column="label")
+    body = json.dumps(document, separators=(",", ":")).encode()
+    dana.attach(qv.DATASET, int(version["version"]), "manifest", data=body, of="dataset")
+    say.ok(
+        f"{qv.SCIENTIST} pushed the admitted set as {qv.DATASET}@{version['version']}, "
+        "with its manifest (as `donjon datasets push` does)"
+    )
     say.ok(
         "quarantined records stay out of training, kept with their reasons: "
         "data/filtered/quarantine.csv, data/quarantine-poisoning.csv"
