@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
     from donjon.app import Donjon
     from donjon.config import Settings
+    from donjon.server.ui.console import Console
     from donjon.server.ui.wiring import ConsoleOptions
 
 
@@ -27,6 +28,7 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
     from donjon.server.ui.wiring import ConsoleOptions, add_console
 
     services = build_vault(settings, authenticator, authorizer, donjon.bus, app=donjon)
+    consoles: list[Console] = []  # stopped first at shutdown (the console's warm-up)
     app = create_app(
         services.registry,
         services.authenticator,
@@ -34,11 +36,11 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
         limits=ServerLimits.from_settings(settings.vault),
         readiness=services.readiness(),
         on_startup=(donjon.start_delivery,),
-        on_shutdown=(services.close, donjon.close),
+        on_shutdown=(lambda: _stop_all(consoles), services.close, donjon.close),
         shared_failures=SqlAuthFailures(services.database),
     )
     identify = getattr(authenticator, "verify", None) or authenticator.authenticate
-    add_console(  # the web console under /ui, on the same identities, policies and ledger
+    mounted = add_console(  # the web console under /ui, on the same identities, policies, ledger
         app,
         services.registry,
         identify,
@@ -47,7 +49,13 @@ def vault_app(settings: Settings, donjon: Donjon, console: ConsoleOptions | None
         options=console or ConsoleOptions.from_settings(settings.vault),
         session_rows=SqlSessionRows(services.database),  # shared by workers and replicas
     )
+    consoles.append(mounted)
     return app
+
+
+def _stop_all(consoles: list[Console]) -> None:
+    for console in consoles:
+        console.stop()
 
 
 def worker_app() -> FastAPI:

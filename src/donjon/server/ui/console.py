@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class Console:
     diffs: data_pages.DiffCache = field(default_factory=data_pages.DiffCache)
     warmed: float | None = None  # seconds the start-up warm-up took, once done
     oidc: OidcLogin | None = None  # sign-in through the configured OIDC provider
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _warmer: threading.Thread | None = None
     poll_seconds: float = 30.0
     templates: Environment = field(
         default_factory=lambda: Environment(
@@ -192,14 +195,26 @@ class Console:
         if self.sources.index is not None:
             self.sources.index.refresh()
 
+    def start_warm_up(self) -> None:
+        """Warm up in a background thread; :meth:`stop` ends it."""
+        self._warmer = threading.Thread(target=self.warm, name="console-warm-up", daemon=True)
+        self._warmer.start()
+
+    def stop(self) -> None:
+        """Stop the warm-up (at shutdown): it leaves what is left to the first pages."""
+        self._stop.set()
+        if self._warmer is not None:
+            self._warmer.join(timeout=30)
+
     def warm(self) -> float:
         """Do at start what the first requests would: read the ledger's tail into the
         index, run the Sigma rules over it, compile the templates. Its seconds."""
         started = time.perf_counter()
         try:
-            self.refresh()
-            if self.sources.sigma is not None:
-                self.sources.sigma.refresh()
+            if self.sources.index is not None:
+                self.sources.index.refresh(self._stop)
+            if self.sources.sigma is not None and not self._stop.is_set():
+                self.sources.sigma.refresh(self._stop)
             for name in self.templates.list_templates():
                 self.templates.get_template(name)
         except DonjonError as e:  # the first page reads what is missing, and says why

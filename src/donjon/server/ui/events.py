@@ -142,8 +142,8 @@ class EventIndex:
     def last_seq(self) -> int:
         return self._last
 
-    def refresh(self) -> None:
-        """Read the entries written since the last call."""
+    def refresh(self, stop: threading.Event | None = None) -> None:
+        """Read the entries written since the last call (until ``stop`` is set)."""
         with self._lock:
             if self._last == 0 and self._head is not None:  # the first read: the tail only
                 try:
@@ -152,6 +152,8 @@ class EventIndex:
                     self.first_seq = 1
                 self._last = self.first_seq - 1
             for seq, _prev, _hash, body in self._rows(self._last + 1):
+                if stop is not None and stop.is_set():
+                    break
                 entry = parse_entry(seq, body)
                 self._last = seq
                 if entry is None:

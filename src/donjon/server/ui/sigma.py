@@ -38,8 +38,8 @@ class SigmaBoard:
         self.evaluated = 0
         self._lock = threading.Lock()
 
-    def refresh(self) -> None:
-        """Feed the entries written since the last call to the rules."""
+    def refresh(self, stop: threading.Event | None = None) -> None:
+        """Feed the entries written since the last call to the rules (until ``stop``)."""
         from donjon.soc.ocsf import to_ocsf
 
         with self._lock:
@@ -50,6 +50,8 @@ class SigmaBoard:
                 self.first_seq = self._start()
                 self._last = self.first_seq - 1
             for seq, _prev, _hash, body in self._rows(self._last + 1):
+                if stop is not None and stop.is_set():
+                    break
                 self._last = seq
                 try:
                     event = SecurityEvent.from_dict(json.loads(body)["event"])

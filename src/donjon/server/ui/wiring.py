@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -131,5 +130,5 @@ def add_console(
         oidc=OidcLogin(options.oidc) if options.oidc else None,
     )
     if options.warm:  # the first page after a start then costs what any page costs
-        threading.Thread(target=console.warm, name="console-warm-up", daemon=True).start()
+        console.start_warm_up()
     return console
