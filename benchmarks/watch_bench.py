@@ -24,8 +24,12 @@ so the tolerance is learnt from its noise).
 minute) through the drift monitor, then one feature's mean shifted by half a
 standard deviation; alerts of ``donjon monitor``'s default rules, beside the
 PSI band rule that was the default before and a per-minute two-sample KS test.
-``--only robustness``: one probe (2,000 queries: HopSkipJump and a surrogate's
-transfer attack) on a plain and a noise-augmented MLP, per seed (``--seeds``).
+``--only robustness`` (``--quick``: 2 seeds): pairs of logistic regressions whose true
+robustness is known white-box (each row's exact L2 distance to the decision boundary):
+plain vs noise-augmented, weak vs strong L2 regularisation, and a control (one model
+probed twice). Each version gets ONE black-box probe over HTTP (2,000 queries:
+HopSkipJump and a surrogate's transfer attack); the paired test's verdict is printed
+beside the ground-truth gap, per seed (``--seeds``).
 
 Peers, on the same servers and substitutions: a canary set of 200 held-out rows
 compared by label (what a plain "golden set" smoke test does) and the same rows
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import sys
 import time
@@ -44,6 +49,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -245,80 +251,112 @@ def scenario(
     return lines
 
 
-def robustness(data: Data, budget: int, rows: int, seeds: int) -> list[str]:
-    """Probes of a brittle and a noise-augmented version of the same MLP, over several seeds.
+def linear(data: Data, c: float, sigma: float, seed: int) -> LogisticRegression:
+    """Logistic regression on pixels / 16, optionally on 4 Gaussian-noised copies as well."""
+    x = data.x_train / 16.0
+    rng = np.random.default_rng(seed)
+    copies = [x] + [x + rng.normal(0.0, sigma, x.shape) for _ in range(4 if sigma else 0)]
+    y = np.concatenate([data.y_train] * len(copies))
+    return LogisticRegression(C=c, max_iter=3000).fit(np.vstack(copies), y)
 
-    Each seed trains both versions with that seed and probes the same rows of each
-    (paired: the probe rows are the first held-out rows, as `watch probe` takes them
-    from fingerprints enrolled on the same data), over HTTP, within ``budget``.
+
+def boundary_distance(model: LogisticRegression, rows: np.ndarray) -> np.ndarray:
+    """Ground truth, white-box: each row's exact L2 distance to the linear model's decision
+    boundary (in pixel units, unclipped), relative to the row's norm as the probe measures."""
+    weights, bias = model.coef_ / 16.0, model.intercept_
+    scores = rows @ weights.T + bias
+    label = scores.argmax(axis=1)
+    out = np.empty(len(rows))
+    for i, y in enumerate(label):
+        others = np.arange(len(weights)) != y
+        gaps = (scores[i, y] - scores[i, others]) / np.linalg.norm(
+            weights[y] - weights[others], axis=1
+        )
+        out[i] = gaps.min() / (np.linalg.norm(rows[i]) or 1.0)
+    return out
+
+
+# (brittle, robust) by the ground truth; the control probes one model twice (attack seeds differ)
+PAIRS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "noise augmentation (C 100; sigma 0 vs 1)": ((100.0, 0.0), (100.0, 1.0)),
+    "L2 regularisation (C 100 vs 0.01)": ((100.0, 0.0), (0.01, 0.0)),
+    "control: one model (C 100) probed twice": ((100.0, 0.0), (100.0, 0.0)),
+}
+
+
+def _probe_served(model: LogisticRegression, data: Data, rows: int, budget: int, seed: int) -> Any:
+    from donjon.watch.probe import probe
+
+    victim = Victim(lambda r: model.predict_proba(np.asarray(r) / 16.0))
+    with serve(victim.answer, route="/predict") as url:
+        target = HttpModel(url, GatewayAnswerReader("digits"))
+        starts = data.x_held[rows : rows + 28]  # as `watch probe`: the 40 held-out rows
+        result = probe(target, data.x_held[:rows], starts, budget=budget, seed=seed)
+    assert result.queries <= budget == result.budget
+    assert victim.queries == result.queries
+    return result
+
+
+def robustness(budget: int, rows: int, seeds: int) -> list[str]:
+    """Per pair and seed: the white-box ground truth, then ONE black-box probe of each version.
+
+    A seed draws another train / held-out split (so other probe rows), another noise
+    draw and another attack seed. Both versions are probed over HTTP on the same rows
+    (paired), in alternated order; the control's second run uses another attack seed.
     """
-    from donjon.watch.probe import EPSILONS, paired, probe
+    from scipy.stats import wilcoxon
+
+    from donjon.watch.probe import paired
 
     lines = [
-        f"\n## Robustness probes (HopSkipJump + surrogate transfer, {rows} rows, budget "
+        f"\n## Robustness probes against white-box ground truth ({rows} probe rows, budget "
         f"{budget} queries, {seeds} seeds)",
-        "| seed | version | median perturbation [95 % CI] | HopSkipJump success at "
-        + " / ".join(f"{e:g}" for e in EPSILONS)
-        + " | transfer PGD at "
-        + " / ".join(f"{e:g}" for e in EPSILONS)
-        + " | surrogate agreement | rows attacked | queries | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| pair | seed | true median distance, all held-out rows: brittle / robust (ratio) | "
+        "true, probe rows: median brittle / robust, robust farther, oracle paired p | "
+        "probe median: brittle / robust | "
+        "rows attacked | queries | probe: robust needs more | paired p (one-sided) | "
+        "separated | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    verdicts = []
+    tally: dict[str, list[bool]] = {name: [] for name in PAIRS}
     for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        x = data.x_train / 16.0
-        noisy = [np.clip(x + rng.normal(0.0, 0.5, x.shape), 0.0, 1.0) for _ in range(4)]
-        versions = {
-            "plain": MLPClassifier((64,), max_iter=300, random_state=seed).fit(x, data.y_train),
-            "noise-augmented": MLPClassifier((64,), max_iter=300, random_state=seed).fit(
-                np.vstack([x, *noisy]), np.concatenate([data.y_train] * 5)
-            ),
-        }
-        order = list(versions) if seed % 2 == 0 else list(reversed(versions))  # alternate
-        found = {}
-        for name in order:
-            model = versions[name]
-            victim = Victim(lambda r, m=model: m.predict_proba(np.asarray(r) / 16.0))
-            with serve(victim.answer, route="/predict") as url:
-                target = HttpModel(url, GatewayAnswerReader("digits"))
-                begin = time.process_time()
-                starts = data.x_held[rows : rows + 28]  # as `watch probe`: the 40 held-out rows
-                result = probe(target, data.x_held[:rows], starts, budget=budget, seed=seed)
-                cpu = time.process_time() - begin
-            assert result.queries <= budget == result.budget
-            assert victim.queries == result.queries
-            found[name] = result
-            low, high = result.interval
-            transfer = result.transfer
-            pgd = " / ".join(f"{transfer.pgd[e]:.0%}" if transfer else "-" for e in EPSILONS)
-            print(f"  seed {seed}, {name}: {result.summary()} ({cpu:.1f} s CPU)", flush=True)
-            lines.append(
-                f"| {seed} | {name} | {result.robustness:.3f} [{low:.3f}, {high:.3f}] | "
-                + " / ".join(f"{result.success_at(e):.0%}" for e in EPSILONS)
-                + f" | {pgd} | {transfer.agreement if transfer else 0:.0%} | "
-                f"{result.attacked}/{result.rows} | {result.queries} | {cpu:.1f} |"
+        data = Data(seed)
+        for name, (weak, strong) in PAIRS.items():
+            control = weak == strong
+            begin = time.process_time()
+            brittle = linear(data, *weak, seed)
+            sturdy = brittle if control else linear(data, *strong, seed)
+            truth = [boundary_distance(m, data.x_held) for m in (brittle, sturdy)]
+            near, far = (t[:rows] for t in truth)
+            oracle = (
+                float(wilcoxon(far - near, alternative="greater").pvalue)
+                if not control
+                else math.nan
             )
-        brittle, sturdy = found["plain"], found["noise-augmented"]
-        pair = paired(brittle, sturdy)
-        apart = brittle.interval[1] < sturdy.interval[0]
-        verdicts.append((seed, pair, apart, sturdy.robustness - brittle.robustness))
-    lines.append(
-        "\n| seed | rows where noise-augmented needs more | paired Wilcoxon p (one-sided) | "
-        "medians' 95 % CIs disjoint | median difference |"
-    )
-    lines.append("|---|---|---|---|---|")
-    for seed, pair, apart, diff in verdicts:
-        lines.append(
-            f"| {seed} | {pair['higher']}/{pair['rows']} | {pair['p_value']:.2g} | "
-            f"{'yes' if apart else 'no'} | {diff:+.3f} |"
-        )
-    separated = sum(p["p_value"] < 0.05 for _, p, _, _ in verdicts)
-    disjoint = sum(a for _, _, a, _ in verdicts)
-    lines.append(
-        f"\nseparated in a single probe run (paired p < 0.05): {separated} of {seeds} seeds; "
-        f"disjoint CIs: {disjoint} of {seeds}"
-    )
+            runs = [(brittle, seed), (sturdy, seed + 1000 if control else seed)]
+            order = runs if seed % 2 == 0 else runs[::-1]  # alternate which is probed first
+            found = {id(run): _probe_served(run[0], data, rows, budget, run[1]) for run in order}
+            a, b = (found[id(run)] for run in runs)
+            cpu = time.process_time() - begin
+            pair = paired(a, b)
+            apart = pair["p_value"] < 0.05
+            tally[name].append(apart)
+            ratio = np.median(truth[1]) / np.median(truth[0])
+            print(f"  seed {seed}, {name}: p={pair['p_value']:.2g} ({cpu:.1f} s CPU)", flush=True)
+            lines.append(
+                f"| {name} | {seed} | {np.median(truth[0]):.3f} / {np.median(truth[1]):.3f} "
+                f"({ratio:.2f}x, {len(data.x_held)} rows) | {np.median(near):.3f} / "
+                f"{np.median(far):.3f}, {int((far > near).sum())}/{rows}, {oracle:.2g} | "
+                f"{a.robustness:.3f} / {b.robustness:.3f} | "
+                f"{a.attacked}/{b.attacked} of {rows} | {a.queries}/{b.queries} | "
+                f"{pair['higher']}/{pair['rows']} | {pair['p_value']:.2g} | "
+                f"{'yes' if apart else 'no'} | {cpu:.1f} |"
+            )
+    lines.append("\n| pair | separated in one probe run (paired p < 0.05) |")
+    lines.append("|---|---|")
+    for name, hits in tally.items():
+        label = "falsely separated" if name.startswith("control") else "separated"
+        lines.append(f"| {name} | {label} in {sum(hits)} of {len(hits)} seeds |")
     return lines
 
 
@@ -421,19 +459,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the robustness pairs")
     parser.add_argument("--drift-seeds", type=int, default=2, help="seeds per drift bucket size")
     parser.add_argument("--drift-rows", default="50,100,200,1000", help="rows per minute")
+    parser.add_argument("--quick", action="store_true", help="robustness: 2 seeds")
     parser.add_argument("--only", choices=("fingerprints", "robustness", "drift"), default=None)
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.filterwarnings("ignore", module="torch")  # quantize_dynamic's deprecation notices
     warnings.filterwarnings("ignore", message=".*quantiz", category=DeprecationWarning)
     data = Data()
+    seeds = 2 if args.quick else args.seeds
     out = [f"# donjon watch benchmark ({args.checks} unchanged checks per server)"]
     if args.only in (None, "drift"):
         sizes = tuple(int(v) for v in args.drift_rows.split(","))
         print("\n".join(out + drift_table(args.drift_seeds, sizes)), flush=True)
         out = []
     if args.only in (None, "robustness"):
-        print("\n".join(out + robustness(data, args.budget, args.probe_rows, args.seeds)))
+        print("\n".join(out + robustness(args.budget, args.probe_rows, seeds)))
         out = []
     if args.only in ("robustness", "drift"):
         return

@@ -16,7 +16,7 @@ from donjon.core.events import EventKind, SecurityEvent
 from donjon.monitor.baseline import evaluate
 from donjon.monitor.series import build_series
 from donjon.watch.ports import Answers
-from donjon.watch.probe import paired, probe
+from donjon.watch.probe import TRANSFER_SHARE, paired, probe
 from tests.watch.conftest import MODEL, Lab
 
 
@@ -40,7 +40,7 @@ def test_a_probe_measures_robustness_within_its_query_budget(
     assert 0.0 <= result["success_at_0.1"] <= 1.0
     assert result["robustness_low"] <= result["robustness"] <= result["robustness_high"]
     assert 0.0 <= result["transfer_pgd_at_0.1"] <= 1.0
-    assert result["transfer_queries"] == round(0.15 * 400)  # its share, spent first
+    assert result["transfer_queries"] == round(TRANSFER_SHARE * 400)  # its share, spent first
     probes = [
         json.loads(line)
         for line in (donjon_home / "events.jsonl").read_text().splitlines()
@@ -98,7 +98,8 @@ def test_the_transfer_attack_moves_a_model_its_surrogate_resembles() -> None:
     x, y = make_classification(n_samples=400, n_features=8, n_informative=6, random_state=3)
     victim = LogisticRegression(max_iter=500).fit(x[:300], y[:300])
     first, again = (
-        probe(_Local(victim), x[300:310], x[310:340], budget=500, seed=1) for _ in range(2)
+        probe(_Local(victim), x[300:310], x[310:340], budget=500, transfer_queries=75, seed=1)
+        for _ in range(2)
     )
     assert first.queries <= 500
     assert first.transfer is not None

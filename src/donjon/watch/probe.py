@@ -4,7 +4,7 @@ Two attacks share one hard query budget (``budget``, 2,000 by default; the
 labelling of the rows counts too):
 
 1. **Transfer from a surrogate** (:mod:`.transfer`, ``transfer_queries``:
-   15 % of the budget by default, spent first so every version gets the same): transfer
+   10 % of the budget by default, spent first so every version gets the same): transfer
    success at the fixed relative budgets ``EPSILONS`` with FGSM and PGD.
 2. **HopSkipJump** (ART, decision-based: only the endpoint's labels) from each
    probe row, started from the nearest held-out row the model labels
@@ -35,7 +35,7 @@ from donjon.watch.transfer import TransferResult, transfer_attack
 
 EPSILONS = (0.05, 0.1, 0.2)
 DEFAULT_BUDGET = 2000
-TRANSFER_SHARE = 0.15  # of the budget, for the surrogate (300 of 2,000 queries)
+TRANSFER_SHARE = 0.1  # of the budget, for the surrogate (200 of 2,000 queries)
 BOOTSTRAP = 2000
 
 
