@@ -24,10 +24,11 @@ so the tolerance is learnt from its noise).
 minute) through the drift monitor, then one feature's mean shifted by half a
 standard deviation; alerts of ``donjon monitor``'s default rules, beside the
 PSI band rule that was the default before and a per-minute two-sample KS test.
-``--only robustness`` (``--quick``: 2 seeds): pairs of logistic regressions whose true
-robustness is known white-box (each row's exact L2 distance to the decision boundary):
-plain vs noise-augmented, weak vs strong L2 regularisation, and a control (one model
-probed twice). Each version gets ONE black-box probe over HTTP (2,000 queries:
+``--only robustness`` (``--quick``: 2 seeds): pairs whose true robustness is measured
+white-box on all held-out rows: logistic regressions (each row's exact L2 distance to
+the decision boundary), plain vs noise-augmented and weak vs strong L2 regularisation;
+a torch MLP plain vs noise-augmented (ART's DeepFool in process); and a control (one
+model probed twice). Each version gets ONE black-box probe over HTTP (2,000 queries:
 HopSkipJump and a surrogate's transfer attack); the paired test's verdict is printed
 beside the ground-truth gap, per seed (``--seeds``).
 
@@ -276,18 +277,81 @@ def boundary_distance(model: LogisticRegression, rows: np.ndarray) -> np.ndarray
     return out
 
 
+def torch_mlp(data: Data, sigma: float, seed: int) -> Any:
+    """The torch victim's architecture (64-64-10) on pixels, optionally noise-augmented."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    x = data.x_train / 16.0
+    rng = np.random.default_rng(seed)
+    copies = [x] + [x + rng.normal(0.0, sigma, x.shape) for _ in range(4 if sigma else 0)]
+    inputs = torch.tensor(np.vstack(copies), dtype=torch.float32)
+    targets = torch.tensor(np.concatenate([data.y_train] * len(copies)), dtype=torch.long)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimiser.step()
+    model.eval()
+
+    class Pixels(nn.Module):  # the server gets raw pixels
+        def forward(self, x: Any) -> Any:
+            return x / 16.0
+
+    return nn.Sequential(Pixels(), model)
+
+
+def deepfool_distance(model: Any, rows: np.ndarray) -> np.ndarray:
+    """Ground truth, white-box: ART's DeepFool on the torch model in process (unclipped: an
+    upper bound of each row's minimal L2 distance), relative to the row's norm."""
+    import torch
+    from art.attacks.evasion import DeepFool
+    from art.estimators.classification import PyTorchClassifier
+
+    classifier = PyTorchClassifier(
+        model, loss=torch.nn.CrossEntropyLoss(), input_shape=(64,), nb_classes=10
+    )
+    x = rows.astype(np.float32)
+    adversarial = DeepFool(classifier, max_iter=50, epsilon=0.02, verbose=False).generate(x)
+    moved = classifier.predict(adversarial).argmax(1) != classifier.predict(x).argmax(1)
+    distance = np.linalg.norm(adversarial - x, axis=1) / np.linalg.norm(x, axis=1)
+    return np.where(moved, distance, np.inf)
+
+
+def version(kind: str, params: tuple[float, ...], data: Data, seed: int) -> tuple[Scores, Any]:
+    """A served model's scores and its ground-truth distances over all held-out rows."""
+    if kind == "linear":
+        model = linear(data, params[0], params[1], seed)
+        truth = boundary_distance(model, data.x_held)
+        return lambda r: model.predict_proba(np.asarray(r) / 16.0), truth
+    import torch
+
+    net = torch_mlp(data, params[0], seed)
+
+    def scores(r: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = net(torch.tensor(np.asarray(r), dtype=torch.float32))
+            return torch.softmax(logits, dim=1).double().numpy()  # type: ignore[no-any-return]
+
+    return scores, deepfool_distance(net, data.x_held)
+
+
 # (brittle, robust) by the ground truth; the control probes one model twice (attack seeds differ)
-PAIRS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
-    "noise augmentation (C 100; sigma 0 vs 1)": ((100.0, 0.0), (100.0, 1.0)),
-    "L2 regularisation (C 100 vs 0.01)": ((100.0, 0.0), (0.01, 0.0)),
-    "control: one model (C 100) probed twice": ((100.0, 0.0), (100.0, 0.0)),
+PAIRS: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
+    "noise augmentation (linear, C 100; sigma 0 vs 1)": ("linear", (100.0, 0.0), (100.0, 1.0)),
+    "L2 regularisation (linear, C 100 vs 0.01)": ("linear", (100.0, 0.0), (0.01, 0.0)),
+    "noise augmentation (torch MLP; sigma 0 vs 0.5)": ("mlp", (0.0,), (0.5,)),
+    "control: one model (linear, C 100) probed twice": ("linear", (100.0, 0.0), (100.0, 0.0)),
 }
 
 
-def _probe_served(model: LogisticRegression, data: Data, rows: int, budget: int, seed: int) -> Any:
+def _probe_served(scores: Scores, data: Data, rows: int, budget: int, seed: int) -> Any:
     from donjon.watch.probe import probe
 
-    victim = Victim(lambda r: model.predict_proba(np.asarray(r) / 16.0))
+    victim = Victim(scores)
     with serve(victim.answer, route="/predict") as url:
         target = HttpModel(url, GatewayAnswerReader("digits"))
         starts = data.x_held[rows : rows + 28]  # as `watch probe`: the 40 held-out rows
@@ -321,12 +385,14 @@ def robustness(budget: int, rows: int, seeds: int) -> list[str]:
     tally: dict[str, list[bool]] = {name: [] for name in PAIRS}
     for seed in range(seeds):
         data = Data(seed)
-        for name, (weak, strong) in PAIRS.items():
+        for name, (kind, weak, strong) in PAIRS.items():
             control = weak == strong
             begin = time.process_time()
-            brittle = linear(data, *weak, seed)
-            sturdy = brittle if control else linear(data, *strong, seed)
-            truth = [boundary_distance(m, data.x_held) for m in (brittle, sturdy)]
+            brittle, brittle_truth = version(kind, weak, data, seed)
+            sturdy, sturdy_truth = (
+                (brittle, brittle_truth) if control else version(kind, strong, data, seed)
+            )
+            truth = [brittle_truth, sturdy_truth]
             near, far = (t[:rows] for t in truth)
             oracle = (
                 float(wilcoxon(far - near, alternative="greater").pvalue)
