@@ -94,11 +94,14 @@ def test_status_shows_the_robustness_trend_and_the_last_drift(
     donjon_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")
+    from donjon.storage.sql import open_database, sqlite_url
+    from donjon.storage.watchlist import SqlWatchRows
     from donjon.watch.watchlist import Watched, WatchList
 
     donjon_home.mkdir(parents=True)
     _write(donjon_home / "events.jsonl")
-    watchlist = WatchList(donjon_home / "watch" / "watched.json")
+    database = open_database(sqlite_url(donjon_home / "donjon.db"))
+    watchlist = WatchList(SqlWatchRows(database))
     watchlist.enrolled(Watched("fraud-clf", 3, "http://127.0.0.1:9/predict", "sha256:ab", 200,
                                START.isoformat()))  # fmt: skip
     for robustness in (0.31, 0.30, 0.17):
@@ -106,6 +109,7 @@ def test_status_shows_the_robustness_trend_and_the_last_drift(
                  "robustness_high": robustness + 0.04, "transfer_pgd_at_0.1": 0.25,
                  "time": START.isoformat()}  # fmt: skip
         watchlist.checked("fraud-clf@3", probe, "probes")
+    database.dispose()
     assert main(["--format", "json", "watch", "status"]) == 0
     (status,) = json.loads(capsys.readouterr().out)
     assert status["drift"]["drift_score"] == 9.5

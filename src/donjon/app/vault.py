@@ -109,7 +109,7 @@ def build_vault(
         from donjon.app.watch_gate import watch_gate
 
         gates = stage_gates(settings)
-        enrolment = watch_gate(settings, bus)  # enrols versions entering a watched stage
+        enrolment = watch_gate(settings, bus, database)  # enrols versions entering a watched stage
         if enrolment is not None:
             for stage in enrolment.stages():
                 gates.setdefault(stage, []).append(enrolment)
@@ -126,6 +126,7 @@ def build_vault(
     )
     if enrolment is not None:
         enrolment.attach = registry.attach
+    _import_old_watch_list(settings, database)
     return VaultServices(registry, authenticator, database, blobs, bus)
 
 
@@ -242,3 +243,11 @@ def _inspector() -> AttachmentInspector | None:
     except ImportError:
         return None
     return DocumentInspector()
+
+
+def _import_old_watch_list(settings: Settings, database: Database) -> None:
+    """A home's watch list of older versions joins the database (once; the gate may have)."""
+    from donjon.app.watch_gate import OLD_FILE, watch_list
+
+    if (settings.home / OLD_FILE).exists():
+        watch_list(settings, database)

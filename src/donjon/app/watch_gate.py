@@ -16,8 +16,12 @@ therefore always has a signed fingerprint.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from donjon.core.bus import EventBus
@@ -36,9 +40,13 @@ if TYPE_CHECKING:
     from donjon.config import Settings, WatchModelSettings
     from donjon.core.identity import Principal
     from donjon.provenance.dsse import Signer
-    from donjon.watch.watchlist import WatchList
+    from donjon.storage.sql import Database
+    from donjon.watch.watchlist import Imported, WatchList
 
 GATE = "watch-enrolment"
+OLD_FILE = Path("watch", "watched.json")  # where older versions kept a home's watch list
+
+log = logging.getLogger(__name__)
 Attach = Callable[["Principal", str, int, AttachmentKind, bytes], Attachment]
 
 
@@ -128,7 +136,7 @@ class WatchEnrolmentGate:
         return details
 
 
-def watch_gate(settings: Settings, bus: EventBus) -> WatchEnrolmentGate | None:
+def watch_gate(settings: Settings, bus: EventBus, database: Database) -> WatchEnrolmentGate | None:
     """The enrolment gate of ``[watch]``, or None when no model is watched.
 
     Watched models without a signing key (``watch.key``) are a ConfigError: the
@@ -160,14 +168,36 @@ def watch_gate(settings: Settings, bus: EventBus) -> WatchEnrolmentGate | None:
     return WatchEnrolmentGate(
         models,
         signer,
-        watch_list(settings),
+        watch_list(settings, database),
         bus,
         token_from(watch.token_env),
     )
 
 
-def watch_list(settings: Settings) -> WatchList:
-    """This host's watch list (``$DONJON_HOME/watch/watched.json``)."""
+def watch_list(settings: Settings, database: Database) -> WatchList:
+    """The vault's watch list, in ``database``, once this home's older file is imported."""
+    from donjon.storage.watchlist import SqlWatchRows
     from donjon.watch.watchlist import WatchList
 
-    return WatchList(settings.home / "watch" / "watched.json")
+    watchlist = WatchList(SqlWatchRows(database))
+    import_old_file(settings, watchlist)
+    return watchlist
+
+
+def import_old_file(settings: Settings, watchlist: WatchList) -> Imported | None:
+    """Import ``$DONJON_HOME/watch/watched.json`` (the watch list of older versions) once.
+
+    Entries already in the database are left as they are, so importing twice (or
+    from two replicas sharing the home) adds nothing; the file is then renamed
+    ``watched.json.imported`` and kept. Logs what it did; None when there is no file.
+    """
+    path = settings.home / OLD_FILE
+    if not path.exists():
+        return None
+    from donjon.watch.watchlist import read_json_file
+
+    done = watchlist.import_entries(read_json_file(path), str(path))
+    with suppress(FileNotFoundError):  # another replica sharing this home renamed it first
+        os.replace(path, path.with_name(f"{path.name}.imported"))
+    log.warning("watch list: %s (the file is kept as %s.imported)", done, path.name)
+    return done

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from donjon.config import Settings
     from donjon.core.bus import EventBus
     from donjon.registry import Registry
+    from donjon.storage.sql import Database
     from donjon.watch.watchlist import Watched
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,9 @@ class WatchScheduler:
             self._stop.wait(self.tick)
 
 
-def up_scheduler(settings: Settings, registry: Registry, bus: EventBus) -> WatchScheduler | None:
+def up_scheduler(
+    settings: Settings, registry: Registry, bus: EventBus, database: Database
+) -> WatchScheduler | None:
     """The scheduler ``donjon up`` runs beside the vault, or None when it has nothing to do."""
     from donjon.app.watch_gate import watch_list
     from donjon.app.watch_runs import WatchRunner, token_from
@@ -120,7 +123,9 @@ def up_scheduler(settings: Settings, registry: Registry, bus: EventBus) -> Watch
             entry.model, entry.version, Digest.parse(entry.fingerprint)
         )
 
-    runner = WatchRunner(watch_list(settings), bus, read, keys, token_from(watch.token_env))
+    runner = WatchRunner(
+        watch_list(settings, database), bus, read, keys, token_from(watch.token_env)
+    )
     return WatchScheduler(
         runner,
         check_seconds=watch.check_seconds,

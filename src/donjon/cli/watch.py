@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -49,10 +51,17 @@ TOKEN_ENV = "DONJON_WATCH_TOKEN"  # noqa: S105 - the variable's name, not a secr
 FINGERPRINT = "fingerprint"
 
 
-def _watchlist(cli: CliState) -> WatchList:
-    from donjon.watch.watchlist import WatchList
+@contextmanager
+def _watchlist(cli: CliState) -> Iterator[WatchList]:
+    """The watch list in the database of the settings (the vault's, to share its list)."""
+    from donjon.app.sql import open_sql
+    from donjon.app.watch_gate import watch_list
 
-    return WatchList(cli.settings.home / "watch" / "watched.json")
+    database = open_sql(cli.settings)
+    try:
+        yield watch_list(cli.settings, database)
+    finally:
+        database.dispose()
 
 
 def _endpoint(url: str, model: str, fmt: str, output: str | None, token_env: str) -> Any:
@@ -158,10 +167,11 @@ def enrol(
     document = seal(fingerprint, signer)
     with open_client(cli, server) as client:
         record = client.attach(model, version, FINGERPRINT, data=document)
-    _watchlist(cli).enrolled(
-        Watched(model, version, endpoint, str(record["digest"]), fingerprint.size,
-                datetime.now(UTC).isoformat())
-    )  # fmt: skip
+    with _watchlist(cli) as watchlist:
+        watchlist.enrolled(
+            Watched(model, version, endpoint, str(record["digest"]), fingerprint.size,
+                    datetime.now(UTC).isoformat())
+        )  # fmt: skip
     summary = {
         "model": model,
         "version": version,
@@ -204,22 +214,25 @@ def run(
     from donjon.cli.vault_session import open_client
 
     cli = state(ctx)
-    watched = _selected(cli, model, version)
     keys = _trusted_keys(cli, public_key, key_id)
     results = []
-    with open_client(cli, server) as client:
-        runner = _runner(cli, client, keys, token_env)
-        for entry in watched:
-            outcome = runner.check(entry, endpoint, request_format, output)
-            results.append(outcome)
-            _say(cli, entry, outcome, "check")
+    with _watchlist(cli) as watchlist:
+        watched = _selected(watchlist, model, version)
+        with open_client(cli, server) as client:
+            runner = _runner(cli, watchlist, client, keys, token_env)
+            for entry in watched:
+                outcome = runner.check(entry, endpoint, request_format, output)
+                results.append(outcome)
+                _say(cli, entry, outcome, "check")
     if cli.json:
         cli.print_json(results)
     bad = [r for r in results if r["status"] != "same"]
     return ExitCode.FINDINGS if bad else ExitCode.OK
 
 
-def _runner(cli: CliState, client: Any, keys: list[Any], token_env: str) -> WatchRunner:
+def _runner(
+    cli: CliState, watchlist: WatchList, client: Any, keys: list[Any], token_env: str
+) -> WatchRunner:
     """The app's watch runner, its fingerprints read from the vault over HTTP."""
     from donjon.app.watch_runs import WatchRunner, token_from
 
@@ -227,7 +240,7 @@ def _runner(cli: CliState, client: Any, keys: list[Any], token_env: str) -> Watc
         data: bytes = client.attachment(entry.model, entry.version, entry.fingerprint)
         return data
 
-    return WatchRunner(_watchlist(cli), cli.app.bus, read, keys, token_from(token_env))
+    return WatchRunner(watchlist, cli.app.bus, read, keys, token_from(token_env))
 
 
 def _say(cli: CliState, entry: Watched, outcome: dict[str, Any], what: str) -> None:
@@ -268,26 +281,27 @@ def probe(
     from donjon.cli.vault_session import open_client
 
     cli = state(ctx)
-    watched = _selected(cli, model, version)
     keys = _trusted_keys(cli, public_key, key_id)
     results = []
-    with open_client(cli, server) as client:
-        runner = _runner(cli, client, keys, token_env)
-        for entry in watched:
-            outcome = runner.probe(
-                entry, rows=rows, budget=budget, endpoint=endpoint, output=output
-            )
-            results.append(outcome)
-            _say(cli, entry, outcome, "probe")
+    with _watchlist(cli) as watchlist:
+        watched = _selected(watchlist, model, version)
+        with open_client(cli, server) as client:
+            runner = _runner(cli, watchlist, client, keys, token_env)
+            for entry in watched:
+                outcome = runner.probe(
+                    entry, rows=rows, budget=budget, endpoint=endpoint, output=output
+                )
+                results.append(outcome)
+                _say(cli, entry, outcome, "probe")
     if cli.json:
         cli.print_json(results)
     return ExitCode.FINDINGS if any(r["status"] == "failed" for r in results) else ExitCode.OK
 
 
-def _selected(cli: CliState, model: str | None, version: int | None) -> list[Watched]:
+def _selected(watchlist: WatchList, model: str | None, version: int | None) -> list[Watched]:
     if (model is None) != (version is None):
         raise typer.BadParameter("give MODEL and VERSION together, or neither")
-    watched = _watchlist(cli).load()
+    watched = watchlist.load()
     if model is not None:
         watched = [w for w in watched if w.model == model and w.version == version]
         if not watched:
@@ -303,7 +317,8 @@ def status(ctx: typer.Context) -> None:
     from rich.table import Table
 
     cli = state(ctx)
-    watched = _watchlist(cli).load()
+    with _watchlist(cli) as watchlist:
+        watched = watchlist.load()
     drift = _last_drift(cli)
     if cli.json:
         cli.print_json([

@@ -19,7 +19,7 @@ from donjon.errors import ConfigError
 from donjon.quickstart.vault import LoopbackServer
 
 if TYPE_CHECKING:
-    from donjon.registry import Registry
+    from donjon.app import VaultServices
 
 
 @dataclass
@@ -89,14 +89,14 @@ def _start_vault(app: Donjon, stack: Stack, host: str, port: int) -> None:
     stack._stoppers.append(server.stop)
     stack.services["vault"] = server.url
     stack.services["console"] = f"{server.url}/ui"
-    _start_watch(app, stack, services.registry)
+    _start_watch(app, stack, services)
 
 
-def _start_watch(app: Donjon, stack: Stack, registry: Registry) -> None:
+def _start_watch(app: Donjon, stack: Stack, services: VaultServices) -> None:
     """Fingerprint checks and probes of the watched versions, on their schedules."""
     from donjon.app.watch_schedule import up_scheduler
 
-    scheduler = up_scheduler(app.settings, registry, app.bus)
+    scheduler = up_scheduler(app.settings, services.registry, app.bus, services.database)
     if scheduler is None:
         return
     scheduler.start()

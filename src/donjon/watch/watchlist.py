@@ -1,23 +1,24 @@
-"""The models this host watches, and the last result of each: a small JSON file.
+"""The models the vault watches, and the last results of each: rows behind a port.
 
-Written atomically; the fingerprints themselves live in the vault (signed), this
-file only says which to check and remembers how the last checks went.
+The fingerprints themselves live in the vault (signed); the watch list only says
+which versions to check and remembers how the last checks and probes went. Its
+rows live in the vault's database (``WatchRows``, implemented by
+``donjon.storage.watchlist``), so every replica sees what any one enrolled.
+Older versions kept it in a JSON file per home folder: :func:`read_json_file`
+reads one for a one-off import (:meth:`WatchList.import_entries`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
-import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from donjon.errors import InputError
 
 MAX_HISTORY = 50
-_WRITING = threading.Lock()  # the vault's gate and donjon up's scheduler share one file
 
 
 @dataclass
@@ -40,39 +41,73 @@ class Watched:
         return self.checks[-1] if self.checks else None
 
 
+class WatchRows(Protocol):
+    """Where the watch list is kept: entries as the JSON-able dicts of :class:`Watched`."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every entry in enrolment order, ``checks`` and ``probes`` oldest first."""
+        ...
+
+    def put(self, row: Mapping[str, Any]) -> None:
+        """Add an entry, or replace the one of the same model version (history emptied)."""
+        ...
+
+    def append(
+        self, model: str, version: int, kind: str, result: Mapping[str, Any], keep: int
+    ) -> bool:
+        """Add a result to an entry's ``kind`` history, keeping the newest ``keep``."""
+        ...
+
+    def add_missing(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Add the entries not there yet, with their histories; the indices of those added."""
+        ...
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an import of an older watch list did."""
+
+    source: str
+    added: int
+    present: int
+    results: int  # checks and probes brought along with the added entries
+
+    def __str__(self) -> str:
+        return (
+            f"imported {self.added} watched version(s) with {self.results} check/probe result(s) "
+            f"from {self.source}; {self.present} already in the database were left as they are"
+        )
+
+
 class WatchList:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """The watch list over its rows (the vault's database in production)."""
+
+    def __init__(self, rows: WatchRows) -> None:
+        self._rows = rows
 
     def load(self) -> list[Watched]:
-        if not self.path.exists():
-            return []
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            return [Watched(**entry) for entry in doc["watched"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(f"cannot read the watch list {self.path}: {e}") from None
-
-    def save(self, entries: list[Watched]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
-        try:
-            tmp.write_text(json.dumps({"watched": [asdict(e) for e in entries]}, indent=1))
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        return [Watched(**row) for row in self._rows.rows()]
 
     def enrolled(self, entry: Watched) -> None:
         """Add (or replace) the watch of one model version."""
-        with _WRITING:
-            entries = [e for e in self.load() if e.key != entry.key]
-            self.save([*entries, entry])
+        self._rows.put(asdict(entry))
 
     def checked(self, key: str, result: dict[str, Any], history: str = "checks") -> None:
         """Remember a check's (or, with ``history="probes"``, a probe's) result."""
-        with _WRITING:
-            entries = self.load()
-            for entry in entries:
-                if entry.key == key:
-                    setattr(entry, history, [*getattr(entry, history), result][-MAX_HISTORY:])
-            self.save(entries)
+        model, _, version = key.rpartition("@")
+        self._rows.append(model, int(version), history, result, MAX_HISTORY)
+
+    def import_entries(self, entries: Sequence[Watched], source: str) -> Imported:
+        """Add the entries that are not watched yet, with their last results; idempotent."""
+        added = [entries[i] for i in self._rows.add_missing([asdict(e) for e in entries])]
+        results = sum(len(e.checks) + len(e.probes) for e in added)
+        return Imported(source, len(added), len(entries) - len(added), results)
+
+
+def read_json_file(path: Path) -> list[Watched]:
+    """The entries of an older watch list file (``{"watched": [entry...]}``)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return [Watched(**entry) for entry in doc["watched"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"cannot read the watch list {path}: {e}") from None
