@@ -168,3 +168,24 @@ def test_the_warm_up_goes_on_when_mlflow_is_not_up_yet(
     registry.warm_up = unreachable  # type: ignore[method-assign]
     gate.warm_up()
     assert "warm-up could not reach MLflow" in caplog.text
+
+
+def test_a_stop_with_a_deadline_hands_back_what_it_did_not_handle(
+    tmp_path: Path, bus: EventBus
+) -> None:
+    gate, registry = _gate(tmp_path, bus)
+    for name in ("stuck", "after", "last"):
+        registry.add(name, {"model.safetensors": CLEAN})
+    registry.hold["stuck"] = threading.Event()  # MLflow not answering
+    worker = GateWorker(gate, workers=1)
+    worker.start()
+    for name in ("stuck", "after", "last"):
+        assert worker.submit(_created(name))
+    while registry.downloads != ["stuck"]:
+        time.sleep(0.01)
+    left = worker.stop(timeout=0.2)
+    assert [d.delivery_id for d in left] == ["d-stuck", "d-after", "d-last"]
+    assert not worker.submit(_created("late"))  # stopped: MLflow is told to retry
+    registry.hold["stuck"].set()  # the lane finishes its call, then takes nothing more
+    time.sleep(0.2)
+    assert registry.downloads == ["stuck"]

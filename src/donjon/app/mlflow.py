@@ -25,6 +25,7 @@ class MlflowOptions:
     fail_on: Severity = Severity.MEDIUM
     evidence_dir: Path | None = None  # default $DONJON_HOME/mlflow/evidence
     workers: int = 2  # reviews at once (threads), in order per model version
+    drain_seconds: float = 10.0  # on stop, work through the queue this long at most
 
 
 def mlflow_gate(donjon: Donjon, options: MlflowOptions) -> MlflowGate:
@@ -52,4 +53,5 @@ def mlflow_service(donjon: Donjon, options: MlflowOptions, secret: str) -> Asgi:
     from donjon.integrations.mlflow.worker import GateWorker
 
     worker = GateWorker(mlflow_gate(donjon, options), workers=options.workers)
-    return with_delivery(webhook_app(DeliveryVerifier(secret), worker), donjon)
+    receiver = webhook_app(DeliveryVerifier(secret), worker, options.drain_seconds)
+    return with_delivery(receiver, donjon)

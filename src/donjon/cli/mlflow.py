@@ -125,6 +125,14 @@ def serve(
             "--workers", min=1, max=64, help="Versions reviewed at once (in order per version)."
         ),
     ] = 2,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            "--drain-seconds",
+            min=0,
+            help="On SIGTERM, keep reviewing queued deliveries this long at most.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Receive MLflow's registry webhooks: review each version, tag it, guard aliases."""
     _require_mlflow()
@@ -137,7 +145,9 @@ def serve(
     options = _options(
         tracking_uri, public_url or f"http://{host}:{port}", protect, policy, fail_on
     )
-    served = mlflow_service(cli.app, dataclasses.replace(options, workers=workers), secret)
+    served = mlflow_service(
+        cli.app, dataclasses.replace(options, workers=workers, drain_seconds=drain_seconds), secret
+    )
     cli.info(f"donjon mlflow on http://{host}:{port}/webhook -> {tracking_uri}")
     uvicorn.run(served, host=host, port=port, log_level="warning", proxy_headers=False)
 

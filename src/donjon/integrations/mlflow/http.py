@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,12 +17,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from donjon.core.bus import EventBus
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.severity import Severity
 from donjon.errors import InputError
-from donjon.integrations.mlflow.verdict import SOURCE
-from donjon.integrations.mlflow.webhook import DeliveryVerifier, WebhookRejected
+from donjon.integrations.mlflow.verdict import SOURCE, activity
+from donjon.integrations.mlflow.webhook import Delivery, DeliveryVerifier, WebhookRejected
 from donjon.integrations.mlflow.worker import GateWorker
+
+log = logging.getLogger(__name__)
 
 
 def _rejected(reason: str, client: str | None) -> SecurityEvent:
@@ -36,8 +40,31 @@ def _rejected(reason: str, client: str | None) -> SecurityEvent:
     )
 
 
-def webhook_app(verifier: DeliveryVerifier, worker: GateWorker) -> Starlette:
-    """The ASGI application; the worker runs for as long as the application is served."""
+def _report_unhandled(bus: EventBus, left: list[Delivery], drain_seconds: float | None) -> None:
+    """Say which accepted deliveries a stop left unhandled: on stderr (the log) and as one
+    event each, stored in the ledger and the outbox, so that those versions get reviewed."""
+    listed = ", ".join(
+        f"{d.event} {d.data.get('name')} v{d.data.get('version')} ({d.delivery_id})" for d in left
+    )
+    log.warning(
+        "stopped after the %s s drain deadline with %d accepted MLflow deliveries not handled "
+        "(MLflow did not answer in time; nothing re-sends them): %s. Review each version with "
+        "`donjon mlflow review NAME VERSION`",
+        drain_seconds, len(left), listed,
+    )  # fmt: skip
+    message = "{} not handled before the service stopped: review the version by hand"
+    bus.publish_all([
+        activity("delivery_unhandled", message.format(d.event), ok=False,
+                 delivery=d.delivery_id, data=dict(d.data))
+        for d in left
+    ])  # fmt: skip
+
+
+def webhook_app(
+    verifier: DeliveryVerifier, worker: GateWorker, drain_seconds: float | None = None
+) -> Starlette:
+    """The ASGI application; the worker runs for as long as the application is served and,
+    when it stops, works through its queue for at most ``drain_seconds`` (None: all)."""
     gate = worker.gate
 
     async def receive(request: Request) -> Response:
@@ -71,7 +98,9 @@ def webhook_app(verifier: DeliveryVerifier, worker: GateWorker) -> Starlette:
         try:
             yield
         finally:
-            await run_in_threadpool(worker.stop)
+            left = await run_in_threadpool(worker.stop, drain_seconds)
+            if left:
+                await run_in_threadpool(_report_unhandled, gate.bus, left, drain_seconds)
 
     return Starlette(
         routes=[
