@@ -17,6 +17,8 @@ reads the ledger's tail into the console's index, the audit page runs the Sigma
 rules over it); then medians of ``--repeat``, pages alternated. The peer is
 the vault's own JSON API for the same data (``GET /v1/models`` and each
 model's versions), measured in the same run. Target: every page under 300 ms.
+Last, the CPU per event of the audit page's Sigma tally, with its pre-filter and
+without it (every rule on every flattened event), alternated.
 """
 
 from __future__ import annotations
@@ -198,6 +200,33 @@ def main() -> None:
             donjon.close()
         for warm in (False, True, False, True):  # restarts, alternated: cold with and without
             restarted(settings, token, args, warm)
+    sigma_cost(args.events)
+
+
+def sigma_cost(count: int, rounds: int = 5) -> None:
+    """CPU per event of the Audit page's Sigma board as it reads the ledger (JSON body to
+    event to OCSF to the tally), with the tally's pre-filter and without it (every rule on
+    every flattened event: the peer), alternated over ``rounds``; medians."""
+    from donjon.soc.ocsf import to_ocsf
+    from donjon.soc.sigma_match import SigmaTally, shipped_rules
+
+    bodies = [json.dumps({"event": e.to_dict()}) for e in events(count)]
+    rules = shipped_rules()
+    cost: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(rounds * 2):
+        prefilter = i % 2 == 0
+        tally = SigmaTally(rules, prefilter=prefilter)
+        start = time.process_time()
+        for seq, body in enumerate(bodies):
+            event = SecurityEvent.from_dict(json.loads(body)["event"])
+            tally.feed(seq, event.time, to_ocsf(event))
+        cost[prefilter].append((time.process_time() - start) / count * 1e6)
+    filtered, plain = statistics.median(cost[True]), statistics.median(cost[False])
+    print(
+        f"\nAudit page's Sigma board, CPU per ledger event over {count} events (median of "
+        f"{rounds}): {filtered:.1f} us with the pre-filter, {plain:.1f} us without "
+        f"({plain / filtered:.2f}x); load {os.getloadavg()[0]:.1f}"
+    )
 
 
 def restarted(settings: Any, token: str, args: argparse.Namespace, warm: bool) -> None:

@@ -42,7 +42,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaCompareExpression, SigmaNumber, SigmaString
 
 RULES_DIR = Path(__file__).with_name("sigma_rules")  # the rules Donjon ships
-Fields = dict[str, list[Any]]
+Fields = Mapping[str, list[Any]]  # dotted field name -> its values
 
 
 class Unsupported(Exception):
@@ -53,9 +53,9 @@ def shipped_rules() -> SigmaCollection:
     return SigmaCollection.load_ruleset([RULES_DIR])
 
 
-def flatten(doc: Any, prefix: str = "") -> Fields:
+def flatten(doc: Any, prefix: str = "") -> dict[str, list[Any]]:
     """``a.b.c`` -> every value found there (arrays flatten like a SIEM's extraction)."""
-    out: Fields = {}
+    out: dict[str, list[Any]] = {}
     if isinstance(doc, dict):
         for key, value in doc.items():
             for k, v in flatten(value, f"{prefix}{key}.").items():
@@ -170,9 +170,18 @@ class _Correlation:
 
 
 class SigmaTally:
-    """Which rules of a collection fired over a stream of OCSF events, fed in order."""
+    """Which rules of a collection fired over a stream of OCSF events, fed in order.
 
-    def __init__(self, collection: SigmaCollection) -> None:
+    With ``prefilter`` (the default) each event meets only the rules that can
+    match it (:mod:`donjon.soc.sigma_prefilter`: the ``class_uid`` and other
+    constants a rule requires) and is read field by field, never flattened
+    whole; without it every rule is evaluated on the flattened event. Both
+    give the same matches.
+    """
+
+    def __init__(self, collection: SigmaCollection, *, prefilter: bool = True) -> None:
+        from donjon.soc.sigma_prefilter import Prefilter, requirements
+
         self.states: list[RuleState] = []
         self._rules: list[tuple[RuleState, SigmaRule, list[Any]]] = []
         self._correlations: list[_Correlation] = []
@@ -186,6 +195,8 @@ class SigmaTally:
         for rule in collection.rules:
             if isinstance(rule, SigmaCorrelationRule):
                 self._add_correlation(rule, names)
+        needs = [requirements(rule, parsed) for _, rule, parsed in self._rules]
+        self._prefilter = Prefilter.of(needs) if prefilter else None
 
     def _state(self, rule: SigmaRule | SigmaCorrelationRule, kind: str) -> RuleState:
         level = rule.level.name.lower() if rule.level else ""
@@ -215,9 +226,17 @@ class SigmaTally:
 
     def feed(self, seq: int, when: datetime, ocsf: Mapping[str, Any]) -> list[str]:
         """Evaluate every rule on one event; the titles of the rules it matched."""
-        fields = flatten(dict(ocsf))
+        from donjon.soc.sigma_prefilter import DocFields
+
+        fields: Fields
+        if self._prefilter is None:
+            fields, indices = flatten(dict(ocsf)), range(len(self._rules))
+        else:
+            fields = DocFields(ocsf)
+            indices = self._prefilter.candidates(fields)  # type: ignore[assignment]
         matched: list[str] = []
-        for state, rule, parsed in self._rules:
+        for index in indices:
+            state, rule, parsed = self._rules[index]
             if state.error:
                 continue
             try:
