@@ -725,9 +725,9 @@ class Bench:
             victim.wait(timeout=10)
 
         def median(backend: str, key: str) -> float:
-            return float(np.median([r[key] for r in runs[backend]]))
+            return float(np.median([r.get(key, 0.0) for r in runs[backend]]))
 
-        keys = runs["memory"][0].keys()
+        keys = runs["redis"][0].keys()
         summary = {key: {b: median(b, key) for b in runs} for key in keys}
         return {
             "loadavg": os.getloadavg()[0],
@@ -748,6 +748,10 @@ class Bench:
     ) -> dict[str, float]:
         """One fresh CLI gateway with its state (and quotas) in ``backend``."""
         many = [f"p{i}" for i in range(64)]
+        # distinct held-out rows in turn: each query adds a row to its principal's window
+        # and has its label written back, as real traffic does (one body, repeated, would
+        # be a duplicate after the first)
+        bodies = [{"inputs": [row.tolist()]} for row in self.heldout[:257]]
         _settings, keys = write_setup(self.folder, self.victim, ["load", *many])
         headers = {"x-api-key": keys["load"]}
         config = self.folder / f"gateway-{backend}.toml"
@@ -770,22 +774,29 @@ class Bench:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait(url + "/healthz")
-            cold, _ = _load(url, body, headers, 8, 1.0)  # fresh process and connections
+            cold, _ = _load(url, body, headers, 8, 1.0, bodies=bodies)  # a fresh process
             out = {"rps_cold_8": cold}
             for clients in (8, 64):
                 cpu = _Cpu(gateway.pid, redis_pid)
-                rps, errors = _load(url, body, headers, clients, seconds)
-                gateway_us, redis_us = cpu.per_request(rps * seconds)
+                served = _served(url)
+                rps, errors = _load(url, body, headers, clients, seconds, bodies=bodies)
+                gateway_us, redis_us = cpu.per_request(_served(url) - served)
                 out[f"rps_{clients}"] = rps
                 out[f"errors_{clients}"] = errors
                 out[f"gateway_cpu_us_{clients}"] = gateway_us
                 out[f"redis_cpu_us_{clients}"] = redis_us if backend == "redis" else 0.0
             # 64 principals, the load's usual shape (one principal's requests serialise)
             cpu = _Cpu(gateway.pid, redis_pid)
-            rps, errors = _load(url, body, {}, 64, seconds, [keys[p] for p in many])
-            gateway_us, redis_us = cpu.per_request(rps * seconds)
+            counters = _RedisCounters(redis_url)
+            served = _served(url)
+            rps, errors = _load(url, body, {}, 64, seconds, [keys[p] for p in many], bodies)
+            n = _served(url) - served
+            gateway_us, redis_us = cpu.per_request(n)
             out |= {"rps_64p": rps, "errors_64p": errors, "gateway_cpu_us_64p": gateway_us,
                     "redis_cpu_us_64p": redis_us if backend == "redis" else 0.0}  # fmt: skip
+            if backend == "redis":
+                out |= counters.per_request(n)
+            out["refused"] = _served(url, refused=True)
         finally:
             gateway.terminate()
             gateway.wait(timeout=10)
@@ -981,6 +992,55 @@ class _Cpu:
         ]
 
 
+def _served(url: str, *, refused: bool = False) -> float:
+    """Requests the gateway answered so far (its ``/metrics``); only refusals: ``refused``."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("donjon_gateway_requests_total{"):
+            if refused and 'decision="allow"' in line:
+                continue
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class _RedisCounters:
+    """Commands (those scripts run included) and bytes a Redis served from now on."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            stats = client.info("stats")
+            commands = client.info("commandstats")
+        finally:
+            client.close()
+        out = {"in": float(stats["total_net_input_bytes"])}
+        out["out"] = float(stats["total_net_output_bytes"])
+        for name, values in commands.items():
+            out[name.removeprefix("cmdstat_")] = float(values["calls"])
+        return out
+
+    def per_request(self, requests: float) -> dict[str, float]:
+        end = self._read()
+        delta = {k: v - self.start.get(k, 0.0) for k, v in end.items()}
+        n = max(requests, 1.0)
+        calls = {k: v / n for k, v in delta.items() if k not in ("in", "out", "info") and v}
+        top = sorted(calls.items(), key=lambda kv: -kv[1])
+        print("    Redis commands per request: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in top), flush=True)  # fmt: skip
+        return {
+            "redis_commands_64p": sum(calls.values()),
+            "redis_in_bytes_64p": delta["in"] / n,
+            "redis_out_bytes_64p": delta["out"] / n,
+        }
+
+
 def _wrk(
     url: str,
     body: Any,
@@ -988,18 +1048,24 @@ def _wrk(
     clients: int,
     seconds: float,
     keys: list[str] | None = None,
+    bodies: list[Any] | None = None,
 ) -> dict[str, float]:
     """One wrk run (keep-alive POSTs): requests/s, errors, p50 and p99 latency in ms.
 
-    ``keys``: API keys taken in turn, one per request (many principals)."""
+    ``keys``: API keys taken in turn, one per request (many principals); ``bodies``:
+    bodies taken in turn (distinct queries), instead of ``body``."""
     turns = []
-    if keys:
+    if keys or bodies:
+        keyed = [json.dumps(k) for k in keys or []]
+        texts = [json.dumps(json.dumps(b)) for b in bodies or []]
         turns = [
-            f"local keys = {{{', '.join(json.dumps(k) for k in keys)}}}",
-            "local turn = math.random(#keys)",
+            f"local keys = {{{', '.join(keyed)}}}",
+            f"local bodies = {{{', '.join(texts)}}}",
+            "local turn = math.random(1000)",
             "request = function()",
-            "  turn = turn % #keys + 1",
-            '  wrk.headers["x-api-key"] = keys[turn]',
+            "  turn = turn + 1",
+            '  if #keys > 0 then wrk.headers["x-api-key"] = keys[turn % #keys + 1] end',
+            "  if #bodies > 0 then wrk.body = bodies[turn % #bodies + 1] end",
             "  return wrk.format()",
             "end",
         ]
@@ -1067,17 +1133,19 @@ def _load(
     clients: int,
     seconds: float,
     keys: list[str] | None = None,
+    bodies: list[Any] | None = None,
 ) -> tuple[float, int]:
     """Successful requests per second with ``clients`` keep-alive clients, and errors.
 
     wrk when installed (a C load generator: it leaves the CPU to the servers); else
     8 processes of ``clients / 8`` threads each, so the Python generator is not held
-    back by one interpreter's lock. ``keys``: API keys in turn (wrk only)."""
+    back by one interpreter's lock. ``keys``: API keys in turn, ``bodies``: bodies
+    in turn (wrk only)."""
     if shutil.which("wrk"):
-        run = _wrk(url, body, headers, clients, seconds, keys)
+        run = _wrk(url, body, headers, clients, seconds, keys, bodies)
         return run["rps"], int(run["errors"])
-    if keys:
-        raise RuntimeError("many principals need wrk")
+    if keys or bodies:
+        raise RuntimeError("many principals or bodies need wrk")
     processes = 8
     context = multiprocessing.get_context("fork")
     with context.Pool(processes) as pool:
@@ -1234,6 +1302,8 @@ def print_state(o: dict[str, Any]) -> None:
         ("gateway CPU per request, 64 principals (us)", "gateway_cpu_us_64p"),
         ("Redis CPU per request, 64 principals (us)", "redis_cpu_us_64p"),
         ("gateway + Redis CPU per request, 64 principals (us)", "total"),
+        ("Redis commands per request (scripts' own included), 64 principals", "redis_commands_64p"),
+        ("bytes to / from Redis per request, 64 principals", "bytes"),
         ("gateway's own time per request, in process, p50 (us)", "own_p50_us"),
     ]
     for title, key in rows:
@@ -1243,6 +1313,13 @@ def print_state(o: dict[str, Any]) -> None:
                 for b in m["rps_8"]
             ]
             print(f"| {title} | {cells[0]} | {cells[1]} | |")
+            continue
+        if key == "bytes":
+            into, back = m["redis_in_bytes_64p"]["redis"], m["redis_out_bytes_64p"]["redis"]
+            print(f"| {title} | | {into:.0f} / {back:.0f} | |")
+            continue
+        if key == "redis_commands_64p":
+            print(f"| {title} | | {m[key]['redis']:.1f} | |")
             continue
         if key == "total":
             pair = {b: m["gateway_cpu_us_64p"][b] + m["redis_cpu_us_64p"][b] for b in m["rps_8"]}

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from art.attacks.evasion import HopSkipJump
 from art.estimators.classification import BlackBoxClassifier
 
 from donjon.gateway.detectors import Action
-from donjon.gateway.detectors.state import UNKNOWN
-from donjon.gateway.detectors.stores import RedisStates, Refusal
+from donjon.gateway.detectors.redis_states import TAG, RedisStates
+from donjon.gateway.detectors.state import UNKNOWN, PrincipalState
+from donjon.gateway.detectors.stores import Refusal
 from donjon.gateway.quotas import MemoryQuotas
 from donjon.gateway.settings import GatewaySettings
 from tests.gateway.harness import Blocked, Gateway, Victim, serve_gateway, write_setup
@@ -89,6 +91,63 @@ def test_a_state_round_trips_through_redis_with_expiry(prefix: str) -> None:
     client.close()
 
 
+def test_a_process_reads_only_the_labels_while_its_saved_state_is_current(prefix: str) -> None:
+    rows = np.random.default_rng(1).normal(size=(4, 3))
+
+    async def step(states: RedisStates, row: np.ndarray) -> tuple[PrincipalState, int]:
+        opened = await states.open("p", MemoryQuotas(), (), 0.0)
+        assert opened.state is not None
+        state = opened.state
+        slot = state.push(row, state.neighbours(row, 0.1, 1e-4).bisects)
+        state.queries += 1
+        await states.close(opened, [])
+        return state, slot
+
+    async def run() -> None:
+        one = RedisStates.from_url(REDIS, window=8, features=3, prefix=prefix)
+        two = RedisStates.from_url(REDIS, window=8, features=3, prefix=prefix)
+        await step(one, rows[0])
+        await step(one, rows[1])
+        assert one.reads == {"open": 1, "same": 1}  # its own save: nothing to read
+        _, theirs = await step(two, rows[2])  # another replica saves
+        seen, _ = await step(one, rows[3])
+        assert one.reads == {"open": 2, "same": 1}  # so this one reads it all
+        assert seen.queries == 4
+        assert np.allclose(seen.rows[:4], rows.astype(np.float32))
+        await two.label("p", [theirs], np.array([6]))  # answered after `one` read it
+        opened = await one.open("p", MemoryQuotas(), (), 0.0)
+        assert opened.state is not None
+        assert one.reads == {"open": 2, "same": 2}
+        assert opened.state.labels[theirs] == 6  # labels are read every time
+        await one.abort(opened)  # an aborted request leaves no cache behind
+        again = await one.open("p", MemoryQuotas(), (), 0.0)
+        assert one.reads == {"open": 3, "same": 2}
+        await one.abort(again)
+        await one.link.aclose()
+        await two.link.aclose()
+
+    asyncio.run(run())
+
+
+def test_every_field_of_a_state_is_shared() -> None:
+    """A field added to PrincipalState must be added to the Redis layout too."""
+    kept_apart = {"window", "features", "rows", "labels", "blocked_until", "pushed"}
+    state = PrincipalState(8, 3)
+    for i, field in enumerate(fields(PrincipalState)):
+        if field.name in kept_apart | {"bisecting"}:
+            continue
+        assert field.type in ("int", "float"), f"{field.name}: not in the Redis layout"
+        setattr(state, field.name, i + 1 if field.type == "int" else i + 0.25)
+    state.spans = np.arange(5, dtype=np.float32)
+    state.bisecting[2] = True
+    states = RedisStates.from_url(REDIS, window=8, features=3, prefix="unused:")
+    back = states._decode(b"0" * TAG + states._encode(state), b"")
+    for field in fields(PrincipalState):
+        if field.name not in kept_apart:
+            assert np.array_equal(getattr(back, field.name), getattr(state, field.name)), field
+    assert np.array_equal(back.spans, state.spans)
+
+
 def test_refusals_are_shared_and_end_by_redis_clock(prefix: str) -> None:
     async def run() -> None:
         one = RedisStates.from_url(REDIS, window=4, features=1, prefix=prefix)
@@ -112,11 +171,11 @@ def test_refusals_are_shared_and_end_by_redis_clock(prefix: str) -> None:
     asyncio.run(run())
 
 
-def test_a_request_takes_two_scripts_and_a_label_pipeline(
+def test_a_request_takes_two_scripts_and_one_label_write(
     tmp_path: Path, victim: Victim, upstream: str
 ) -> None:
     """Refusals, both quota buckets, the lock and the state in one script; then one
-    script saves and unlocks, and one pipeline writes the labels: nothing else."""
+    script saves and unlocks, and one BITFIELD writes the labels: nothing else."""
     settings, keys = write_setup(tmp_path, victim, ["alice"])
     with redis_server(tmp_path) as server:
         settings = with_state(settings, redis_url=server.url)
@@ -131,7 +190,7 @@ def test_a_request_takes_two_scripts_and_a_label_pipeline(
                     client(victim.x_test[1 + 2 * i : 3 + 2 * i])  # 2 rows a request
             with pytest.raises(Blocked) as over:  # 7 tokens: 1 + 3 x 2 taken, 2 more refused
                 client(victim.x_test[:2])
-    assert sent == ["EVALSHA", "EVALSHA", "SETRANGE", "SETRANGE"] * 3
+    assert sent == ["EVALSHA", "EVALSHA", "BITFIELD"] * 3
     assert over.value.status == 429
 
 

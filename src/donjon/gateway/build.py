@@ -18,7 +18,8 @@ from donjon.gateway.auth import (
     TrustedHeaderAuthenticator,
     VaultAuthenticator,
 )
-from donjon.gateway.detectors.stores import RedisStates, StateStore
+from donjon.gateway.detectors.redis_states import RedisStates
+from donjon.gateway.detectors.stores import StateStore
 from donjon.gateway.guard import ModelGuard
 from donjon.gateway.metrics import GatewayMetrics
 from donjon.gateway.pipeline import Pipeline
@@ -102,6 +103,7 @@ def build_states(
         features=features,
         prefix=f"{state.redis_prefix}{model}:",
         ttl=state.ttl_seconds,
+        max_cached=settings.max_principals,
     )
 
 
