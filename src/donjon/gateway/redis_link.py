@@ -86,9 +86,10 @@ class RedisLink:
             entry = last[1]
         else:
             with self._lock:
-                entry = self._loops.get(loop)
-                if entry is None:
-                    entry = self._loops[loop] = _Loop()
+                found = self._loops.get(loop)
+                if found is None:
+                    found = self._loops[loop] = _Loop()
+            entry = found
             self._last = (loop, entry)
         connection = entry.connection
         if connection is not None and not connection.closed:

@@ -53,7 +53,7 @@ from donjon.gateway.redis_link import RedisLink, StateUnavailable
 TAG = 16  # hex characters of a save's random tag, at the head of the state
 _VERSION = 3  # the layout of the values below
 # the counters of a PrincipalState, packed: version, these, then the spans' length (-1: none)
-_FIELDS = ("walk", "size", "cursor", "queries", "ood", "tested", "synthetic")
+_FIELDS: tuple[str, ...] = ("walk", "size", "cursor", "queries", "ood", "tested", "synthetic")
 _FIELDS += ("cusum", "scatter", "grid_seen", "grid_off")
 _COUNTERS = struct.Struct("<B7qdd2qq")
 _counters = attrgetter(*_FIELDS)
