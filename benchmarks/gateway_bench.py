@@ -797,6 +797,7 @@ class Bench:
             if backend == "redis":
                 out |= counters.per_request(n)
             out["refused"] = _served(url, refused=True)
+            out["unavailable_503"] = _served(url, status="503")
         finally:
             gateway.terminate()
             gateway.wait(timeout=10)
@@ -992,13 +993,16 @@ class _Cpu:
         ]
 
 
-def _served(url: str, *, refused: bool = False) -> float:
-    """Requests the gateway answered so far (its ``/metrics``); only refusals: ``refused``."""
+def _served(url: str, *, refused: bool = False, status: str = "") -> float:
+    """Requests the gateway answered so far (its ``/metrics``); only refusals: ``refused``;
+    only those answered with ``status``: ``status``."""
     text = httpx.get(url + "/metrics", timeout=30).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith("donjon_gateway_requests_total{"):
             if refused and 'decision="allow"' in line:
+                continue
+            if status and f'status="{status}"' not in line:
                 continue
             total += float(line.rsplit(" ", 1)[1])
     return total

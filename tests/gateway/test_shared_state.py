@@ -21,8 +21,8 @@ from art.estimators.classification import BlackBoxClassifier
 from donjon.gateway.detectors import Action
 from donjon.gateway.detectors.redis_states import TAG, RedisStates
 from donjon.gateway.detectors.state import UNKNOWN, PrincipalState
-from donjon.gateway.detectors.stores import Refusal
-from donjon.gateway.quotas import MemoryQuotas
+from donjon.gateway.detectors.stores import Charge, Refusal
+from donjon.gateway.quotas import Bucket, MemoryQuotas, RedisQuotas
 from donjon.gateway.settings import GatewaySettings
 from tests.gateway.harness import Blocked, Gateway, Victim, serve_gateway, write_setup
 from tests.gateway.test_detectors import jacobian_augmentation
@@ -127,6 +127,27 @@ def test_a_process_reads_only_the_labels_while_its_saved_state_is_current(prefix
         await two.link.aclose()
 
     asyncio.run(run())
+
+
+def test_a_request_cancelled_in_flight_leaves_no_lock_behind(prefix: str) -> None:
+    async def run() -> tuple[int, int]:
+        states = RedisStates.from_url(REDIS, window=4, features=1, prefix=prefix)
+        quotas = RedisQuotas(states.link, prefix=prefix + "quota:")
+        charge = Charge("p:p", Bucket(rate=1.0, burst=10.0), 1.0)
+        await states.link.command("PING")  # connected
+        task = asyncio.ensure_future(states.open("p", quotas, [charge], 0.0))
+        for _ in range(3):  # the script is sent, its answer not read yet
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.2)
+        ran = await states.link.command("EXISTS", prefix + "quota:p:p")
+        locked = await states.link.command("EXISTS", prefix + "p:lock")
+        await states.link.aclose()
+        return int(ran), int(locked)
+
+    assert asyncio.run(run()) == (1, 0)  # the script ran (it took the bucket), no lock left
 
 
 def test_every_field_of_a_state_is_shared() -> None:

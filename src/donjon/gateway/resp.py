@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import hiredis
 
 Arg = bytes | str | int | float
+_GRACE = 0.05  # seconds: see RespConnection._check
 
 
 class RespError(Exception):
@@ -100,6 +101,7 @@ class RespConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._watchdog: asyncio.TimerHandle | None = None
+        self._suspect: asyncio.Future[Any] | None = None  # past its deadline once
         self.closed = False
 
     @classmethod
@@ -164,15 +166,24 @@ class RespConnection(asyncio.Protocol):
                 future.set_result(reply)
 
     def _check(self) -> None:
-        """Fail the connection when its oldest command waited past the timeout."""
+        """Fail the connection when its oldest command waited past the timeout.
+
+        A loop that was itself stalled past the deadline may run this timer before it
+        reads an answer that arrived meanwhile: the command is failed only if it is
+        still the oldest unanswered one ``_GRACE`` later (one more pass over the
+        socket)."""
         self._watchdog = None
         if not self._waiting:
             return
-        due = self._waiting[0][1]
-        if self._loop.time() >= due:
-            self._fail(RespError(f"no answer within {self.timeout} s"))
-        else:
+        head, due = self._waiting[0]
+        now = self._loop.time()
+        if now < due:
             self._watchdog = self._loop.call_at(due, self._check)
+        elif self._suspect is not head:
+            self._suspect = head
+            self._watchdog = self._loop.call_at(now + _GRACE, self._check)
+        else:
+            self._fail(RespError(f"no answer within {self.timeout} s"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RespError(f"connection lost: {exc}" if exc else "connection closed by Redis"))

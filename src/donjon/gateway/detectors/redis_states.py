@@ -174,6 +174,7 @@ class RedisStates:
         self._local: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> lock, its users
         self._cache: OrderedDict[str, tuple[str, PrincipalState]] = OrderedDict()
         self.reads = {"same": 0, "open": 0}  # cache hits and full reads
+        self._unlocking: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStates:
@@ -210,15 +211,24 @@ class RedisStates:
         for charge in inline:
             keys.append(f"{quotas.prefix}{charge.key}")  # type: ignore[attr-defined]
             args += [charge.bucket.burst, charge.bucket.rate, charge.cost]
-        got = await self.link.run(_OPEN, keys, args)
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.001
-        while got[0] == b"locked":  # another process serves this principal now
-            if time.monotonic() > deadline:
-                raise StateUnavailable(f"detector state of {name!r} stays locked")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.008)
-            got = await self.link.run(_OPEN, keys[:5], [token, millis, cached_tag, 0])
+        try:
+            got = await self.link.run(_OPEN, keys, args)
+            deadline = time.monotonic() + self.lock_timeout
+            pause = 0.001
+            while got[0] == b"locked":  # another process serves this principal now
+                if time.monotonic() > deadline:
+                    raise StateUnavailable(f"detector state of {name!r} stays locked")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.008)
+                got = await self.link.run(_OPEN, keys[:5], [token, millis, cached_tag, 0])
+        except BaseException:
+            # the script may have taken the lock and only its answer been lost: release
+            # it now rather than leave the principal's other requests waiting for it
+            # to expire (in the background: Redis may be the problem)
+            task = asyncio.ensure_future(self._unlock(name, token))
+            self._unlocking.add(task)
+            task.add_done_callback(self._unlocking.discard)
+            raise
         if got[0] == b"refused":
             return Opened(key, refused=(got[1].decode(), Action(got[2].decode())), now=now)
         if got[0] == b"quota":
