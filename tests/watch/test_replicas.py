@@ -1,10 +1,12 @@
 """Two ``donjon server`` replicas, each with its own home folder, share one watch list on the
-real PostgreSQL: what one enrols at promotion the other (and ``donjon watch status`` on the
-other's home) sees; promotions through both at once lose nothing; a home's older JSON watch
-list is imported when its replica starts, once."""
+real PostgreSQL: what one enrols at promotion, or takes from ``donjon watch enrol`` run
+against it, the other (and ``donjon watch status`` on the other's home) sees; promotions
+through both at once lose nothing; a home's older JSON watch list is imported when its
+replica starts, once."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import signal
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from donjon.cli.main import main
-from donjon.provenance.keys import LocalKeyProvider
+from donjon.provenance.keys import LocalKeyProvider, generate_private_key, private_pem
 from donjon.storage.ledger_keys import FileKeyProvider
 from tests.server.process import prepare_home, running_server, server_env
 from tests.support.victims import Victim
@@ -82,6 +84,8 @@ def test_replicas_share_the_watch_list(
             for t in threads:
                 t.join()
             assert [answers[n].status_code for n in MODELS] == [200, 200], answers
+            _enrol_from_a_laptop(tmp_path, url_a, token, endpoint, home_a, monkeypatch)
+            assert "Enrolled churn-c@1" in capsys.readouterr().out
             for proc in (proc_a, proc_b):
                 proc.send_signal(signal.SIGTERM)
             assert [proc.wait(timeout=60) for proc in (proc_a, proc_b)] == [0, 0]
@@ -90,18 +94,41 @@ def test_replicas_share_the_watch_list(
     assert not (home_b / "watch" / "watched.json").exists()
     assert (home_b / "watch" / "watched.json.imported").exists()
 
-    for home in (home_a, home_b):  # either home's CLI sees all three, on the shared database
+    monkeypatch.setenv("DONJON_DATABASE_URL", postgres_url)
+    for home in (home_a, home_b):  # either home's CLI sees them all, on the shared database
         monkeypatch.setenv("DONJON_HOME", str(home))
         assert main(["-f", "json", "watch", "status"]) == 0
         status = json.loads(capsys.readouterr().out)
         assert sorted((w["model"], w["version"]) for w in status) == [
-            ("churn-a", 1), ("churn-b", 1), ("legacy-clf", 2)
+            ("churn-a", 1), ("churn-b", 1), ("churn-c", 1), ("legacy-clf", 2)
         ]  # fmt: skip
-        assert [w["points"] for w in status if w["model"] in MODELS] == [200, 200]
+        assert [w["points"] for w in status if w["model"] != "legacy-clf"] == [200] * 3
 
     (home_b / "watch" / "watched.json").write_text(json.dumps(OLD_LIST))  # again: a no-op
     caplog.clear()
     assert main(["-f", "json", "watch", "status"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert len(json.loads(capsys.readouterr().out)) == 4
     assert "imported 0 watched version(s) with 0 check/probe result(s)" in caplog.text
     assert "1 already in the database were left as they are" in caplog.text
+
+
+def _enrol_from_a_laptop(
+    tmp_path: Path, url: str, token: str, endpoint: str, home: Path, mp: pytest.MonkeyPatch
+) -> None:
+    """``donjon watch enrol`` through replica ``url`` from a client whose own database is a
+    local SQLite file: the vault puts the version on its (shared) watch list as it takes the
+    fingerprint."""
+    laptop = tmp_path / "laptop"
+    mp.setenv("DONJON_HOME", str(laptop))
+    mp.delenv("DONJON_DATABASE_URL")
+    auth = {"Authorization": f"Bearer {token}"}
+    pushed = httpx.post(f"{url}/v1/models/churn-c/versions", content=b"w", headers=auth, timeout=30)
+    assert pushed.status_code == 201, pushed.text
+    mp.setattr("sys.stdin", io.StringIO(token + "\n"))
+    assert main(["login", "--server", url, "--token-stdin"]) == 0
+    (tmp_path / "laptop.key").write_bytes(private_pem(generate_private_key()))
+    assert main([
+        "watch", "enrol", "churn-c", "1", "--endpoint", endpoint,
+        "--data", str(home / "heldout.csv"), "--drop-column", "label",
+        "--private-key", str(tmp_path / "laptop.key"),
+    ]) == 0  # fmt: skip

@@ -126,7 +126,7 @@ def build_vault(
     )
     if enrolment is not None:
         enrolment.attach = registry.attach
-    _import_old_watch_list(settings, database)
+    _watch_fingerprints(settings, database, registry)
     return VaultServices(registry, authenticator, database, blobs, bus)
 
 
@@ -245,9 +245,9 @@ def _inspector() -> AttachmentInspector | None:
     return DocumentInspector()
 
 
-def _import_old_watch_list(settings: Settings, database: Database) -> None:
-    """A home's watch list of older versions joins the database (once; the gate may have)."""
-    from donjon.app.watch_gate import OLD_FILE, watch_list
+def _watch_fingerprints(settings: Settings, database: Database, registry: Registry) -> None:
+    """Every fingerprint attached to a version puts it on the watch list (in this database),
+    once a home's watch list of older versions joined it."""
+    from donjon.app.watch_gate import enrol_on_attach, watch_list
 
-    if (settings.home / OLD_FILE).exists():
-        watch_list(settings, database)
+    registry.on_attached.append(enrol_on_attach(watch_list(settings, database)))

@@ -118,9 +118,15 @@ class WatchEnrolmentGate:
             seal(fingerprint, self.signer),
         )  # fmt: skip
         self.watchlist.enrolled(
-            Watched(version.name, version.number, watched.endpoint, str(attached.digest),
-                    fingerprint.size, datetime.now(UTC).isoformat())
-        )  # fmt: skip
+            Watched(
+                version.name,
+                version.number,
+                watched.endpoint,
+                str(attached.digest),
+                fingerprint.size,
+                datetime.now(UTC).isoformat(),
+            )
+        )  # fmt: skip - as enrol_on_attach did: here its failure fails the gate
         details: dict[str, Any] = {
             "model": version.name,
             "version": version.number,
@@ -201,3 +207,24 @@ def import_old_file(settings: Settings, watchlist: WatchList) -> Imported | None
         os.replace(path, path.with_name(f"{path.name}.imported"))
     log.warning("watch list: %s (the file is kept as %s.imported)", done, path.name)
     return done
+
+
+def enrol_on_attach(watchlist: WatchList) -> Callable[[Version, Attachment], None]:
+    """Add a model version to the watch list when a fingerprint is attached to it, whoever
+    attached it (``donjon watch enrol`` does over the vault's HTTP API): the vault's database
+    then holds the entry, whatever database that client's settings name. The fingerprint's
+    summary (checked well formed at attach) gives the endpoint and the points; its signature
+    is checked by every check, as before."""
+
+    def enrolled(version: Version, attachment: Attachment) -> None:
+        from donjon.watch.watchlist import Watched
+
+        summary = attachment.summary
+        if attachment.kind is not AttachmentKind.FINGERPRINT or "endpoint" not in summary:
+            return
+        watchlist.enrolled(
+            Watched(version.name, version.number, str(summary["endpoint"]),
+                    str(attachment.digest), int(summary["points"]), datetime.now(UTC).isoformat())
+        )  # fmt: skip
+
+    return enrolled

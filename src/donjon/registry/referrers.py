@@ -42,6 +42,9 @@ def attach_action(of: Kind) -> str:
     return f"{of.value}.attach"
 
 
+OnAttached = Callable[[Version, Attachment], None]
+
+
 class Referrers:
     """Attachments of model versions (a mixin of the registry)."""
 
@@ -53,6 +56,7 @@ class Referrers:
     _lock: threading.Lock
 
     # provided by the registry
+    on_attached: list[OnAttached]
     authorize: Callable[..., Any]
     _version: Callable[[Kind, str, int], Version]
 
@@ -103,6 +107,8 @@ class Referrers:
                 principal, version, Outcome.SUCCESS, f"{kind} {digest} attached",
                 attachment=stored, of=of,
             )  # fmt: skip
+        for told in self.on_attached:  # e.g. the watch list, of a fingerprint (app-wired)
+            told(version, stored)
         return stored
 
     def attachments(

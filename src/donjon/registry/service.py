@@ -38,7 +38,7 @@ from donjon.registry.ports import (
     RegistryStore,
     ScanGate,
 )
-from donjon.registry.referrers import Referrers
+from donjon.registry.referrers import OnAttached, Referrers
 from donjon.registry.streams import LimitedReader
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class Registry(Referrers):
         self.clock = clock or SystemClock()
         self.max_blob_size = max_blob_size
         self.inspector = inspector  # checks attached documents are well formed
+        self.on_attached: list[OnAttached] = []  # told of each attachment once it is stored
         # Catalogue changes and their events happen under a lock of their name, so the
         # events of one name come out in version order while other names go on (a
         # store that journals the events with the write orders them by its commits).
