@@ -112,7 +112,7 @@ class Setup:
             self.keys[f"u{i}"] = token
             entries.append(entry)
         (folder / "keys.json").write_text(json.dumps({"keys": entries}))
-        self.profile = build_profile(enc.x_train)
+        self.profile = build_profile(enc.x_train, labels=enc.y_train)
         self.profile.save(folder / "profile.json")
         alert = {"action": "alert"}
         model = {
@@ -127,6 +127,7 @@ class Setup:
                 "extraction": alert,
                 "scatter": alert,
                 "ood": {"action": ood_action},
+                "consistency": {"action": ood_action},
             },
         }
         self.settings = GatewaySettings.model_validate(
@@ -289,9 +290,10 @@ def benign(setup: Setup, quick: bool, nn_threshold: float) -> list[dict[str, Any
 
 
 def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
-    """Per input, one principal per kind: the share refused by the OOD detector in block
-    mode (structure: the split test, off the grid) and the share it flags at all (the
-    distance tests too, which log), of all inputs and of those that fool the victim."""
+    """Per input, one principal per kind: the share refused in block mode by the OOD
+    detector (structure: the split test, off the grid) and the answer-consistency test
+    (DJ-GW-012), and the share flagged at all (the distance tests too, which log), of all
+    inputs, of those that fool the victim and of those that do not."""
     enc = setup.enc
     rng = np.random.default_rng(31)
     targets = enc.heldout[: 120 if quick else len(enc.heldout)]
@@ -306,18 +308,21 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
             except Refused:
                 count += 1
         client.close()
-        flagged = {
-            e.finding.evidence.get("query_index")
+        flagged = {  # one row per request
+            e.finding.evidence.get("request_id")
             for e in setup.sink.events
             if e.finding is not None
             and e.finding.subject.principal == who
-            and e.finding.rule.id == "DJ-GW-004"
+            and e.finding.rule.id in ("DJ-GW-004", "DJ-GW-012")
         }
         return count / max(len(x), 1), len(flagged) / max(len(x), 1)
 
     for name, vary in benign_variations(enc).items():
         refused, flagged = send(vary(targets, rng))
-        rows.append({"input": f"benign: {name}", "refused": refused, "flagged": flagged})
+        rows.append(
+            {"input": f"benign: {name}", "refused": refused, "flagged": flagged, "fooled": None,
+             "refused_fooling": None, "refused_not_fooling": None}
+        )  # fmt: skip
     labels = enc.labels(targets)
     for name, adv in transfer_attacks(enc, targets).items():
         fooled = enc.labels(adv) != labels
@@ -329,6 +334,7 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
                 "flagged": flagged,
                 "fooled": float(fooled.mean()),
                 "refused_fooling": send(adv[fooled])[0] if fooled.any() else None,
+                "refused_not_fooling": send(adv[~fooled])[0] if (~fooled).any() else None,
             }
         )
     return rows

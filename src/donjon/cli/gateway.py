@@ -126,13 +126,21 @@ def profile(
         typer.Option("--drop", help="Column (name or 0-based index) to leave out, e.g. a label."),
     ] = None,
     sample_size: Annotated[int, typer.Option(min=20, help="Rows kept for distances.")] = 2000,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="The label column (name or 0-based index): left out of the features and "
+            "kept for the answer-consistency test (DJ-GW-012).",
+        ),
+    ] = None,
 ) -> None:
     """Build the reference profile (feature statistics and a distance sample) from DATA."""
     from donjon.gateway import build_profile
 
     cli = state(ctx)
-    rows = _read_rows(data, drop or [])
-    built = build_profile(rows, sample_size=sample_size)
+    rows, labels = _read_rows(data, drop or [], label)
+    built = build_profile(rows, sample_size=sample_size, labels=labels)
     built.save(output)
     summary = {
         "profile": str(output),
@@ -141,6 +149,7 @@ def profile(
         "sample": len(built.sample),
         "quantum": built.quantum,
         "ood_threshold": built.knn_threshold(0.99),
+        "consistency": None if built.consistency is None else list(built.consistency.classes),
     }
     if cli.json:
         cli.print_json(summary)
@@ -184,7 +193,11 @@ def key(
         cli.out.print(token)
 
 
-def _read_rows(path: Path, drop: list[str]) -> list[list[float]]:
+def _read_rows(
+    path: Path, drop: list[str], label: str | None = None
+) -> tuple[list[list[float]], list[str] | None]:
+    """The numeric rows of ``path`` without the ``drop`` columns, and the ``label``
+    column's values (as text) when asked."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -206,11 +219,18 @@ def _read_rows(path: Path, drop: list[str]) -> list[list[float]]:
         table = list(csv.reader(text.splitlines()))
         if table and not _numeric(table[0][0] if table[0] else ""):
             header, table = table[0], table[1:]
-    indexes = {_column(name, header) for name in drop}
+    indexes = {_column(name, header, "--drop") for name in drop}
+    table = [row for row in table if row != []]
+    labels = None
+    if label is not None:
+        where = _column(label, header, "--label")
+        indexes.add(where)
+        try:
+            labels = [str(row[where]) for row in table]
+        except (IndexError, KeyError, TypeError) as e:
+            raise InputError(f"{path}: a row has no label column {label!r}") from e
     try:
-        return [
-            [float(v) for i, v in enumerate(row) if i not in indexes] for row in table if row != []
-        ]
+        return [[float(v) for i, v in enumerate(row) if i not in indexes] for row in table], labels
     except (TypeError, ValueError) as e:
         raise InputError(f"{path}: every kept column must be numeric ({e})") from e
 
@@ -223,9 +243,9 @@ def _numeric(text: str) -> bool:
     return True
 
 
-def _column(name: str, header: list[str] | None) -> int:
+def _column(name: str, header: list[str] | None, option: str) -> int:
     if name.isdigit():
         return int(name)
     if header is None or name not in header:
-        raise typer.BadParameter(f"no column named {name!r}", param_hint="--drop")
+        raise typer.BadParameter(f"no column named {name!r}", param_hint=option)
     return header.index(name)

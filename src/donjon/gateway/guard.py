@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from donjon.core.identity import Principal
 from donjon.gateway.detectors import Signal
+from donjon.gateway.detectors.consistency import ConsistencyConfig, ConsistencyDetector
 from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
 from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
 from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
@@ -19,7 +20,7 @@ from donjon.gateway.detectors.scatter import ScatterConfig, ScatterDetector
 from donjon.gateway.detectors.state import PrincipalState, StateTable
 from donjon.gateway.detectors.stores import MemoryStates, StateStore
 from donjon.gateway.hardening import Hardening
-from donjon.gateway.outputs import ResponseReader
+from donjon.gateway.outputs import ModelOutput, OutputKind, ResponseReader
 from donjon.gateway.profile import ReferenceProfile
 from donjon.gateway.settings import ModelSettings, ScatterSettings
 from donjon.gateway.validation import InputContract
@@ -121,6 +122,14 @@ class ModelGuard:
             if e.enabled
             else None
         )
+        c = d.consistency
+        self.consistency = (
+            ConsistencyDetector(
+                profile.consistency, profile.alignment, ConsistencyConfig(c.action, c.quantile)
+            )
+            if profile is not None and profile.consistency is not None and c.enabled
+            else None
+        )
         self.scatter = _scatter(profile, d.scatter, d.ood.quantile) if d.scatter.enabled else None
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
@@ -220,6 +229,17 @@ class ModelGuard:
                         _at(s, state.queries) for s in self.extraction.signals(state)
                     ]
         return result
+
+    def check_answer(self, rows: npt.NDArray[np.float64], output: ModelOutput) -> list[Signal]:
+        """The answer-consistency signals of an answer (one label per row)."""
+        if self.consistency is None:
+            return []
+        if any(p.kind is not OutputKind.LABELS for p in output.parts):
+            names = self.consistency.model.classes  # score columns: the classes in order
+            classes = [names[i] if 0 <= i < len(names) else f"#{i}" for i in output.labels]
+        else:
+            classes = [self.reader.label_name(int(v)) for v in output.labels]
+        return self.consistency.signals(rows, classes)
 
     def _hold(
         self, principal: Principal, state: PrincipalState | None

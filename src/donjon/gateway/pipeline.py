@@ -41,6 +41,7 @@ from donjon.gateway.detectors.stores import Charge, Refusal
 from donjon.gateway.guard import Inspection, ModelGuard
 from donjon.gateway.hardening import BadUpstreamResponse, harden
 from donjon.gateway.metrics import GatewayMetrics
+from donjon.gateway.outputs import ModelOutput
 from donjon.gateway.quotas import Bucket, QuotaResult, QuotaStore
 from donjon.gateway.redis_link import RedisLink, StateUnavailable
 from donjon.gateway.replies import Reply, detector_reply, encode, request_id_of
@@ -88,6 +89,9 @@ class Admitted:
     body_digest: str
     body: bytes  # what to forward: the canonical form of exactly the rows checked
     inputs: Rows
+    path: str = ""
+    client: str | None = None
+    withheld: bool = False  # the answer was refused after the model gave it
 
 
 class Pipeline:
@@ -284,6 +288,8 @@ class Pipeline:
             body_digest=hashlib.sha256(request.body).hexdigest()[:16],
             body=parsed.body,
             inputs=rows,
+            path=request.path,
+            client=request.client,
         )
 
     def _authorise(
@@ -368,7 +374,8 @@ class Pipeline:
         name = admitted.guard.name
         self.metrics.overhead.labels(name).observe(spent)
         self.metrics.latency.labels(name).observe(now - admitted.started)
-        self.metrics.requests.labels(name, "allow", str(out_status)).inc()
+        verdict = "deny" if admitted.withheld else "allow"
+        self.metrics.requests.labels(name, verdict, str(out_status)).inc()
         self._log_sample(admitted, out_status, now - admitted.started)
         return out_status, out_body
 
@@ -415,7 +422,26 @@ class Pipeline:
                 await guard.states.label(admitted.principal.id, admitted.slots, output.labels)
             if self.observer is not None:
                 self._observe(guard.name, admitted.inputs, output.labels)
+            refusal = self._check_answer(admitted, output)
+            if refusal is not None:  # the model answered; the gateway withholds it
+                admitted.withheld = True
+                return refusal.status, encode(refusal.body())
         return status, hardened if hardened is not None else body
+
+    def _check_answer(self, admitted: Admitted, output: ModelOutput) -> Reply | None:
+        """The answer-consistency test (DJ-GW-012): its events, and the refusal in block
+        mode. Not sticky: the next request of the principal is judged on its own."""
+        if admitted.principal.id in self.probers:
+            return None
+        signals = admitted.guard.check_answer(admitted.inputs, output)
+        if not signals:
+            return None
+        request = GatewayRequest("POST", admitted.path, {}, b"", admitted.client)
+        self._report(admitted.guard, admitted.principal, request, admitted.request_id, signals)
+        refusing = next((s for s in signals if s.action.refuses), None)
+        if refusing is None:
+            return None
+        return detector_reply(refusing.rule.id, refusing.action, admitted.request_id)
 
     def _observe(self, model: str, rows: Rows, labels: Any) -> None:
         """Traffic for the watch's drift monitor; its failure never fails a request."""

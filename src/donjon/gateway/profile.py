@@ -28,6 +28,12 @@ quantiles:
   least half of the rows, and how often a held-out row has ``m`` of them in its second
   largest group of equal values (:mod:`.splits`): the split test. Absent from older
   profiles (the test is then off).
+* ``consistency`` (format v2, profiles built with the training labels): per class the
+  mean of the rows and a shared covariance, and the calibrated quantiles of the
+  answer-consistency score (:mod:`.consistency`): is an answered input typical of the
+  class the model gave it? Absent from v1 profiles, from profiles built without
+  labels and from data with background features (the split test's; the test is then
+  off).
 * ``spacing``: how far a held-out row is from the nearest of ``n`` random sample rows,
   per ``n`` (:mod:`.spacing`): the null model of the scatter test. Absent from older
   profiles (the scatter test is then off).
@@ -47,11 +53,13 @@ import numpy.typing as npt
 
 from donjon.errors import InputError
 from donjon.gateway.alignment import AlignedSample, Alignment, Nearest, mean_k
+from donjon.gateway.consistency import ConsistencyModel, class_names, learn_consistency
 from donjon.gateway.grids import GridCheck, common_step, learn_grids
 from donjon.gateway.spacing import Spacing, calibrate_spacing
 from donjon.gateway.splits import SplitCheck, learn_background, split_rates
 
-FORMAT = "donjon.gateway.profile/v1"
+FORMAT = "donjon.gateway.profile/v2"
+READABLE = ("donjon.gateway.profile/v1", FORMAT)  # v1: before the consistency model
 Array = npt.NDArray[np.float64]
 QUANTILES = (0.001, 0.01, 0.05, 0.1, 0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
 GAIN = 1.5  # benign alignment: gains within 1/1.5 .. 1.5
@@ -78,6 +86,7 @@ class ReferenceProfile:
     spacing: Spacing | None = None
     background: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     split_rates: tuple[float, ...] = ()
+    consistency: ConsistencyModel | None = None
 
     @property
     def quantum(self) -> float | None:
@@ -202,13 +211,14 @@ class ReferenceProfile:
             "spacing": None if self.spacing is None else self.spacing.to_dict(),
             "background": self.background.tolist(),
             "split_rates": list(self.split_rates),
+            "consistency": None if self.consistency is None else self.consistency.to_dict(),
             "sample": np.round(self.sample, 6).tolist(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
         try:
-            if data.get("format") != FORMAT:
+            if data.get("format") not in READABLE:
                 raise InputError(f"not a Donjon gateway profile (format {data.get('format')!r})")
             features = int(data["features"])
             vectors = {
@@ -242,6 +252,11 @@ class ReferenceProfile:
                 spacing=Spacing.from_dict(data["spacing"]) if data.get("spacing") else None,
                 background=_background_of(data, features),
                 split_rates=tuple(float(v) for v in data.get("split_rates", ())),
+                consistency=(
+                    ConsistencyModel.from_dict(data["consistency"], features)
+                    if data.get("consistency")
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed gateway profile: {e}") from e
@@ -311,8 +326,11 @@ def build_profile(
     knn_k: int = 3,
     seed: int = 0,
     align: bool = True,
+    labels: Sequence[Any] | None = None,
 ) -> ReferenceProfile:
-    """Build a profile from training rows (at least 20, all finite numbers)."""
+    """Build a profile from training rows (at least 20, all finite numbers), and with
+    ``labels`` (one per row, the training data's label column) the answer-consistency
+    model."""
     data = np.asarray(rows, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] < 20 or data.shape[1] < 1:
         raise InputError("a profile needs a table of at least 20 rows of numbers")
@@ -362,6 +380,13 @@ def build_profile(
         spacing=calibrate_spacing(held / scale, sample, seed=seed),
         background=background,
         split_rates=split_rates(data, splits),
+        # data with a background (an image's border) has the split test; there a
+        # brightness shift clipped at the range reads as atypical to a Gaussian model
+        consistency=(
+            None
+            if labels is None or len(background) >= 2
+            else learn_consistency(data, class_names(labels), scale, alignment, seed)
+        ),
     )
     # the calibration: the same statistic on the held-out rows and on each sample row
     # against the others (more rows than the held-out part alone: finer upper quantiles)

@@ -185,6 +185,28 @@ STOLEN_MODEL = Rule(
     mitigations=("AML.M0002", "AML.M0004"),
 )
 
+INCONSISTENT_ANSWER = Rule(
+    id="DJ-GW-012",
+    title="Adversarial input: atypical of the class the model answered",
+    description=(
+        "After the model answered, the input is farther from the training rows of the "
+        "class it was given than the calibrated quantile (0.995) of natural rows from their "
+        "own class: a Mahalanobis distance with a shared covariance, on log-compressed "
+        "features, after the benign gain and offset alignment and leaving out the one "
+        "feature that contributes most. A transfer attack (FGSM, PGD from a surrogate) "
+        "changes the answer while the input keeps the shape of its old class, pushed in "
+        "an unnatural direction. In block mode the answer is withheld."
+    ),
+    remediation=(
+        "Inspect the input and the answer; if such inputs are legitimate for that class, "
+        "rebuild the profile with them (and their labels)."
+    ),
+    severity=Severity.MEDIUM,
+    atlas=("AML.T0043",),
+    owasp=("ML01",),
+    mitigations=("AML.M0015",),
+)
+
 RULES: tuple[Rule, ...] = (
     EVASION_PROBING,
     EXTRACTION,
@@ -197,4 +219,5 @@ RULES: tuple[Rule, ...] = (
     FAIL_CLOSED,
     UNREADABLE_RESPONSE,
     STOLEN_MODEL,
+    INCONSISTENT_ANSWER,
 )

@@ -92,6 +92,15 @@ class OodSettings(_Section):
     distance_action: Action = Action.LOG  # far from the data, no perturbation structure
 
 
+class ConsistencySettings(_Section):
+    """The answer-consistency test (profiles built with labels): log by default, as
+    one benign variation (one feature mistyped) reaches 1-3 % (docs/gateway.md)."""
+
+    enabled: bool = True
+    action: Action = Action.LOG  # block: the answer is withheld (403)
+    quantile: float = Field(default=0.995, gt=0.5, lt=1)
+
+
 class ExtractionSettings(_Section):
     enabled: bool = True
     action: Action = Action.BLOCK
@@ -119,6 +128,7 @@ class DetectorSettings(_Section):
     evasion: EvasionSettings = Field(default_factory=EvasionSettings)
     membership: MembershipSettings = Field(default_factory=MembershipSettings)
     ood: OodSettings = Field(default_factory=OodSettings)
+    consistency: ConsistencySettings = Field(default_factory=ConsistencySettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     scatter: ScatterSettings = Field(default_factory=ScatterSettings)
 

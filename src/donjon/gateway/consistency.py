@@ -1,0 +1,241 @@
+"""Is an input typical of the class the model answered? (the answer-consistency test)
+
+A transfer attack moves an input until a surrogate model changes its answer, and the
+victim often follows. The input then carries the victim's new label while it still
+looks like a row of its old class with a push in an unnatural direction. The test
+scores an answered input ``x`` with label ``y`` by its Mahalanobis distance to the
+training rows of class ``y`` (a shared covariance, as in linear discriminant
+analysis, shrunk towards the identity by ``SHRINK``), in a space where heavy-tailed
+features do not dominate:
+
+* each feature is compressed, ``t(x) = sign(x) log(1 + |x| / c)``, ``c`` the
+  feature's median absolute value floored at its scale (linear near 0, logarithmic
+  far out: an area in the thousands and a ratio under 0.1 get comparable tails);
+* the input is first aligned by the benign gain and offset of the profile
+  (:mod:`.alignment`: a brighter camera, other units, a drift), found by a few
+  projected Gauss-Newton steps from ``a = 1, b = 0``;
+* the one feature that contributes most is left out (the conditional distance
+  without it): one feature mistyped or jittered is not an attack, a perturbation of
+  every feature is.
+
+The threshold is calibrated on the profile's own rows with their labels, out of
+fold (each fifth of the rows scored by a model fitted on the other four fifths),
+so ``quantiles[q]`` is exceeded by about ``1 - q`` of natural inputs answered with
+their true label. Nothing is fitted to attacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from donjon.errors import InputError
+from donjon.gateway.alignment import Alignment
+
+Array = npt.NDArray[np.float64]
+SHRINK = 0.05  # weight of the identity in the shared covariance
+FOLDS = 5
+STEPS = 6  # Gauss-Newton steps of the alignment
+DROP = 1  # features left out (2 halves the power on the table, for little)
+MAX_FEATURES = 256  # beyond this the d x d precision is not kept (the test is off)
+MIN_CLASS = 2  # rows a class needs to get a mean
+QUANTILES = (0.9, 0.95, 0.99, 0.995, 0.999)
+
+
+@dataclass(frozen=True)
+class ConsistencyModel:
+    classes: tuple[str, ...]  # label names, in the order of score columns (sorted)
+    compress: Array  # c per feature
+    spread: Array  # std of the compressed features, floored
+    means: Array  # classes x features, in the compressed, spread-scaled space
+    precision: Array  # features x features
+    quantiles: dict[float, float]  # of the out-of-fold score on the profile's rows
+
+    def threshold(self, quantile: float) -> float:
+        keys = sorted(self.quantiles)
+        return float(np.interp(quantile, keys, [self.quantiles[k] for k in keys]))
+
+    def index(self, name: str) -> int | None:
+        """The class of a label name, if the profile knows it."""
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            return None
+
+    def scores(self, rows: Array, classes: npt.NDArray[np.int64], alignment: Alignment) -> Array:
+        """The score of each raw row answered with class index ``classes[i]``."""
+        rows = np.asarray(rows, dtype=np.float64)
+        means = self.means[classes]
+        gain, offset = _align(self, rows, means, alignment)
+        z = rows * gain[:, None] + offset[:, None] * alignment.offset
+        r = _compressed(z, self.compress) / self.spread - means
+        result: Array = np.sqrt(np.maximum(_without_worst(r, self.precision, DROP), 0.0))
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "compress": self.compress.tolist(),
+            "spread": self.spread.tolist(),
+            "means": np.round(self.means, 8).tolist(),
+            "precision": np.round(self.precision, 10).tolist(),
+            "quantiles": {str(q): v for q, v in self.quantiles.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], features: int) -> ConsistencyModel:
+        model = cls(
+            classes=tuple(str(c) for c in data["classes"]),
+            compress=np.asarray(data["compress"], dtype=np.float64),
+            spread=np.asarray(data["spread"], dtype=np.float64),
+            means=np.asarray(data["means"], dtype=np.float64),
+            precision=np.asarray(data["precision"], dtype=np.float64),
+            quantiles={float(q): float(v) for q, v in data["quantiles"].items()},
+        )
+        d, k = features, len(model.classes)
+        if (
+            model.compress.shape != (d,)
+            or model.spread.shape != (d,)
+            or model.means.shape != (k, d)
+            or model.precision.shape != (d, d)
+            or k < 2
+            or not model.quantiles
+            or not (model.compress > 0).all()
+            or not (model.spread > 0).all()
+            or not (np.diag(model.precision) > 0).all()
+        ):
+            raise InputError("profile consistency model is malformed")
+        return model
+
+
+def class_names(labels: npt.ArrayLike) -> list[str]:
+    """Training labels as the names the gateway compares: whole numbers without ``.0``."""
+    out = []
+    for value in np.asarray(labels).ravel().tolist():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        out.append(str(value))
+    return out
+
+
+def learn_consistency(
+    data: Array, labels: list[str], scale: Array, alignment: Alignment, seed: int = 0
+) -> ConsistencyModel | None:
+    """The model of ``data`` with its class ``labels``, calibrated out of fold; None when
+    there are fewer than two classes with ``MIN_CLASS`` rows, or too many features."""
+    if len(labels) != len(data):
+        raise InputError(f"{len(labels)} labels for {len(data)} rows")
+    if data.shape[1] > MAX_FEATURES:
+        return None
+    names = np.asarray(labels, dtype=object)
+    counts = {n: int((names == n).sum()) for n in set(labels)}
+    classes = tuple(sorted((n for n, c in counts.items() if c >= MIN_CLASS), key=_order))
+    if len(classes) < 2:
+        return None
+    keep = np.isin(names, classes)
+    position = {name: k for k, name in enumerate(classes)}
+    data = data[keep]
+    index = np.asarray([position[n] for n in names[keep]], dtype=np.int64)
+    folds = np.random.default_rng(seed).permutation(len(data)) % FOLDS
+    scores = []
+    for f in range(FOLDS):
+        part = folds == f
+        if not part.any() or len(set(index[~part])) < len(classes):
+            continue
+        fitted = _fit(data[~part], index[~part], classes, scale)
+        scores.append(fitted.scores(data[part], index[part], alignment))
+    model = _fit(data, index, classes, scale)
+    out = np.concatenate(scores) if scores else model.scores(data, index, alignment)
+    quantiles = {q: float(np.quantile(out, q)) for q in QUANTILES}
+    return replace(model, quantiles=quantiles)
+
+
+def _order(name: str) -> tuple[int, float, str]:
+    """Numbers in numeric order, then other names (scikit-learn's ``classes_`` order)."""
+    try:
+        return (0, float(name), "")
+    except ValueError:
+        return (1, 0.0, name)
+
+
+def _fit(
+    data: Array, index: npt.NDArray[np.int64], classes: tuple[str, ...], scale: Array
+) -> ConsistencyModel:
+    compress = np.maximum(np.median(np.abs(data), axis=0), scale)
+    t = _compressed(data, compress)
+    spread = t.std(axis=0)
+    floor = float(np.median(spread))
+    spread = np.maximum(spread, floor if floor > 0 else 1.0)
+    z = t / spread
+    means = np.zeros((len(classes), data.shape[1]))
+    for k in range(len(classes)):
+        mine = z[index == k]
+        means[k] = mine.mean(axis=0) if len(mine) else z.mean(axis=0)
+    resid = z - means[index]
+    cov = resid.T @ resid / max(len(z) - len(classes), 1)
+    cov /= max(float(np.mean(np.diag(cov))), 1e-12)
+    shrunk = (1.0 - SHRINK) * cov + SHRINK * np.eye(len(cov))
+    return ConsistencyModel(classes, compress, spread, means, np.linalg.inv(shrunk), {})
+
+
+def _without_worst(r: Array, p: Array, drop: int) -> Array:
+    """The squared Mahalanobis distance of each residual row ``r`` without its ``drop``
+    most contributing features, left out greedily (the conditional distance on the
+    others: a Schur complement of the precision ``p`` per feature left out)."""
+    pr = r @ p
+    d2: Array = (pr * r).sum(axis=1)
+    n, d = r.shape
+    rows = np.arange(n)
+    prec = np.broadcast_to(p, (n, d, d))
+    for _ in range(min(drop, d - 1)):
+        diag = np.diagonal(prec, axis1=1, axis2=2)
+        gain = pr * pr / diag
+        j = gain.argmax(axis=1)
+        d2 = d2 - gain[rows, j]
+        col = prec[rows, :, j]  # n x d
+        pj, pjj = pr[rows, j], diag[rows, j]
+        pr = pr - col * (pj / pjj)[:, None]
+        prec = prec - col[:, :, None] * col[:, None, :] / pjj[:, None, None]
+        pr[rows, j] = 0.0
+        prec[rows, j, j] = np.inf  # left out: never chosen again
+    return d2
+
+
+def _compressed(x: Array, c: Array) -> Array:
+    result: Array = np.sign(x) * np.log1p(np.abs(x) / c)
+    return result
+
+
+def _align(
+    model: ConsistencyModel, rows: Array, means: Array, alignment: Alignment
+) -> tuple[Array, Array]:
+    """Per row, the gain and offset (within the alignment's bounds) that bring it
+    nearest its class mean: projected Gauss-Newton from ``a = 1, b = 0``."""
+    n = len(rows)
+    gain, offset = np.ones(n), np.zeros(n)
+    if not alignment.active:
+        return gain, offset
+    low, high, bound = 1.0 / alignment.gain, alignment.gain, alignment.bound
+    v, c, s, p = alignment.offset, model.compress, model.spread, model.precision
+    for _ in range(STEPS):
+        z = rows * gain[:, None] + offset[:, None] * v
+        r = _compressed(z, c) / s - means
+        slope = 1.0 / ((c + np.abs(z)) * s)  # d t(z) / dz, scaled
+        j = np.stack([slope * rows, slope * v], axis=2)  # n x d x 2
+        pj = np.matmul(p, j)
+        h = np.matmul(j.transpose(0, 2, 1), pj)  # n x 2 x 2
+        g = (pj * r[:, :, None]).sum(axis=1)  # n x 2
+        h00, h01, h11 = h[:, 0, 0] + 1e-12, h[:, 0, 1], h[:, 1, 1] + 1e-12
+        det = h00 * h11 - h01 * h01
+        da = -(h11 * g[:, 0] - h01 * g[:, 1]) / det
+        db = -(h00 * g[:, 1] - h01 * g[:, 0]) / det
+        new_gain = np.clip(gain + da, low, high)
+        new_offset = np.clip(offset + db, -bound, bound)
+        moved = float(np.max(np.abs(new_gain - gain)) + np.max(np.abs(new_offset - offset)))
+        gain, offset = new_gain, new_offset
+        if moved < 1e-4:
+            break
+    return gain, offset
