@@ -14,6 +14,23 @@ achieved by then. PRADA and a nearest-neighbour stateful detector (see
 ``gateway_baselines.py``) replay the same queries in the same run. Overhead is
 measured with the victim and the gateway in their own processes (the gateway
 started by the real CLI) and a load generator here.
+
+``--overhead-only`` also prints, at 64 clients, medians over rounds whose order
+(direct first or proxied first) alternates: the CPU microseconds per request of
+the gateway and of the victim, and the throughput ratio proxied / direct, twice:
+
+* *shared cores*: the load generator, the victim and the gateway share every core
+  (on a 2-core machine the gateway's CPU is taken from the victim's: the ratio is
+  about ``victim / (victim + gateway)`` of CPU per request, whatever the gateway
+  does besides);
+* *gateway core*: the gateway pinned alone on one core, the victim and the load
+  generator on the other, and so are they in the direct runs -- the ratio a
+  deployment that gives the gateway a core of its own would see (1.0 while the
+  gateway's CPU per request stays below the victim's).
+
+``--replay``: the detectors' verdicts on the recorded query stream of
+``tests/gateway/replay.py``, compared with its record (same signals at the same
+requests, or the differences).
 """
 
 from __future__ import annotations
@@ -657,6 +674,13 @@ class Bench:
             rps_proxy, errors_proxy = _load(proxied, body, headers, 64, seconds)
             proxy_cpu = cpu.per_request(rps_proxy * seconds)
             own = self.pipeline_time(body, headers, n)
+            rounds = 3 if self.quick else 5
+            shared = _alternate(upstream, proxied, body, headers, victim.pid, gateway.pid,
+                                seconds, rounds)  # fmt: skip
+            split = None
+            if generator == "wrk" and len(os.sched_getaffinity(0)) >= 2:
+                split = _alternate(upstream, proxied, body, headers, victim.pid, gateway.pid,
+                                   seconds, rounds, split=True)  # fmt: skip
             return {
                 "generator": generator,
                 "loadavg": os.getloadavg()[0],
@@ -678,6 +702,8 @@ class Bench:
                 "generator_cpu_us_direct": direct_cpu[1],
                 "generator_cpu_us_proxied": proxy_cpu[2],
                 "gateway_cpu_us_1_client": one_client_cpu,
+                "shared": shared,
+                "split": split,
             }
         finally:
             for process in (gateway, victim):
@@ -1045,6 +1071,66 @@ class _RedisCounters:
         }
 
 
+def _alternate(
+    direct: str,
+    proxied: str,
+    body: Any,
+    headers: dict[str, str],
+    victim: int,
+    gateway: int,
+    seconds: float,
+    rounds: int,
+    *,
+    split: bool = False,
+) -> dict[str, Any]:
+    """Direct and proxied runs at 64 clients, their order alternated each round: the
+    medians of throughput, of the victim's and the gateway's CPU microseconds per
+    request and of the proxied / direct ratio of each round.
+
+    ``split``: the gateway on a core of its own (the second of this process's CPUs),
+    the victim and the load generator on the first, direct runs too (the victim on
+    one core either way), as a deployment with a dedicated gateway core would run."""
+    everywhere = os.sched_getaffinity(0)
+    first, second = sorted(everywhere)[:2]
+    one = {first} if split else None
+    runs: dict[str, list[float]] = {k: [] for k in ("direct", "proxied", "ratio", "victim",
+                                                     "victim_proxied", "gateway")}  # fmt: skip
+    try:
+        if split:
+            os.sched_setaffinity(victim, {first})
+            os.sched_setaffinity(gateway, {second})
+        for turn in range(rounds):
+            got: dict[str, float] = {}
+            for kind in ("direct", "proxied") if turn % 2 == 0 else ("proxied", "direct"):
+                url, extra = (direct, {}) if kind == "direct" else (proxied, headers)
+                cpu = _Cpu(victim, gateway)
+                if shutil.which("wrk"):
+                    run = _wrk(url, body, extra, 64, seconds, cpus=one)
+                    rps = run["rps"]
+                else:
+                    rps, _ = _load(url, body, extra, 64, seconds)
+                victim_us, gateway_us = cpu.per_request(rps * seconds)
+                got[kind] = rps
+                if kind == "direct":
+                    runs["victim"].append(victim_us)
+                else:
+                    runs["victim_proxied"].append(victim_us)
+                    runs["gateway"].append(gateway_us)
+            runs["direct"].append(got["direct"])
+            runs["proxied"].append(got["proxied"])
+            runs["ratio"].append(got["proxied"] / max(got["direct"], 1e-9))
+    finally:
+        for pid in (victim, gateway):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, everywhere)
+    return {
+        "rounds": rounds,
+        "cores": "gateway alone on one core" if split else "shared",
+        "runs": runs,
+        "median": {k: float(np.median(v)) for k, v in runs.items()},
+    }
+
+
 def _wrk(
     url: str,
     body: Any,
@@ -1053,6 +1139,7 @@ def _wrk(
     seconds: float,
     keys: list[str] | None = None,
     bodies: list[Any] | None = None,
+    cpus: set[int] | None = None,
 ) -> dict[str, float]:
     """One wrk run (keep-alive POSTs): requests/s, errors, p50 and p99 latency in ms.
 
@@ -1095,6 +1182,7 @@ def _wrk(
             ["wrk", "-t", threads, "-c", str(clients), "-d", f"{seconds:g}s", "-s", script.name,
              url + "/predict"],
             capture_output=True, text=True, check=True, timeout=seconds + 60,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         ).stdout  # fmt: skip
     finally:
         os.unlink(script.name)
@@ -1285,6 +1373,17 @@ def print_overhead(o: dict[str, Any]) -> None:
         f"projected 64-client throughput ratio on an idle 2-core machine, from the CPU per "
         f"request above (a model, not a measurement): {ratio:.2f}"
     )
+    for mode in (o.get("shared"), o.get("split")):
+        if mode is None:
+            continue
+        m = mode["median"]
+        print(
+            f"\n64 clients, {mode['cores']}, medians of {mode['rounds']} alternated rounds: "
+            f"CPU per request: gateway {m['gateway']:.0f} us, victim {m['victim']:.0f} us "
+            f"direct / {m['victim_proxied']:.0f} us proxied; throughput direct "
+            f"{m['direct']:.0f} req/s, proxied {m['proxied']:.0f} req/s, "
+            f"proxied / direct {m['ratio']:.2f}"
+        )
     sys.stdout.flush()
 
 
@@ -1389,7 +1488,16 @@ def main() -> None:
         "--variety", action="store_true", help="other encodings, victims and server shapes"
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--replay", action="store_true", help="only the recorded stream's verdicts, compared"
+    )
     args = parser.parse_args()
+    if args.replay:
+        from tests.gateway.replay import main as replay
+
+        sys.argv = sys.argv[:1]
+        replay()
+        return
     if args.variety:
         from gateway_variety import run as run_variety
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from donjon.core import EventBus, EventKind, MemorySink, Principal
 from donjon.gateway import build_pipeline, create_proxy
+from donjon.gateway.replies import Reply
 from tests.gateway.harness import Gateway, Victim, serve_app, write_setup
 
 pytestmark = pytest.mark.integration
@@ -137,6 +139,52 @@ def test_an_unexpected_error_denies_and_emits_an_event(
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "gateway_error"
     assert [e.finding.rule.id for e in sink.events if e.finding] == ["DJ-GW-009"]
+
+
+class Flaky:
+    """An authenticator that raises until it is mended."""
+
+    broken = True
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        if self.broken:
+            raise RuntimeError("boom")
+        return Principal(id="alice")
+
+
+def test_fail_closed_events_are_one_per_window_with_the_count_of_denials(
+    tmp_path: Any, victim: Victim
+) -> None:
+    from donjon.gateway.pipeline import GatewayRequest
+
+    settings, _ = write_setup(tmp_path, victim, ["alice"])
+    settings = settings.model_copy(update={"event_interval_seconds": 60.0})
+    sink, flaky, now = MemorySink(), Flaky(), [0.0]
+    pipeline = build_pipeline(settings, bus=EventBus([sink]), authenticator=flaky)
+    pipeline.clock = lambda: now[0]
+    request = GatewayRequest("POST", "/predict", {}, b'{"inputs": [[' + b"0," * 63 + b"0]]}")
+
+    def denials() -> list[Any]:
+        found = [e.finding for e in sink.events if e.finding]
+        return [f.evidence["denied"] for f in found if f.rule.id == "DJ-GW-009"]
+
+    for second in range(5):  # an outage: five requests denied within one window
+        now[0] = float(second)
+        assert pipeline.admit(request).status == 500  # type: ignore[union-attr]
+    assert denials() == [1]  # said at once, then counted
+    now[0], flaky.broken = 70.0, False  # mended; the next answer reports the rest
+    admitted = pipeline.admit(request)
+    assert not isinstance(admitted, Reply)
+    pipeline.complete(admitted, 200, b'{"outputs": [[0.9, 0.1]]}')
+    assert denials() == [1, 4]
+    asyncio.run(pipeline.aclose())
+    assert denials() == [1, 4]  # nothing left to report
+    flaky.broken = True
+    now[0] = 80.0
+    pipeline.admit(request)
+    assert denials() == [1, 4, 1]  # a new window
+    asyncio.run(pipeline.aclose())
+    assert denials() == [1, 4, 1]
 
 
 def test_upstream_down_is_a_502(tmp_path: Any, victim: Victim) -> None:

@@ -152,8 +152,8 @@ class AlignedSample:
             found = self._settle(alpha, beta, uu, q, floor, floor + e1 * e1 + e2 * e2)
         if found is None:
             return None
-        distance, a, b = found
-        return Nearest(np.array([distance]), np.array([a]), np.array([b]))
+        values = np.array(found)  # distance, gain, offset: one array, three views
+        return Nearest(values[0:1], values[1:2], values[2:3])
 
     def _settle(
         self, alpha: float, beta: float, uu: float, q: Array, floor: Array, bound: Array
@@ -161,7 +161,7 @@ class AlignedSample:
         """The k-NN distance of one row and its nearest alignment, aligning the sample
         rows in order of ``bound`` (at most their distance) until no other can be nearer."""
         m = CANDIDATES
-        picked = np.flatnonzero(bound < self.radius) if self.radius else None
+        picked = (bound < self.radius).nonzero()[0] if self.radius else None
         if picked is not None and self.k <= len(picked) <= 4 * m:
             edge = self.radius  # the rows left out are at least this far
         else:

@@ -74,9 +74,8 @@ class GridCheck:
             return np.zeros(len(rows), dtype=bool)
         values = rows if self.columns is None else rows[:, self.columns]
         k = (values - self.origins) / self.steps
-        result: npt.NDArray[np.bool_] = np.asarray(
-            (np.abs(k - np.rint(k)) > TOLERANCE).any(axis=1), dtype=bool
-        )
+        k -= np.rint(k)
+        result: npt.NDArray[np.bool_] = np.any(np.abs(k) > TOLERANCE, axis=1)
         return result
 
 

@@ -53,6 +53,8 @@ class ModelGuard:
         s = settings
         self.name = s.name
         self.routes = tuple(s.routes)
+        self._exact = frozenset(self.routes)
+        self._prefixes = tuple(r.rstrip("/") + "/" for r in self.routes)
         self.api = s.api
         self.allow = frozenset(s.allow)
         features = s.features or (profile.features if profile else None)
@@ -154,7 +156,7 @@ class ModelGuard:
         return self.states.table
 
     def matches(self, path: str) -> bool:
-        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in self.routes)
+        return path in self._exact or path.startswith(self._prefixes)
 
     def authorised(self, principal: Principal, *, delegated: bool = False) -> bool:
         """Deny by default: the model's ``allow`` list names ids, ``group:<g>`` or ``*``.
@@ -188,18 +190,21 @@ class ModelGuard:
                     result.signals += self.extraction.signals(state)
                 return result
             scaled = profile.scaled(rows)
+            n = len(rows)
             if self.ood is not None:
-                scores, off_grid, outside = self.ood.scores(rows, scaled)
-                split = self.ood.split(rows)
+                # plain lists: one conversion each, not one numpy scalar per row
+                distance, off_grid, outside = self.ood.scores(rows, scaled)
+                scores, split = distance.tolist(), self.ood.split(rows).tolist()
+                off_grids, outsides = off_grid.tolist(), outside.tolist()
             else:
-                scores, off_grid = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
-                outside = split = np.zeros(len(rows), dtype=np.int64)
+                scores, off_grids, outsides, split = [0.0] * n, [False] * n, [0] * n, [0] * n
             for i, row in enumerate(scaled):
                 state.queries += 1
                 earlier = state.size
+                score = scores[i]
                 near = state.neighbours(row, self.near, DUPLICATE, self.line)
                 if self.scatter is not None and near.duplicates == 0:
-                    step = self.scatter.evidence(near.nearest, earlier, float(scores[i]))
+                    step = self.scatter.evidence(near.nearest, earlier, score)
                     if scattered := self.scatter.observe(state, step):
                         result.signals.append(_at(scattered, state.queries))
                 found = self.evasion.signal(near) if self.evasion else None
@@ -208,26 +213,23 @@ class ModelGuard:
                 if found is not None:
                     result.signals.append(_at(found, state.queries))
                 result.slots.append(state.push(row, near.bisects) if near.duplicates == 0 else -1)
-                score = float(scores[i])
                 result.ood_scores.append(score)
-                off = state.off_grid_counts(bool(off_grid[i]))
+                off = state.off_grid_counts(off_grids[i])
                 if self.ood is not None and (
-                    ood := self.ood.signal(score, off, int(outside[i]), int(split[i]))
+                    ood := self.ood.signal(score, off, outsides[i], split[i])
                 ):
                     state.ood += 1
                     result.signals.append(_at(ood, state.queries))
                 if self.ood is not None and self.extraction is not None:
                     # off the grid *and* past the per-input threshold: neither the data's
                     # encoding nor near the data, whatever the principal's own encoding
-                    strange = off or (bool(off_grid[i]) and score > 1.0)
+                    strange = off or (off_grids[i] and score > 1.0)
                     self.extraction.observe(
                         state,
                         self.extraction.synthetic(score, strange, near.nearest, self.derived),
                     )
-                if self.extraction is not None:
-                    result.signals += [
-                        _at(s, state.queries) for s in self.extraction.signals(state)
-                    ]
+                if self.extraction is not None and (flagged := self.extraction.signals(state)):
+                    result.signals += [_at(s, state.queries) for s in flagged]
         return result
 
     def check_answer(self, rows: npt.NDArray[np.float64], output: ModelOutput) -> list[Signal]:

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from donjon.errors import GatewayError
+from donjon.gateway.jsonio import loads
 
 log = logging.getLogger("donjon.gateway")
 Path = tuple[str | int, ...]
@@ -113,7 +113,7 @@ class ResponseReader:
 
     def read(self, body: bytes) -> ModelOutput:
         try:
-            doc = _loads(body)
+            doc = loads(body)
         except (ValueError, RecursionError) as e:
             raise BadUpstreamResponse(f"the answer is not JSON: {str(e)[:80]}") from None
         try:
@@ -320,15 +320,6 @@ def _kind_of(values: npt.NDArray[np.float64]) -> OutputKind:
 def _kind_in(least: float, most: float) -> OutputKind:
     """Scores within [0, 1] are probabilities; others logits."""
     return OutputKind.PROBABILITIES if least >= 0.0 and most <= 1.0 else OutputKind.LOGITS
-
-
-def _loads(body: bytes) -> Any:
-    """The answer's JSON: orjson, or the standard library's reader for what orjson refuses
-    and it reads (integers beyond 64 bits, NaN): the same document either way."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
 
 
 def _small_label(value: Any) -> bool:

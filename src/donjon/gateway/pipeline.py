@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
 import threading
 import time
@@ -64,6 +65,7 @@ PREDICT = "model.predict"  # the vault's action for querying a model
 log = logging.getLogger("donjon.gateway")
 request_log = logging.getLogger("donjon.gateway.requests")
 SOURCE = "gateway"
+MAX_ERROR_KEYS = 1000  # (endpoint, error type) pairs counted apart
 T = TypeVar("T")
 
 
@@ -137,6 +139,9 @@ class Pipeline:
         self._sampler = random.Random()  # noqa: S311 - log sampling, not security
         self.links = tuple(links)  # the Redis connections of the quotas and states
         self._state_down = False
+        # fail-closed denials per (endpoint, error type): [time of the last event, denials
+        # since it]; one event per event_interval for each, with the count
+        self._errors: dict[tuple[str, str], list[float]] = {}
 
     # -- admission --------------------------------------------------------
 
@@ -377,6 +382,8 @@ class Pipeline:
         verdict = "deny" if admitted.withheld else "allow"
         self.metrics.requests.labels(name, verdict, str(out_status)).inc()
         self._log_sample(admitted, out_status, now - admitted.started)
+        if self._errors:  # a failure may have stopped: report its last window
+            self.flush_denials()
         return out_status, out_body
 
     def complete(self, admitted: Admitted, status: int, body: bytes) -> tuple[int, bytes]:
@@ -385,7 +392,8 @@ class Pipeline:
         return _drive(self.complete_async(admitted, status, body))
 
     async def aclose(self) -> None:
-        """Close this event loop's Redis clients."""
+        """Report the denials not yet reported; close this event loop's Redis clients."""
+        self.flush_denials(every=True)
         for link in self.links:
             await link.aclose()
 
@@ -506,22 +514,56 @@ class Pipeline:
             )
 
     def _fail_closed(self, request_id: str, where: str, error: Exception, started: float) -> Reply:
+        """Deny (500). One DJ-GW-009 event per endpoint and error type per
+        ``event_interval``, counting the requests denied since the previous one."""
         log.error("request %s denied: gateway error", request_id, exc_info=error)
-        try:
-            finding = Finding(
-                FAIL_CLOSED,
-                Subject(endpoint=where),
-                f"gateway error, request denied: {type(error).__name__}",
-                evidence={"request_id": request_id},
-            )
-            self._publish(SecurityEvent.of_finding(finding, SOURCE, request_id=request_id))
-        except Exception:  # the bus failing must not turn a deny into a crash
-            log.exception("could not publish the fail-closed event for %s", request_id)
+        kind = type(error).__name__
+        now = self.clock()
+        with self._event_lock:
+            if (where, kind) not in self._errors and len(self._errors) >= MAX_ERROR_KEYS:
+                where = "*"  # bounded: many endpoints failing share one count
+            seen = self._errors.setdefault((where, kind), [-math.inf, 0.0])
+            seen[1] += 1
+            due = now - seen[0] >= self.event_interval
+            denied = int(seen[1])
+            if due:
+                self._errors[(where, kind)] = [now, 0.0]
+        if due:
+            self._publish_denials(where, kind, denied, request_id)
         self.metrics.requests.labels("-", "deny", "500").inc()
         message = "the gateway could not process this request; it was denied"
         if isinstance(error, GatewayError | AccessDenied):
             message = f"{message}: {error}"
         return Reply(500, "gateway_error", message, request_id)
+
+    def flush_denials(self, *, every: bool = False) -> None:
+        """Publish the denials counted since the last event of each error once its window
+        has passed (``every``: now, at shutdown), so a failure that stopped is reported."""
+        now = self.clock()
+        pending = []
+        with self._event_lock:
+            for key, (last, count) in list(self._errors.items()):
+                if not (every or now - last >= self.event_interval):
+                    continue
+                if count:
+                    pending.append((key, int(count)))
+                    self._errors[key] = [now, 0.0]
+                else:
+                    del self._errors[key]  # a quiet window: forgotten
+        for (where, kind), denied in pending:
+            self._publish_denials(where, kind, denied, None)
+
+    def _publish_denials(self, where: str, kind: str, denied: int, request_id: str | None) -> None:
+        try:
+            finding = Finding(
+                FAIL_CLOSED,
+                Subject(endpoint=where),
+                f"gateway error, {denied} request(s) denied: {kind}",
+                evidence={"request_id": request_id, "error": kind, "denied": denied},
+            )
+            self._publish(SecurityEvent.of_finding(finding, SOURCE, request_id=request_id))
+        except Exception:  # the bus failing must not turn a deny into a crash
+            log.exception("could not publish the fail-closed event (%s at %s)", kind, where)
 
     def _finding(
         self,

@@ -47,12 +47,13 @@ class SplitCheck:
     def __init__(self, features: npt.NDArray[np.int64], unit: float) -> None:
         self.features = features
         self.unit = unit if unit > 0 else 1.0
+        self._factor = 1.0 / (self.unit * RESOLUTION)
 
     def __call__(self, rows: Array) -> npt.NDArray[np.int64]:
         n, k = len(rows), len(self.features)
         if k < 2 or n == 0:
             return np.zeros(n, dtype=np.int64)
-        values = np.rint(rows[:, self.features] * (1.0 / (self.unit * RESOLUTION)))
+        values = np.rint(rows[:, self.features] * self._factor)
         if n <= SMALL:  # a request of a few rows: counting in Python is cheaper
             counted = (sorted(Counter(r).values()) for r in values.tolist())
             return np.asarray([c[-2] if len(c) > 1 else 0 for c in counted], dtype=np.int64)

@@ -23,9 +23,7 @@ problem is an :class:`InvalidRequest` naming what is wrong; nothing is forwarded
 from __future__ import annotations
 
 import enum
-import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from donjon.errors import GatewayError
+from donjon.gateway.jsonio import dumps, loads
 
 Rows = npt.NDArray[np.float64]
 # the value range of each KServe v2 datatype: a value outside it is not what the server reads
@@ -58,20 +57,6 @@ _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 _NUMBER_TYPES = frozenset({int, float})
-
-
-try:  # the same JSON, several times faster (floats in their shortest round-trip form)
-    import orjson
-
-    _fast_dumps: Callable[[Any], bytes] | None = orjson.dumps
-except ImportError:  # pragma: no cover - orjson is in the gateway extra
-    _fast_dumps = None
-
-
-def _dumps(doc: Any) -> bytes:
-    if _fast_dumps is not None:
-        return _fast_dumps(doc)
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 class InvalidRequest(GatewayError):
@@ -108,15 +93,16 @@ def parse_request(body: bytes, fmt: ApiFormat, contract: InputContract) -> Parse
     if len(body) > contract.max_body_bytes:
         raise InvalidRequest(f"body of {len(body)} bytes exceeds {contract.max_body_bytes}")
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, RecursionError) as e:
         raise InvalidRequest(f"body is not valid JSON: {e}") from None
     fmt, table, rebuild = _read(doc, fmt)
     table = _two_dimensional(table)
     rows = _to_rows(table)
-    _check(rows, contract)
-    _check_exact(rows, table)
-    return ParsedRequest(rows, fmt, _dumps(rebuild(table)))
+    least, most = float(rows.min()), float(rows.max())  # NaN when any value is
+    _check(rows, contract, least, most)
+    _check_exact(table, rows, least, most)
+    return ParsedRequest(rows, fmt, dumps(rebuild(table)))
 
 
 def _read(doc: Any, fmt: ApiFormat) -> tuple[ApiFormat, Any, Rebuild]:
@@ -314,25 +300,26 @@ def _to_rows(table: Any) -> Rows:
     return rows
 
 
-def _check_exact(rows: Rows, table: Table) -> None:
+def _check_exact(table: Table, rows: Rows, least: float, most: float) -> None:
     """No integer beyond 2**53: parsers disagree on them (exact integers or rounded floats)."""
-    if rows.max() <= EXACT_INT and rows.min() >= -EXACT_INT:
+    if most <= EXACT_INT and least >= -EXACT_INT:
         return
     for i, j in np.argwhere(np.abs(rows) > EXACT_INT)[:1000]:
         if isinstance(table[i][j], int):
             raise InvalidRequest("inputs hold an integer beyond 2**53 (not exactly a float)")
 
 
-def _check(rows: Rows, contract: InputContract) -> None:
-    if not np.isfinite(rows).all():
+def _check(rows: Rows, contract: InputContract, least: float, most: float) -> None:
+    """``least`` and ``most``: the least and greatest value (NaN when any value is NaN)."""
+    if not (math.isfinite(least) and math.isfinite(most)):
         raise InvalidRequest("inputs hold NaN or infinite values")
     if rows.shape[0] > contract.max_rows:
         raise InvalidRequest(f"{rows.shape[0]} rows exceed the limit of {contract.max_rows}")
     if contract.features is not None and rows.shape[1] != contract.features:
         raise InvalidRequest(f"rows have {rows.shape[1]} features, expected {contract.features}")
-    if contract.min_value is not None and rows.min() < contract.min_value:
+    if contract.min_value is not None and least < contract.min_value:
         raise InvalidRequest(f"a value is below the minimum {contract.min_value}")
-    if contract.max_value is not None and rows.max() > contract.max_value:
+    if contract.max_value is not None and most > contract.max_value:
         raise InvalidRequest(f"a value is above the maximum {contract.max_value}")
     if contract.integer and not np.all(rows == np.rint(rows)):
         raise InvalidRequest("inputs must be integers")

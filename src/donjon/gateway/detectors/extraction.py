@@ -92,7 +92,12 @@ class ExtractionDetector:
     name = "extraction"
 
     def __init__(self, config: ExtractionConfig | None = None) -> None:
-        self.config = config or ExtractionConfig()
+        c = self.config = config or ExtractionConfig()
+        self.limit = -math.log(c.alpha)  # the change test's threshold
+        # the change test's steps: a synthetic query, a natural one
+        shift = c.shift_rate
+        self._up = math.log(shift / c.null_rate) if shift else 0.0
+        self._down = math.log((1 - shift) / (1 - c.null_rate)) if shift is not None else 0.0
 
     def synthetic(self, score: float, off_grid: bool, nearest: float, radius: float) -> bool:
         """Is one query synthetic? ``nearest``: its distance to the principal's closest
@@ -106,11 +111,7 @@ class ExtractionDetector:
         state.tested += 1
         state.synthetic += synthetic
         if c.shift_rate is not None:
-            if synthetic:
-                step = math.log(c.shift_rate / c.null_rate)
-            else:
-                step = math.log((1 - c.shift_rate) / (1 - c.null_rate))
-            state.cusum = max(0.0, state.cusum + step)
+            state.cusum = max(0.0, state.cusum + (self._up if synthetic else self._down))
 
     def signals(self, state: PrincipalState) -> list[Signal]:
         c = self.config
@@ -128,18 +129,18 @@ class ExtractionDetector:
                 )
             )
         n, k = state.tested, state.synthetic
-        if n >= c.min_queries and state.cusum >= -math.log(c.alpha):
+        if n >= c.min_queries and state.cusum >= self.limit:
             found.append(
                 Signal(
                     detector=self.name,
                     rule=EXTRACTION,
                     action=c.action,
                     score=state.cusum,
-                    threshold=-math.log(c.alpha),
+                    threshold=self.limit,
                     message=(
                         f"a run of synthetic queries (far from the data or derived from "
                         f"earlier ones; CUSUM {state.cusum:.1f} against "
-                        f"{-math.log(c.alpha):.1f}): {k} of {n} in all"
+                        f"{self.limit:.1f}): {k} of {n} in all"
                     ),
                     evidence={"queries": n, "synthetic": k, "cusum": round(state.cusum, 3)},
                 )

@@ -65,6 +65,7 @@ class ScatterDetector:
         self.gate_score = gate_score
         self.config = config
         self.limit = -math.log(config.alpha)
+        self._log_alternative = math.log(config.alternative)
 
     def evidence(self, nearest: float, earlier: int, score: float) -> float:
         """The CUSUM step of one query: ``nearest`` its distance to the principal's
@@ -74,7 +75,7 @@ class ScatterDetector:
         p = 1.0
         if earlier > 0 and math.isfinite(nearest) and score > self.gate_score:
             p = max(self.spacing.pvalue(nearest, earlier), c.p_floor)
-        return math.log(c.alternative) - (1.0 - c.alternative) * math.log(p)
+        return self._log_alternative - (1.0 - c.alternative) * math.log(p)
 
     def observe(self, state: PrincipalState, step: float) -> Signal | None:
         state.scatter = max(0.0, state.scatter + step)

@@ -96,23 +96,28 @@ class PrincipalState:
         dup: float,
         line: LineTest | None = None,
     ) -> Neighbours:
-        if self.size == 0:
+        size = self.size
+        if size == 0:
             return Neighbours(0, 0, frozenset(), float("inf"))
-        diff = self.rows[: self.size] - row.astype(np.float32)
+        diff = self.rows[:size] - row.astype(np.float32)
         dist = np.sqrt((diff * diff).sum(axis=1))
+        self._pending = dist
+        least = dist.min()
+        if not least <= dup:  # no exact repeat (the usual case): fewer passes; float32 as below
+            is_near = dist < near
+            count = int(np.count_nonzero(is_near))
+            labels = _known(self.labels[:size][is_near]) if count else frozenset()
+            bisects = line is not None and self._bisects(dist, line)
+            return Neighbours(count, 0, labels, float(least), bisects, self.walk + bisects)
         is_dup = dist <= dup
         is_near = (dist < near) & ~is_dup
-        labels = self.labels[: self.size][is_near]
         others = dist[~is_dup]
-        bisects = line is not None and not is_dup.any() and self._bisects(dist, line)
-        self._pending = dist
         return Neighbours(
             distinct_near=int(is_near.sum()),
             duplicates=int(is_dup.sum()),
-            near_labels=frozenset(int(v) for v in labels if v != UNKNOWN),
+            near_labels=_known(self.labels[:size][is_near]),
             nearest=float(others.min()) if len(others) else float("inf"),
-            bisects=bisects,
-            walk=self.walk + bisects,
+            walk=self.walk,
         )
 
     def _bisects(self, dist: npt.NDArray[np.float32], line: LineTest) -> bool:
@@ -159,6 +164,11 @@ class PrincipalState:
 
     def label(self, slot: int, value: int) -> None:
         self.labels[slot] = value
+
+
+def _known(labels: npt.NDArray[np.int32]) -> frozenset[int]:
+    """The distinct labels, the unknown one left out."""
+    return frozenset(labels.tolist()).difference((UNKNOWN,))
 
 
 class StateTable:
