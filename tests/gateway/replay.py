@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from donjon.core import EventBus, MemorySink
-from donjon.gateway import build_pipeline, build_profile, new_api_key
+from donjon.gateway import build_pipeline
 from donjon.gateway.pipeline import GatewayRequest, Pipeline
 from donjon.gateway.replies import Reply
-from donjon.gateway.settings import GatewaySettings
-from tests.gateway.harness import Victim, train_victim, victim_scores
+from donjon.gateway.settings import DetectorSettings, GatewaySettings
+from tests.gateway.harness import Victim, train_victim, victim_scores, write_setup
 
 EXPECTED = Path(__file__).parent / "data" / "replay_signals.json"
 ALERT = {"action": "alert"}
@@ -141,42 +141,21 @@ def _interleave(queues: dict[str, list[Query]], rng: np.random.Generator) -> Ite
         position[who] += 1
 
 
-def settings_for(folder: Path) -> tuple[GatewaySettings, dict[str, str]]:
+def settings_for(folder: Path, victim: Victim) -> tuple[GatewaySettings, dict[str, str]]:
     """Two models on one profile: detectors in alert mode (every verdict is seen to the
     end of each attack), and with their default actions (refusals)."""
-    keys, entries = {}, []
-    for principal in PRINCIPALS:
-        token, entry = new_api_key(principal, principal)
-        keys[principal] = token
-        entries.append(entry)
-    (folder / "keys.json").write_text(json.dumps({"keys": entries}))
-    common = {
-        "allow": ["*"],
-        "features": 64,
-        "min_value": 0,
-        "max_value": 16,
-        "profile": str(folder / "profile.json"),
-    }
     alert = dict.fromkeys(("evasion", "membership", "extraction", "scatter"), ALERT)
-    settings = GatewaySettings.model_validate(
-        {
-            "auth": {"api_keys_file": str(folder / "keys.json")},
-            "quotas": {"principal_rate": 1e9, "principal_burst": 1e9},
-            "event_interval_seconds": 0,
-            "log_sample_rate": 0,
-            "models": [
-                {"name": "blocking", "routes": ["/blocking"], **common},
-                {"name": "digits", "routes": ["/predict"], "detectors": alert, **common},
-            ],
-        }
+    settings, keys = write_setup(folder, victim, list(PRINCIPALS), {"detectors": alert})
+    digits = settings.models[0]
+    blocking = digits.model_copy(
+        update={"name": "blocking", "routes": ["/blocking"], "detectors": DetectorSettings()}
     )
-    return settings, keys
+    return settings.model_copy(update={"models": [blocking, digits]}), keys
 
 
 def replay(folder: Path, victim: Victim, stream: list[Query]) -> list[dict[str, Any]]:
     """Run the stream through a fresh in-process pipeline; one record per request."""
-    build_profile(victim.x_train).save(folder / "profile.json")
-    settings, keys = settings_for(folder)
+    settings, keys = settings_for(folder, victim)
     sink = MemorySink()
     pipeline = build_pipeline(settings, bus=EventBus([sink]))
     ticks = iter(range(10**9))
