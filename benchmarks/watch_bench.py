@@ -28,9 +28,10 @@ PSI band rule that was the default before and a per-minute two-sample KS test.
 white-box on all held-out rows: logistic regressions (each row's exact L2 distance to
 the decision boundary), plain vs noise-augmented and weak vs strong L2 regularisation;
 a torch MLP plain vs noise-augmented (ART's DeepFool in process); and a control (one
-model probed twice). Each version gets ONE black-box probe over HTTP (2,000 queries:
-HopSkipJump and a surrogate's transfer attack); the paired test's verdict is printed
-beside the ground-truth gap, per seed (``--seeds``).
+model probed twice, for both victims, over ``--control-seeds``). Each version gets ONE
+black-box probe over HTTP (2,000 queries: HopSkipJump from 40 rows and a surrogate's
+transfer attack); the paired test's verdict is printed beside the ground-truth gap, per
+seed (``--seeds``).
 
 Peers, on the same servers and substitutions: a canary set of 200 held-out rows
 compared by label (what a plain "golden set" smoke test does) and the same rows
@@ -339,59 +340,72 @@ def version(kind: str, params: tuple[float, ...], data: Data, seed: int) -> tupl
     return scores, deepfool_distance(net, data.x_held)
 
 
-# (brittle, robust) by the ground truth; the control probes one model twice (attack seeds differ)
+# (brittle, robust) by the ground truth; a control probes one model twice (attack seeds differ)
 PAIRS: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     "noise augmentation (linear, C 100; sigma 0 vs 1)": ("linear", (100.0, 0.0), (100.0, 1.0)),
     "L2 regularisation (linear, C 100 vs 0.01)": ("linear", (100.0, 0.0), (0.01, 0.0)),
     "noise augmentation (torch MLP; sigma 0 vs 0.5)": ("mlp", (0.0,), (0.5,)),
     "control: one model (linear, C 100) probed twice": ("linear", (100.0, 0.0), (100.0, 0.0)),
+    "control: one model (torch MLP) probed twice": ("mlp", (0.0,), (0.0,)),
 }
 
 
 def _probe_served(scores: Scores, data: Data, rows: int, budget: int, seed: int) -> Any:
+    """As `watch probe`: the fingerprint's held-out rows are the probe rows and references."""
     from donjon.watch.probe import probe
 
     victim = Victim(scores)
     with serve(victim.answer, route="/predict") as url:
         target = HttpModel(url, GatewayAnswerReader("digits"))
-        starts = data.x_held[rows : rows + 28]  # as `watch probe`: the 40 held-out rows
-        result = probe(target, data.x_held[:rows], starts, budget=budget, seed=seed)
+        held = data.x_held[:rows]
+        result = probe(target, held, held, budget=budget, seed=seed)
     assert result.queries <= budget == result.budget
     assert victim.queries == result.queries
     return result
 
 
-def robustness(budget: int, rows: int, seeds: int) -> list[str]:
+def _spearman(estimate: tuple[float, ...], truth: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(estimate, truth[: len(estimate)]).statistic)
+
+
+def robustness(budget: int, rows: int, seeds: int, control_seeds: int, first: int = 0) -> list[str]:
     """Per pair and seed: the white-box ground truth, then ONE black-box probe of each version.
 
     A seed draws another train / held-out split (so other probe rows), another noise
     draw and another attack seed. Both versions are probed over HTTP on the same rows
-    (paired), in alternated order; the control's second run uses another attack seed.
+    (paired), in alternated order; a control's second run uses another attack seed.
+    Seeds from ``seeds`` to ``control_seeds`` run the controls only; ``first``: the
+    first seed (to split a run over processes).
     """
     from scipy.stats import wilcoxon
 
-    from donjon.watch.probe import paired
+    from donjon.watch.pairing import paired
 
     lines = [
         f"\n## Robustness probes against white-box ground truth ({rows} probe rows, budget "
-        f"{budget} queries, {seeds} seeds)",
+        f"{budget} queries, {seeds} seeds; controls over {max(seeds, control_seeds)} seeds)",
         "| pair | seed | true median distance, all held-out rows: brittle / robust (ratio) | "
         "true, probe rows: median brittle / robust, robust farther, oracle paired p | "
-        "probe median: brittle / robust | "
-        "rows attacked | queries | probe: robust needs more | paired p (one-sided) | "
-        "separated | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "probe median: brittle / robust | rows attacked | queries | HopSkipJump evaluations "
+        "a row | probe vs truth per row (Spearman): brittle, robust | probe: robust needs "
+        "more, median ratio | paired p (one-sided) | separated | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    tally: dict[str, list[bool]] = {name: [] for name in PAIRS}
-    for seed in range(seeds):
+    tally: dict[str, list[float]] = {name: [] for name in PAIRS}
+    for seed in range(first, max(seeds, control_seeds)):
         data = Data(seed)
+        made: dict[tuple[str, tuple[float, ...]], tuple[Scores, Any]] = {}  # per seed
         for name, (kind, weak, strong) in PAIRS.items():
             control = weak == strong
+            if seed >= seeds and not control:
+                continue
             begin = time.process_time()
-            brittle, brittle_truth = version(kind, weak, data, seed)
-            sturdy, sturdy_truth = (
-                (brittle, brittle_truth) if control else version(kind, strong, data, seed)
-            )
+            for params in (weak, strong):
+                if (kind, params) not in made:
+                    made[kind, params] = version(kind, params, data, seed)
+            (brittle, brittle_truth), (sturdy, sturdy_truth) = made[kind, weak], made[kind, strong]
             truth = [brittle_truth, sturdy_truth]
             near, far = (t[:rows] for t in truth)
             oracle = (
@@ -404,9 +418,9 @@ def robustness(budget: int, rows: int, seeds: int) -> list[str]:
             found = {id(run): _probe_served(run[0], data, rows, budget, run[1]) for run in order}
             a, b = (found[id(run)] for run in runs)
             cpu = time.process_time() - begin
-            pair = paired(a, b)
+            pair = paired(a.perturbations, b.perturbations)
             apart = pair["p_value"] < 0.05
-            tally[name].append(apart)
+            tally[name].append(pair["p_value"])
             ratio = np.median(truth[1]) / np.median(truth[0])
             print(f"  seed {seed}, {name}: p={pair['p_value']:.2g} ({cpu:.1f} s CPU)", flush=True)
             lines.append(
@@ -415,14 +429,20 @@ def robustness(budget: int, rows: int, seeds: int) -> list[str]:
                 f"{np.median(far):.3f}, {int((far > near).sum())}/{rows}, {oracle:.2g} | "
                 f"{a.robustness:.3f} / {b.robustness:.3f} | "
                 f"{a.attacked}/{b.attacked} of {rows} | {a.queries}/{b.queries} | "
-                f"{pair['higher']}/{pair['rows']} | {pair['p_value']:.2g} | "
+                f"{a.evaluations}/{b.evaluations} | {_spearman(a.perturbations, near):.2f}, "
+                f"{_spearman(b.perturbations, far):.2f} | "
+                f"{pair['higher']}/{pair['rows']}, {pair['ratio']:.2f} | {pair['p_value']:.2g} | "
                 f"{'yes' if apart else 'no'} | {cpu:.1f} |"
             )
-    lines.append("\n| pair | separated in one probe run (paired p < 0.05) |")
-    lines.append("|---|---|")
-    for name, hits in tally.items():
+    lines.append("\n| pair | separated in one probe run: paired p < 0.05 | p < 0.01 |")
+    lines.append("|---|---|---|")
+    for name, p_values in tally.items():
         label = "falsely separated" if name.startswith("control") else "separated"
-        lines.append(f"| {name} | {label} in {sum(hits)} of {len(hits)} seeds |")
+        hits = [sum(p < alpha for p in p_values) for alpha in (0.05, 0.01)]
+        lines.append(
+            f"| {name} | {label} in {hits[0]} of {len(p_values)} seeds | {hits[1]} of "
+            f"{len(p_values)} |"
+        )
     return lines
 
 
@@ -521,8 +541,10 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1e-3)
     parser.add_argument("--victims", default="sklearn,torch")
     parser.add_argument("--budget", type=int, default=2000, help="queries per robustness probe")
-    parser.add_argument("--probe-rows", type=int, default=12)
+    parser.add_argument("--probe-rows", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the robustness pairs")
+    parser.add_argument("--control-seeds", type=int, default=20, help="seeds of the controls")
+    parser.add_argument("--first-seed", type=int, default=0, help="robustness: start here")
     parser.add_argument("--drift-seeds", type=int, default=2, help="seeds per drift bucket size")
     parser.add_argument("--drift-rows", default="50,100,200,1000", help="rows per minute")
     parser.add_argument("--quick", action="store_true", help="robustness: 2 seeds")
@@ -533,13 +555,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*quantiz", category=DeprecationWarning)
     data = Data()
     seeds = 2 if args.quick else args.seeds
+    controls = 2 if args.quick else args.control_seeds
     out = [f"# donjon watch benchmark ({args.checks} unchanged checks per server)"]
     if args.only in (None, "drift"):
         sizes = tuple(int(v) for v in args.drift_rows.split(","))
         print("\n".join(out + drift_table(args.drift_seeds, sizes)), flush=True)
         out = []
     if args.only in (None, "robustness"):
-        print("\n".join(out + robustness(args.budget, args.probe_rows, seeds)))
+        found = robustness(args.budget, args.probe_rows, seeds, controls, args.first_seed)
+        print("\n".join(out + found))
         out = []
     if args.only in ("robustness", "drift"):
         return

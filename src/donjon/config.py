@@ -371,7 +371,7 @@ class WatchSettings(Section):
         default=86400.0, ge=0, description="donjon up: robustness probes this often (0: never)"
     )
     probe_budget: int = Field(default=2000, ge=50, le=100_000, description="queries per probe")
-    probe_rows: int = Field(default=12, ge=1, description="held-out rows a probe attacks from")
+    probe_rows: int = Field(default=40, ge=1, description="held-out rows a probe attacks from")
     models: list[WatchModelSettings] = Field(
         default=[], description="models enrolled when promoted to a watched stage"
     )

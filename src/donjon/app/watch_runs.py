@@ -106,14 +106,16 @@ class WatchRunner:
         self,
         entry: Watched,
         *,
-        rows: int = 12,
+        rows: int = 40,
         budget: int = 2000,
         endpoint: str | None = None,
         output: str | None = None,
         seed: int = 0,
     ) -> dict[str, Any]:
-        """One robustness probe (HopSkipJump and a surrogate's transfer attack), recorded."""
-        from donjon.watch.findings import activity
+        """One robustness probe (HopSkipJump and a surrogate's transfer attack), recorded and
+        compared row by row with the last probe of the version before (DJ-WT-003)."""
+        from donjon.watch.findings import activity, finding_event, less_robust_finding
+        from donjon.watch.pairing import against_previous, previous_probe
         from donjon.watch.probe import probe as attack
 
         url = endpoint or entry.endpoint
@@ -124,11 +126,10 @@ class WatchRunner:
             held = fingerprint.points[[k == "row" for k in fingerprint.kinds]]
             if len(held) < 2:
                 raise InputError(f"the fingerprint of {entry.key} has too few held-out rows")
-            starts = held[rows:] if len(held) > rows else held
             with http_model(
                 url, entry.model, fingerprint.request_format, output, self.token
             ) as target:
-                result = attack(target, held[:rows], starts, budget=budget, seed=seed)
+                result = attack(target, held[:rows], held, budget=budget, seed=seed)
         except DonjonError as e:
             return self._failed(entry, url, "probe", e, now)
         outcome = {
@@ -140,6 +141,12 @@ class WatchRunner:
             **result.to_dict(),
             "time": now,
         }
+        history = {e.version: e.probes for e in self.watchlist.load() if e.model == entry.model}
+        previous = previous_probe(history, entry.version, result.digest)
+        if previous is not None:
+            outcome.update(against_previous(result.perturbations, *previous))
+        if outcome.get("less_robust"):
+            self.bus.publish(finding_event(less_robust_finding(outcome)))
         attributes = {k: v for k, v in outcome.items() if k not in ("perturbations", "pairs")}
         message = f"{entry.key} at {url}: {result.summary()}"
         self.bus.publish(activity("probe", message, **attributes))

@@ -39,7 +39,7 @@ class WatchScheduler:
         *,
         check_seconds: float,
         probe_seconds: float,
-        probe_rows: int = 12,
+        probe_rows: int = 40,
         probe_budget: int = 2000,
         tick: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -265,7 +265,7 @@ def probe(
     ctx: typer.Context,
     model: OneModel = None,
     version: OneVersion = None,
-    rows: Annotated[int, typer.Option("--rows", min=1, help="Held-out rows to attack from.")] = 12,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Held-out rows to attack from.")] = 40,
     budget: Annotated[
         int, typer.Option("--budget", min=50, max=100_000, help="Most queries per probe.")
     ] = 2000,
@@ -276,7 +276,9 @@ def probe(
     token_env: TokenEnv = TOKEN_ENV,
     server: Server = None,
 ) -> int:
-    """Attack each watched model (HopSkipJump and a surrogate's transfer attack); record it."""
+    """Attack each watched model (HopSkipJump and a surrogate's transfer attack); record it.
+
+    Exit 1 when a probe failed or found a version less robust than the one before."""
     require("art", "watch")
     from donjon.cli.vault_session import open_client
 
@@ -295,7 +297,8 @@ def probe(
                 _say(cli, entry, outcome, "probe")
     if cli.json:
         cli.print_json(results)
-    return ExitCode.FINDINGS if any(r["status"] == "failed" for r in results) else ExitCode.OK
+    alarmed = any(r["status"] == "failed" or r.get("less_robust") for r in results)
+    return ExitCode.FINDINGS if alarmed else ExitCode.OK
 
 
 def _selected(watchlist: WatchList, model: str | None, version: int | None) -> list[Watched]:

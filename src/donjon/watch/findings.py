@@ -7,7 +7,7 @@ from typing import Any
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.core.findings import Finding, Subject
 from donjon.core.severity import Severity
-from donjon.watch.rules import CHECK_FAILED, MODEL_CHANGED
+from donjon.watch.rules import CHECK_FAILED, LESS_ROBUST, MODEL_CHANGED
 from donjon.watch.verdict import CheckResult
 
 SOURCE = "watch"
@@ -32,6 +32,20 @@ def failed_finding(model: str, version: int, endpoint: str, reason: str) -> Find
         Subject(model=f"{model}@{version}", endpoint=endpoint),
         f"the fingerprint check of {model}@{version} at {endpoint} could not run: {reason}",
         evidence={"model": model, "version": version, "endpoint": endpoint, "reason": reason},
+    )
+
+
+def less_robust_finding(outcome: dict[str, Any]) -> Finding:
+    """DJ-WT-003: a probe found the version brittler than the one before, row by row."""
+    model, version, endpoint = outcome["model"], outcome["version"], outcome["endpoint"]
+    return Finding(
+        LESS_ROBUST,
+        Subject(model=f"{model}@{version}", endpoint=endpoint),
+        f"{model}@{version} at {endpoint} needs less perturbation than version "
+        f"{outcome['paired_version']}: {outcome['paired_brittler']} of "
+        f"{outcome['paired_rows']} rows, median ratio {outcome['paired_ratio']:.2f}, "
+        f"p = {outcome['paired_p_value']:.3g}",
+        evidence={k: v for k, v in outcome.items() if k != "perturbations"},
     )
 
 

@@ -46,4 +46,26 @@ CHECK_FAILED = Rule(
     mitigations=("AML.M0014",),
 )
 
-RULES: tuple[Rule, ...] = (MODEL_CHANGED, CHECK_FAILED)
+LESS_ROBUST = Rule(
+    id="DJ-WT-003",
+    title="Deployed version is less robust than the version before it",
+    description=(
+        "A robustness probe (HopSkipJump from the fingerprint's held-out rows, the same rows "
+        "for every version enrolled from the same data) needed less perturbation to change "
+        "the new version's answers than the last probe of the version before it, row by row: "
+        "the one-sided Wilcoxon signed-rank test of the per-row log ratios is below alpha. An "
+        "attacker needs smaller changes to evade the new version: a retrain without the "
+        "former augmentation or regularisation, or a tampered deployment."
+    ),
+    remediation=(
+        "Compare the two versions' training (augmentation, regularisation, data) and probe "
+        "the previous version again; roll back or retrain with the hardening restored before "
+        "an attacker finds the smaller perturbations."
+    ),
+    severity=Severity.MEDIUM,
+    atlas=("AML.T0015", "AML.T0043.001"),
+    owasp=("ML01",),
+    mitigations=("AML.M0008", "AML.M0015"),
+)
+
+RULES: tuple[Rule, ...] = (MODEL_CHANGED, CHECK_FAILED, LESS_ROBUST)
