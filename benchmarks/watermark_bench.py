@@ -58,7 +58,10 @@ from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier 
 from scipy import ndimage  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import make_classification  # noqa: E402
-from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis  # noqa: E402
+from sklearn.discriminant_analysis import (  # noqa: E402
+    LinearDiscriminantAnalysis,
+    QuadraticDiscriminantAnalysis,
+)
 from sklearn.ensemble import (  # noqa: E402
     ExtraTreesClassifier,
     HistGradientBoostingClassifier,
@@ -68,15 +71,17 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.naive_bayes import GaussianNB  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
 from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 from tests.gateway.harness import serve_gateway, serve_victim, train_victim, victim_scores  # noqa: E402
 
 from donjon.app.watermark import verify_suspect  # noqa: E402
 from donjon.config import Settings  # noqa: E402
-from donjon.gateway import build_pipeline, new_api_key  # noqa: E402
+from donjon.gateway import build_pipeline, build_profile, new_api_key  # noqa: E402
 from donjon.gateway.pipeline import GatewayRequest  # noqa: E402
 from donjon.gateway.replies import Reply  # noqa: E402
 from donjon.gateway.settings import GatewaySettings  # noqa: E402
+from donjon.gateway.watermark import FolderMarks  # noqa: E402
 from donjon.gateway.watermark.suspect import HttpSuspect  # noqa: E402
 
 CLASSES = 10
@@ -180,7 +185,8 @@ class Scenario:
     victim: Any  # has predict_proba on raw rows
     pool: np.ndarray  # the attacker's natural inputs (distinct rows)
     seed_rows: np.ndarray  # a few the attacker labelled itself (KnockoffNets adaptive)
-    benign: np.ndarray
+    benign: np.ndarray  # a benign user's traffic, drawn like the attacker's
+    natural: np.ndarray  # an ordinary user's: distinct natural inputs
     heldout: np.ndarray  # for fidelity
     train_x: np.ndarray
     train_y: np.ndarray
@@ -212,6 +218,7 @@ class Tabular(Scenario):
         self.pool = x[10_000:22_000]
         self.seed_rows = x[22_000:22_500]
         self.benign = x[25_000 : 27_000 if quick else 30_000]
+        self.natural = self.benign
         self.heldout = x[30_000:32_000]
 
     def networks(self) -> dict[str, Callable[[], torch.nn.Module]]:
@@ -236,6 +243,7 @@ class Digits(Scenario):
         self.heldout = victim.x_test[order[half:]]
         self.pool = augmented(self.seed_rows, rng, 40)
         self.benign = augmented(self.heldout, np.random.default_rng(8), 6 if quick else 12)
+        self.natural = np.concatenate([self.heldout, self.train_x])
 
     def networks(self) -> dict[str, Callable[[], torch.nn.Module]]:
         return {"CNN": cnn, "MLP 256": lambda: mlp(256, 64)}
@@ -264,6 +272,7 @@ class Bench:
         queries: int,
         folder: Path,
         strip: bool = False,
+        suspect_rate: float | None = None,
     ) -> None:
         self.s = scenario
         self.strip = strip
@@ -278,9 +287,15 @@ class Bench:
         key = self.folder / "wm.key"
         key.write_text(np.random.default_rng(99).bytes(32).hex())
         key.chmod(0o600)
-        self.watermark = {"rate": rate, "key": f"file:{key}", "folder": str(self.folder / "m")}
+        self.watermark: dict[str, Any] = {
+            "rate": rate, "key": f"file:{key}", "folder": str(self.folder / "m"),
+        }  # fmt: skip
+        if suspect_rate is not None:
+            self.watermark["suspect_rate"] = suspect_rate
         self.surrogates: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray], int]] = {}
-        self.principals = ["copycat-0", "copycat-1", "knockoff-2", "knockoff-3", "benign"]
+        self.principals = [
+            "copycat-0", "copycat-1", "knockoff-2", "knockoff-3", "benign", "ordinary",
+        ]  # fmt: skip
 
     def fidelity(self, scores: Callable[[np.ndarray], np.ndarray]) -> float:
         heldout = self.s.heldout
@@ -296,10 +311,15 @@ class Bench:
             keys[who] = token
             entries.append(entry)
         (self.folder / "keys.json").write_text(json.dumps({"keys": entries}))
+        build_profile(self.s.train_x).save(self.folder / "profile.json")
+        # the detectors report (and flag principals for the watermark's suspect rate), but
+        # the attacks run to the end
+        detectors = ("evasion", "membership", "ood", "extraction", "scatter")
         model = {
             "name": "victim", "routes": ["/predict"], "allow": ["*"],
             "features": self.s.features, "watermark": self.watermark,
-            "detectors": {"extraction": {"action": "alert"}},
+            "profile": str(self.folder / "profile.json"),
+            "detectors": {name: {"action": "alert"} for name in detectors},
         }  # fmt: skip
         settings = GatewaySettings.model_validate(
             {
@@ -378,10 +398,9 @@ class Bench:
             knockoff("adaptive", nets[0][1](), 4),
         )  # fmt: skip
 
-    def benign_accuracy(self, url: str, token: str | None) -> float:
+    def benign_accuracy(self, url: str, token: str | None, rows: np.ndarray) -> float:
         """Agreement with the model's own answers seen by a benign user."""
         client = Client(url, token, self.s.features)
-        rows = self.s.benign
         answers = np.concatenate([client(rows[i : i + 64]) for i in range(0, len(rows), 64)])
         client.close()
         return float((answers.argmax(axis=1) == self.s.labels(rows)).mean())
@@ -414,6 +433,11 @@ class Bench:
             "15-NN": KNeighborsClassifier(15),
             "gaussian naive Bayes": GaussianNB(),
             "QDA": QuadraticDiscriminantAnalysis(reg_param=0.1),
+            "LDA": LinearDiscriminantAnalysis(),
+            "5-NN": KNeighborsClassifier(5),
+            "SVC rbf": SVC(probability=True, random_state=1),
+            "sklearn MLP 64 (seed 5)": MLPClassifier((64,), max_iter=300, random_state=5),
+            "sklearn MLP 64 (seed 6)": MLPClassifier((64,), max_iter=300, random_state=6),
         }
         for name, model in sk.items():
             models[f"{name} (train)"] = sklearn_scores(clone(model).fit(x, y))
@@ -423,6 +447,7 @@ class Bench:
         for name in (
             "1-NN", "15-NN", "random forest", "extra trees", "sklearn MLP 128x64",
             "hist gradient boosting", "logistic regression", "gaussian naive Bayes",
+            "QDA", "5-NN", "SVC rbf", "sklearn MLP 32",
         ):  # fmt: skip
             models[f"{name} (same inputs)"] = sklearn_scores(clone(sk[name]).fit(same_x, same_y))
         return models
@@ -515,16 +540,30 @@ class Bench:
         settings, self.keys = self.settings()
         result: dict[str, Any] = {"scenario": self.s.name, "rate": self.rate}
         with serve_victim(Served(self.s.victim.predict_proba, 16.0)) as upstream:  # type: ignore[arg-type]
-            plain = self.benign_accuracy(upstream, None)
+            plain = self.benign_accuracy(upstream, None, self.s.benign)
+            natural = self.benign_accuracy(upstream, None, self.s.natural)
             with serve_gateway(settings, self.keys, upstream) as gw:
                 print("attacks through the gateway (HTTP):", flush=True)
                 self.attacks(gw.url)
-                marked = self.benign_accuracy(gw.url, self.keys["benign"])
+                marked = self.benign_accuracy(gw.url, self.keys["benign"], self.s.benign)
+                ordinary = self.benign_accuracy(gw.url, self.keys["ordinary"], self.s.natural)
         result["benign"] = {"direct": plain, "watermarked": marked, "drop": plain - marked}
+        result["ordinary"] = {"direct": natural, "watermarked": ordinary,
+                              "drop": natural - ordinary}  # fmt: skip
         print(
-            f"benign agreement with the model on {len(self.s.benign)} inputs: {plain:.4f} "
-            f"direct, {marked:.4f} through the watermarking gateway (drop {plain - marked:+.4f})"
+            f"benign agreement with the model on {len(self.s.benign)} inputs drawn like the "
+            f"attacker's: {plain:.4f} direct, {marked:.4f} through the watermarking gateway "
+            f"(drop {plain - marked:+.4f}); ordinary user, {len(self.s.natural)} distinct "
+            f"natural inputs: {natural:.4f} direct, {ordinary:.4f} (drop {natural - ordinary:+.4f})"
         )
+        marks = FolderMarks(self.folder / "m").records("victim")
+        given = {who: sum(r.principal == who and r.kind == "mark" for r in marks)
+                 for who in self.principals}  # fmt: skip
+        carried = {who: sum(r.principal == who and r.family != "" for r in marks)
+                   for who in self.principals}  # fmt: skip
+        result["marks_given"] = given
+        print("marked answers given (carried to near-copies): " + ", ".join(
+            f"{who} {given[who]} ({carried[who]})" for who in self.principals))  # fmt: skip
         rows = []
         print("surrogates (verify-suspect over HTTP, all principals' records):")
         print(f"  {'attack':56} {'fid.':>5} {'marks':>5} {'repr.':>5} {'ctl':>4} {'hit':>3} "
@@ -560,10 +599,12 @@ class Bench:
         print("independent models (never saw the gateway's answers), against every principal:")
         independent = []
         hits = marks = 0
+        smallest = 1.0
         for name, scores in self.independent().items():
             verdicts = self.verify(scores, settings)
             wrong = sorted(p for p, v in verdicts.items() if v.identified)
             best = min(verdicts.values(), key=lambda v: v.p_value)
+            smallest = min(smallest, best.p_value)
             hits += sum(v.reproduced for v in verdicts.values())
             marks += sum(v.marks for v in verdicts.values())
             fidelity = self.fidelity(scores)
@@ -592,8 +633,9 @@ class Bench:
             f"{o['on'] * 1e6:.0f} us with the watermark (+{(o['on'] - o['off']) * 1e6:.0f} us, "
             f"median of rounds)\n"
             f"TARGETS ({self.s.name}): surrogates with fidelity >= 0.8 identified {good}/"
-            f"{len(fid)}; independent models identified {wrong}/{len(independent)}; benign "
-            f"drop {plain - marked:+.4f} (target <= 0.005)  [{result['seconds']:.0f} s]",
+            f"{len(fid)}; independent models identified {wrong}/{len(independent)} (smallest p "
+            f"{smallest:.1e}); ordinary user's drop {natural - ordinary:+.4f} (target <= 0.005), "
+            f"benign drawn like the attacker {plain - marked:+.4f}  [{result['seconds']:.0f} s]",
             flush=True,
         )
         return result
@@ -644,6 +686,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--strip", action="store_true", help="add the stripping attack")
+    parser.add_argument(
+        "--suspect-rate", type=float, default=None, help="the rate for flagged principals"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
@@ -653,7 +698,9 @@ def main() -> None:
                 continue
             queries = args.queries or (default // 2 if args.quick else default)
             scenario = make(args.quick)
-            bench = Bench(scenario, args.quick, args.rate, queries, folder, args.strip)
+            bench = Bench(
+                scenario, args.quick, args.rate, queries, folder, args.strip, args.suspect_rate
+            )
             results.append(bench.run())
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -151,6 +151,7 @@ def _verdict_doc(verdict: PrincipalVerdict, *, with_inputs: bool) -> dict[str, A
         "rank_sum": verdict.rank_sum,
         "p_rank": verdict.p_rank,
         "p_value": verdict.p_value,
+        "carried": verdict.carried,
     }
     if with_inputs:
         doc["inputs"] = [
@@ -161,6 +162,7 @@ def _verdict_doc(verdict: PrincipalVerdict, *, with_inputs: bool) -> dict[str, A
                 "answered": e.answered,
                 "hit": e.hit,
                 "rank": e.rank,
+                "family": e.record.family or None,
             }
             for e in verdict.evidence
         ]

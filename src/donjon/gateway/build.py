@@ -27,7 +27,7 @@ from donjon.gateway.profile import ReferenceProfile
 from donjon.gateway.quotas import Bucket, MemoryQuotas, QuotaStore, RedisQuotas
 from donjon.gateway.redis_link import RedisLink
 from donjon.gateway.settings import GatewaySettings
-from donjon.gateway.watermark.build import build_watermarker, mark_store
+from donjon.gateway.watermark.build import build_watermarker, family_memory, mark_store
 
 log = logging.getLogger("donjon.gateway")
 
@@ -153,7 +153,17 @@ def build_pipeline(
             shared = settings.state.backend == "redis"
             link = _link(links, settings.state.redis_url) if shared else None
             store = mark_store(model.watermark, settings.state, home, link)
-            guard.watermark = build_watermarker(model.name, model.watermark, home, store)
+            families = family_memory(
+                model.name,
+                model.watermark,
+                settings.state,
+                guard.features,
+                settings.max_principals,
+                link,
+            )
+            guard.watermark = build_watermarker(
+                model.name, model.watermark, home, store, profile=profile, families=families
+            )
         guards.append(guard)
     q = settings.quotas
     return Pipeline(

@@ -13,7 +13,11 @@ from donjon.core.identity import Principal
 from donjon.gateway.detectors import Signal
 from donjon.gateway.detectors.consistency import ConsistencyConfig, ConsistencyDetector
 from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector
-from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
+from donjon.gateway.detectors.extraction import (
+    ExtractionConfig,
+    ExtractionDetector,
+    binomial_tail,
+)
 from donjon.gateway.detectors.membership import MembershipConfig, MembershipDetector
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
 from donjon.gateway.detectors.scatter import ScatterConfig, ScatterDetector
@@ -27,6 +31,7 @@ from donjon.gateway.validation import InputContract
 from donjon.gateway.watermark.marker import Watermarker
 
 DUPLICATE = 1e-4  # scaled distance under which two queries are the same record
+SUSPECT_ALPHA = 1e-3  # the out-of-distribution share test behind ``suspects``
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Inspection:
     signals: list[Signal] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)  # window slot per row, -1 if not stored
     ood_scores: list[float] = field(default_factory=list)
+    suspected: bool = False  # the detectors flag the principal (see ModelGuard.suspects)
 
 
 class ModelGuard:
@@ -132,6 +138,8 @@ class ModelGuard:
             if profile is not None and profile.consistency is not None and c.enabled
             else None
         )
+        # the share of natural queries the OOD detector flags, at most (each test's own rate)
+        self.ood_null = (1 - d.ood.quantile) + d.ood.range_rate + d.ood.split_rate
         self.scatter = _scatter(profile, d.scatter, d.ood.quantile) if d.scatter.enabled else None
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0
@@ -230,6 +238,8 @@ class ModelGuard:
                     )
                 if self.extraction is not None and (flagged := self.extraction.signals(state)):
                     result.signals += [_at(s, state.queries) for s in flagged]
+            if self.watermark is not None:
+                result.suspected = self.suspects(state, result.signals)
         return result
 
     def check_answer(self, rows: npt.NDArray[np.float64], output: ModelOutput) -> list[Signal]:
@@ -242,6 +252,21 @@ class ModelGuard:
         else:
             classes = [self.reader.label_name(int(v)) for v in output.labels]
         return self.consistency.signals(rows, classes)
+
+    def suspects(self, state: PrincipalState, signals: list[Signal]) -> bool:
+        """Do the detectors flag this principal (the watermark's ``suspect_rate``)?
+
+        Yes when a detector other than the per-query OOD test signals on this request,
+        or when the share of the principal's queries the OOD detector flagged rejects
+        "at most the natural share" (:attr:`ood_null`, from the detector's own
+        calibrated rates) with the exact binomial tail below ``SUSPECT_ALPHA``.
+        """
+        if any(s.detector != "ood" for s in signals):
+            return True
+        n, k = state.queries, state.ood
+        if self.ood is None or k <= self.ood_null * n:
+            return False
+        return binomial_tail(k, n, self.ood_null) < SUSPECT_ALPHA
 
     def _hold(
         self, principal: Principal, state: PrincipalState | None

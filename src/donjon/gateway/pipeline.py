@@ -94,6 +94,7 @@ class Admitted:
     path: str = ""
     client: str | None = None
     withheld: bool = False  # the answer was refused after the model gave it
+    suspected: bool = False  # the detectors flag the principal (the watermark's rate)
 
 
 class Pipeline:
@@ -295,6 +296,7 @@ class Pipeline:
             inputs=rows,
             path=request.path,
             client=request.client,
+            suspected=inspection.suspected,
         )
 
     def _authorise(
@@ -412,8 +414,13 @@ class Pipeline:
         try:
             output = guard.reader.read(body)
             if guard.watermark is not None:  # before hardening, which keeps the marks
-                marking = guard.watermark.apply(admitted.principal, admitted.inputs, output)
-                await guard.watermark.record(marking, admitted.principal)
+                marking = await guard.watermark.mark(
+                    admitted.principal,
+                    admitted.inputs,
+                    output,
+                    suspected=admitted.suspected,
+                    slots=admitted.slots,
+                )
                 marked = marking.changed
                 for event in marking.events:
                     self._publish(event)

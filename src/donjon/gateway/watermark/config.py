@@ -14,6 +14,15 @@ class WatermarkSettings(BaseModel):
     enabled: bool = True
     # share of inputs whose answer is changed (DAWN: under 0.5 %)
     rate: float = Field(default=0.005, gt=0, le=0.05)
+    # the rate for a principal the gateway's detectors flag (its queries out of the data's
+    # distribution, or a detector's signal): that principal pays it, ordinary users do not;
+    # never below ``rate``; None keeps every principal at ``rate``
+    suspect_rate: float | None = Field(default=0.06, gt=0, le=0.2)
+    # a principal's near-copy of one of its marked inputs gets the same mark (closer than
+    # the profile's nearest-neighbour distance at this quantile; None: never), and the
+    # last family_memory marks of each principal are remembered for it
+    family_quantile: float | None = Field(default=0.1, gt=0, lt=0.5)
+    family_memory: int = Field(default=256, ge=1, le=65_536)
     # share of inputs recorded as look-alikes, answered truthfully: the null rate's sample
     control_rate: float = Field(default=0.025, ge=0, le=0.5)
     # "keys:ID" ($DONJON_HOME/keys/ID.hmac, created on first use), "env:VAR" or "file:PATH"
@@ -29,6 +38,11 @@ class WatermarkSettings(BaseModel):
     folder: Path | None = None  # default: $DONJON_HOME/watermarks
     max_records: int = Field(default=200_000, ge=1)
 
+    @property
+    def top_rate(self) -> float:
+        """The highest rate any principal is marked at."""
+        return max(self.rate, self.suspect_rate or 0.0)
+
     def relative_to(self, base: Path) -> WatermarkSettings:
         """Relative paths (the folder, a ``file:`` key) read from ``base``."""
         update: dict[str, object] = {}
@@ -41,8 +55,11 @@ class WatermarkSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> WatermarkSettings:
-        if self.rate + self.control_rate >= 1:
-            raise ValueError("rate + control_rate must stay below 1")
+        if self.top_rate + self.control_rate * self.top_rate / self.rate >= 1:
+            raise ValueError(
+                "the marked and recorded shares must stay below 1: a flagged principal's "
+                "look-alikes are control_rate x suspect_rate / rate; lower one of them"
+            )
         if self.labels is not None and self.classes not in (None, len(self.labels)):
             raise ValueError("classes and the number of labels differ")
         return self

@@ -44,10 +44,16 @@ class MarkRecord:
     classes: int
     key: str  # the key's fingerprint
     time: str
+    family: str = ""  # a mark carried to a near-copy: its root record's address (.families)
 
     @property
     def address(self) -> str:
         return record_address(self.model, self.principal, self.input_sha256)
+
+    @property
+    def root(self) -> str:
+        """The address of its family's root (its own, for a mark the key drew)."""
+        return self.family or self.address
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -68,11 +74,14 @@ class MarkRecord:
                 classes=int(doc["classes"]),
                 key=str(doc["key"]),
                 time=str(doc["time"]),
+                family=str(doc.get("family", "")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed watermark record: {e}") from e
         if record.kind not in ("mark", "control"):
             raise InputError(f"malformed watermark record: kind {record.kind!r}")
+        if record.family and record.kind != "mark":
+            raise InputError("malformed watermark record: a look-alike in a family")
         return record
 
 

@@ -30,6 +30,7 @@ class RowAnswer:
     truth: Label  # the model's answer
     keyed: Label  # the watermark's
     classes: int
+    indices: tuple[int, int]  # the two as class indices
 
 
 def keyed_class(truth: int, classes: int, pick: int) -> int:
@@ -44,10 +45,13 @@ def rewrite_row(
     apply: bool,
     classes: int | None = None,
     names: Sequence[str] | None = None,
+    keyed_index: int | None = None,
 ) -> RowAnswer | None:
     """The row's true and keyed answers; with ``apply`` the answer is changed to the keyed one.
 
-    None when the row cannot be marked consistently (then nothing is changed).
+    ``keyed_index``: this keyed class rather than the one ``pick`` chooses (a mark carried
+    to a near-copy, :mod:`.families`). None when the row cannot be marked consistently
+    (then nothing is changed).
     """
     scored = [p for p in output.parts if p.kind is not OutputKind.LABELS]
     labelled = [p for p in output.parts if p.kind is OutputKind.LABELS]
@@ -72,7 +76,10 @@ def rewrite_row(
         if found is None:
             return None
         truth = found
-    keyed = keyed_class(truth, count, pick)
+    keyed = keyed_class(truth, count, pick) if keyed_index is None else keyed_index
+    if not 0 <= keyed < count:
+        return None
+    apply = apply and keyed != truth  # a carried class may be the model's own answer
     edits: list[Edit] = []
     for part in scored:
         edit = _score_edit(output.doc, part, index, truth, keyed, count)
@@ -89,8 +96,8 @@ def rewrite_row(
             edit()
     named = row_names or (list(names) if names and len(names) == count else None)
     if named is not None:
-        return RowAnswer(named[truth], named[keyed], count)
-    return RowAnswer(truth, keyed, count)
+        return RowAnswer(named[truth], named[keyed], count, (truth, keyed))
+    return RowAnswer(truth, keyed, count, (truth, keyed))
 
 
 def _cut(part: Part) -> float:

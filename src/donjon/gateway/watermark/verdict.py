@@ -19,6 +19,13 @@ the exact tail of the sum of the keyed class's ranks among the wrong classes on
 the marks, which needs no rate either and sees marks a surrogate learnt without
 making them its top answer.
 
+Marks carried to near-copies (:mod:`.families`) share their root's keyed class
+and the suspect's answers to them are correlated: a *family* is one piece of
+evidence. The label tests count its root alone (a single input the key drew, like
+a look-alike); the score test ranks the keyed class in the suspect's scores
+summed over the family's members -- under the null the key is independent of
+those scores whatever their correlation, so the rank stays uniform and exact.
+
 A principal is identified when both label tests are below ``alpha``, or, with
 scores, when the label tests or the score test are below ``alpha / 2`` (two
 chances to identify: Bonferroni keeps the chance of a false identification
@@ -40,7 +47,8 @@ class Evidence:
     record: MarkRecord
     answered: Label | None  # the suspect's answer (None: unreadable)
     hit: bool
-    rank: int | None = None  # the keyed class's rank among the wrong ones (scores only)
+    # the keyed class's rank among the wrong ones (scores only; a family's on its root)
+    rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class PrincipalVerdict:
     ranked: int = 0  # marks whose keyed class the suspect's scores rank
     rank_sum: int = 0
     p_rank: float | None = None  # the score test (None without scores)
+    carried: int = 0  # marks carried to near-copies (in the ``marks`` families)
 
     @property
     def p_labels(self) -> float:
@@ -85,12 +94,32 @@ def _named(label: Label, names: Sequence[str] | None) -> Label:
     return label
 
 
-def _rank(record: MarkRecord, answer: Answer, names: Sequence[str] | None) -> int | None:
-    if answer.scores is None:
+def _rank(record: MarkRecord, answers: Sequence[Answer], names: Sequence[str] | None) -> int | None:
+    """The rank of the root ``record``'s keyed class in the scores summed over ``answers``
+    (its family's); None without scores."""
+    scores: dict[Label, float] = {}
+    scored = False
+    for answer in answers:
+        if answer.scores is None:
+            continue
+        scored = True
+        for label, score in answer.scores.items():
+            named = _named(label, names)
+            scores[named] = scores.get(named, 0.0) + score
+    if not scored:
         return None
-    scores = {_named(label, names): score for label, score in answer.scores.items()}
     truth, keyed = _named(record.truth, names), _named(record.keyed, names)
     return keyed_rank(scores, truth, keyed, record.classes)
+
+
+def _families(marks: Sequence[MarkRecord]) -> dict[str, list[MarkRecord]]:
+    """Marks by family, the root first."""
+    found: dict[str, list[MarkRecord]] = {}
+    for record in marks:
+        found.setdefault(record.root, []).append(record)
+    for root, members in found.items():
+        members.sort(key=lambda r: (r.address != root, r.address))
+    return found
 
 
 def judge(
@@ -104,19 +133,33 @@ def judge(
     """One verdict per principal; ``answers`` maps record addresses to the suspect's answers."""
     from scipy.stats import binomtest, hypergeom
 
-    by_principal: dict[str, list[Evidence]] = {}
+    by_principal: dict[str, list[MarkRecord]] = {}
     for record in records:
-        answer = answers.get(record.address, Answer(None))
-        hit = same_label(answer.label, record.keyed, names)
-        rank = _rank(record, answer, names) if record.kind == "mark" else None
-        by_principal.setdefault(record.principal, []).append(
-            Evidence(record, answer.label, hit, rank)
-        )
+        by_principal.setdefault(record.principal, []).append(record)
     verdicts = []
     for principal in sorted(by_principal):
-        evidence = by_principal[principal]
-        marks = [e for e in evidence if e.record.kind == "mark"]
-        controls = [e for e in evidence if e.record.kind == "control"]
+        evidence = []
+        marks: list[Evidence] = []  # one per family: its root's
+        for members in _families([r for r in by_principal[principal] if r.kind == "mark"]).values():
+            given = [answers.get(r.address, Answer(None)) for r in members]
+            # a family whose root was not recorded (the record was full) is no evidence:
+            # its keyed class was drawn against the root's answer
+            rooted = members[0].family == ""
+            for index, (record, answer) in enumerate(zip(members, given, strict=True)):
+                hit = same_label(answer.label, record.keyed, names)
+                root = rooted and index == 0
+                rank = _rank(record, given, names) if root else None
+                evidence.append(Evidence(record, answer.label, hit, rank))
+                if root:
+                    marks.append(evidence[-1])
+        controls = []
+        for record in by_principal[principal]:
+            if record.kind == "control":
+                answer = answers.get(record.address, Answer(None))
+                controls.append(
+                    Evidence(record, answer.label, same_label(answer.label, record.keyed, names))
+                )
+        evidence += controls
         reproduced = sum(e.hit for e in marks)
         control_hits = sum(e.hit for e in controls)
         rate = (control_hits + 1) / (len(controls) + 2)
@@ -157,6 +200,7 @@ def judge(
                 ranked=len(ranks),
                 rank_sum=sum(ranks),
                 p_rank=p_rank,
+                carried=sum(e.record.family != "" for e in evidence),
             )
         )
     return verdicts
