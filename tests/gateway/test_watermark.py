@@ -214,8 +214,9 @@ def test_the_score_test_finds_marks_that_near_copies_hid_from_the_top_answer(
 
 
 def test_near_copies_of_a_mark_carry_it(stolen: dict[str, Any], victim: Victim) -> None:
-    """A near-copy of one of eve's marked inputs is answered with that mark's keyed class and
-    recorded in its family; exact repeats get the same answers again."""
+    """Eve's near-copies make the detectors flag her (they alert here), so a near-copy of one
+    of her marked inputs is answered with that mark's keyed class and recorded in its
+    family; exact repeats get the same answers again."""
     rows = _near_copies(victim.x_test[200:300], 5, np.random.default_rng(5))
     answers = query(stolen["gateway"], "eve", rows)
     records = stolen["store"].records("digits", ["eve"])

@@ -4,11 +4,13 @@ evidence: the parts, without a gateway (the end-to-end test is in test_watermark
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import numpy as np
 import pytest
 
+from donjon.core.identity import Principal
 from donjon.gateway.detectors import Action, Signal
 from donjon.gateway.detectors.state import PrincipalState
 from donjon.gateway.guard import ModelGuard
@@ -146,3 +148,37 @@ def test_a_family_is_one_piece_of_evidence() -> None:
     # a family whose root was not recorded is no evidence
     [verdict] = judge(members, answers)
     assert (verdict.marks, verdict.ranked, verdict.carried) == (0, 0, 5)
+
+
+def test_only_a_flagged_principals_near_copies_carry_its_marks() -> None:
+    """Rows 0..199 then a near-copy of each: a flagged principal's near-copies of its marks
+    get their keyed class; an ordinary user's are answered by their own draw."""
+    from donjon.gateway.outputs import ResponseReader
+
+    rows = np.arange(200, dtype=np.float64)[:, None] * np.ones((1, 3))
+    copies = rows + 0.01
+    settings = WatermarkSettings(rate=0.05, suspect_rate=0.05, control_rate=0.1)
+
+    async def run(suspected: bool) -> tuple[int, int]:
+        marks = MemoryMarks()
+        marker = Watermarker(
+            "m", settings, b"k" * 32, marks, families=MemoryFamilies(256, 4),
+            scale=lambda r: r, radius=0.1,
+        )  # fmt: skip
+        principal = Principal(id="p")
+        for batch in (rows, copies):
+            scores = np.eye(4)[np.arange(len(batch)) % 4] * 0.7 + 0.1
+            output = ResponseReader("m").read(json.dumps({"outputs": scores.tolist()}).encode())
+            await marker.mark(
+                principal, batch, output, suspected=suspected, slots=list(range(len(batch)))
+            )
+        found = marks.records("m")
+        roots = [r for r in found if r.kind == "mark" and not r.family]
+        return len(roots), sum(r.family != "" for r in found)
+
+    roots, carried = asyncio.run(run(True))
+    assert roots > 5
+    assert carried >= roots // 2  # the near-copies of the first 200 rows' marks
+    roots, carried = asyncio.run(run(False))
+    assert roots > 5
+    assert carried == 0

@@ -2,13 +2,14 @@
 
 An attacker who augments a few natural inputs (shifts, rotations, noise) sends
 near-copies of every marked input, answered truthfully, which outvote the mark
-in its surrogate. So a query of a principal that lies closer to one of that
-principal's earlier marks than ``radius`` -- the profile's own nearest-neighbour
-distance at ``family_quantile``: closer than that share of natural records are
-to their nearest neighbour -- is answered with that mark's keyed class and
-recorded as a mark of the same *family* (its root: the record of the mark drawn
-by the HMAC). Its near-copies are then marked too, and the neighbour vote an
-attacker would use to strip marks agrees with the mark.
+in its surrogate. So a query of a principal the detectors flag (the watermark's
+``suspected``) that lies closer to one of that principal's earlier marks than
+``radius`` -- the profile's own nearest-neighbour distance at
+``family_quantile``: closer than that share of natural records are to their
+nearest neighbour -- is answered with that mark's keyed class and recorded as a
+mark of the same *family* (its root: the record of the mark drawn by the HMAC).
+Its near-copies are then marked too, and the neighbour vote an attacker would
+use to strip marks agrees with the mark.
 
 A family is one piece of evidence (:mod:`.verdict`): its members' answers are
 correlated, its keyed class was drawn once. An exact repeat of an earlier query
@@ -19,8 +20,8 @@ The memory holds, per principal, the last ``family_memory`` marks (rows in the
 profile's scaled space, float32), for at most ``max_principals`` principals
 in process, or in Redis (:class:`RedisFamilies`, one list per principal that
 expires with the detector state) so that every replica carries the same marks.
-A principal with no marks costs one dictionary look-up (in process) or one
-``LRANGE`` (Redis).
+It is read for flagged principals only (one dictionary look-up in process, one
+``LRANGE`` with Redis): an ordinary principal's requests cost nothing more.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class Watermarker:
 
         ``slots``: the detector window's slot of each row, negative for an exact repeat."""
         recalled = None
-        if self.families is not None:
+        if self.families is not None and suspected:  # ordinary users: no carried marks
             recalled = await self.families.recall(principal.id)
         marking = self.apply(
             principal, rows, output, suspected=suspected, recalled=recalled, slots=slots
