@@ -140,7 +140,7 @@ class RedisFamilies:
         self._prefix = f"{prefix}{model}:families:"
 
     async def recall(self, principal: str) -> Recalled | None:
-        raw = await self.link.call(self.link.client().lrange(self._prefix + principal, 0, -1))
+        raw = await self.link.command("LRANGE", self._prefix + principal, 0, -1)
         if not raw:
             return None
         return Recalled.of([self._decode(entry) for entry in raw])
