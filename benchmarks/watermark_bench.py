@@ -447,7 +447,7 @@ class Bench:
         for name in (
             "1-NN", "15-NN", "random forest", "extra trees", "sklearn MLP 128x64",
             "hist gradient boosting", "logistic regression", "gaussian naive Bayes",
-            "QDA", "5-NN", "SVC rbf", "sklearn MLP 32",
+            "LDA", "5-NN", "SVC rbf", "sklearn MLP 32",
         ):  # fmt: skip
             models[f"{name} (same inputs)"] = sklearn_scores(clone(sk[name]).fit(same_x, same_y))
         return models
