@@ -22,7 +22,7 @@ from donjon.integrations.mlflow.webhook import signature
 from donjon.provenance.keys import FileKeySigner, generate_private_key, public_pem
 from donjon.provenance.sign import sign_model
 from donjon.scan.samples_pickle import CANARY, call, glob0, p2, shell
-from tests.integrations.mlflow_env import SECRET, donjon_receiver, mlflow_server
+from tests.integrations.mlflow_env import SECRET, Started, donjon_receiver
 
 mlflow = pytest.importorskip("mlflow")
 sklearn_linear = pytest.importorskip("sklearn.linear_model")
@@ -100,7 +100,7 @@ def _load_key(path: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: Started) -> Iterator[Stack]:
     from donjon.provenance.keys import private_pem
 
     work = tmp_path_factory.mktemp("mlflow-gate")
@@ -108,15 +108,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (work / "release.key").write_bytes(private_pem(key))
     (work / "release.pub").write_bytes(public_pem(key.public_key()))
     (work / "policy.toml").write_text('[signature]\npublic_keys = ["release.pub"]\n')
-    with (
-        mlflow_server(work / "mlflow") as tracking_server,
-        donjon_receiver(
-            work / "donjon-home",
-            tracking_server.url,
-            "--policy", str(work / "policy.toml"), "--protect", "champion",
-        ) as receiver_server,
-    ):  # fmt: skip
-        tracking, receiver = tracking_server.ready(), receiver_server.ready()
+    tracking = mlflow_tracking.ready()
+    with donjon_receiver(
+        work / "donjon-home", tracking,
+        "--policy", str(work / "policy.toml"), "--protect", "champion",
+    ) as receiver_server:  # fmt: skip
+        receiver = receiver_server.ready()
         os.environ[SECRET_ENV] = SECRET  # `donjon mlflow webhook` registers the receiver
         try:
             assert (

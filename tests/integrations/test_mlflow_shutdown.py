@@ -1,9 +1,11 @@
 """``donjon mlflow serve`` stops within its drain deadline when MLflow is gone.
 
-A real ``mlflow server`` and a real receiver; MLflow is stopped, three signed
-deliveries are accepted (202), and a SIGTERM ends the receiver after its drain
-deadline instead of after MLflow's client has retried for minutes: the
-deliveries it could not handle are named on stderr and recorded as events.
+A real receiver that warms up against the package's real ``mlflow server``
+through a relay; the relay is cut (MLflow's port is closed, its connections
+dropped: MLflow is gone for the receiver), three signed deliveries are accepted
+(202), and a SIGTERM ends the receiver after its drain deadline instead of after
+MLflow's client has retried for minutes: the deliveries it could not handle are
+named on stderr and recorded as events.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import httpx
 import pytest
 
 from donjon.integrations.mlflow.webhook import signature
-from tests.integrations.mlflow_env import SECRET, donjon_receiver, mlflow_server
+from tests.integrations.mlflow_env import SECRET, Relay, Started, donjon_receiver
 
 pytest.importorskip("mlflow")
 pytestmark = pytest.mark.integration
@@ -41,22 +43,34 @@ def _deliver(receiver: str, name: str, version: str) -> str:
     return delivery_id
 
 
-def test_sigterm_with_mlflow_gone_stops_at_the_drain_deadline(tmp_path: Path) -> None:
+def _in_hand(receiver: str) -> None:
+    """Wait until the lane has taken the first delivery (two left queued)."""
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{receiver}/health", timeout=10).json()["pending"] > 2:
+        assert time.monotonic() < deadline, "the lane never took a delivery"
+        time.sleep(0.05)
+
+
+def test_sigterm_with_mlflow_gone_stops_at_the_drain_deadline(
+    tmp_path: Path, mlflow_tracking: Started
+) -> None:
     home = tmp_path / "home"
-    with mlflow_server(tmp_path / "mlflow") as tracking_server:
-        tracking = tracking_server.ready()
-        args = ("--workers", "1", "--drain-seconds", "1")
-        with donjon_receiver(home, tracking, *args) as receiver_server:
+    relay = Relay(mlflow_tracking.ready())
+    args = ("--workers", "1", "--drain-seconds", "1")
+    try:
+        with donjon_receiver(home, relay.url, *args) as receiver_server:
             receiver = receiver_server.ready()  # warmed up: MLflow answered once
-            tracking_server.proc.send_signal(signal.SIGTERM)
-            assert tracking_server.proc.wait(timeout=30) is not None
+            assert "could not reach MLflow" not in receiver_server.log.read_text()
+            relay.cut()
             ids = [_deliver(receiver, "churn", str(v)) for v in (1, 2, 3)]
-            time.sleep(0.5)  # the lane has the first in hand, MLflow's client retrying
+            _in_hand(receiver)  # MLflow's client now retrying for the first
             proc = receiver_server.proc
             began = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=60)
             took = time.monotonic() - began
+    finally:
+        relay.cut()
     said = receiver_server.log.read_text()
     assert code in (0, -signal.SIGTERM), said  # uvicorn re-raises the signal it handled
     assert took < 15, f"{took:.1f} s to stop: {said}"  # MLflow's retries alone take minutes
