@@ -12,9 +12,8 @@ from tests.integrations.mlflow_env import Started, mlflow_server
 
 @pytest.fixture(scope="package")
 def mlflow_tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
-    """A running ``mlflow server`` (its ``ready()`` answers at once), stopped after the
-    package's tests."""
+    """An ``mlflow server`` started once (wait for it with ``ready()``: a test can start its
+    receiver meanwhile), stopped after the package's tests."""
     pytest.importorskip("mlflow")
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as started:
-        started.ready()
         yield started

@@ -108,12 +108,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: Started) ->
     (work / "release.key").write_bytes(private_pem(key))
     (work / "release.pub").write_bytes(public_pem(key.public_key()))
     (work / "policy.toml").write_text('[signature]\npublic_keys = ["release.pub"]\n')
-    tracking = mlflow_tracking.ready()
     with donjon_receiver(
-        work / "donjon-home", tracking,
+        work / "donjon-home", mlflow_tracking.url,
         "--policy", str(work / "policy.toml"), "--protect", "champion",
     ) as receiver_server:  # fmt: skip
-        receiver = receiver_server.ready()
+        tracking, receiver = mlflow_tracking.ready(), receiver_server.ready()
         os.environ[SECRET_ENV] = SECRET  # `donjon mlflow webhook` registers the receiver
         try:
             assert (
