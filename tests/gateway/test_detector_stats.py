@@ -7,11 +7,27 @@ import pytest
 
 from donjon.gateway import build_profile
 from donjon.gateway.detectors.evasion import EvasionConfig, EvasionDetector, natural_excess
-from donjon.gateway.detectors.extraction import ExtractionConfig, ExtractionDetector
+from donjon.gateway.detectors.extraction import (
+    ExtractionConfig,
+    ExtractionDetector,
+    binomial_tail,
+)
 from donjon.gateway.detectors.ood import OodConfig, OodDetector
 from donjon.gateway.detectors.state import LineTest, PrincipalState
 from donjon.gateway.profile import ReferenceProfile
 from tests.gateway.harness import Victim
+
+
+@pytest.mark.parametrize("n", [1, 7, 60, 500, 2000])
+@pytest.mark.parametrize("p", [0.005, 0.015, 0.3, 0.5, 0.9])
+def test_the_binomial_tail_is_exact_on_both_sides_of_the_mode(n: int, p: float) -> None:
+    from scipy.stats import binom
+
+    for k in sorted({0, 1, n // 3, int(n * p), int(n * p) + 1, n // 2, n - 1, n, n + 1}):
+        want = float(binom.sf(k - 1, n, p)) if k > 0 else 1.0
+        got = binomial_tail(k, n, p)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-300), (k, n, p)
+
 
 LINE = LineTest(tolerance=0.02, min_offset=0.1, min_span=0.5)
 
