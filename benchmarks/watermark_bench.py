@@ -502,13 +502,16 @@ class Bench:
 
     # -- overhead ----------------------------------------------------------------------------
 
-    def overhead(self, settings: GatewaySettings, token: str, rounds: int) -> dict[str, float]:
-        """The gateway's CPU time per one-row request (admit + complete), in process."""
+    def overhead(
+        self, settings: GatewaySettings, token: str, rounds: int, pool: np.ndarray
+    ) -> dict[str, float]:
+        """The gateway's CPU time per one-row request (admit + complete), in process, for
+        one principal sending the first 2,000 rows of ``pool``."""
         off = settings.model_copy(
             update={"models": [settings.models[0].model_copy(update={"watermark": None})]}
         )
         pipelines = {"off": build_pipeline(off), "on": build_pipeline(settings)}
-        rows = self.s.benign[:2000]
+        rows = pool[:2000]
         bodies = [json.dumps({"inputs": [r.tolist()]}).encode() for r in rows]
         answers = [
             json.dumps({"outputs": self.s.victim.predict_proba(r[None]).tolist()}).encode()
@@ -621,17 +624,21 @@ class Bench:
             )
         result["independent"] = independent
         result["null_rate_independent"] = hits / marks if marks else None
-        o = self.overhead(settings, self.keys["benign"], 3 if self.quick else 5)
-        result["overhead"] = o
+        rounds = 3 if self.quick else 5
+        o = self.overhead(settings, self.keys["benign"], rounds, self.s.benign)
+        plain_o = self.overhead(settings, self.keys["ordinary"], rounds, self.s.natural)
+        result["overhead"] = {"flagged": o, "ordinary": plain_o}
         result["seconds"] = time.time() - started
         fid = [r for r in rows if r["fidelity"] >= 0.8 and ", stripped" not in r["attack"]]
         good = sum(r["identified"] and not r["others_identified"] for r in fid)
         wrong = sum(bool(m["identified"]) for m in independent)
         print(
             f"keyed labels given by independent models on marks: {hits}/{marks}\n"
-            f"gateway CPU time per one-row request: {o['off'] * 1e6:.0f} us without, "
-            f"{o['on'] * 1e6:.0f} us with the watermark (+{(o['on'] - o['off']) * 1e6:.0f} us, "
-            f"median of rounds)\n"
+            f"gateway CPU time per one-row request, median of rounds: ordinary user "
+            f"{plain_o['off'] * 1e6:.0f} us without, {plain_o['on'] * 1e6:.0f} us with the "
+            f"watermark (+{(plain_o['on'] - plain_o['off']) * 1e6:.0f} us); a principal the "
+            f"detectors flag (marked at the suspect rate) {o['off'] * 1e6:.0f} / "
+            f"{o['on'] * 1e6:.0f} us (+{(o['on'] - o['off']) * 1e6:.0f} us)\n"
             f"TARGETS ({self.s.name}): surrogates with fidelity >= 0.8 identified {good}/"
             f"{len(fid)}; independent models identified {wrong}/{len(independent)} (smallest p "
             f"{smallest:.1e}); ordinary user's drop {natural - ordinary:+.4f} (target <= 0.005), "

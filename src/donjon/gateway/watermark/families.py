@@ -91,6 +91,7 @@ class MemoryFamilies:
         self.per_principal = per_principal
         self.max_principals = max_principals
         self._marks: OrderedDict[str, list[Carrier]] = OrderedDict()
+        self._recalled: dict[str, Recalled] = {}  # stacked once per change, not per request
         self._lock = threading.Lock()
 
     async def recall(self, principal: str) -> Recalled | None:
@@ -99,16 +100,21 @@ class MemoryFamilies:
             if not carriers:
                 return None
             self._marks.move_to_end(principal)
-            return Recalled.of(carriers)
+            recalled = self._recalled.get(principal)
+            if recalled is None:
+                recalled = self._recalled[principal] = Recalled.of(carriers)
+            return recalled
 
     async def remember(self, principal: str, carriers: Sequence[Carrier]) -> None:
         with self._lock:
             kept = self._marks.setdefault(principal, [])
             kept.extend(carriers)
             del kept[: -self.per_principal]
+            self._recalled.pop(principal, None)
             self._marks.move_to_end(principal)
             while len(self._marks) > self.max_principals:
-                self._marks.popitem(last=False)
+                forgotten, _ = self._marks.popitem(last=False)
+                self._recalled.pop(forgotten, None)
 
 
 # KEYS[1]: the principal's list; ARGV: bound, ttl in ms, then the entries
