@@ -91,8 +91,7 @@ class Admitted:
     body_digest: str
     body: bytes  # what to forward: the canonical form of exactly the rows checked
     inputs: Rows
-    path: str = ""
-    client: str | None = None
+    request: GatewayRequest  # where it came from: the findings of its answer name it
     withheld: bool = False  # the answer was refused after the model gave it
     suspected: bool = False  # the detectors flag the principal (the watermark's rate)
 
@@ -294,8 +293,7 @@ class Pipeline:
             body_digest=hashlib.sha256(request.body).hexdigest()[:16],
             body=parsed.body,
             inputs=rows,
-            path=request.path,
-            client=request.client,
+            request=request,
             suspected=inspection.suspected,
         )
 
@@ -451,8 +449,9 @@ class Pipeline:
         signals = admitted.guard.check_answer(admitted.inputs, output)
         if not signals:
             return None
-        request = GatewayRequest("POST", admitted.path, {}, b"", admitted.client)
-        self._report(admitted.guard, admitted.principal, request, admitted.request_id, signals)
+        self._report(
+            admitted.guard, admitted.principal, admitted.request, admitted.request_id, signals
+        )
         refusing = next((s for s in signals if s.action.refuses), None)
         if refusing is None:
             return None
