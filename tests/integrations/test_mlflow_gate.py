@@ -92,6 +92,16 @@ class Stack:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def actions_on(self, model: str, wanted: set[str]) -> set[str]:
+        """The actions recorded on ``model`` once all of ``wanted`` are among them: events
+        reach the file through the outbox's relay, a moment after the registry changes."""
+
+        def found() -> set[str] | None:
+            actions = {e["action"] for e in self.events() if e["attributes"].get("model") == model}
+            return actions if wanted <= actions else None
+
+        return wait_for(found, timeout=30)
+
 
 def _load_key(path: Path) -> Any:
     from donjon.provenance.keys import load_private_key
@@ -174,14 +184,9 @@ def test_a_malicious_version_fails_and_loses_its_protected_alias(stack: Stack) -
     held = stack.client.get_model_version_by_alias("fraud", "candidate")
     assert str(held.version) == version
 
-    actions = [
-        e["action"]
-        for e in stack.events()
-        if e["attributes"].get("model", "") == (f"models:/fraud/{version}")
-    ]
-    assert "mlflow.verdict" in actions
-    assert "mlflow.alias_removed" in actions
-    assert "mlflow.finding" in actions  # each scan finding is an event of its own
+    # each scan finding is an event of its own
+    wanted = {"mlflow.verdict", "mlflow.alias_removed", "mlflow.finding"}
+    assert wanted <= stack.actions_on(f"models:/fraud/{version}", wanted)
 
 
 def test_an_unsigned_version_fails_the_signature_policy(stack: Stack) -> None:
@@ -203,8 +208,8 @@ def test_edited_verdict_tags_are_put_back(stack: Stack) -> None:
         return tags.get("donjon.scan") == tags.get("donjon.verdict") == "failed" or None
 
     wait_for(restored)
-    restored = [e for e in stack.events() if e["action"] == "mlflow.tags_restored"]
-    assert any(e["attributes"]["model"] == f"models:/edited/{version}" for e in restored)
+    wanted = {"mlflow.tags_restored"}
+    assert wanted <= stack.actions_on(f"models:/edited/{version}", wanted)
 
 
 def _post(url: str, body: bytes, delivery: str, stamp: str, sig: str | None) -> httpx.Response:
