@@ -124,7 +124,7 @@ class ModelGuard:
                     e.budget_action,
                     e.far_score,
                     e.derived_quantile,
-                    e.shift_rate if e.shift_rate > e.null_rate else None,
+                    e.shift_rate or None,  # 0: off (the settings refuse 0 < shift <= null)
                 )
             )
             if e.enabled
@@ -139,7 +139,7 @@ class ModelGuard:
             else None
         )
         # the share of natural queries the OOD detector flags, at most (each test's own rate)
-        self.ood_null = (1 - d.ood.quantile) + d.ood.range_rate + d.ood.split_rate
+        self.ood_null = d.ood.natural_rate
         self.scatter = _scatter(profile, d.scatter, d.ood.quantile) if d.scatter.enabled else None
         self.near = (
             d.evasion.near_factor * profile.nn_quantile(0.01) if profile is not None else 0.0

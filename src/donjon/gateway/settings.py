@@ -10,10 +10,12 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from donjon.errors import ConfigError
 from donjon.gateway.detectors import Action
+from donjon.gateway.detectors.extraction import change_steps
+from donjon.gateway.detectors.scatter import largest_step
 from donjon.gateway.outputs import OutputKind
 from donjon.gateway.validation import ApiFormat
 from donjon.gateway.watermark.config import WatermarkSettings
@@ -91,6 +93,21 @@ class OodSettings(_Section):
     split_rate: float = Field(default=0.005, ge=0, lt=1)  # 0 turns the split test off
     distance_action: Action = Action.LOG  # far from the data, no perturbation structure
 
+    @property
+    def natural_rate(self) -> float:
+        """The share of natural queries the detector flags, at most (each test's own rate):
+        the null of the watermark's suspicion test (``Guard.suspects``)."""
+        return (1 - self.quantile) + self.range_rate + self.split_rate
+
+    @model_validator(mode="after")
+    def _some_natural_queries_pass(self) -> OodSettings:
+        if self.natural_rate >= 1:
+            raise ValueError(
+                f"(1 - quantile) + range_rate + split_rate = {self.natural_rate:g}: the tests "
+                "would flag every natural query (the sum must stay below 1)"
+            )
+        return self
+
 
 class ConsistencySettings(_Section):
     """The answer-consistency test (profiles built with labels): log by default, as
@@ -113,6 +130,20 @@ class ExtractionSettings(_Section):
     derived_quantile: float = Field(default=0.1, gt=0, lt=0.5)
     shift_rate: float = Field(default=0.95, ge=0, lt=1)  # 0 turns the CUSUM change test off
 
+    @model_validator(mode="after")
+    def _change_test_steps(self) -> ExtractionSettings:
+        """A shift_rate at or below null_rate would silently turn the change test off, and
+        a null_rate near 0 overflows its step: refused here, not at the first query."""
+        if self.shift_rate == 0:
+            return self
+        if self.shift_rate <= self.null_rate:
+            raise ValueError(
+                f"shift_rate ({self.shift_rate}) must exceed null_rate ({self.null_rate}), "
+                "or be 0 to turn the change test off"
+            )
+        change_steps(self.null_rate, self.shift_rate)  # ValueError names the infinite step
+        return self
+
 
 class ScatterSettings(_Section):
     enabled: bool = True
@@ -122,6 +153,17 @@ class ScatterSettings(_Section):
     alternative: float = Field(default=0.25, gt=0, lt=1)
     p_floor: float = Field(default=0.01, gt=0, lt=1)
     gate: float = Field(default=0.95, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _a_query_can_add_evidence(self) -> ScatterSettings:
+        step = largest_step(self.alternative, self.p_floor)
+        if step <= 0:
+            raise ValueError(
+                f"alternative {self.alternative} and p_floor {self.p_floor}: a query adds at "
+                f"most ln(alternative) + (1 - alternative) ln(1 / p_floor) = {step:.3g} to the "
+                "CUSUM, so the test could never fire (lower p_floor or alternative)"
+            )
+        return self
 
 
 class DetectorSettings(_Section):

@@ -104,6 +104,31 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(log_term(k)) * total)
 
 
+def change_steps(null_rate: float, shift_rate: float) -> tuple[float, float]:
+    """The change test's CUSUM steps: a synthetic query, a natural one.
+
+    Raises ValueError unless ``0 < null_rate < shift_rate < 1`` and the steps are finite
+    and of opposite signs in floating point: a ``null_rate`` of 1e-320 makes
+    ``shift_rate / null_rate`` overflow to infinity (an infinite CUSUM cannot be written
+    to an event), and rates below 1e-16 round ``1 - rate`` to 1, so a natural query's
+    step is 0 and the statistic only climbs (every principal flagged in the end).
+    """
+    if not 0 < null_rate < shift_rate < 1:
+        raise ValueError(
+            f"the change test needs 0 < null_rate ({null_rate}) < shift_rate ({shift_rate}) < 1"
+        )
+    up = math.log(shift_rate / null_rate)
+    down = math.log((1 - shift_rate) / (1 - null_rate))
+    if not (math.isfinite(up) and math.isfinite(down) and up > 0 > down):
+        raise ValueError(
+            f"null_rate {null_rate} and shift_rate {shift_rate} give the change test an "
+            f"infinite or zero step (ln(shift_rate / null_rate) = {up}, "
+            f"ln((1 - shift_rate) / (1 - null_rate)) = {down}): a natural query must "
+            "lower the CUSUM by a finite amount and a synthetic one raise it"
+        )
+    return up, down
+
+
 class ExtractionDetector:
     name = "extraction"
 
@@ -112,8 +137,7 @@ class ExtractionDetector:
         self.limit = -math.log(c.alpha)  # the change test's threshold
         # the change test's steps: a synthetic query, a natural one
         shift = c.shift_rate
-        self._up = math.log(shift / c.null_rate) if shift else 0.0
-        self._down = math.log((1 - shift) / (1 - c.null_rate)) if shift is not None else 0.0
+        self._up, self._down = change_steps(c.null_rate, shift) if shift else (0.0, 0.0)
 
     def synthetic(self, score: float, off_grid: bool, nearest: float, radius: float) -> bool:
         """Is one query synthetic? ``nearest``: its distance to the principal's closest

@@ -55,6 +55,12 @@ class ScatterConfig:
     gate: float = 0.95  # natural quantile of the distance to the data
 
 
+def largest_step(alternative: float, p_floor: float) -> float:
+    """The most one query adds to the CUSUM (its ``p`` at ``p_floor``): at or below 0,
+    the statistic never leaves 0 and the test can never fire."""
+    return math.log(alternative) - (1.0 - alternative) * math.log(p_floor)
+
+
 class ScatterDetector:
     name = "scatter"
 
