@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ import typer
 
 from donjon.cli.gateway_verify import verify_suspect
 from donjon.cli.state import ExitCode, state
+from donjon.core.textfile import read_csv_rows, read_text
 from donjon.errors import ConfigError, InputError
 
 app = typer.Typer(
@@ -198,13 +198,10 @@ def _read_rows(
 ) -> tuple[list[list[float]], list[str] | None]:
     """The numeric rows of ``path`` without the ``drop`` columns, and the ``label``
     column's values (as text) when asked."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from e
     header: list[str] | None = None
     table: Any
     if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+        text = read_text(path)
         try:
             if path.suffix.lower() == ".json":
                 doc = json.loads(text)
@@ -215,10 +212,12 @@ def _read_rows(
             raise InputError(f"{path} is not valid JSON: {e}") from e
         if not isinstance(table, list):
             raise InputError(f"{path} must hold a list of rows")
-    else:
-        table = list(csv.reader(text.splitlines()))
-        if table and not _numeric(table[0][0] if table[0] else ""):
-            header, table = table[0], table[1:]
+    else:  # the encoding and delimiter found as every table reader finds them
+        table = read_csv_rows(path)
+        if not table:
+            raise InputError(f"{path} holds no rows")
+        if not _numeric(table[0][0]):
+            header, table = [name.strip() for name in table[0]], table[1:]
     indexes = {_column(name, header, "--drop") for name in drop}
     table = [row for row in table if row != []]
     labels = None

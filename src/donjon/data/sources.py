@@ -32,7 +32,14 @@ from donjon.core.artifacts import ArtifactRef
 from donjon.core.findings import Finding, Subject
 from donjon.core.tomlfile import read_toml, validate
 from donjon.data import rules
-from donjon.data.tabular import data_format, read_npz, read_table, write_table
+from donjon.data.tabular import (
+    csv_dialect,
+    data_format,
+    read_npz,
+    read_table,
+    read_text_table,
+    write_table,
+)
 from donjon.errors import DataError, InputError
 
 ROW, SOURCE, REASON = "_donjon_row", "_donjon_source", "_donjon_reason"
@@ -102,10 +109,18 @@ class FilterResult:
 
 def _sidecar_sources(path: Path, n: int, ids: list[str] | None) -> list[str | None]:
     try:
+        dialect = csv_dialect(path)
         table = pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False)
+            path,
+            read_options=dialect.read_options(),
+            parse_options=dialect.parse_options(),
+            convert_options=pacsv.ConvertOptions(
+                # ids are matched as the text the data holds ("007" is not "7")
+                column_types={"id": pa.string(), "source": pa.string()},
+                strings_can_be_null=False,
+            ),
         )
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read sources file {path}: {e}") from e
     if "source" not in table.column_names:
         raise InputError(f"{path}: the sources file needs a 'source' column")
@@ -186,10 +201,28 @@ def filter_dataset(
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing:
         raise InputError(f"refusing to overwrite {', '.join(existing)}")
-    table = None if fmt == "npz" else read_table(data)
+    # CSV cells are kept as the text they hold: the admitted and quarantined records are
+    # the input's records, not a re-rendering of inferred types ("007", "1.10", "NA")
+    table = None if fmt == "npz" else read_text_table(data) if fmt == "csv" else read_table(data)
     n, sources = _record_sources(data, table, source_column, sources_file, id_column)
     result = judge_records(sources, policy)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_split(data, fmt, table, n, result, targets)
+    except BaseException:
+        for path in targets.values():  # all or nothing: no half-written split is left
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _write_split(
+    data: Path,
+    fmt: str,
+    table: pa.Table | None,
+    n: int,
+    result: FilterResult,
+    targets: dict[str, Path],
+) -> FilterResult:
     rows_in = np.array(result.admitted, dtype=np.int64)
     rows_q = np.array([r for r, _, _ in result.quarantined], dtype=np.int64)
     q_sources = [s or "" for _, s, _ in result.quarantined]
@@ -217,8 +250,9 @@ def filter_dataset(
             .append_column(SOURCE, pa.array(q_sources, pa.string()))
             .append_column(REASON, pa.array(q_reasons, pa.string()))
         )
-        write_table(admitted, targets["admitted"])
-        write_table(quarantine, targets["quarantine"])
+        delimiter = csv_dialect(data).delimiter if fmt == "csv" else None
+        write_table(admitted, targets["admitted"], delimiter)
+        write_table(quarantine, targets["quarantine"], delimiter)
     outputs = {k: str(v) for k, v in targets.items()}
     findings: tuple[Finding, ...] = ()
     if result.quarantined:

@@ -24,6 +24,7 @@ arrays are refused, nothing is ever unpickled.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from numpy.lib import format as npy_format
 
+from donjon.core.textfile import bom_encoding, sniff_delimiter
 from donjon.errors import DataError, InputError
 
 CELL_WIDTH = 9
@@ -122,14 +124,15 @@ def open_batches(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> Batches:
                 parquet.metadata.num_rows,
             )
         if fmt == "csv":
-            options = pacsv.ReadOptions(block_size=1 << 22)
-            parse = pacsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            reader = pacsv.open_csv(path, read_options=options, parse_options=parse)
+            dialect = csv_dialect(path)
+            reader = pacsv.open_csv(
+                path, read_options=dialect.read_options(), parse_options=dialect.parse_options()
+            )
             return Batches(reader.schema, iter(reader), None)
         if fmt == "npz":
             table = npz_table(read_npz(path))
             return Batches(table.schema, iter(table.to_batches(batch_rows)), table.num_rows)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
     raise InputError(f"{path} is a folder, not a table")
 
@@ -141,26 +144,90 @@ def read_table(path: Path) -> pa.Table:
         if fmt == "parquet":
             return pq.read_table(path)
         if fmt == "csv":
-            parse = pacsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            return pacsv.read_csv(path, parse_options=parse)
+            dialect = csv_dialect(path)
+            return pacsv.read_csv(
+                path, read_options=dialect.read_options(), parse_options=dialect.parse_options()
+            )
         if fmt == "npz":
             return npz_table(read_npz(path))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
     raise InputError(f"{path} is a folder, not a table")
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` as CSV or Parquet (by suffix); never overwrites an existing file."""
+def read_text_table(path: Path) -> pa.Table:
+    """A CSV file with every cell as the text it holds (``007`` stays ``007``, ``NA`` stays
+    ``NA``): for writing records out again unchanged. InputError when it is not UTF-8 text."""
+    dialect = csv_dialect(path)
+    read, parse = dialect.read_options(), dialect.parse_options()
+    try:
+        names = pacsv.open_csv(path, read_options=read, parse_options=parse).schema.names
+        text = pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=text)
+    except pa.ArrowInvalid as e:
+        if "UTF8" in str(e) or "utf8" in str(e).lower():
+            raise InputError(
+                f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8 "
+                f"(e.g. iconv -f latin1 -t utf-8)"
+            ) from e
+        raise DataError(f"cannot read {path}: {e}") from e
+    except (pa.ArrowIOError, OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+
+
+def write_table(table: pa.Table, path: Path, delimiter: str | None = None) -> None:
+    """Write ``table`` as CSV (``delimiter``: a ``.tsv`` gets tabs, else commas) or Parquet
+    (by suffix), UTF-8; never overwrites an existing file."""
     if path.exists():
         raise InputError(f"{path} already exists; Donjon never overwrites data")
     fmt = data_format(path)
     if fmt == "parquet":
         pq.write_table(table, path)
     elif fmt == "csv":
-        pacsv.write_csv(table, path)
+        sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        # the standard library's writer quotes a cell only when it must, as the input did
+        with path.open("x", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter=sep, lineterminator="\n")
+            writer.writerow(table.column_names)
+            for batch in table.to_batches(DEFAULT_BATCH_ROWS):
+                writer.writerows(
+                    zip(*(column.to_pylist() for column in batch.columns), strict=True)
+                )
     else:
         raise InputError(f"{path}: write .csv or .parquet")
+
+
+# -- CSV dialects ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CsvDialect:
+    """How a CSV file is written: its text encoding (from a byte-order mark, else UTF-8)
+    and its delimiter (``donjon.core.textfile``: the same rule as every other reader)."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+    def read_options(self) -> pacsv.ReadOptions:
+        # pyarrow drops a UTF-8 byte-order mark itself and transcodes any other encoding
+        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+        return pacsv.ReadOptions(block_size=1 << 22, encoding=encoding)
+
+    def parse_options(self) -> pacsv.ParseOptions:
+        return pacsv.ParseOptions(delimiter=self.delimiter)
+
+
+def csv_dialect(path: Path, head_bytes: int = 1 << 16) -> CsvDialect:
+    """The dialect of the CSV file at ``path``, from its first ``head_bytes``."""
+    with path.open("rb") as handle:
+        head = handle.read(head_bytes)
+    encoding = bom_encoding(head)
+    text = head.decode(encoding, errors="replace")
+    return CsvDialect(encoding, sniff_delimiter(text.split("\n", 1)[0].rstrip("\r"), path.suffix))
 
 
 # -- canonical encoding -------------------------------------------------------

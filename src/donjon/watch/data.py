@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from donjon.core.textfile import read_csv_rows
 from donjon.errors import InputError
 from donjon.watch.ports import Rows
 
@@ -16,11 +16,7 @@ MAX_ROWS = 100_000
 
 def read_rows(path: Path, drop: Sequence[str] = ()) -> Rows:
     """The rows of ``path`` as floats; the columns named in ``drop`` (a label) are left out."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            table = [row for row in csv.reader(handle) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
+    table = read_csv_rows(path)
     if not table:
         raise InputError(f"{path} holds no rows")
     header: list[str] | None = None
