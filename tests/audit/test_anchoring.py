@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -24,6 +23,7 @@ from donjon.storage.ledger import SqlLedgerStore
 from donjon.storage.ledger_keys import FileKeyProvider
 from donjon.storage.sql import Database, open_database
 from tests.audit.helpers import event, row, tamper
+from tests.support.waiting import wait_for
 
 N = 30
 
@@ -67,10 +67,9 @@ def test_a_checkpoint_is_signed_within_t_seconds(database: Database, tmp_path: P
     ledger = witnessed_ledger(database, tmp_path / "keys", witness, every=0, seconds=0.2)
     try:
         Ledger(SqlLedgerStore(database)).append_many(event("t", i) for i in range(3))
-        deadline = time.monotonic() + 10
-        while not witness.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [c.seq for c in read_witness(witness)] == [3]
+        # the file exists a moment before its line is written: wait for the line itself
+        signed = wait_for(lambda: (witness.exists() and read_witness(witness)) or None)
+        assert [c.seq for c in signed] == [3]
         assert ledger.verify().checkpoints == 1
     finally:
         ledger.close()

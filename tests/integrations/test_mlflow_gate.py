@@ -23,6 +23,7 @@ from donjon.provenance.keys import FileKeySigner, generate_private_key, public_p
 from donjon.provenance.sign import sign_model
 from donjon.scan.samples_pickle import CANARY, call, glob0, p2, shell
 from tests.integrations.mlflow_env import SECRET, Started, donjon_receiver
+from tests.support import waiting
 
 mlflow = pytest.importorskip("mlflow")
 sklearn_linear = pytest.importorskip("sklearn.linear_model")
@@ -38,13 +39,8 @@ T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 90) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value is not None:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for the receiver")
+    """MLflow's review runs in the receiver's worker: its first one loads MLflow's client."""
+    return waiting.wait_for(probe, timeout, "the receiver")
 
 
 class Stack:

@@ -26,6 +26,7 @@ from donjon.integrations.mlflow.webhook import Delivery
 from donjon.integrations.mlflow.worker import GateWorker
 from donjon.scan.samples import safetensors
 from donjon.scan.samples_pickle import call, glob0, p2, shell
+from tests.support.waiting import wait_until
 
 CLEAN = safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8)
 EVIL = p2(call(glob0("os", "system"), shell()))
@@ -106,9 +107,7 @@ def test_a_slow_version_does_not_hold_up_another(tmp_path: Path, bus: EventBus) 
         worker.submit(_created(slow))
         worker.submit(_created(quick))
         # the quick one is reviewed and tagged while the slow one is still downloading
-        deadline = time.monotonic() + 30
-        while (quick, "1") not in registry.tags and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: (quick, "1") in registry.tags, what="the quick one's verdict")
         assert registry.tags[(quick, "1")]["donjon.verdict"] == "failed"
         assert (slow, "1") not in registry.tags
         registry.hold[slow].set()
@@ -181,8 +180,7 @@ def test_a_stop_with_a_deadline_hands_back_what_it_did_not_handle(
     worker.start()
     for name in ("stuck", "after", "last"):
         assert worker.submit(_created(name))
-    while registry.downloads != ["stuck"]:
-        time.sleep(0.01)
+    wait_until(lambda: registry.downloads == ["stuck"], what="the lane to take the first delivery")
     left = worker.stop(timeout=0.2)
     assert [d.delivery_id for d in left] == ["d-stuck", "d-after", "d-last"]
     assert not worker.submit(_created("late"))  # stopped: MLflow is told to retry

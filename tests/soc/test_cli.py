@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tests.monitor.traffic import traffic
 from tests.soc.collector import Collector, parse_concatenated_json
 from tests.soc.rsyslog import Rsyslog, free_port
 from tests.soc.samples import ALICE, every_kind
+from tests.support.waiting import wait_for
 
 
 class Tables(HTMLParser):
@@ -148,16 +148,18 @@ def test_metrics_serve_exports_counters_and_outbox_lag(donjon_home: Path) -> Non
                                           "--poll", "0.1"]))
     )  # fmt: skip
     worker.start()
-    body = ""
-    deadline = time.monotonic() + 3.5
-    while time.monotonic() < deadline:
+
+    def replayed() -> str | None:
+        # the server serves for 4 s from when it has started, however late that is
+        assert worker.is_alive(), "the exporter stopped before it had counted every event"
         try:
-            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
-            if 'donjon_access_decisions_total{action="model.promote",effect="deny"} 1.0' in body:
-                break
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+            return None
+        done = 'donjon_access_decisions_total{action="model.promote",effect="deny"} 1.0' in body
+        return body if done else None
+
+    body = wait_for(replayed, what="the exporter to count every event")
     worker.join()
     assert codes == [0]
     assert 'donjon_events_total{kind="finding",severity="high",source="gateway"} 1.0' in body
