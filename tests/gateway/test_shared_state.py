@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -236,8 +235,7 @@ def monitored(url: str) -> Iterator[list[str]]:
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    ready.wait(10)
-    time.sleep(0.2)  # MONITOR is on before the first command
+    assert ready.wait(30), "MONITOR did not start"  # on from Redis's OK, set after it
     try:
         yield sent
     finally:

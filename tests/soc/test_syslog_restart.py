@@ -23,6 +23,7 @@ from donjon.soc.syslog_sink import SyslogSink, peer_closed
 from donjon.storage.outbox import SqlOutboxStore
 from donjon.storage.sql import open_database
 from tests.soc.rsyslog import Rsyslog, start_rsyslog
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -172,7 +173,10 @@ def test_a_connection_the_receiver_closed_while_idle_is_not_written_into() -> No
             old, _ = server.accept()
             assert first.uid.encode() in _read_all(old, len(sink.render(first)))
             old.close()  # the receiver ends the idle connection (a restart)
-            time.sleep(0.1)  # its FIN has arrived; nothing has been written since
+            # its FIN has arrived (on a loaded machine, not at once); nothing written since
+            sock = sink._sock
+            assert sock is not None
+            wait_until(lambda: peer_closed(sock), what="the receiver's FIN")
             sink.emit(second)  # must not raise: a new connection, at the first try
             new, _ = server.accept()
             with new:
