@@ -167,7 +167,8 @@ def test_a_slow_or_oversized_answer_is_refused(
     tmp_path: Path, victim: Victim, scripted: Scripted, client: str
 ) -> None:
     upstream = f"http://127.0.0.1:{scripted.server_address[1]}"
-    served, auth = _gateway(tmp_path, victim, upstream, client=client, timeout=0.5)
+    # 1.5 s: under the 2 s of /slow, and room for the ordinary answer on a loaded machine
+    served, auth = _gateway(tmp_path, victim, upstream, client=client, timeout=1.5)
     with served as url:
         slow = _post(url, auth, "/slow")
         assert slow.status_code == 504

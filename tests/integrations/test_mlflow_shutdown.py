@@ -73,7 +73,7 @@ def test_sigterm_with_mlflow_gone_stops_at_the_drain_deadline(
         relay.cut()
     said = receiver_server.log.read_text()
     assert code in (0, -signal.SIGTERM), said  # uvicorn re-raises the signal it handled
-    assert took < 15, f"{took:.1f} s to stop: {said}"  # MLflow's retries alone take minutes
+    assert took < 30, f"{took:.1f} s to stop: {said}"  # MLflow's retries alone take minutes
     assert "3 accepted MLflow deliveries not handled" in said
     assert all(i in said for i in ids)
     assert "donjon mlflow review NAME VERSION" in said
