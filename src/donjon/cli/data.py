@@ -106,6 +106,14 @@ def manifest_cmd(
 def verify_cmd(
     ctx: typer.Context,
     manifest: Annotated[Path, typer.Argument(help="A manifest written by `donjon data manifest`.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Rehash this file or folder instead of the data the manifest names: a copy "
+            "pulled from the vault or moved elsewhere.",
+        ),
+    ] = None,
 ) -> None:
     """Rehash the data a manifest names; exit 1 when it no longer matches."""
     from donjon.data.diffs import verify_manifest
@@ -114,7 +122,7 @@ def verify_cmd(
     cli = state(ctx)
     loaded = load_manifest(manifest)
     with progress_bar(cli, "verify", loaded.count) as advance:
-        findings = verify_manifest(loaded, advance)
+        findings = verify_manifest(loaded, advance, data)
     publish(cli, findings)
     if cli.json:
         cli.print_json(
@@ -128,7 +136,7 @@ def verify_cmd(
         for finding in findings:
             cli.out.print(f"[red]TAMPERED[/red] {finding.message}")
         if not findings:
-            cli.out.print(f"verified: {loaded.source} matches {loaded.root}")
+            cli.out.print(f"verified: {data or loaded.source} matches {loaded.root}")
     raise typer.Exit(ExitCode.FINDINGS if findings else ExitCode.OK)
 
 

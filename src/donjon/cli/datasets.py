@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from donjon.cli.outputs import Force, refuse_overwrite
+from donjon.cli.outputs import Force, download_target
 from donjon.cli.progress import byte_progress
 from donjon.cli.state import CliState, state
 from donjon.cli.vault_session import (
@@ -17,10 +17,11 @@ from donjon.cli.vault_session import (
     parse_metadata,
     show_record,
 )
+from donjon.errors import DataError
 
 app = typer.Typer(help="Push, pull and list datasets in the vault.", no_args_is_help=True)
 
-TABLES = (".csv", ".parquet", ".npz")
+TABLES = (".csv", ".tsv", ".parquet", ".pq", ".npz")
 Server = Annotated[str | None, typer.Option("--server", help="Vault URL (default: login's).")]
 
 
@@ -88,26 +89,31 @@ def manifest_document(
     except ImportError:
         cli.info("no manifest attached: pip install 'donjon[data]' to attach one")
         return None
-    return manifest_document_of(file, label_column=label_column, id_column=id_column)
+    try:
+        return manifest_document_of(file, label_column=label_column, id_column=id_column)
+    except DataError as e:  # nothing is stored yet: say how to push it all the same
+        raise DataError(f"{e} (no manifest can be built: --no-manifest pushes it without)") from e
 
 
 @app.command("pull")
 def pull(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    dest: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write it.")],
+    dest: Annotated[
+        str, typer.Argument(help="The file to write (its folder is created).", show_default=False)
+    ],
     version: Annotated[int | None, typer.Option("--version", "-v", min=1)] = None,
     server: Server = None,
     force: Force = False,
 ) -> None:
     """Download a dataset version (the latest by default); its digest is checked."""
     cli = state(ctx)
-    refuse_overwrite(dest, force, "DEST")
+    target = download_target(dest, force)
     with (
         open_client(cli, server) as client,
         byte_progress(cli, f"pulling {name}", None) as advance,
     ):
-        record = client.pull("dataset", name, dest, version, progress=advance)
+        record = client.pull("dataset", name, target, version, progress=advance)
     show_record(cli, "pulled", record)
 
 

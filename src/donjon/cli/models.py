@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from donjon.cli.outputs import Force, refuse_overwrite
+from donjon.cli.outputs import Force, download_target
 from donjon.cli.progress import byte_progress
 from donjon.cli.state import ExitCode, state
 from donjon.cli.vault_session import (
@@ -62,19 +62,21 @@ def push(
 def pull(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
-    dest: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write it.")],
+    dest: Annotated[
+        str, typer.Argument(help="The file to write (its folder is created).", show_default=False)
+    ],
     version: Annotated[int | None, typer.Option("--version", "-v", min=1)] = None,
     server: Server = None,
     force: Force = False,
 ) -> None:
     """Download a model version (the latest by default); its digest is checked."""
     cli = state(ctx)
-    refuse_overwrite(dest, force, "DEST")
+    target = download_target(dest, force)
     with (
         open_client(cli, server) as client,
         byte_progress(cli, f"pulling {name}", None) as advance,
     ):
-        record = client.pull("model", name, dest, version, progress=advance)
+        record = client.pull("model", name, target, version, progress=advance)
     show_record(cli, "pulled", record)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,3 +34,23 @@ def refuse_overwrite(
             raise typer.BadParameter(f"{path} is a folder; not overwriting it", param_hint=option)
     for path in existing if remove else ():
         path.unlink()
+
+
+def download_target(dest: str, force: bool, option: str = "DEST") -> Path:
+    """The file a download writes, its folder created: a usage error (exit 2) when ``dest``
+    names a folder (an existing one, or a path ending in ``/``) or an existing file without
+    ``--force``."""
+    path = Path(dest)
+    if dest.endswith(("/", os.sep)) or (path.is_dir() and not path.is_symlink()):
+        raise typer.BadParameter(
+            f"{dest} is a folder: name the file to write in it (e.g. {path / 'model.bin'})",
+            param_hint=option,
+        )
+    refuse_overwrite(path, force, option)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise typer.BadParameter(
+            f"cannot create the folder {path.parent}: {e.strerror or e}", param_hint=option
+        ) from None
+    return path

@@ -242,15 +242,17 @@ def _open_side(
 
 
 def verify_manifest(
-    manifest: Manifest, progress: Callable[[int], None] | None = None
+    manifest: Manifest, progress: Callable[[int], None] | None = None, data: Path | None = None
 ) -> tuple[Finding, ...]:
-    """Rehash the data a manifest names; a mismatch is a DJ-DAT-001 finding (none: verified).
+    """Rehash the data a manifest names (or ``data``, a copy of it elsewhere: a pulled or
+    moved file); a mismatch is a DJ-DAT-001 finding (none: verified).
 
     Raises DataError when the data cannot be found (nothing was verified).
     """
-    source = manifest.source_path()
+    source = manifest.source_path() if data is None else data if data.exists() else None
     if source is None:
-        raise DataError(f"the data {manifest.source!r} of the manifest cannot be found")
+        named = manifest.source if data is None else str(data)
+        raise DataError(f"the data {named!r} of the manifest cannot be found")
     if manifest.kind == "files":
         entries = file_entries(source, progress)
         if files_root(entries) == manifest.root:
