@@ -78,3 +78,41 @@ def test_verify_says_how_to_make_a_scan_result(
     capsys.readouterr()
     assert main(argv) == 2
     assert "donjon scan MODEL --format json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scan_format", ["sarif", "json"])
+def test_verify_reads_the_sarif_and_a_powershell_redirect(
+    scan_format: str,
+    tmp_path: Path,
+    donjon_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SARIF a CI job uploads gates the release too; and a report redirected by
+    PowerShell 5 (UTF-16 with a byte-order mark) reads as the file `-o` writes."""
+    monkeypatch.chdir(tmp_path)
+    _signed_model(tmp_path)
+    argv = ["verify", "model", "--policy", "policy.toml", "--signature", "model.sig"]
+    capsys.readouterr()
+    assert main(["-q", "scan", "model", "--format", scan_format]) == 0
+    Path("clean.out").write_text(capsys.readouterr().out, encoding="utf-16")
+    assert main(["-f", "json", *argv, "--scan-result", "clean.out"]) == 0
+    assert json.loads(capsys.readouterr().out)["met"] == [
+        "signature: signed by a trusted key or certificate identity",
+        "scan: clean",
+    ]
+
+    (Path("model") / "extra.pkl").write_bytes(pickle.dumps(eval))
+    assert main(["scan", "model", "--format", scan_format, "-o", "bad.out"]) == 1
+    assert main(["-f", "json", *argv, "--scan-result", "bad.out"]) == 1
+    unmet = json.loads(capsys.readouterr().out)["unmet"]
+    assert {"section": "scan", "message": "1 finding(s), worst critical (allowed up to low)"} in (
+        unmet
+    )
+    # a run over another folder says nothing about this model
+    Path("other").mkdir()
+    Path("other", "a.json").write_text("{}")
+    assert main(["scan", "other", "--format", scan_format, "-o", "other.out"]) == 0
+    assert main(["-f", "json", *argv, "--scan-result", "other.out"]) == 1
+    unmet = json.loads(capsys.readouterr().out)["unmet"]
+    assert {"section": "scan", "message": "no scan result for this model"} in unmet

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from donjon.core.severity import Severity
+from donjon.core.textfile import read_text
 from donjon.core.tomlfile import read_toml, validate
 from donjon.errors import InputError
 from donjon.provenance.attest import provenance_path
@@ -178,10 +179,12 @@ class ScanGate(Protocol):
 
 
 class ScanResultFile:
-    """A ScanGate over the JSON that ``donjon scan --format json`` writes.
+    """A ScanGate over the JSON or SARIF that ``donjon scan --format json|sarif`` writes.
 
-    That document (``"schema": "donjon.scan/v1"``) lists the scanned roots and, per file,
-    its findings and any error. The result speaks for ``model`` only when one of its roots
+    The JSON document (``"schema": "donjon.scan/v1"``) lists the scanned roots and, per
+    file, its findings and any error; the SARIF log (2.1.0, tool ``donjon``) its roots in
+    the run's ``properties``, each result's severity in its own, and the files it could not
+    read as error notifications. The result speaks for ``model`` only when one of its roots
     is the model or a folder holding it (paths as given to ``scan``, read from the current
     folder or the result file's); a file the scanner could not read counts as a high
     finding (fail closed). A bare ``{"findings": [{"severity": ...}]}`` is still read.
@@ -193,22 +196,32 @@ class ScanResultFile:
     def scan_status(self, model: Path) -> ScanStatus | None:
         if not self.path.is_file():
             return None
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+        try:  # UTF-16 too: what PowerShell 5's `donjon scan ... > scan.json` writes
+            data = json.loads(read_text(self.path, "scan result"))
+        except ValueError as e:
             raise InputError(f"{self.path} is not a Donjon scan result: {e}") from e
         try:
             if isinstance(data, dict) and data.get("schema") == SCAN_SCHEMA:
                 if not self._covers(data.get("roots", []), model):
                     return None
                 levels = self._scan_levels(data["files"])
+            elif isinstance(data, dict) and "runs" in data and "version" in data:
+                runs = [run for run in data["runs"] if self._donjon_run(run)]
+                if not runs:
+                    raise ValueError("no run of donjon's scanner in this SARIF log")
+                covering = [
+                    r for r in runs if self._covers(r.get("properties", {}).get("roots", []), model)
+                ]
+                if not covering:
+                    return None
+                levels = [level for run in covering for level in self._sarif_levels(run)]
             else:
                 findings = data["findings"] if isinstance(data, dict) else data
                 levels = [Severity.parse(str(f["severity"])) for f in findings]
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(
                 f"{self.path} is not a Donjon scan result (write one with "
-                f"`donjon scan MODEL --format json -o scan.json`): {e!r}"
+                f"`donjon scan MODEL --format json -o scan.json` or `--format sarif`): {e!r}"
             ) from e
         return ScanStatus(len(levels), max(levels, default=None), str(self.path))
 
@@ -219,6 +232,18 @@ class ScanResultFile:
             levels += [Severity.parse(str(f["severity"])) for f in entry["findings"]]
             if entry.get("error"):
                 levels.append(Severity.HIGH)  # unreadable is not clean
+        return levels
+
+    @staticmethod
+    def _donjon_run(run: dict[str, Any]) -> bool:
+        return bool(run["tool"]["driver"]["name"] == "donjon")
+
+    @staticmethod
+    def _sarif_levels(run: dict[str, Any]) -> list[Severity]:
+        levels = [Severity.parse(str(r["properties"]["severity"])) for r in run["results"]]
+        for invocation in run.get("invocations", []):
+            if not invocation.get("executionSuccessful", False):
+                levels.append(Severity.HIGH)  # a file it could not read is not clean
         return levels
 
     def _covers(self, roots: list[str], model: Path) -> bool:

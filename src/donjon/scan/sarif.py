@@ -112,6 +112,9 @@ def to_sarif(report: ScanReport, rules: list[Rule]) -> dict[str, Any]:
                     }
                 ],
                 "results": results,
+                # the paths as given to the scan: which model a policy check may take the
+                # run for (``donjon verify --scan-result``), as the JSON report's ``roots``
+                "properties": {"roots": list(report.roots)},
             }
         ],
     }
