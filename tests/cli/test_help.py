@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,31 @@ def test_shell_completion_is_offered(
     monkeypatch.setenv("COMP_CWORD", "1")
     assert main([]) == 0
     assert capsys.readouterr().out.split() == ["datasets", "data"]
+
+
+BRACKETED = re.compile(r"\\?\[([a-z_.]+)\]")
+
+
+@pytest.mark.parametrize("argv", _command_lines(), ids=" ".join)
+def test_brackets_in_help_are_shown_not_taken_for_markup(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``a [sources] table``, ``donjon[data]``: Rich markup would swallow them."""
+    command = next(e for e in COMMANDS if e.name == argv[0]).load("rich")
+    for name in argv[1:]:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    words = [w for p in command.params for w in BRACKETED.findall(getattr(p, "help", "") or "")]
+    assert main([*argv, "--help"]) == 0
+    out = re.sub(r"[\s│]+", " ", capsys.readouterr().out)
+    for word in words:
+        assert f"[{word}]" in out, word
+
+
+def test_chatter_keeps_the_brackets_of_file_names(
+    tmp_path: Path, donjon_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "checkpoint[bold]epoch=3.bin"
+    model.write_bytes(b"weights")
+    # not a table: the push says so, naming the file as it is, before it needs a vault
+    assert main(["datasets", "push", "fraud/tx", str(model), "--server", "http://127.0.0.1:9"]) == 2
+    assert "checkpoint[bold]epoch=3.bin is not a .csv" in capsys.readouterr().err

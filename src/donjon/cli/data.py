@@ -197,7 +197,7 @@ def filter_cmd(
     ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz data set.")],
     policy: Annotated[
-        Path, typer.Option("--policy", "-p", help="Source policy (TOML, a [sources] table).")
+        Path, typer.Option("--policy", "-p", help="Source policy (TOML, a \\[sources] table).")
     ],
     out_dir: Annotated[
         Path, typer.Option("--out-dir", "-o", help="Where admitted.* and quarantine.* go.")

@@ -37,7 +37,7 @@ def push(
         typer.Option(
             "--manifest/--no-manifest",
             help="Attach FILE's manifest with its record digests (a .csv, .parquet or .npz "
-            "table; needs donjon[data]): the console shows it and diffs versions by it.",
+            "table; needs donjon\\[data]): the console shows it and diffs versions by it.",
         ),
     ] = True,
     label_column: Annotated[

@@ -108,9 +108,10 @@ class CliState:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
     def info(self, message: str) -> None:
-        """Human chatter on stderr, silenced by --quiet and in JSON mode."""
+        """Human chatter on stderr, silenced by --quiet and in JSON mode; printed as it is
+        (no Rich markup: ``model[v1].bin`` and ``donjon[data]`` keep their brackets)."""
         if not self.quiet and not self.json:
-            self.err.print(message)
+            self.err.print(message, markup=False)
 
 
 def configure_logging() -> None:
