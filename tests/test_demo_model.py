@@ -80,6 +80,12 @@ def test_the_demo_model_serves_behind_the_gateway(
         assert answer.status_code == 200, answer.text
         # the demo's hardening: top-1, two decimals
         assert json.loads(answer.text)["predictions"] == [[1.0, 0.0], [0.0, 1.0]]
+        # a bare array of rows (TorchServe and BentoML clients) is forwarded bare: served
+        bare = httpx.post(
+            f"{gateway}/predict", json=ROWS, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert bare.status_code == 200, bare.text
+        assert json.loads(bare.text)["predictions"] == [[1.0, 0.0], [0.0, 1.0]]
 
         bad = httpx.post(f"{m}/predict", json={"inputs": [[1.0, 2.0]]})
         assert bad.status_code == 400

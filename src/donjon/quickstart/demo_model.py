@@ -2,8 +2,8 @@
 
 A Gaussian naive Bayes fitted on the demo's ``train.csv`` (the four numeric features,
 ``label``), served over HTTP: ``POST /predict`` with ``{"inputs": [[f1, f2, f3, f4], ...]}``
-(or ``"instances"``) answers ``{"predictions": [[p0, p1], ...]}``, the class
-probabilities. It stands in for the team's own model server (KServe, MLflow, Triton...):
+(or ``"instances"``, or the bare array of rows) answers ``{"predictions": [[p0, p1], ...]}``,
+the class probabilities. It stands in for the team's own model server (KServe, MLflow, Triton...):
 standard library for the model, Starlette for HTTP, so it runs wherever the gateway does.
 """
 
@@ -82,7 +82,8 @@ def load_training(path: Path) -> tuple[list[list[float]], list[int]]:
 
 
 def _rows_of(doc: Any) -> list[list[float]]:
-    inputs = doc.get("inputs", doc.get("instances")) if isinstance(doc, dict) else None
+    # a bare array of rows too: what the gateway forwards for TorchServe / BentoML clients
+    inputs = doc.get("inputs", doc.get("instances")) if isinstance(doc, dict) else doc
     if not isinstance(inputs, list) or not inputs:
         raise ValueError("the body needs a non-empty 'inputs' (or 'instances') array")
     rows = []
