@@ -297,6 +297,7 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
     enc = setup.enc
     rng = np.random.default_rng(31)
     targets = enc.heldout[: 120 if quick else len(enc.heldout)]
+    rounds = 1 if quick else 4  # benign variations drawn again: finer rates on small tables
     rows = []
 
     def send(x: np.ndarray) -> tuple[float, float]:
@@ -318,7 +319,7 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
         return count / max(len(x), 1), len(flagged) / max(len(x), 1)
 
     for name, vary in benign_variations(enc).items():
-        refused, flagged = send(vary(targets, rng))
+        refused, flagged = send(np.concatenate([vary(targets, rng) for _ in range(rounds)]))
         rows.append(
             {"input": f"benign: {name}", "refused": refused, "flagged": flagged, "fooled": None,
              "refused_fooling": None, "refused_not_fooling": None}
@@ -340,11 +341,36 @@ def per_input(setup: Setup, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def consistency_cpu(setup: Setup, calls: int = 2000) -> float | None:
+    """CPU time of the answer-consistency test per labelled answer of one row (the
+    detector in process, the median of five rounds), in microseconds."""
+    import time
+
+    from donjon.gateway.detectors.consistency import ConsistencyDetector
+
+    model = setup.profile.consistency
+    if model is None:
+        return None
+    detector = ConsistencyDetector(model, setup.profile.alignment)
+    rows = setup.enc.heldout
+    answered = [str(v) for v in setup.enc.labels(rows)]
+    rounds = []
+    for _ in range(5):
+        start = time.process_time()
+        for i in range(calls):
+            detector.signals(rows[i % len(rows)][None], [answered[i % len(rows)]])
+        rounds.append((time.process_time() - start) / calls * 1e6)
+    cpu = float(np.median(rounds))
+    print(f"\nanswer-consistency test: {cpu:.0f} us CPU per labelled answer (one row)")
+    return cpu
+
+
 def run(
     quick: bool,
     folder: Path,
     shapes: tuple[str, ...] = SHAPES,
     encodings: tuple[str, ...] = ENCODINGS,
+    per_input_only: bool = False,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for enc_name in encodings:
@@ -356,19 +382,23 @@ def run(
             sub.mkdir(parents=True, exist_ok=True)
             accuracy = np.mean(enc.labels(enc.heldout) == enc.heldout_y)
             print(f"\n# {key}: victim accuracy {accuracy:.2f}")
-            setup = Setup(enc, shape, sub, "alert")
-            with setup.running():
-                part = {"attacks": attacks(setup, quick, nn_threshold)}
-                print_rows("Attacks (query of the first stateful flag)", part["attacks"])
-                part["benign"] = benign(setup, quick, nn_threshold)
-                print_rows("Benign streams (query of the first stateful flag)", part["benign"])
+            part: dict[str, Any] = {"attacks": [], "benign": []}
+            if not per_input_only:
+                setup = Setup(enc, shape, sub, "alert")
+                with setup.running():
+                    part["attacks"] = attacks(setup, quick, nn_threshold)
+                    print_rows("Attacks (query of the first stateful flag)", part["attacks"])
+                    part["benign"] = benign(setup, quick, nn_threshold)
+                    print_rows("Benign streams (query of the first stateful flag)", part["benign"])
             if shape == shapes[0]:  # per input: the same for every response shape
                 block = Setup(enc, shape, sub, "block")
                 with block.running():
                     part["per_input"] = per_input(block, quick)
                 print_rows("Per input, OOD detector in block mode", part["per_input"])
+                part["consistency_cpu_us"] = consistency_cpu(block)
             result[key] = part
-    print_rows("Summary: Donjon / PRADA / nearest neighbour", summary(result))
+    if not per_input_only:
+        print_rows("Summary: Donjon / PRADA / nearest neighbour", summary(result))
     return result
 
 
@@ -425,12 +455,23 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--encodings", default=",".join(ENCODINGS))
+    parser.add_argument(
+        "--encodings",
+        default=",".join(ENCODINGS),
+        help="also: wine, synthetic (tables kept apart from the design, gateway_data.py)",
+    )
+    parser.add_argument(
+        "--per-input", action="store_true", help="only the per-input part (block mode)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = run(
-            args.quick, Path(tmp), tuple(args.shapes.split(",")), tuple(args.encodings.split(","))
+            args.quick,
+            Path(tmp),
+            tuple(args.shapes.split(",")),
+            tuple(args.encodings.split(",")),
+            args.per_input,
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))

@@ -191,7 +191,8 @@ INCONSISTENT_ANSWER = Rule(
     description=(
         "After the model answered, the input is farther from the training rows of the "
         "class it was given than the calibrated quantile (0.995) of natural rows from their "
-        "own class: a Mahalanobis distance with a shared covariance, on log-compressed "
+        "own class (and than 99.25 % of benign changes of them: one feature jittered, sensor "
+        "noise): a Mahalanobis distance with a shared covariance, on log-compressed "
         "features, after the benign gain and offset alignment and leaving out the one "
         "feature that contributes most. A transfer attack (FGSM, PGD from a surrogate) "
         "changes the answer while the input keeps the shape of its old class, pushed in "

@@ -110,11 +110,12 @@ class OodSettings(_Section):
 
 
 class ConsistencySettings(_Section):
-    """The answer-consistency test (profiles built with labels): log by default, as
-    one benign variation (one feature mistyped) reaches 1-3 % (docs/gateway.md)."""
+    """The answer-consistency test (profiles built with labels): an alert by default,
+    the answer forwarded; calibrated so that each benign change of a row (one feature
+    jittered, sensor noise) is flagged at most 1 % (docs/gateway.md)."""
 
     enabled: bool = True
-    action: Action = Action.LOG  # block: the answer is withheld (403)
+    action: Action = Action.ALERT  # block: the answer is withheld (403)
     quantile: float = Field(default=0.995, gt=0.5, lt=1)
 
 

@@ -3,8 +3,9 @@
 Runs after the model answers, on the labels the gateway read from the answer
 (:mod:`..outputs`), with the profile's consistency model (:mod:`..consistency`). An
 input scoring above the profile's calibrated ``quantile`` (0.995: about 0.5 % of
-natural inputs answered with their true class) is flagged; in block mode the
-answer is withheld. Stateless: nothing is kept per principal.
+natural inputs answered with their true class, at most 0.75 % of benign changes of
+them) is flagged (an alert by default); in block mode the answer is withheld.
+Stateless: nothing is kept per principal.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ log = logging.getLogger("donjon.gateway")
 
 @dataclass(frozen=True)
 class ConsistencyConfig:
-    action: Action = Action.LOG
+    action: Action = Action.ALERT
     quantile: float = 0.995
 
 
@@ -43,6 +44,12 @@ class ConsistencyDetector:
         self.config = config or ConsistencyConfig()
         self.threshold = model.threshold(self.config.quantile)
         self._unknown: set[str] = set()
+        if "jitter" not in model.calibration:
+            log.warning(
+                "answer-consistency test: the profile was calibrated on natural rows only "
+                "(built before benign changes were), so benign jitter is flagged more often; "
+                "rebuild it with `donjon gateway profile --label`"
+            )
 
     def signals(self, rows: npt.NDArray[np.float64], classes: list[str]) -> list[Signal]:
         """A signal per flagged row; ``classes[i]`` the class name the model answered
