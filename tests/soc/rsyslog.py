@@ -85,7 +85,9 @@ template(name="donjonjson" type="list" option.jsonf="on") {{
     def received(self) -> list[dict[str, Any]]:
         if not self.output.exists():
             return []
-        return [json.loads(line) for line in self.output.read_text().splitlines() if line]
+        text = self.output.read_text()
+        complete = text[: text.rfind("\n") + 1]  # rsyslogd may be writing the last line
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

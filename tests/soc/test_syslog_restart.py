@@ -44,6 +44,19 @@ def _uids(receiver: Rsyslog) -> list[str]:
     return [json.loads(r["msg"])["metadata"]["uid"] for r in receiver.received()]
 
 
+def _wait_for_all(receiver: Rsyslog, published: list[str]) -> list[str]:
+    """Every published uid written by rsyslogd; what it received so far. Waits on the uids,
+    not on a count of lines: a re-sent batch's duplicates would reach the count early."""
+    got: list[str] = []
+
+    def complete() -> bool:
+        got[:] = _uids(receiver)
+        return set(published) <= set(got)
+
+    wait_until(complete, what=f"rsyslogd to write the {len(set(published))} published events")
+    return got
+
+
 def _sink(receiver: Rsyslog, protocol: str) -> SyslogSink:
     port = receiver.tcp_port if protocol == "tcp" else receiver.tls_port
     kind = "tcp" if protocol == "tcp" else "tls"
@@ -68,7 +81,7 @@ def test_no_event_lost_across_receiver_restarts_and_an_outage(
             assert dispatcher.drain(20), dispatcher.states
             # bytes its kernel acknowledged but rsyslogd had not read yet die with it, which
             # no TCP sender can see (docs/soc.md): restart it once it has written the batch
-            receiver.wait_for(len(published))
+            _wait_for_all(receiver, published)
             receiver.stop()
             receiver.start()
         receiver.stop()  # an outage: events pile up while nothing listens
@@ -78,9 +91,7 @@ def test_no_event_lost_across_receiver_restarts_and_an_outage(
         assert dispatcher.drain(0.5) is False
         receiver.start()
         assert dispatcher.drain(20), dispatcher.states
-        receiver.wait_for(len(published))
-        got = _uids(receiver)
-        assert set(published) <= set(got)  # 0 lost
+        got = _wait_for_all(receiver, published)  # 0 lost
         assert len(got) - len(set(got)) <= 10  # duplicates bounded, each with its uid
     finally:
         sink.close()
@@ -90,7 +101,14 @@ def test_no_event_lost_across_receiver_restarts_and_an_outage(
 
 @pytest.mark.parametrize("protocol", ["tcp", "tls"])
 def test_restarts_while_events_flow(receiver: Rsyslog, tmp_path: Path, protocol: str) -> None:
-    """The receiver restarts three times while a publisher and the relay keep going."""
+    """The receiver restarts three times while a publisher and the relay keep going.
+
+    Events whose bytes rsyslogd's kernel acknowledged before it was stopped, and that
+    rsyslogd had not yet written out, die with it: no TCP sender can see that (docs/soc.md).
+    On a loaded machine it happens in about one run in five (a batch, up to ~100 events
+    behind in rsyslogd's queues). Only such events may be missing at the end; one delivered
+    after a restart (the bug this guards against: the first batch written into the dead
+    connection) may not."""
     db = open_database(f"sqlite+pysqlite:///{tmp_path / 'outbox.db'}")
     store = SqlOutboxStore(db)
     outbox = Outbox(store)
@@ -99,6 +117,7 @@ def test_restarts_while_events_flow(receiver: Rsyslog, tmp_path: Path, protocol:
         store, [sink], batch_size=20, backoff_base=0.05, backoff_max=0.2, idle_wait=0.01
     )
     published: list[str] = []
+    going_down: set[str] = set()  # acknowledged, not written out when rsyslogd was stopped
     stop = threading.Event()
 
     def publish() -> None:
@@ -110,15 +129,22 @@ def test_restarts_while_events_flow(receiver: Rsyslog, tmp_path: Path, protocol:
             n += 5
             time.sleep(0.01)
 
+    def restart() -> None:
+        written = set(_uids(receiver))
+        receiver.stop()
+        time.sleep(0.2)  # down: nothing is delivered now, the last delivery is recorded
+        delivered = store.position(sink.name)
+        going_down.update(uid for seq, uid, _ in store.read_after(0, delivered) if seq <= delivered)
+        going_down.difference_update(written)
+        receiver.start()
+
     worker = threading.Thread(target=publish)
     dispatcher.start()
     worker.start()
     try:
         for _ in range(3):
             time.sleep(0.4)
-            receiver.stop()
-            time.sleep(0.2)
-            receiver.start()
+            restart()
         time.sleep(0.3)
     finally:
         stop.set()
@@ -127,10 +153,10 @@ def test_restarts_while_events_flow(receiver: Rsyslog, tmp_path: Path, protocol:
         sink.close()
         outbox.close()
         db.dispose()
-    receiver.wait_for(len(published))
-    got = set(_uids(receiver))
     assert len(published) > 100
-    assert set(published) - got == set()  # 0 lost
+    _wait_for_all(receiver, [uid for uid in published if uid not in going_down])
+    lost = set(published) - set(_uids(receiver))
+    assert lost <= going_down  # 0 lost but what rsyslogd's own shutdown dropped
 
 
 def test_a_closed_connection_is_noticed_before_reuse(receiver: Rsyslog) -> None:
@@ -140,10 +166,8 @@ def test_a_closed_connection_is_noticed_before_reuse(receiver: Rsyslog) -> None:
         assert sink._sock is not None
         assert not peer_closed(sink._sock)
         receiver.stop()
-        deadline = time.monotonic() + 5
-        while not peer_closed(sink._sock) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert peer_closed(sink._sock)
+        sock = sink._sock
+        wait_until(lambda: peer_closed(sock), what="the sink to see rsyslogd's close")
     finally:
         sink.close()
 
