@@ -51,15 +51,27 @@ def test_repeated_extraction_fires_once_per_three_findings_of_a_principal() -> N
     assert hits[REPEATED] == 2
 
 
-def test_a_rule_with_an_unsupported_modifier_is_listed_not_passed(tmp_path: Path) -> None:
-    (tmp_path / "wild.yml").write_text(
-        "title: Wildcard\nid: 0b6ad2f5-6c10-4b9e-9a6f-6f0e2d1d7a12\nstatus: test\n"
+def _one_rule(folder: Path, title: str, selection: str) -> SigmaTally:
+    (folder / "rule.yml").write_text(
+        f"title: {title}\nid: 0b6ad2f5-6c10-4b9e-9a6f-6f0e2d1d7a12\nstatus: test\n"
         "logsource: {product: donjon}\n"
-        "detection:\n  selection: {api.operation|contains: promote}\n  condition: selection\n"
-        "level: low\n"
+        f"detection:\n  selection: {{{selection}}}\n  condition: selection\nlevel: low\n"
     )
-    tally = SigmaTally(SigmaCollection.load_ruleset([tmp_path]))
-    tally.feed(1, T0, to_ocsf(_denial()))
+    return SigmaTally(SigmaCollection.load_ruleset([folder]))
+
+
+def test_a_rule_with_an_unsupported_modifier_is_listed_not_passed(tmp_path: Path) -> None:
+    tally = _one_rule(tmp_path, "Placeholder", "actor.user.uid|expand: '%Admins%'")
     (state,) = tally.states
+    assert "not evaluated here" in state.error  # from the start, before any event
+    assert "%Admins%" in state.error
+    tally.feed(1, T0, to_ocsf(_denial()))
     assert state.hits == 0
-    assert "not evaluated" in state.error
+
+
+def test_contains_is_evaluated(tmp_path: Path) -> None:
+    tally = _one_rule(tmp_path, "Contains", "api.operation|contains: READ")
+    assert to_ocsf(_denial())["api"]["operation"] == "model.read"
+    assert tally.feed(1, T0, to_ocsf(_denial())) == ["Contains"]
+    (state,) = tally.states
+    assert (state.hits, state.error) == (1, "")

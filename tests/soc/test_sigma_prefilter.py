@@ -107,7 +107,7 @@ detection:
   condition: high and not alert
 level: low
 ---
-title: A class and a wildcard the evaluator does not take
+title: A class and a wildcard (no constant the filter can use)
 id: 6c0e8a3e-3b49-4a53-9d2b-0f6f9a2b7a03
 status: test
 logsource: {product: donjon}

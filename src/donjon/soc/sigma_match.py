@@ -3,14 +3,15 @@
 A SIEM runs the rules (converted with :mod:`donjon.soc.sigma`) over the events
 Donjon sends it; this module answers the same question where the events are,
 for the console and the tests: which rules match which events. It reads the
-rules with pySigma and evaluates the parsed conditions over the OCSF document
+rules with pySigma, compiles each one (:mod:`donjon.soc.sigma_compile`: the
+Sigma specification's and / or / not, lists of maps, ``1 of`` / ``all of``,
+and the modifiers it lists there) and evaluates it over the OCSF document
 (``donjon.soc.ocsf``) flattened to dotted field names, arrays expanded as a
-SIEM's field extraction does. Supported: and / or / not of detections, plain
-values (case-insensitive strings, numbers), ``|gte`` ``|gt`` ``|lte`` ``|lt``;
-and ``event_count`` correlations (group-by fields, timespan, a count
-condition), which fire when a group reaches the count within the timespan and
-then start counting again. A rule using anything else is listed as not
-evaluated, never silently passed.
+SIEM's field extraction does; and ``event_count`` correlations (group-by
+fields, timespan, a count condition), which fire when a group reaches the
+count within the timespan and then start counting again. A rule using
+anything else is listed as not evaluated, with the construct named, from the
+start: never silently passed, never a crash.
 
 Needs ``pip install 'donjon[sigma]'``.
 """
@@ -25,32 +26,25 @@ from pathlib import Path
 from typing import Any
 
 from sigma.collection import SigmaCollection
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionIdentifier,
-    ConditionNOT,
-    ConditionOR,
-)
 from sigma.correlations import (
     SigmaCorrelationCondition,
     SigmaCorrelationRule,
     SigmaCorrelationType,
 )
-from sigma.modifiers import SigmaCompareModifier
-from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
-from sigma.types import SigmaCompareExpression, SigmaNumber, SigmaString
+from sigma.rule import SigmaRule
+
+from donjon.soc.sigma_compile import Node, Unsupported, compile_rule
+
+__all__ = ["RULES_DIR", "RuleState", "SigmaTally", "Unsupported", "flatten", "rule_matches"]
 
 RULES_DIR = Path(__file__).with_name("sigma_rules")  # the rules Donjon ships
 Fields = Mapping[str, list[Any]]  # dotted field name -> its values
 
 
-class Unsupported(Exception):
-    """A rule uses a Sigma feature this evaluator does not implement."""
-
-
 def shipped_rules() -> SigmaCollection:
-    return SigmaCollection.load_ruleset([RULES_DIR])
+    """The rules Donjon ships; a file that does not load is kept as a rule with errors
+    (listed as not evaluated by :class:`SigmaTally`), not raised."""
+    return SigmaCollection.load_ruleset([RULES_DIR], collect_errors=True)
 
 
 def flatten(doc: Any, prefix: str = "") -> dict[str, list[Any]]:
@@ -69,68 +63,10 @@ def flatten(doc: Any, prefix: str = "") -> dict[str, list[Any]]:
     return out
 
 
-_COMPARE = {
-    "GTE": lambda a, n: a >= n,
-    "GT": lambda a, n: a > n,
-    "LTE": lambda a, n: a <= n,
-    "LT": lambda a, n: a < n,
-}
-
-
-def _item_matches(item: SigmaDetectionItem, fields: Fields) -> bool:
-    if not all(issubclass(m, SigmaCompareModifier) for m in item.modifiers):
-        raise Unsupported(f"modifiers {[m.__name__ for m in item.modifiers]}")
-    found = fields.get(item.field or "", [])
-    for expected in item.value:
-        for actual in found:
-            if isinstance(expected, SigmaCompareExpression):
-                number = isinstance(actual, int | float) and not isinstance(actual, bool)
-                if number and _COMPARE[expected.op.name](actual, expected.number.number):
-                    return True
-            elif isinstance(expected, SigmaNumber):
-                if actual == expected.number:
-                    return True
-            elif isinstance(expected, SigmaString):
-                if expected.contains_special():
-                    raise Unsupported("wildcards")
-                if expected.to_plain().lower() == str(actual).lower():
-                    return True
-            else:
-                raise Unsupported(type(expected).__name__)
-    return False
-
-
-def _detection_matches(detection: SigmaDetection, fields: Fields) -> bool:
-    return all(
-        _detection_matches(i, fields) if isinstance(i, SigmaDetection) else _item_matches(i, fields)
-        for i in detection.detection_items
-    )
-
-
-def _eval(node: Any, rule: SigmaRule, fields: Fields) -> bool:
-    if isinstance(node, ConditionAND):
-        return all(_eval(a, rule, fields) for a in node.args)
-    if isinstance(node, ConditionOR):
-        return any(_eval(a, rule, fields) for a in node.args)
-    if isinstance(node, ConditionNOT):
-        return not _eval(node.args[0], rule, fields)
-    if isinstance(node, ConditionIdentifier):
-        return _detection_matches(rule.detection.detections[node.identifier], fields)
-    if isinstance(node, SigmaDetection):
-        return _detection_matches(node, fields)
-    if isinstance(node, SigmaDetectionItem | ConditionFieldEqualsValueExpression):
-        return _item_matches(node, fields)  # type: ignore[arg-type]
-    raise Unsupported(f"condition node {type(node).__name__}")
-
-
-def conditions(rule: SigmaRule) -> list[Any]:
-    """The rule's parsed conditions (parse once, evaluate many times)."""
-    return [c.parse(False) for c in rule.detection.parsed_condition]
-
-
-def rule_matches(rule: SigmaRule, fields: Fields, parsed: list[Any] | None = None) -> bool:
-    """Whether ``rule``'s condition holds for one flattened event."""
-    return any(_eval(node, rule, fields) for node in parsed or conditions(rule))
+def rule_matches(rule: SigmaRule, fields: Fields, compiled: Node | None = None) -> bool:
+    """Whether ``rule``'s condition holds for one flattened event (:class:`Unsupported`
+    when the rule uses a construct the evaluator does not implement)."""
+    return (compiled or compile_rule(rule)).matches(fields)
 
 
 @dataclass
@@ -183,19 +119,23 @@ class SigmaTally:
         from donjon.soc.sigma_prefilter import Prefilter, requirements
 
         self.states: list[RuleState] = []
-        self._rules: list[tuple[RuleState, SigmaRule, list[Any]]] = []
+        self._rules: list[tuple[RuleState, Node]] = []  # the rules that compiled
         self._correlations: list[_Correlation] = []
-        names: dict[str, str] = {}
+        names: dict[str, RuleState] = {}
         for rule in collection.rules:
             if isinstance(rule, SigmaRule):
                 state = self._state(rule, "rule")
-                self._rules.append((state, rule, conditions(rule)))
-                if rule.name:
-                    names[rule.name] = rule.title
+                try:
+                    self._rules.append((state, compile_rule(rule)))
+                except Unsupported as e:  # named with its construct, from the start
+                    state.error = str(e)
+                for name in (rule.name, rule.id):
+                    if name:
+                        names[str(name)] = state
         for rule in collection.rules:
             if isinstance(rule, SigmaCorrelationRule):
                 self._add_correlation(rule, names)
-        needs = [requirements(rule, parsed) for _, rule, parsed in self._rules]
+        needs = [requirements(compiled) for _, compiled in self._rules]
         self._prefilter = Prefilter.of(needs) if prefilter else None
 
     def _state(self, rule: SigmaRule | SigmaCorrelationRule, kind: str) -> RuleState:
@@ -204,24 +144,32 @@ class SigmaTally:
         self.states.append(state)
         return state
 
-    def _add_correlation(self, rule: SigmaCorrelationRule, names: Mapping[str, str]) -> None:
+    def _add_correlation(self, rule: SigmaCorrelationRule, names: Mapping[str, RuleState]) -> None:
         state = self._state(rule, "correlation")
         condition = rule.condition
+        if rule.errors:
+            state.error = f"not evaluated here: {rule.title!r} did not load: {rule.errors[0]}"
+            return
         if (
             rule.type is not SigmaCorrelationType.EVENT_COUNT
             or not isinstance(condition, SigmaCorrelationCondition)
             or condition.op.name not in ("GTE", "GT")
         ):
-            state.error = "only event_count correlations with gte / gt are evaluated here"
+            state.error = "not evaluated here: only event_count correlations with gte / gt are"
             return
-        bases = tuple(names.get(str(r.reference), "") for r in rule.rules or ())
-        if not all(bases) or rule.timespan is None:
-            state.error = "refers to a rule that is not in the collection"
+        bases = [names.get(str(r.reference)) for r in rule.rules or ()]
+        if not bases or None in bases or rule.timespan is None:
+            state.error = "not evaluated here: it counts a rule that is not in the collection"
+            return
+        broken = [b.title for b in bases if b is not None and b.error]
+        if broken:
+            state.error = f"not evaluated here: it counts {broken[0]!r}, which is not evaluated"
             return
         threshold = condition.count + (1 if condition.op.name == "GT" else 0)
         span = timedelta(seconds=rule.timespan.seconds)
+        titles = tuple(b.title for b in bases if b is not None)
         self._correlations.append(
-            _Correlation(state, bases, tuple(rule.group_by or ()), span, threshold)
+            _Correlation(state, titles, tuple(rule.group_by or ()), span, threshold)
         )
 
     def feed(self, seq: int, when: datetime, ocsf: Mapping[str, Any]) -> list[str]:
@@ -236,15 +184,8 @@ class SigmaTally:
             indices = self._prefilter.candidates(fields)  # type: ignore[assignment]
         matched: list[str] = []
         for index in indices:
-            state, rule, parsed = self._rules[index]
-            if state.error:
-                continue
-            try:
-                hit = rule_matches(rule, fields, parsed)
-            except Unsupported as e:
-                state.error = f"not evaluated here: {e}"
-                continue
-            if hit:
+            state, compiled = self._rules[index]
+            if compiled.matches(fields):
                 state.hits += 1
                 state.last_seq, state.last_time = seq, when
                 matched.append(state.title)

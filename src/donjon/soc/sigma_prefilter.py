@@ -2,15 +2,17 @@
 
 Most rules require fields to equal constants in every way their condition can
 hold (``class_uid: 6003`` and ``actor.authorizations.decision: denied`` ANDed):
-:func:`requirements` derives them from the parsed condition, as
-:mod:`donjon.soc.sigma_match` evaluates it. :class:`Prefilter` indexes the rules
-by their ``class_uid`` and checks their other constants, so an event meets only
-the rules that can match it. :class:`DocFields` reads one dotted field of the
-OCSF document when a rule asks for it, giving exactly the values, in the order,
-that :func:`~donjon.soc.sigma_match.flatten` would: no event is flattened whole.
+:func:`requirements` derives them from the compiled rule
+(:mod:`donjon.soc.sigma_compile`), which :mod:`donjon.soc.sigma_match`
+evaluates. :class:`Prefilter` indexes the rules by their ``class_uid`` and
+checks their other constants, so an event meets only the rules that can match
+it. :class:`DocFields` reads one dotted field of the OCSF document when a rule
+asks for it, giving exactly the values, in the order, that
+:func:`~donjon.soc.sigma_match.flatten` would: no event is flattened whole.
 
-Only rules whose every part the evaluator supports are filtered; any other
-rule meets every event, as before, so matches and errors stay identical.
+A requirement only ever leaves out rules that cannot match: a negation, a null
+or existence test, a comparison, a wildcard or a regular expression requires
+nothing, so matches stay identical with and without the filter.
 """
 
 from __future__ import annotations
@@ -20,19 +22,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sigma.conditions import (
-    ConditionAND,
-    ConditionIdentifier,
-    ConditionNOT,
-    ConditionOR,
-)
-from sigma.modifiers import SigmaCompareModifier
-from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
-from sigma.types import SigmaCompareExpression, SigmaNumber, SigmaString
+from donjon.soc.sigma_compile import AllOf, AnyOf, FieldTest, Key, Node, keys_of
 
 ANCHOR = "class_uid"  # every shipped rule names the OCSF class it is about
-COMPARISONS = frozenset({"GTE", "GT", "LTE", "LT"})
-Key = tuple[str, Any]  # ("s", lowercased text) or ("n", number): how a value can match
 Required = dict[str, frozenset[Key]]  # field -> the keys one of its values must have
 
 
@@ -103,29 +95,6 @@ class DocFields(Mapping[str, list[Any]]):
         return sum(1 for v in self._read.values() if v)
 
 
-def keys_of(value: Any) -> list[Key]:
-    """The keys a value of an event matches under: as text, and as a number."""
-    keys: list[Key] = [("s", str(value).lower())]
-    if isinstance(value, int | float) and value == value:  # NaN equals nothing
-        keys.append(("n", value))
-    return keys
-
-
-def _item_keys(item: SigmaDetectionItem) -> frozenset[Key] | None:
-    """The keys a plain equality item accepts, or None (modifiers, wildcards...)."""
-    if item.modifiers or item.field is None:
-        return None
-    keys: set[Key] = set()
-    for expected in item.value:
-        if isinstance(expected, SigmaNumber):
-            keys.add(("n", expected.number))
-        elif isinstance(expected, SigmaString) and not expected.contains_special():
-            keys.add(("s", expected.to_plain().lower()))
-        else:
-            return None
-    return frozenset(keys)
-
-
 def _all_of(parts: Sequence[Required]) -> Required:
     """Each part is needed. Two parts on one field keep the first: a field with several
     values may meet each with a different one, so their intersection is not needed."""
@@ -143,48 +112,19 @@ def _any_of(parts: Sequence[Required]) -> Required:
     return {name: frozenset().union(*(p[name] for p in parts)) for name in common}
 
 
-def _required(node: Any, rule: SigmaRule) -> Required:
-    if isinstance(node, ConditionAND):
-        return _all_of([_required(a, rule) for a in node.args])
-    if isinstance(node, ConditionOR):
-        return _any_of([_required(a, rule) for a in node.args])
-    if isinstance(node, ConditionIdentifier):
-        return _required(rule.detection.detections[node.identifier], rule)
-    if isinstance(node, SigmaDetection):  # its items are ANDed, as the evaluator does
-        return _all_of([_required(i, rule) for i in node.detection_items])
-    if isinstance(node, SigmaDetectionItem):
-        keys = _item_keys(node)
-        return {node.field: keys} if keys is not None and node.field else {}
-    return {}  # NOT, or anything else: no requirement
+def _required(node: Node) -> Required:
+    if isinstance(node, AllOf):
+        return _all_of([_required(p) for p in node.parts])
+    if isinstance(node, AnyOf):
+        return _any_of([_required(p) for p in node.parts])
+    if isinstance(node, FieldTest) and node.keys is not None:
+        return {node.field: node.keys}
+    return {}  # a negation, a null, existence, comparison, pattern test: no constant needed
 
 
-def _supported(node: Any, rule: SigmaRule) -> bool:
-    """Whether the evaluator runs ``node`` without raising, whatever the event."""
-    if isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
-        return all(_supported(a, rule) for a in node.args)
-    if isinstance(node, ConditionIdentifier):
-        found = rule.detection.detections.get(node.identifier)
-        return found is not None and _supported(found, rule)
-    if isinstance(node, SigmaDetection):
-        return all(_supported(i, rule) for i in node.detection_items)
-    if isinstance(node, SigmaDetectionItem):  # (a bare field = value node is not filtered)
-        if not all(issubclass(m, SigmaCompareModifier) for m in node.modifiers):
-            return False
-        return all(
-            isinstance(v, SigmaNumber)
-            or (isinstance(v, SigmaString) and not v.contains_special())
-            or (isinstance(v, SigmaCompareExpression) and v.op.name in COMPARISONS)
-            for v in node.value
-        )
-    return False
-
-
-def requirements(rule: SigmaRule, parsed: Sequence[Any]) -> Required | None:
-    """The constants ``rule`` needs whichever of its conditions holds; None when some part
-    of it is not supported by the evaluator (such a rule is never filtered out)."""
-    if not parsed or not all(_supported(node, rule) for node in parsed):
-        return None
-    return _any_of([_required(node, rule) for node in parsed])
+def requirements(compiled: Node) -> Required:
+    """The constants a compiled rule needs whichever way its condition holds."""
+    return _required(compiled)
 
 
 def _meets(fields: DocFields, required: Required) -> bool:
@@ -198,16 +138,16 @@ def _meets(fields: DocFields, required: Required) -> bool:
 class Prefilter:
     """Rule indexes (positions in the tally's list) by the ``class_uid`` they require."""
 
-    required: list[Required | None]
+    required: list[Required]
     by_class: dict[Key, list[int]]
-    anywhere: list[int]  # rules that name no class (or could not be analysed)
+    anywhere: list[int]  # rules that name no class
 
     @classmethod
-    def of(cls, required: list[Required | None]) -> Prefilter:
+    def of(cls, required: list[Required]) -> Prefilter:
         by_class: dict[Key, list[int]] = {}
         anywhere = []
         for index, needs in enumerate(required):
-            if needs is None or ANCHOR not in needs:
+            if ANCHOR not in needs:
                 anywhere.append(index)
                 continue
             for key in needs[ANCHOR]:
@@ -220,6 +160,4 @@ class Prefilter:
         for value in fields.read(ANCHOR):
             for key in keys_of(value):
                 found.update(self.by_class.get(key, ()))
-        return [
-            i for i in sorted(found) if (needs := self.required[i]) is None or _meets(fields, needs)
-        ]
+        return [i for i in sorted(found) if _meets(fields, self.required[i])]

@@ -19,6 +19,8 @@ from donjon.core.events import SecurityEvent
 from donjon.server.ui.events import Rows
 
 if TYPE_CHECKING:
+    from sigma.collection import SigmaCollection
+
     from donjon.soc.sigma_match import RuleState, SigmaTally
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,15 @@ MISSING = "pySigma is not installed on this server: pip install 'donjon[sigma]'"
 class SigmaBoard:
     """Hits of every shipped rule over the ledger entries from ``start()`` on."""
 
-    def __init__(self, rows: Rows, start: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        rows: Rows,
+        start: Callable[[], int],
+        rules: Callable[[], SigmaCollection] | None = None,
+    ) -> None:
         self._rows = rows
         self._start = start
+        self._rules = rules  # default: the shipped rules
         self._last: int | None = None
         self._tally: SigmaTally | None = None
         self.error = ""
@@ -63,11 +71,18 @@ class SigmaBoard:
     def _load(self) -> SigmaTally | None:
         if self._tally is None and not self.error:
             try:
+                import yaml
+                from sigma.exceptions import SigmaError
+
                 from donjon.soc.sigma_match import SigmaTally, shipped_rules
             except ImportError:
                 self.error = MISSING
                 return None
-            self._tally = SigmaTally(shipped_rules())
+            try:  # a rule that does not load or compile is listed with its error, not raised
+                self._tally = SigmaTally((self._rules or shipped_rules)())
+            except (SigmaError, yaml.YAMLError) as e:  # a file that is not even YAML
+                self.error = f"the Sigma rules did not load: {e}"
+                log.warning("%s", self.error)
         return self._tally
 
     def view(self) -> dict[str, Any]:
