@@ -3,10 +3,10 @@
 A transfer attack moves an input until a surrogate model changes its answer, and the
 victim often follows. The input then carries the victim's new label while it still
 looks like a row of its old class with a push in an unnatural direction. The test
-scores an answered input ``x`` with label ``y`` by its Mahalanobis distance to the
+scores an answered input ``x`` with label ``y`` by how far it is from the
 training rows of class ``y`` (a shared covariance, as in linear discriminant
-analysis, shrunk towards the identity by ``SHRINK``), in a space where heavy-tailed
-features do not dominate:
+analysis, shrunk towards the identity by ``SHRINK``), feature by feature, in a space
+where heavy-tailed features do not dominate:
 
 * each feature is compressed, ``t(x) = sign(x) log(1 + |x| / c)``, ``c`` the
   feature's median absolute value floored at its scale (linear near 0, logarithmic
@@ -14,9 +14,13 @@ features do not dominate:
 * the input is first aligned by the benign gain and offset of the profile
   (:mod:`.alignment`: a brighter camera, other units, a drift), found by a few
   projected Gauss-Newton steps from ``a = 1, b = 0``;
-* the one feature that contributes most is left out (the conditional distance
-  without it): one feature mistyped or jittered is not an attack, a perturbation of
-  every feature is.
+* each feature's residual given all the others (what a regression of the feature on
+  the others within the class leaves, standardised) is squared and summed, the
+  largest term left out: one feature mistyped or jittered is not an attack, a
+  perturbation of every feature that breaks how they move together is. (The sum
+  weighs the directions in which rows of a class hardly vary more than the
+  Mahalanobis distance does: on the cancer table, transfer inputs at a quarter of the
+  range were flagged at 96 % against 60 % at the same benign rate.)
 
 The threshold is calibrated on the profile's own rows with their labels, out of
 fold (each fifth of the rows scored by a model fitted on the other four fifths),
@@ -30,6 +34,7 @@ room for the sampling error of the copies). Nothing is fitted to attacks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,17 +46,17 @@ from donjon.errors import InputError
 from donjon.gateway.alignment import Alignment
 
 Array = npt.NDArray[np.float64]
+log = logging.getLogger("donjon.gateway")
+STATISTIC = "residual-sum/1"  # the score the quantiles are of (older profiles: none)
 SHRINK = 0.05  # weight of the identity in the shared covariance
 FOLDS = 5
 STEPS = 6  # Gauss-Newton steps of the alignment
-DROP = 1  # features left out (2 halves the power on the table, for little)
 MAX_FEATURES = 256  # beyond this the d x d precision is not kept (the test is off)
 MIN_CLASS = 2  # rows a class needs to get a mean
 QUANTILES = (0.9, 0.95, 0.99, 0.995, 0.999)
 CHANGE_RATE = 1.5  # a benign change may exceed the threshold 1.5 times as often
 COPIES = 4  # benign copies of each row per kind of change, for the calibration
 CALIBRATION_ROWS = 8000  # fewer copies per row beyond this many rows
-CHUNK = 256  # rows scored at once (the greedy step holds n x d x d floats)
 
 
 @dataclass(frozen=True)
@@ -77,23 +82,13 @@ class ConsistencyModel:
             return None
 
     def scores(self, rows: Array, classes: npt.NDArray[np.int64], alignment: Alignment) -> Array:
-        """The score of each raw row answered with class index ``classes[i]``, ``CHUNK``
-        rows at a time (the greedy step holds ``rows x features x features`` floats)."""
+        """The score of each raw row answered with class index ``classes[i]``."""
         rows = np.asarray(rows, dtype=np.float64)
-        if len(rows) <= CHUNK:
-            return self._scores(rows, classes, alignment)
-        parts = [
-            self._scores(rows[i : i + CHUNK], classes[i : i + CHUNK], alignment)
-            for i in range(0, len(rows), CHUNK)
-        ]
-        return np.concatenate(parts)
-
-    def _scores(self, rows: Array, classes: npt.NDArray[np.int64], alignment: Alignment) -> Array:
         means = self.means[classes]
         gain, offset = _align(self, rows, means, alignment)
         z = rows * gain[:, None] + offset[:, None] * alignment.offset
         r = _compressed(z, self.compress) / self.spread - means
-        result: Array = np.sqrt(np.maximum(_without_worst(r, self.precision, DROP), 0.0))
+        result: Array = np.sqrt(np.maximum(_residual_sum(r, self.precision), 0.0))
         return result
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,10 +100,20 @@ class ConsistencyModel:
             "precision": np.round(self.precision, 10).tolist(),
             "quantiles": {str(q): v for q, v in self.quantiles.items()},
             "calibration": list(self.calibration),
+            "statistic": STATISTIC,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], features: int) -> ConsistencyModel:
+    def from_dict(cls, data: dict[str, Any], features: int) -> ConsistencyModel | None:
+        """The model, or None (and a warning) when its quantiles were calibrated for
+        another statistic: a profile built by an earlier version, to rebuild."""
+        if data.get("statistic") != STATISTIC:
+            log.warning(
+                "the profile's answer-consistency model was built by an earlier version "
+                "(another score): the test is off until the profile is rebuilt with "
+                "`donjon gateway profile --label`"
+            )
+            return None
         model = cls(
             classes=tuple(str(c) for c in data["classes"]),
             compress=np.asarray(data["compress"], dtype=np.float64),
@@ -116,7 +121,7 @@ class ConsistencyModel:
             means=np.asarray(data["means"], dtype=np.float64),
             precision=np.asarray(data["precision"], dtype=np.float64),
             quantiles={float(q): float(v) for q, v in data["quantiles"].items()},
-            calibration=tuple(str(k) for k in data.get("calibration", ("natural",))),
+            calibration=tuple(str(k) for k in data["calibration"]),
         )
         d, k = features, len(model.classes)
         if (
@@ -250,27 +255,15 @@ def _fit(
     return ConsistencyModel(classes, compress, spread, means, np.linalg.inv(shrunk), {})
 
 
-def _without_worst(r: Array, p: Array, drop: int) -> Array:
-    """The squared Mahalanobis distance of each residual row ``r`` without its ``drop``
-    most contributing features, left out greedily (the conditional distance on the
-    others: a Schur complement of the precision ``p`` per feature left out)."""
+def _residual_sum(r: Array, p: Array) -> Array:
+    """Per residual row ``r``: the sum over features of the squared standardised
+    residual of the feature given all the others within the class, ``(p r)_j^2 /
+    p_jj`` (what leaving the feature out would take off the squared Mahalanobis
+    distance), the largest term left out."""
     pr = r @ p
-    d2: Array = (pr * r).sum(axis=1)
-    n, d = r.shape
-    rows = np.arange(n)
-    prec = np.broadcast_to(p, (n, d, d))
-    for _ in range(min(drop, d - 1)):
-        diag = np.diagonal(prec, axis1=1, axis2=2)
-        gain = pr * pr / diag
-        j = gain.argmax(axis=1)
-        d2 = d2 - gain[rows, j]
-        col = prec[rows, :, j]  # n x d
-        pj, pjj = pr[rows, j], diag[rows, j]
-        pr = pr - col * (pj / pjj)[:, None]
-        prec = prec - col[:, :, None] * col[:, None, :] / pjj[:, None, None]
-        pr[rows, j] = 0.0
-        prec[rows, j, j] = np.inf  # left out: never chosen again
-    return d2
+    terms: Array = pr * pr / np.diag(p)
+    result: Array = terms.sum(axis=1) - terms.max(axis=1)
+    return result
 
 
 def _compressed(x: Array, c: Array) -> Array:

@@ -192,11 +192,12 @@ INCONSISTENT_ANSWER = Rule(
         "After the model answered, the input is farther from the training rows of the "
         "class it was given than the calibrated quantile (0.995) of natural rows from their "
         "own class (and than 99.25 % of benign changes of them: one feature jittered, sensor "
-        "noise): a Mahalanobis distance with a shared covariance, on log-compressed "
-        "features, after the benign gain and offset alignment and leaving out the one "
-        "feature that contributes most. A transfer attack (FGSM, PGD from a surrogate) "
-        "changes the answer while the input keeps the shape of its old class, pushed in "
-        "an unnatural direction. In block mode the answer is withheld."
+        "noise): the sum over features of each feature's squared standardised residual "
+        "given the others (a shared covariance), on log-compressed features, after the "
+        "benign gain and offset alignment, the largest term left out. A transfer attack "
+        "(FGSM, PGD from a surrogate) changes the answer while the input keeps the shape of "
+        "its old class, pushed in a direction that breaks how its features move together. "
+        "By default an alert; in block mode the answer is withheld."
     ),
     remediation=(
         "Inspect the input and the answer; if such inputs are legitimate for that class, "

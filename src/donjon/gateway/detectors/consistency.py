@@ -44,12 +44,6 @@ class ConsistencyDetector:
         self.config = config or ConsistencyConfig()
         self.threshold = model.threshold(self.config.quantile)
         self._unknown: set[str] = set()
-        if "jitter" not in model.calibration:
-            log.warning(
-                "answer-consistency test: the profile was calibrated on natural rows only "
-                "(built before benign changes were), so benign jitter is flagged more often; "
-                "rebuild it with `donjon gateway profile --label`"
-            )
 
     def signals(self, rows: npt.NDArray[np.float64], classes: list[str]) -> list[Signal]:
         """A signal per flagged row; ``classes[i]`` the class name the model answered
