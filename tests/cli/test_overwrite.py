@@ -47,3 +47,46 @@ def test_every_writer_refuses_to_overwrite_without_force(
     table.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
     manifest = tmp_path / "t.manifest.json"
     _refused_then_forced(["data", "manifest", str(table), "-o", str(manifest)], manifest, capsys)
+
+
+def test_every_writer_makes_the_folder_of_its_output_and_the_next_command_reads_it(
+    tmp_path: Path, donjon_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o reports/2026 Q1/scan.json` in a fresh checkout: the folder is made before the
+    work (a scan or a check never ends by failing to write what it found)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"layers": 2}\n')
+    out = tmp_path / "new folder" / "ünï"
+    assert main(["keys", "generate", "release"]) == 0
+    assert main(["keys", "export-public", "release", "-o", str(out / "keys" / "r.pub")]) == 0
+    assert (
+        main(["sign", str(model), "--key", "release", "--signature", str(out / "s" / "m.sig")]) == 0
+    )
+    verify = ["verify", str(model), "--signature", str(out / "s" / "m.sig")]
+    assert main([*verify, "--public-key", str(out / "keys" / "r.pub")]) == 0
+    assert main(["scan", str(model), "-f", "json", "-o", str(out / "scan" / "fast.json")]) == 0
+    typer_scan = ["-q", "scan", str(model), "--fail-on", "high", "-f", "sarif"]
+    assert main([*typer_scan, "-o", str(out / "scan" / "typer.sarif")]) == 0
+    assert main(["bom", str(model), "-o", str(out / "bom" / "bom.json")]) == 0
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{i * i % 7},{i % 2}\n" for i in range(30)))
+    manifest = out / "manifests" / "t.json"
+    assert main(["data", "manifest", str(table), "-o", str(manifest)]) == 0
+    assert main(["data", "verify", str(manifest), "--data", str(table)]) == 0
+    check = ["data", "check", str(table), "--label-column", "label", "--detector", "outliers"]
+    assert main([*check, "-f", "json", "-o", str(out / "checks" / "t.json")]) == 0
+    profile = ["gateway", "profile", str(table), "--drop", "label"]
+    assert main([*profile, "-o", str(out / "gateway" / "profile.json")]) == 0
+    keys = out / "gateway" / "keys" / "keys.json"
+    assert main(["gateway", "key", "app", "--principal", "alice", "--file", str(keys)]) == 0
+    head = out / "audit" / "head.json"
+    assert main(["audit", "checkpoint", "--head", str(head)]) == 0
+    assert main(["audit", "export", "-o", str(out / "audit" / "export" / "ledger.jsonl")]) == 0
+    assert main(["audit", "verify", "--head", str(head)]) == 0
+    assert main(["report", "-o", str(out / "report" / "posture.html")]) == 0
+    capsys.readouterr()
+    # a folder where a file stands is a clear error, not a traceback
+    (tmp_path / "blocked").write_text("a file")
+    assert main(["bom", str(model), "-o", str(tmp_path / "blocked" / "bom.json")]) == 2
+    assert "cannot create the folder" in capsys.readouterr().err

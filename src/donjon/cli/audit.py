@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from donjon.cli.paths import ensure_parent
 from donjon.cli.state import ExitCode, state
 from donjon.errors import InputError, VerificationError
 
@@ -46,6 +47,7 @@ def _witnessed(ctx: typer.Context, witness: Path | None) -> tuple[list[Checkpoin
 
 
 def _write_head(path: Path, checkpoint: Checkpoint) -> None:
+    ensure_parent(path, "--head")
     path.write_text(json.dumps(checkpoint.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
@@ -159,6 +161,7 @@ def export(
     if output is None:
         count = ledger.export(sys.stdout, start)
     else:
+        ensure_parent(output)
         with output.open("w", encoding="utf-8") as out:
             count = ledger.export(out, start)
     cli.info(f"exported {count} entries")

@@ -222,7 +222,8 @@ def filter_cmd(
     floor = _severity(fail_on)
     suffix = ".npz" if data.suffix.lower() == ".npz" else data.suffix.lower()
     names = [f"admitted{suffix}", f"quarantine{suffix}", "filter-report.json"]
-    refuse_overwrite([out_dir / n for n in names], force, "--out-dir", remove=True)
+    outputs = [out_dir / n for n in names]  # the folder is made once the input is good
+    refuse_overwrite(outputs, force, "--out-dir", remove=True, make_parents=False)
     result = filter_dataset(
         data,
         out_dir,

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from donjon.cli.gateway_verify import verify_suspect
+from donjon.cli.paths import ensure_parent
 from donjon.cli.state import ExitCode, state
 from donjon.core.textfile import read_csv_rows, read_text
 from donjon.errors import ConfigError, InputError
@@ -141,6 +142,7 @@ def profile(
     cli = state(ctx)
     rows, labels = _read_rows(data, drop or [], label)
     built = build_profile(rows, sample_size=sample_size, labels=labels)
+    ensure_parent(output)
     built.save(output)
     summary = {
         "profile": str(output),
@@ -185,6 +187,7 @@ def key(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     doc["keys"].append(entry)
+    ensure_parent(file, "--file")
     file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     file.chmod(0o600)
     if cli.json:

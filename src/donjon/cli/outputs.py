@@ -8,19 +8,30 @@ from typing import Annotated
 
 import typer
 
+from donjon.cli.paths import ensure_parent
+
 Force = Annotated[bool, typer.Option("--force", help="Overwrite output files that already exist.")]
 
 
 def refuse_overwrite(
-    paths: Path | list[Path] | None, force: bool, option: str, *, remove: bool = False
+    paths: Path | list[Path] | None,
+    force: bool,
+    option: str,
+    *,
+    remove: bool = False,
+    make_parents: bool = True,
 ) -> None:
     """Stop (exit 2) when an output exists and ``--force`` was not given.
 
     ``remove``: with ``--force``, delete the existing files here, for writers that never
     overwrite on their own (the data commands); the others replace the file themselves.
+    ``make_parents``: create the folders the outputs go in (off for a writer that makes
+    them itself once its input is known to be good).
     """
     given = [] if paths is None else paths if isinstance(paths, list) else [paths]
     existing = [p for p in given if p.exists() or p.is_symlink()]
+    for path in given if make_parents else ():  # a folder that does not exist yet: make it
+        ensure_parent(path, option)
     if not existing:
         return
     if not force:
@@ -47,10 +58,4 @@ def download_target(dest: str, force: bool, option: str = "DEST") -> Path:
             param_hint=option,
         )
     refuse_overwrite(path, force, option)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise typer.BadParameter(
-            f"cannot create the folder {path.parent}: {e.strerror or e}", param_hint=option
-        ) from None
     return path

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from donjon.cli.paths import ensure_parent
 from donjon.cli.state import ExitCode, state
 from donjon.errors import InputError
 
@@ -38,6 +39,7 @@ def report(
         raise InputError(f"event file {path} does not exist")
     posture = assess(read_all_events(source)) if source.exists() else assess([])
     delivery = _delivery(cli.app) if path is None else None
+    ensure_parent(output)
     try:
         output.write_text(render_html(posture, delivery=delivery, title=title), encoding="utf-8")
     except OSError as e:

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from donjon.cli.paths import ensure_parent
 from donjon.cli.state import CliState, ExitCode
 from donjon.core.severity import Severity
 
@@ -50,6 +51,8 @@ def run_scan(
 
     if output is not None and output.exists() and not force:
         raise ScanError(f"{output} already exists; pass --force to overwrite it")
+    if output is not None:
+        ensure_parent(output)
 
     def file_done(done: FileReport) -> None:
         if done.findings:  # the app (database, ledger, outbox) is built on the first event
