@@ -38,6 +38,14 @@ def donjon_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tmp_path`` as the current folder: commands run with the relative paths a reader
+    types (``-o split``, ``./-dash.csv``)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 

@@ -15,6 +15,7 @@ Nothing here runs at import time.
 from __future__ import annotations
 
 import os
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from pydantic_settings import (
 )
 
 from donjon.config_files import default_home, find_config_file
+from donjon.core.textfile import read_text
 from donjon.errors import ConfigError
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("donjon_config_file", default=None)
@@ -417,7 +419,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = _CONFIG_FILE.get()
         if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            sources.append(_TomlFile(settings_cls, toml_file=config_file))
         return tuple(sources)
 
     @property
@@ -443,6 +445,14 @@ class Settings(BaseSettings):
     @property
     def policy_path(self) -> Path:
         return self.authz.policy_path or self.home / "policies.cedar"
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The settings file, read as every other TOML file of Donjon's is (a byte-order mark,
+    as Windows editors write, is not a syntax error)."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return tomllib.loads(read_text(Path(file_path), "settings file"))
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -82,16 +82,11 @@ def test_verify_says_how_to_make_a_scan_result(
 
 @pytest.mark.parametrize("scan_format", ["sarif", "json"])
 def test_verify_reads_the_sarif_and_a_powershell_redirect(
-    scan_format: str,
-    tmp_path: Path,
-    donjon_home: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    scan_format: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The SARIF a CI job uploads gates the release too; and a report redirected by
     PowerShell 5 (UTF-16 with a byte-order mark) reads as the file `-o` writes."""
-    monkeypatch.chdir(tmp_path)
-    _signed_model(tmp_path)
+    _signed_model(workdir)
     argv = ["verify", "model", "--policy", "policy.toml", "--signature", "model.sig"]
     capsys.readouterr()
     assert main(["-q", "scan", "model", "--format", scan_format]) == 0

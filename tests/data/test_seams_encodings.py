@@ -51,18 +51,11 @@ def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     return out
 
 
-@pytest.fixture
-def here(tmp_path: Path, donjon_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch folder, the current one, with its own DONJON_HOME."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_one_table_in_any_encoding_flows_through_the_data_commands(
-    name: str, here: Path, capsys: pytest.CaptureFixture[str]
+    name: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tmp_path = here
+    tmp_path = workdir
     reference = _write(tmp_path / "reference.csv", *VARIANTS["plain.csv"])
     data = _write(tmp_path / name, *VARIANTS[name])
     (tmp_path / "sources.toml").write_text(POLICY)
@@ -101,9 +94,9 @@ def test_one_table_in_any_encoding_flows_through_the_data_commands(
 
 
 def test_text_that_is_not_utf8_is_refused_before_anything_is_written(
-    here: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tmp_path = here
+    tmp_path = workdir
     _write(tmp_path / "latin1.csv", ",", "utf-8", "\n")
     raw = (tmp_path / "latin1.csv").read_bytes().replace(b"vendor-a", "vendör-a".encode("latin-1"))
     (tmp_path / "latin1.csv").write_bytes(raw)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from donjon.config import Settings
 from donjon.core.bus import EventBus
 from donjon.core.ports import Authenticator, Authorizer
-from donjon.errors import ConfigError
+from donjon.core.textfile import read_text
+from donjon.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from donjon.audit import Ledger
@@ -105,9 +106,9 @@ def build_authorizer(settings: Settings, bus: EventBus) -> CedarAuthorizer:
 
     path = settings.policy_path
     try:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-    except OSError as e:
-        raise ConfigError(f"cannot read policy file {path}: {e}") from e
+        text = read_text(path, "policy file") if path.exists() else ""
+    except InputError as e:
+        raise ConfigError(str(e)) from e
     return CedarAuthorizer(load_policies(text, str(path)), publish=bus.publish)
 
 

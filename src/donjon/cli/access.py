@@ -17,6 +17,7 @@ from donjon.cli.access_admin import group_app, identity_service, service_app, to
 from donjon.cli.state import CliState, ExitCode, state
 from donjon.core.decision import Decision
 from donjon.core.identity import Principal, PrincipalKind
+from donjon.core.textfile import read_text
 from donjon.errors import InputError
 
 if TYPE_CHECKING:
@@ -174,10 +175,7 @@ def check_policies(
 
     cli = state(ctx)
     target = path or cli.settings.policy_path
-    try:
-        text = target.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read {target}: {e}") from e
+    text = read_text(target, "policy file")  # with Notepad's byte-order mark too
     loaded = load_policies(text, str(target))
     names = [loaded.describe(p) for p in loaded.names]
     if cli.json:

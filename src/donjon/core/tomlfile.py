@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from donjon.core.textfile import read_text
 from donjon.errors import InputError
 
 Model = TypeVar("Model")
@@ -17,11 +18,10 @@ Model = TypeVar("Model")
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """The TOML document at ``path``; InputError (naming ``what`` it is) when unreadable."""
+    text = read_text(path, what)  # with Notepad's byte-order mark too
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise InputError(f"{what} {path} is not valid TOML: {e}") from e
 
 

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from donjon.errors import ConfigError
+from donjon.core.textfile import read_text
+from donjon.errors import ConfigError, InputError
 from donjon.gateway.detectors import Action
 from donjon.gateway.detectors.extraction import change_steps
 from donjon.gateway.detectors.scatter import largest_step
@@ -226,8 +227,8 @@ class GatewaySettings(_Section):
 def load_gateway_settings(path: Path) -> GatewaySettings:
     """Read and validate ``gateway.toml``; ConfigError names the bad key."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        raw = tomllib.loads(read_text(path, "gateway config"))  # a byte-order mark too
+    except (InputError, ValueError) as e:
         raise ConfigError(f"cannot read gateway config {path}: {e}") from e
     try:
         settings = GatewaySettings.model_validate(raw)
