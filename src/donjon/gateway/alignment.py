@@ -168,12 +168,14 @@ class AlignedSample:
             part = np.argpartition(bound, m)
             picked = part[:m]
             edge = float(bound[part[m]])
-        picked = picked[np.argsort(bound[picked])]
+        bounds = bound[picked]
+        picked = picked[bounds.argsort()]
         low, high, limit = self.low, self.high, self.bound
         length, lengthd, k = self.length, self.lengthd, self.k
         best: list[tuple[float, float, float]] = []  # (d2, a, b): the k least so far
         worst = float("inf")
-        bounds, floors = bound[picked].tolist(), floor[picked].tolist()
+        floors = floor[picked].tolist()
+        bounds = floors if bound is floor else bound[picked].tolist()
         qs, ps = q[picked].tolist(), self.along[picked].tolist()
         for least, f, qj, pj in zip(bounds, floors, qs, ps, strict=True):
             if least >= worst:

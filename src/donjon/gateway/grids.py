@@ -75,7 +75,8 @@ class GridCheck:
         values = rows if self.columns is None else rows[:, self.columns]
         k = (values - self.origins) / self.steps
         k -= np.rint(k)
-        result: npt.NDArray[np.bool_] = np.any(np.abs(k) > TOLERANCE, axis=1)
+        np.abs(k, out=k)
+        result: npt.NDArray[np.bool_] = np.logical_or.reduce(k > TOLERANCE, axis=1)  # np.any
         return result
 
 

@@ -41,7 +41,7 @@ from donjon.gateway.detectors import Action, Signal
 from donjon.gateway.detectors.stores import Charge, Refusal
 from donjon.gateway.guard import Inspection, ModelGuard
 from donjon.gateway.hardening import BadUpstreamResponse, harden
-from donjon.gateway.metrics import GatewayMetrics
+from donjon.gateway.metrics import GatewayMetrics, ModelMetrics
 from donjon.gateway.outputs import ModelOutput
 from donjon.gateway.quotas import Bucket, QuotaResult, QuotaStore
 from donjon.gateway.redis_link import RedisLink, StateUnavailable
@@ -88,12 +88,17 @@ class Admitted:
     slots: list[int]
     started: float
     spent: float  # seconds inside the pipeline so far
-    body_digest: str
     body: bytes  # what to forward: the canonical form of exactly the rows checked
     inputs: Rows
     request: GatewayRequest  # where it came from: the findings of its answer name it
+    metrics: ModelMetrics  # the model's metric children
     withheld: bool = False  # the answer was refused after the model gave it
     suspected: bool = False  # the detectors flag the principal (the watermark's rate)
+
+    @property
+    def body_digest(self) -> str:
+        """A digest of the body as sent (for the sampled request log only)."""
+        return hashlib.sha256(self.request.body).hexdigest()[:16]
 
 
 class Pipeline:
@@ -194,11 +199,12 @@ class Pipeline:
             status = 413 if "exceeds" in str(e) and "bytes" in str(e) else 400
             return self._refuse(guard, Reply(status, "invalid_request", str(e), request_id))
         rows = parsed.rows
+        metrics = self.metrics.model(guard.name)  # the one lookup of this request
         if principal.id in self.probers:
-            self.metrics.queries.labels(guard.name).inc(len(rows))
+            metrics.queries.inc(len(rows))
             inspection = Inspection(slots=[-1] * len(rows))
             return self._admitted(
-                request, request_id, started, guard, principal, parsed, inspection
+                request, request_id, started, guard, principal, parsed, inspection, metrics
             )
         cost = float(len(rows))
         charges = (
@@ -213,19 +219,22 @@ class Pipeline:
         if opened.denied is not None:
             return self._over_quota(guard, principal, request, request_id, *opened.denied)
         try:  # no await until the state is closed
-            self.metrics.queries.labels(guard.name).inc(len(rows))
+            metrics.queries.inc(len(rows))
             inspection = guard.inspect(principal, rows, opened.state)
             reply, refusals = self._refusals(inspection.signals, request_id)
         except BaseException:
             await guard.states.abort(opened)
             raise
         await guard.states.close(opened, refusals)
+        observe = metrics.ood_score.observe
         for score in inspection.ood_scores:
-            self.metrics.ood_score.labels(guard.name).observe(score)
+            observe(score)
         self._report(guard, principal, request, request_id, inspection.signals)
         if reply is not None:
             return self._refuse(guard, reply)
-        return self._admitted(request, request_id, started, guard, principal, parsed, inspection)
+        return self._admitted(
+            request, request_id, started, guard, principal, parsed, inspection, metrics
+        )
 
     def _identify(
         self, guard: ModelGuard, request: GatewayRequest, request_id: str
@@ -278,6 +287,7 @@ class Pipeline:
         principal: Principal,
         parsed: ParsedRequest,
         inspection: Inspection,
+        metrics: ModelMetrics,
     ) -> Admitted:
         rows = parsed.rows
         now = self.clock()
@@ -290,10 +300,10 @@ class Pipeline:
             slots=inspection.slots,
             started=started,
             spent=now - started,
-            body_digest=hashlib.sha256(request.body).hexdigest()[:16],
             body=parsed.body,
             inputs=rows,
             request=request,
+            metrics=metrics,
             suspected=inspection.suspected,
         )
 
@@ -376,11 +386,10 @@ class Pipeline:
             return reply.status, encode(reply.body())
         now = self.clock()
         spent = admitted.spent + (now - begin)
-        name = admitted.guard.name
-        self.metrics.overhead.labels(name).observe(spent)
-        self.metrics.latency.labels(name).observe(now - admitted.started)
-        verdict = "deny" if admitted.withheld else "allow"
-        self.metrics.requests.labels(name, verdict, str(out_status)).inc()
+        metrics = admitted.metrics
+        metrics.overhead.observe(spent)
+        metrics.latency.observe(now - admitted.started)
+        metrics.requests("deny" if admitted.withheld else "allow", out_status).inc()
         self._log_sample(admitted, out_status, now - admitted.started)
         if self._errors:  # a failure may have stopped: report its last window
             self.flush_denials()

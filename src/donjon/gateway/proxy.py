@@ -64,6 +64,7 @@ DROP_HEADERS = frozenset(
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")  # needs no percent-encoding
+_BAD_PATH_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters, backslashes
 _JSON = b"application/json"
 
 
@@ -72,9 +73,9 @@ class _Disconnected(Exception):
 
 
 def _bad_path(path: str) -> bool:
-    if "\\" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+    if _BAD_PATH_CHARS.search(path):
         return True
-    return any(part in (".", "..") for part in path.split("/"))
+    return "." in path and any(part in (".", "..") for part in path.split("/"))
 
 
 def _bad_bytes(value: bytes) -> bool:
@@ -212,7 +213,7 @@ class Proxy:
             reply = Reply(
                 status, "upstream_unavailable", "the model did not answer", admitted.request_id
             )
-            pipeline.metrics.requests.labels(admitted.guard.name, "error", str(status)).inc()
+            admitted.metrics.requests("error", status).inc()
             await _reply(send, reply)
             return
         status, content = await pipeline.complete_async(admitted, answer.status, answer.body)
