@@ -88,3 +88,28 @@ def test_a_signature_verifies_the_pulled_model(
     assert main(verify) == 0
     assert "Verification succeeded" in capsys.readouterr().out
     assert main(["models", "pull", "fraud-clf", "downloads/"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("saved", "accepted"),
+    [("{token}\r\n", True), ("\ufeff{token}\n", True), ("{token} junk\n", False)],
+    ids=["crlf", "notepad-bom", "two-words"],
+)
+def test_login_reads_a_token_file_as_editors_save_it(
+    saved: str,
+    accepted: bool,
+    served: Served,
+    donjon_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`donjon access token issue alice > token.txt`, opened and saved in an editor."""
+    token = served.token("alice")
+    monkeypatch.setattr("sys.stdin", io.StringIO(saved.format(token=token)))
+    code = main(["login", "--server", served.url, "--token-stdin"])
+    err = capsys.readouterr().err
+    assert code == (0 if accepted else 2)
+    assert token not in err
+    assert (donjon_home / "credentials.json").exists() == accepted
+    if not accepted:
+        assert "no token has" in err

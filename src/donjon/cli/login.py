@@ -42,12 +42,21 @@ def login(
         check_url(url, allow_insecure_http=insecure_http or cli.settings.vault.insecure_http)
     except InputError as e:
         raise typer.BadParameter(str(e), param_hint="--server") from None
-    if token_stdin:
-        token = sys.stdin.readline().strip()
-    else:
-        token = typer.prompt("API token", hide_input=True).strip()
-    if not token:
+    try:
+        typed = sys.stdin.readline() if token_stdin else typer.prompt("API token", hide_input=True)
+        readable = True
+    except UnicodeDecodeError:  # UTF-16, as PowerShell 5 writes files
+        typed, readable = "", False
+    token = typed.removeprefix("\ufeff").strip()  # a token file Notepad saved
+    if readable and not token:
         raise typer.BadParameter("an empty token", param_hint="token")
+    if not (readable and token.isascii() and token.isprintable()) or " " in token:
+        # never echoed: it may be a real token with a stray character
+        raise typer.BadParameter(
+            "the token holds a space, a control or a non-ASCII character, which no token "
+            "has; is the file in another encoding (save it as UTF-8 or ASCII)?",
+            param_hint="token",
+        )
     with client_for(cli, url, token, insecure_http=insecure_http) as client:
         me = client.whoami()
     path = save_credentials(cli.settings.home, url, token)
