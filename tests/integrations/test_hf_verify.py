@@ -103,3 +103,24 @@ def test_a_link_leaving_the_blobs_is_refused_before_hashing(
     assert main(["verify", f"hf://acme/signed@{SIGNED}", "--public-key", pub]) == 2
     assert "links outside the cache's blobs" in capsys.readouterr().err
     assert main(["verify", "hf://acme/absent", "--public-key", pub]) == 2
+
+
+@pytest.mark.parametrize("scan_format", ["json", "sarif"])
+def test_the_scan_of_a_reference_gates_the_policy_of_that_snapshot(
+    scan_format: str, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`donjon scan hf://ORG/NAME -o R` then `donjon verify hf://ORG/NAME --policy
+    --scan-result R`: the scan names the snapshot it resolved, and that is what covers it."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy.read_text() + '[scan]\nrequired = true\nmax_severity = "low"\n')
+    report = tmp_path / f"scan.{scan_format}"
+    assert main(["scan", f"hf://acme/signed@{SIGNED}", "-f", scan_format, "-o", str(report)]) == 0
+    verify = ["-f", "json", "verify", f"hf://acme/signed@{SIGNED}", "--policy", str(policy)]
+    capsys.readouterr()
+    assert main([*verify, "--scan-result", str(report)]) == 0
+    assert "scan: clean" in json.loads(capsys.readouterr().out)["met"]
+    # another snapshot of the same repository is not covered by this scan
+    other = ["-f", "json", "verify", f"hf://acme/signed@{OTHER_KEY}", "--policy", str(policy)]
+    assert main([*other, "--scan-result", str(report)]) == 1
+    unmet = json.loads(capsys.readouterr().out)["unmet"]
+    assert {"section": "scan", "message": "no scan result for this model"} in unmet

@@ -240,7 +240,8 @@ def run_policy(
 
     model, name = target.folder, target.name
     policy = Policy.load(policy_path)
-    scan = ScanResultFile(scan_result) if scan_result is not None else None
+    named = name if target.hub else None  # hf://ORG/NAME@COMMIT: scans name it so
+    scan = ScanResultFile(scan_result, named) if scan_result is not None else None
     result = check_policy(
         model,
         policy,

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -190,8 +191,12 @@ class ScanResultFile:
     finding (fail closed). A bare ``{"findings": [{"severity": ...}]}`` is still read.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str | None = None) -> None:
+        """``name``: the model's name when it is not a local path (``hf://ORG/NAME@COMMIT``,
+        the snapshot ``scan hf://ORG/NAME`` resolved): a result whose root or files carry
+        that name covers it."""
         self.path = path
+        self.name = name
 
     def scan_status(self, model: Path) -> ScanStatus | None:
         if not self.path.is_file():
@@ -202,16 +207,15 @@ class ScanResultFile:
             raise InputError(f"{self.path} is not a Donjon scan result: {e}") from e
         try:
             if isinstance(data, dict) and data.get("schema") == SCAN_SCHEMA:
-                if not self._covers(data.get("roots", []), model):
+                roots, files = data.get("roots", []), data["files"]
+                if not self._covers(roots, model, [*roots, *(f["path"] for f in files)]):
                     return None
-                levels = self._scan_levels(data["files"])
+                levels = self._scan_levels(files)
             elif isinstance(data, dict) and "runs" in data and "version" in data:
                 runs = [run for run in data["runs"] if self._donjon_run(run)]
                 if not runs:
                     raise ValueError("no run of donjon's scanner in this SARIF log")
-                covering = [
-                    r for r in runs if self._covers(r.get("properties", {}).get("roots", []), model)
-                ]
+                covering = [r for r in runs if self._covers_run(r, model)]
                 if not covering:
                     return None
                 levels = [level for run in covering for level in self._sarif_levels(run)]
@@ -246,7 +250,21 @@ class ScanResultFile:
                 levels.append(Severity.HIGH)  # a file it could not read is not clean
         return levels
 
-    def _covers(self, roots: list[str], model: Path) -> bool:
+    def _covers_run(self, run: dict[str, Any], model: Path) -> bool:
+        roots = run.get("properties", {}).get("roots", [])
+        snapshots = run.get("properties", {}).get("snapshots", [])
+        uris = [
+            unquote(where["physicalLocation"]["artifactLocation"]["uri"])
+            for result in run["results"]
+            for where in result.get("locations", [])
+        ]
+        return self._covers(roots, model, [*roots, *snapshots, *uris])
+
+    def _covers(self, roots: list[str], model: Path, named: list[str] | None = None) -> bool:
+        if self.name is not None and any(
+            n == self.name or n.startswith(f"{self.name}/") for n in named or ()
+        ):
+            return True
         target = model.resolve()
         for root in roots:
             for base in (Path.cwd(), self.path.parent):

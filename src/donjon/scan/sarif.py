@@ -58,6 +58,20 @@ def _uri(path: str) -> str:
     return quote(p.as_posix())
 
 
+def _run_properties(report: ScanReport) -> dict[str, Any]:
+    """The paths as given to the scan and, for Hugging Face references, the snapshots they
+    resolved to (``hf://ORG/NAME@COMMIT``): which model a policy check may take the run
+    for (``donjon verify --scan-result``), as the JSON report's ``roots`` and file paths."""
+    snapshots = sorted(
+        {
+            f.path[: f.path.find("/", f.path.rfind("@"))]
+            for f in report.files
+            if f.path.startswith("hf://") and "@" in f.path and "/" in f.path[f.path.rfind("@") :]
+        }
+    )
+    return {"roots": list(report.roots)} | ({"snapshots": snapshots} if snapshots else {})
+
+
 def to_sarif(report: ScanReport, rules: list[Rule]) -> dict[str, Any]:
     """The report as one SARIF run; ``rules`` lists every rule the tool can report."""
     index = {rule.id: i for i, rule in enumerate(rules)}
@@ -112,9 +126,7 @@ def to_sarif(report: ScanReport, rules: list[Rule]) -> dict[str, Any]:
                     }
                 ],
                 "results": results,
-                # the paths as given to the scan: which model a policy check may take the
-                # run for (``donjon verify --scan-result``), as the JSON report's ``roots``
-                "properties": {"roots": list(report.roots)},
+                "properties": _run_properties(report),
             }
         ],
     }
