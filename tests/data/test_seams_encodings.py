@@ -121,3 +121,28 @@ def test_an_empty_file_is_named_as_such(
     assert "holds no rows" in capsys.readouterr().err
     assert main(["data", "manifest", str(empty)]) == 2
     assert "Empty CSV file" in capsys.readouterr().err
+
+
+def test_a_parquet_split_feeds_the_gateway_profile(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """filter writes admitted.parquet; the gateway's profile reads it as the data commands
+    do (and a binary file named .csv is called binary, not bad UTF-8)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _rows()
+    pq.write_table(
+        pa.table({name: [row[i] for row in rows] for i, name in enumerate(HEADER)}), "t.parquet"
+    )
+    (workdir / "sources.toml").write_text(POLICY)
+    argv = ["data", "filter", "t.parquet", "--policy", "sources.toml", "--source-column"]
+    assert main([*argv, "source", "-o", "split"]) == 0
+    capsys.readouterr()
+    profile = ["-f", "json", "gateway", "profile", "split/admitted.parquet", "-o", "p.json"]
+    drops = ["--drop", "zip", "--drop", "source", "--drop", "_donjon_row"]
+    assert main([*profile, *drops, "--label", "label"]) == 0
+    assert _json(capsys)["rows"] == 50
+    (workdir / "t.csv").write_bytes((workdir / "t.parquet").read_bytes())
+    assert main(["gateway", "profile", "t.csv", "-o", "q.json"]) == 2
+    assert "is not a text file" in capsys.readouterr().err

@@ -120,7 +120,9 @@ app.command("verify-suspect")(verify_suspect)
 @app.command("profile")
 def profile(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Argument(help="Training data: CSV, JSON or JSON lines rows.")],
+    data: Annotated[
+        Path, typer.Argument(help="Training data: CSV, TSV, Parquet, JSON or JSON lines rows.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Profile file to write.")],
     drop: Annotated[
         list[str] | None,
@@ -215,6 +217,8 @@ def _read_rows(
             raise InputError(f"{path} is not valid JSON: {e}") from e
         if not isinstance(table, list):
             raise InputError(f"{path} must hold a list of rows")
+    elif path.suffix.lower() in (".parquet", ".pq"):
+        header, table = _parquet_rows(path)
     else:  # the encoding and delimiter found as every table reader finds them
         table = read_csv_rows(path)
         if not table:
@@ -235,6 +239,16 @@ def _read_rows(
         return [[float(v) for i, v in enumerate(row) if i not in indexes] for row in table], labels
     except (TypeError, ValueError) as e:
         raise InputError(f"{path}: every kept column must be numeric ({e})") from e
+
+
+def _parquet_rows(path: Path) -> tuple[list[str], list[list[Any]]]:
+    """The column names and rows of a Parquet file (pyarrow, from donjon[data])."""
+    try:
+        from donjon.data.tabular import read_table
+    except ImportError:
+        raise InputError(f"{path}: reading Parquet needs pip install 'donjon[data]'") from None
+    table = read_table(path)
+    return table.column_names, [list(row) for row in zip(*table.to_pydict().values(), strict=True)]
 
 
 def _numeric(text: str) -> bool:

@@ -49,6 +49,11 @@ def decode_text(raw: bytes, where: str) -> str:
     """``raw`` as text (a byte-order mark decides the encoding, else UTF-8); InputError
     naming ``where`` and the first bad byte when it is neither."""
     encoding = bom_encoding(raw)
+    if encoding in ("utf-8", "utf-8-sig") and b"\x00" in raw[:4096]:
+        raise InputError(
+            f"{where} is not a text file (NUL bytes at its start: a spreadsheet, Parquet or "
+            f"another binary format?)"
+        )
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
