@@ -8,6 +8,7 @@ pushed as ``model`` were stored as clean).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from donjon.app.gates import ModelScanGate, safe_file_name
+from donjon.cli.main import main
 from donjon.client.vault import VaultClient
 from donjon.core.bus import EventBus, MemorySink
 from donjon.registry import Registry, RequireCleanScan, Stage
@@ -112,3 +114,23 @@ def test_pushed_names_are_reduced_to_a_harmless_local_name() -> None:
     assert safe_file_name("a b$c.onnx") == "a_b_c.onnx"
     assert safe_file_name("...") == "model"
     assert len(safe_file_name("x" * 1000)) == 128
+
+
+def test_the_verdict_of_a_push_does_not_hang_on_the_alphabet_of_its_name(
+    gated: Gated,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`donjon scan entraînement.py` flags it; `donjon models push` of the same file was
+    admitted: the client sent no name for a non-ASCII one, and a nameless file is not
+    Python source to the scanner. The name now travels with its extension."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(gated.tokens["alice"] + "\n"))
+    assert main(["login", "--server", gated.url, "--token-stdin"]) == 0
+    source = b'import os\nos.system("id")\n'
+    for name in ("train.py", "entraînement.py", "训练.py", "tab\tname.py"):
+        (tmp_path / name).write_bytes(source)
+        assert main(["scan", str(tmp_path / name)]) == 1
+        capsys.readouterr()
+        assert main(["models", "push", "m", str(tmp_path / name)]) == 1
+        assert "reaches os.system" in capsys.readouterr().err

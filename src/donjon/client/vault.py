@@ -154,8 +154,12 @@ class VaultClient:
             "Content-Length": str(path.stat().st_size),
             "X-Donjon-Digest": announced,
         }
-        if path.name.isascii() and path.name.isprintable():  # a header carries ASCII only
-            headers["X-Donjon-Filename"] = path.name
+        # a header carries ASCII only: other characters become "_", the extension stays,
+        # so the push-time scan judges "modèle.py" as it judges "model.py" (and as the
+        # local `donjon scan` does), never as a nameless file
+        headers["X-Donjon-Filename"] = "".join(
+            c if c.isascii() and c.isprintable() else "_" for c in path.name
+        )
         if metadata:
             headers["X-Donjon-Metadata"] = json.dumps(metadata, separators=(",", ":"))
         if lineage:
