@@ -20,6 +20,7 @@ pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from math import sqrt
 
 import numpy as np
@@ -38,8 +39,8 @@ class Alignment:
     offset: Array = field(default_factory=lambda: np.zeros(0))  # raw direction, per feature
     bound: float = 0.0  # |b| at most this
 
-    @property
-    def active(self) -> bool:
+    @cached_property
+    def active(self) -> bool:  # asked on every request: computed once
         return self.gain > 1.0 or (self.bound > 0 and bool(self.offset.any()))
 
 

@@ -157,6 +157,8 @@ def _no_other_keys(doc: dict[str, Any], allowed: set[str] | frozenset[str], what
 
 
 def _generic_rows(doc: dict[str, Any]) -> tuple[Any, Rebuild]:
+    if len(doc) == 1 and (key := next(iter(doc))) in GENERIC_KEYS:
+        return doc[key], lambda table: {key: table}  # the usual body: one key, no checks left
     if not any(k in doc for k in GENERIC_KEYS):
         raise InvalidRequest("body needs an 'inputs' (or 'instances') array")
     key = _only(doc, GENERIC_KEYS, "the")
