@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
+import pytest
 
 from donjon.cli.main import main
 from donjon.core import EventKind, Outcome, SecurityEvent, Severity
@@ -228,3 +229,30 @@ def test_sinks_configured_in_the_settings_file_deliver_and_catch_up(
     finally:
         collector.stop()
     assert main(["--config", str(config), "--format", "json", "events", "dead-letters"]) == 0
+
+
+def test_an_ocsf_export_given_as_the_event_file_says_which_file_to_read(
+    donjon_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The quickstart leaves events.jsonl and events.ocsf.jsonl side by side; the SOC
+    commands read the first, and name it when given the second."""
+    from donjon.soc.ocsf import to_ocsf
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"cos\nsystem\n(S'id'\ntR.")
+    assert main(["scan", str(evil)]) == 1
+    events = list(read_all_events(donjon_home / "events.jsonl"))
+    ocsf = tmp_path / "events.ocsf.jsonl"
+    ocsf.write_text("".join(json.dumps(to_ocsf(e), default=str) + "\n" for e in events))
+    capsys.readouterr()
+    for argv in (["report", "-o", str(tmp_path / "r.html")], ["events", "tail"], ["monitor"]):
+        assert main([*argv, "--file", str(ocsf)]) == 2
+        assert "the OCSF form a SIEM receives; read Donjon's own event file" in (
+            capsys.readouterr().err
+        )
+    assert (
+        main(
+            ["report", "-o", str(tmp_path / "r.html"), "--file", str(donjon_home / "events.jsonl")]
+        )
+        == 1
+    )

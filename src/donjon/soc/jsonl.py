@@ -125,7 +125,22 @@ def read_events(path: Path) -> Iterator[SecurityEvent]:
             try:
                 yield SecurityEvent.from_dict(json.loads(line))
             except ValueError as e:
-                raise ExportError(f"{path}:{number}: not a Donjon event: {e}") from e
+                raise ExportError(f"{path}:{number}: not a Donjon event: {e}{_hint(line)}") from e
+
+
+def _hint(line: str) -> str:
+    """What to read instead when ``line`` is an export for a SIEM, not Donjon's own event."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return ""
+    if isinstance(document, dict) and ("class_uid" in document or "ecs" in document):
+        form = "OCSF" if "class_uid" in document else "ECS"
+        return (
+            f" (this is the {form} form a SIEM receives; read Donjon's own event file, "
+            f"events.jsonl in DONJON_HOME, which keeps every field)"
+        )
+    return ""
 
 
 def read_all_events(path: Path) -> Iterator[SecurityEvent]:
