@@ -83,6 +83,11 @@ def test_one_table_in_any_encoding_flows_through_the_data_commands(
     assert len(quarantine.read_text(encoding="utf-8").splitlines()) == 1 + 10
 
     # the next commands read the filter's output as the first read its input
+    diff = ["-f", "json", "data", "diff", f"./{name}", str(admitted), "--label-column", "label"]
+    assert main(diff) == 0
+    changes = _json(capsys)
+    assert (changes["unchanged"], changes["removed"], changes["added"]) == (50, 10, 0)
+    assert changes["removed_rows"] == list(range(0, 60, 6))  # what the filter took out
     check = ["-f", "json", "data", "check", str(admitted), "--label-column", "label"]
     assert main([*check, "--exclude", "source", "--exclude", "zip", "--detector", "outliers"]) == 0
     assert _json(capsys)["records"] == 50

@@ -11,10 +11,9 @@ import pandas as pd
 import pyarrow as pa
 
 from donjon.data.detectors.base import LabelledData
-from donjon.data.tabular import data_format, read_npz, read_table
+from donjon.data.tabular import BOOKKEEPING_PREFIX, data_format, read_npz, read_table
 from donjon.errors import DataError, InputError
 
-BOOKKEEPING_PREFIX = "_donjon_"  # columns Donjon adds (data filter's row, source, reason)
 MIN_ID_ROWS = 10
 
 

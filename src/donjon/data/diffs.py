@@ -32,7 +32,7 @@ from donjon.data.manifest import (
     manifest_records,
     read_records,
 )
-from donjon.data.tabular import data_format
+from donjon.data.tabular import BOOKKEEPING_PREFIX, data_format
 from donjon.errors import DataError
 
 MAX_LISTED = 1000
@@ -234,8 +234,13 @@ def _open_side(
     if data_format(path) == "files":
         return Side(manifest_files(path, progress), None)
     out = workdir / f"{name}.records.parquet"
-    manifest = manifest_records(
-        path, out, label_column=label_column, id_column=id_column, progress=progress
+    manifest = manifest_records(  # records as the data holds them, not data filter's columns
+        path,
+        out,
+        label_column=label_column,
+        id_column=id_column,
+        progress=progress,
+        skip_prefix=BOOKKEEPING_PREFIX,
     )
     manifest = Manifest(**{**manifest.__dict__, "path": workdir / f"{name}.json"})
     return Side(manifest, read_records(manifest))

@@ -238,12 +238,25 @@ def manifest_records(
     id_column: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Progress | None = None,
+    skip_prefix: str | None = None,
 ) -> Manifest:
-    """Manifest a table (CSV, Parquet, .npz), writing its record table to ``records_out``."""
+    """Manifest a table (CSV, Parquet, .npz), writing its record table to ``records_out``;
+    columns whose names start with ``skip_prefix`` are left out (a diff leaves out the
+    bookkeeping columns ``data filter`` adds)."""
     batches = open_batches(data, batch_rows)
+    if skip_prefix:
+        batches = _without_columns(batches, skip_prefix)
     return _manifest_batches(
         batches, records_out, str(data), data_format(data), label_column, id_column, progress
     )
+
+
+def _without_columns(batches: Batches, prefix: str) -> Batches:
+    kept = [name for name in batches.schema.names if not name.startswith(prefix)]
+    if len(kept) == len(batches.schema.names):
+        return batches
+    schema = pa.schema([batches.schema.field(name) for name in kept])
+    return Batches(schema, (batch.select(kept) for batch in batches.batches), batches.rows)
 
 
 def _manifest_batches(

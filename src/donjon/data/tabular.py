@@ -42,6 +42,7 @@ from numpy.lib import format as npy_format
 from donjon.core.textfile import bom_encoding, sniff_delimiter
 from donjon.errors import DataError, InputError
 
+BOOKKEEPING_PREFIX = "_donjon_"  # columns Donjon adds (data filter's row, source, reason)
 CELL_WIDTH = 9
 DEFAULT_BATCH_ROWS = 65_536
 TABULAR_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
