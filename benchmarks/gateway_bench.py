@@ -4,7 +4,9 @@ Run from the repository root:  python benchmarks/gateway_bench.py [--quick]
 (``--variety``: other encodings, victims and server shapes, see ``gateway_variety.py``;
 ``--overhead-only --state redis``: also throughput and CPU per request with the
 detectors' state and quotas in Redis against in-process, and the detection counts
-of two replicas sharing Redis against one process.)
+of two replicas sharing Redis against one process; ``--state-only`` for that
+comparison alone, ``--baseline DIR`` to run another checkout's Redis state in the
+same alternated rounds, old against new.)
 
 Every attack talks HTTP to a gateway (uvicorn, in this process) in front of a
 victim (scikit-learn MLP on scikit-learn's digits, plain http.server). The
@@ -711,12 +713,17 @@ class Bench:
                     process.terminate()
                     process.wait(timeout=10)
 
-    def state_comparison(self, rounds: int = 3) -> dict[str, Any]:
+    def state_comparison(
+        self, rounds: int = 3, baseline: Path | None = None, replicas: bool = True
+    ) -> dict[str, Any]:
         """Detector state and quotas in Redis against in-process: the real CLI gateway,
         the order of the two alternated each round, the same load; throughput at 8 and
         64 clients, CPU per request of the gateway and of Redis (a private
         ``redis-server``, so that its CPU is the gateway's alone), cold (the first
-        second of a fresh gateway) and warm; then the replicas' detection counts."""
+        second of a fresh gateway) and warm; then the replicas' detection counts.
+
+        ``baseline``: another checkout (its ``src/``) whose Redis state runs too, as
+        ``redis-base``, in the same rounds (the order of the three rotates)."""
         from tests.support.redis_server import redis_server
 
         env = {
@@ -725,11 +732,16 @@ class Bench:
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
+        envs = {"memory": env, "redis": env}
+        if baseline is not None:
+            envs["redis-base"] = env | {
+                "PYTHONPATH": os.pathsep.join([str(baseline.resolve() / "src"), str(ROOT)])
+            }
         victim = subprocess.Popen(
             [sys.executable, "-m", "tests.gateway.harness", "0", "--asgi"],
             stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
         )  # fmt: skip
-        runs: dict[str, list[dict[str, float]]] = {"memory": [], "redis": []}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in envs}
         seconds = 3.0 if self.quick else 6.0
         try:
             assert victim.stdout is not None
@@ -737,12 +749,16 @@ class Bench:
             body = {"inputs": [self.heldout[0].tolist()]}
             with redis_server(self.folder) as server:
                 redis_pid = int(_redis_info(server.url)["process_id"])
+                names = list(envs)
                 for turn in range(rounds):
-                    order = ("memory", "redis") if turn % 2 == 0 else ("redis", "memory")
+                    order = names[turn % len(names) :] + names[: turn % len(names)]
+                    if turn % 2:  # each one first, last and in between
+                        order.reverse()
                     for backend in order:
                         run = self._state_run(
-                            backend, server.url, redis_pid, upstream, body, env, seconds
-                        )
+                            backend, server.url, redis_pid, upstream, body, envs[backend],
+                            seconds,
+                        )  # fmt: skip
                         runs[backend].append(run)
                         print(f"  round {turn + 1}, {backend}: " + ", ".join(
                             f"{k} {v:.0f}" for k, v in run.items()), flush=True)  # fmt: skip
@@ -759,7 +775,7 @@ class Bench:
             "loadavg": os.getloadavg()[0],
             "runs": runs,
             "median": summary,
-            "replicas": self.replica_counts(),
+            "replicas": self.replica_counts() if replicas else None,
         }
 
     def _state_run(
@@ -772,7 +788,9 @@ class Bench:
         env: dict[str, str],
         seconds: float,
     ) -> dict[str, float]:
-        """One fresh CLI gateway with its state (and quotas) in ``backend``."""
+        """One fresh CLI gateway with its state (and quotas) in ``backend`` (``redis-base``:
+        Redis, the baseline checkout's sources from ``env``)."""
+        name, backend = backend, backend.removesuffix("-base")
         many = [f"p{i}" for i in range(64)]
         # distinct held-out rows in turn: each query adds a row to its principal's window
         # and has its label written back, as real traffic does (one body, repeated, would
@@ -780,7 +798,7 @@ class Bench:
         bodies = [{"inputs": [row.tolist()]} for row in self.heldout[:257]]
         _settings, keys = write_setup(self.folder, self.victim, ["load", *many])
         headers = {"x-api-key": keys["load"]}
-        config = self.folder / f"gateway-{backend}.toml"
+        config = self.folder / f"gateway-{name}.toml"
         config.write_text(
             f'[auth]\napi_keys_file = "keys.json"\n[quotas]\nbackend = "{backend}"\n'
             f'redis_url = "{redis_url}"\nprincipal_rate = 1e9\nprincipal_burst = 1e9\n'
@@ -827,8 +845,9 @@ class Bench:
         finally:
             gateway.terminate()
             gateway.wait(timeout=10)
-        times = self.pipeline_time(body, headers, 300, backend, redis_url)
-        out["own_p50_us"] = float(np.median(times)) * 1e6
+        if name == backend:  # in this process: this checkout's sources only
+            times = self.pipeline_time(body, headers, 300, backend, redis_url)
+            out["own_p50_us"] = float(np.median(times)) * 1e6
         return out
 
     def replica_counts(self) -> dict[str, Any]:
@@ -1391,9 +1410,17 @@ def print_state(o: dict[str, Any]) -> None:
     print("\n## Detector state and quotas in Redis against in-process (real CLI gateway)\n")
     rounds = len(o["runs"]["memory"])
     print(f"load average (1 min) {o['loadavg']:.2f}; medians of {rounds} alternated rounds\n")
-    print("| | in-process | Redis | Redis / in-process |")
-    print("|---|---|---|---|")
     m = o["median"]
+    names = list(o["runs"])  # memory, redis, and redis-base with --baseline
+    base = "redis-base" in names
+    heads = {"memory": "in-process", "redis": "Redis", "redis-base": "Redis (baseline)"}
+    ratios = [("redis", "memory", "Redis / in-process")]
+    if base:
+        ratios += [("redis-base", "memory", "baseline / in-process"),
+                   ("redis", "redis-base", "Redis / baseline")]  # fmt: skip
+    print("| | " + " | ".join(heads[n] for n in names) + " | "
+          + " | ".join(r[2] for r in ratios) + " |")  # fmt: skip
+    print("|---|" + "---|" * (len(names) + len(ratios)))
     rows = [
         ("req/s, 1 principal, 8 clients, cold (first second)", "rps_cold_8"),
         ("req/s, 1 principal, 8 clients", "rps_8"),
@@ -1404,37 +1431,48 @@ def print_state(o: dict[str, Any]) -> None:
         ("gateway CPU per request, 1 principal, 64 clients (us)", "gateway_cpu_us_64"),
         ("gateway CPU per request, 64 principals (us)", "gateway_cpu_us_64p"),
         ("Redis CPU per request, 64 principals (us)", "redis_cpu_us_64p"),
-        ("gateway + Redis CPU per request, 64 principals (us)", "total"),
+        ("gateway + Redis CPU per request, 1 principal, 8 clients (us)", "total_8"),
+        ("gateway + Redis CPU per request, 1 principal, 64 clients (us)", "total_64"),
+        ("gateway + Redis CPU per request, 64 principals (us)", "total_64p"),
         ("Redis commands per request (scripts' own included), 64 principals", "redis_commands_64p"),
         ("bytes to / from Redis per request, 64 principals", "bytes"),
         ("gateway's own time per request, in process, p50 (us)", "own_p50_us"),
     ]
+    redis_names = [n for n in names if n != "memory"]
     for title, key in rows:
         if key is None:
             cells = [
                 " / ".join(f"{m[e][b]:.0f}" for e in ("errors_8", "errors_64", "errors_64p"))
-                for b in m["rps_8"]
+                for b in names
             ]
-            print(f"| {title} | {cells[0]} | {cells[1]} | |")
+            print(f"| {title} | " + " | ".join(cells) + " |" + " |" * len(ratios))
             continue
-        if key == "bytes":
-            into, back = m["redis_in_bytes_64p"]["redis"], m["redis_out_bytes_64p"]["redis"]
-            print(f"| {title} | | {into:.0f} / {back:.0f} | |")
+        if key in ("bytes", "redis_commands_64p"):
+            cells = [
+                f"{m['redis_in_bytes_64p'][n]:.0f} / {m['redis_out_bytes_64p'][n]:.0f}"
+                if key == "bytes" else f"{m[key][n]:.1f}"
+                for n in redis_names
+            ]  # fmt: skip
+            print(f"| {title} | | " + " | ".join(cells) + " |" + " |" * len(ratios))
             continue
-        if key == "redis_commands_64p":
-            print(f"| {title} | | {m[key]['redis']:.1f} | |")
-            continue
-        if key == "total":
-            pair = {b: m["gateway_cpu_us_64p"][b] + m["redis_cpu_us_64p"][b] for b in m["rps_8"]}
+        if key.startswith("total_"):
+            at = key.removeprefix("total_")
+            pair = {b: m[f"gateway_cpu_us_{at}"][b] + m[f"redis_cpu_us_{at}"][b] for b in names}
         else:
             pair = m[key]
-        ratio = pair["redis"] / pair["memory"] if pair["memory"] else float("nan")
-        print(f"| {title} | {pair['memory']:.0f} | {pair['redis']:.0f} | {ratio:.2f} |")
+        shown = [f"{pair[n]:.0f}" if pair[n] else "-" for n in names]
+        quotients = [
+            f"{pair[a] / pair[b]:.2f}" if pair[a] and pair[b] else "-" for a, b, _ in ratios
+        ]
+        print(f"| {title} | " + " | ".join(shown + quotients) + " |")
     print("\nThroughput target: Redis >= 0.70 of in-process; from CPU per request (gateway +")
     cpu = m["gateway_cpu_us_64p"]["memory"] / (
         m["gateway_cpu_us_64p"]["redis"] + m["redis_cpu_us_64p"]["redis"]
     )
     print(f"Redis, 64 principals), the ratio a CPU-bound gateway would reach: {cpu:.2f}")
+    if o["replicas"] is None:
+        sys.stdout.flush()
+        return
     print("\n### First flag (query index): one process against two replicas, round-robin\n")
     print("| attack | rule | one process | two replicas sharing Redis |")
     print("|---|---|---|---|")
@@ -1485,6 +1523,17 @@ def main() -> None:
         help="with --overhead-only: redis also compares Redis state with in-process state",
     )
     parser.add_argument(
+        "--state-only",
+        action="store_true",
+        help="with --state redis: only the state comparison, without the replicas' counts",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="with --state redis: another checkout whose Redis state runs in the same rounds",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the state comparison")
+    parser.add_argument(
         "--variety", action="store_true", help="other encodings, victims and server shapes"
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -1509,10 +1558,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(args.quick, Path(folder))
         if args.overhead_only:
-            result = {"overhead": bench.overhead()}
-            print_overhead(result["overhead"])
+            result = {}
+            if not args.state_only:
+                result["overhead"] = bench.overhead()
+                print_overhead(result["overhead"])
             if args.state == "redis":
-                result["state"] = bench.state_comparison()
+                result["state"] = bench.state_comparison(
+                    args.rounds, args.baseline, replicas=not args.state_only
+                )
                 print_state(result["state"])
         else:
             result = bench.run(overhead=not args.no_overhead)

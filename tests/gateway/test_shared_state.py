@@ -18,6 +18,7 @@ from art.attacks.evasion import HopSkipJump
 from art.estimators.classification import BlackBoxClassifier
 
 from donjon.gateway.detectors import Action
+from donjon.gateway.detectors.redis_layout import decode, encode
 from donjon.gateway.detectors.redis_states import TAG, RedisStates
 from donjon.gateway.detectors.state import UNKNOWN, PrincipalState
 from donjon.gateway.detectors.stores import Charge, Refusal
@@ -160,8 +161,7 @@ def test_every_field_of_a_state_is_shared() -> None:
         setattr(state, field.name, i + 1 if field.type == "int" else i + 0.25)
     state.spans = np.arange(5, dtype=np.float32)
     state.bisecting[2] = True
-    states = RedisStates.from_url(REDIS, window=8, features=3, prefix="unused:")
-    back = states._decode(b"0" * TAG + states._encode(state), b"")
+    back = decode(b"0" * TAG + encode(state), b"", 8, 3)
     for field in fields(PrincipalState):
         if field.name not in kept_apart:
             assert np.array_equal(getattr(back, field.name), getattr(state, field.name)), field

@@ -403,6 +403,8 @@ class Pipeline:
     async def aclose(self) -> None:
         """Report the denials not yet reported; close this event loop's Redis clients."""
         self.flush_denials(every=True)
+        for guard in self.models:
+            await guard.states.aclose()
         for link in self.links:
             await link.aclose()
 

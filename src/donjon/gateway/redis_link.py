@@ -55,17 +55,46 @@ class RedisLink:
         """One command, one round trip; its reply."""
         return self._checked(args, await self._send(args))
 
-    async def run(self, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Run a Lua ``script`` (EVALSHA; EVAL when Redis lost it): one round trip."""
+    async def run(
+        self,
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        sent: asyncio.Future[Any] | None = None,
+    ) -> Any:
+        """Run a Lua ``script`` (EVALSHA; EVAL when Redis lost it): one round trip.
+
+        ``sent``: what :meth:`submit` returned for the same script, keys and args."""
+        if sent is None:
+            reply = await self._send(("EVALSHA", self._sha(script), len(keys), *keys, *args))
+        else:
+            try:
+                reply = await sent
+            except RespError as e:
+                raise StateUnavailable(f"Redis at {self._where()} unavailable: {e}") from e
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            reply = await self._send(("EVAL", script, len(keys), *keys, *args))
+        return self._checked(("EVALSHA",), reply)
+
+    def submit(
+        self, script: str, keys: Sequence[str], args: Sequence[Arg]
+    ) -> asyncio.Future[Any] | None:
+        """Queue ``script`` now, without suspending, on this loop's open connection (None:
+        none is open); :meth:`run` with the future reads its reply. Commands submitted
+        in one loop iteration leave in one write, in order."""
+        last = self._last
+        if last is None or last[0] is not asyncio.get_running_loop():
+            return None
+        connection = last[1].connection
+        if connection is None or connection.closed:
+            return None
+        return connection.send(("EVALSHA", self._sha(script), len(keys), *keys, *args))
+
+    def _sha(self, script: str) -> str:
         sha = self._shas.get(script)
         if sha is None:
             sha = self._shas[script] = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis's script id
-        command: tuple[Arg, ...] = ("EVALSHA", sha, len(keys), *keys, *args)
-        reply = await self._send(command)
-        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-            command = ("EVAL", script, *command[2:])
-            reply = await self._send(command)
-        return self._checked(command, reply)
+        return sha
 
     async def _send(self, args: Sequence[Arg]) -> Any:
         try:

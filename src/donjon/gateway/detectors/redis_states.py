@@ -1,23 +1,45 @@
 """Detector state shared by every worker and replica through Redis.
 
 Several workers and replicas see one principal's whole history and detect at the
-same query count as one process would. A request costs three round trips: one Lua
-script checks the principal's refusals, takes the quota buckets (when the quotas
-are in Redis on the same URL), takes the lock and reads the state; one saves what
-changed, refuses and unlocks; one ``BITFIELD`` writes the answers' labels.
+same query count as one process would. A principal's requests in one process form
+*batches*: the first opens the state at once; those that arrive while it is open
+queue behind it, and when it ends they open the state together, at most ``batch``
+of them. A batch costs two round trips however many requests it holds: one Lua
+script (:mod:`.redis_layout`) checks the principal's refusals, takes every
+request's quota buckets (when the quotas are in Redis on the same URL), takes the
+lock and reads the state; the requests then run the detectors on that one state in
+turn, in arrival order, exactly as in-process state would see them (a refusal one
+of them earns refuses those after it); the last one's close saves what they all
+changed, records their refusals and unlocks, and the next batch's open leaves in
+the same write. Every request of a batch waits for that save before it is
+answered, so an answer never runs ahead of the state that says it was seen, and a
+failed save refuses them all (503). The models' answers are written as they come
+(``BITFIELD``, one a request, no lock), and applied to the batch still open too.
+
+Why batches, and not one script that saves a request's state and opens the next
+one's (or a save pipelined with the next open): those still pay a round trip and
+two or three event-loop wake-ups a request, and the measurements said that is what
+the one-principal case costs (CPU per request about twice in-process, most of it
+the loop's own turns); a batch pays them once for all the requests that queued
+while the one before it was open, so the more requests queue, the less each pays.
+The save is not deferred past the answers, so a crash loses nothing that was
+answered, and other replicas see every answered query.
+
+Replicas stay fair: a process that finds the state locked takes the *next turn*
+(``...:next``, renewed by each try); the holder's next batch then leaves the lock
+to it, so a process with requests always ready cannot keep another's out.
 
 Each process keeps the states it saved last (least recently used evicted, at most
 ``max_cached``): every save writes a fresh random tag at the head of the state,
-and a request whose cached tag is still the one in Redis (no other process saved
-since) reads only the labels (``window x 4`` bytes), not the window's rows. A
-principal's requests in one process queue on an ``asyncio`` lock, so only
-requests of other processes wait on its Redis lock. Keys:
+and an open whose cached tag is still the one in Redis (no other process saved
+since) reads only the labels (``window x 4`` bytes), not the window's rows. Keys:
 
 * ``<prefix><model>:<principal>``: the tag, then the counters, the bisection flags
-  and the line test's spans (packed, about 700 bytes), rewritten by each request;
-* ``...:rows``: the window of scaled rows (float32), each request writing only the
+  and the line test's spans (packed, about 700 bytes), rewritten by each save;
+* ``...:rows``: the window of scaled rows (float32), each save writing only the
   rows it added (``SETRANGE``);
-* ``...:lock``: the per-principal lock (the request's tag, with a timeout);
+* ``...:lock``: the per-principal lock (the batch's tag, with a timeout);
+* ``...:next``: the request of another process waiting for the lock, next in line;
 * ``...:labels``: the model's answer + 1 (big-endian int32, 0: not known yet) per
   window slot, written by the answering replica (``BITFIELD``), no lock needed;
 * ``...:refused``: the sticky refusals (a hash: rule id -> end and action), the end
@@ -33,121 +55,69 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from contextlib import suppress
-from operator import attrgetter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from donjon.gateway.detectors import Action
+from donjon.gateway.detectors.redis_layout import (
+    CLOSE,
+    OPEN,
+    REFUSALS,
+    RELEASE,
+    TAG,
+    decode,
+    encode,
+    read_labels,
+)
 from donjon.gateway.detectors.state import PrincipalState
 from donjon.gateway.detectors.stores import Charge, Opened, Refusal
-from donjon.gateway.quotas import BUCKET_LUA, QuotaResult, QuotaStore, RedisQuotas
+from donjon.gateway.quotas import QuotaResult, QuotaStore, RedisQuotas
 from donjon.gateway.redis_link import RedisLink, StateUnavailable
 
-TAG = 16  # hex characters of a save's random tag, at the head of the state
-_VERSION = 3  # the layout of the values below
-# the counters of a PrincipalState, packed: version, these, then the spans' length (-1: none)
-_FIELDS: tuple[str, ...] = ("walk", "size", "cursor", "queries", "ood", "tested", "synthetic")
-_FIELDS += ("cusum", "scatter", "grid_seen", "grid_off")
-_COUNTERS = struct.Struct("<B7qdd2qq")
-_counters = attrgetter(*_FIELDS)
-# refusals of KEYS[1] whose end (Redis time) has not passed; sets ``now``
-_REFUSALS_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function active(key)
-  local out = {}
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    local value = all[i + 1]
-    local bar = string.find(value, '|', 1, true)
-    local left = bar and (tonumber(string.sub(value, 1, bar - 1)) or 0) - now or 0
-    if left > 0 then
-      out[#out + 1] = all[i]
-      out[#out + 1] = tostring(left)
-      out[#out + 1] = string.sub(value, bar + 1)
-    end
-  end
-  return out
-end
-"""
-# KEYS: refused, lock, state, labels, rows, then one quota bucket per charge
-# ARGV: tag, lock ms, cached tag, charges, then burst, rate, cost per charge
-_OPEN = (
-    BUCKET_LUA
-    + _REFUSALS_LUA
-    + f"""
-local refused = active(KEYS[1])
-if #refused > 0 then
-  return {{'refused', refused[1], refused[3]}}
-end
-for i = 1, tonumber(ARGV[4]) do
-  local burst, rate = tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
-  local cost = tonumber(ARGV[4 + 3 * i])
-  local allowed, tokens = take(KEYS[5 + i], burst, rate, cost, now)
-  if not allowed then
-    return {{'quota', tostring(i), tostring((cost - tokens) / rate)}}
-  end
-end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {{'locked'}}
-end
-local labels = redis.call('GET', KEYS[4]) or ''
-local tag = redis.call('GETRANGE', KEYS[3], 0, {TAG - 1})
-if tag ~= '' and tag == ARGV[3] then
-  return {{'same', labels}}
-end
-return {{'open', labels, redis.call('GET', KEYS[3]) or '', redis.call('GET', KEYS[5]) or ''}}
-"""
-)
-# KEYS: lock, state, labels, refused, rows
-# ARGV: tag, ttl, state, row bytes, pushed count, (slot, row)...,
-#       refusal count, (rule, seconds, action)...
-_CLOSE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-local ttl = tonumber(ARGV[2])
-local width = tonumber(ARGV[4])
-redis.call('SET', KEYS[2], ARGV[1] .. ARGV[3], 'EX', ttl)
-local pushed = tonumber(ARGV[5])
-local unknown = string.rep('\\0', 4)
-for i = 1, pushed do
-  local slot = tonumber(ARGV[4 + 2 * i])
-  redis.call('SETRANGE', KEYS[3], slot * 4, unknown)
-  redis.call('SETRANGE', KEYS[5], slot * width, ARGV[5 + 2 * i])
-end
-redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('EXPIRE', KEYS[5], ttl)
-local base = 6 + 2 * pushed
-local count = tonumber(ARGV[base])
-if count > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-  local longest = redis.call('TTL', KEYS[4])
-  for j = 0, count - 1 do
-    local seconds = tonumber(ARGV[base + 2 + 3 * j])
-    local value = string.format('%.6f', now + seconds) .. '|' .. ARGV[base + 3 + 3 * j]
-    redis.call('HSET', KEYS[4], ARGV[base + 1 + 3 * j], value)
-    longest = math.max(longest, math.ceil(seconds) + 1)
-  end
-  redis.call('EXPIRE', KEYS[4], longest)
-end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-# release the lock only if this request still holds it
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_REFUSALS = _REFUSALS_LUA + "return active(KEYS[1])"
+__all__ = ["TAG", "RedisStates"]
+
+_PAUSE = 0.002  # seconds: the longest pause between two tries of a locked state
+
+
+@dataclass(eq=False)
+class _Request:
+    """One request of a batch; ``turn`` resolves when the request before it closed."""
+
+    charges: Sequence[Charge]
+    now: float
+    turn: asyncio.Future[Opened]
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Requests of one principal in this process sharing one lock, one read, one save."""
+
+    key: str
+    token: str  # the lock's, and the tag of the state it saves
+    quotas: QuotaStore
+    inline: bool  # the quota buckets are taken by the open script
+    requests: list[_Request] = field(default_factory=list)
+    at: int = -1  # the request whose turn it is
+    sent: asyncio.Future[Any] | None = None  # its open script, queued as it started
+    keys: list[str] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+    charged: list[Charge] = field(default_factory=list)  # the script's, in order
+    cached: PrincipalState | None = None  # the state saved under the cached tag
+    state: PrincipalState | None = None
+    locked: bool = False
+    refused: tuple[str, Action] | None = None  # a refusal in force, read from Redis
+    denied: dict[int, tuple[str, QuotaResult]] = field(default_factory=dict)
+    blocked: dict[str, tuple[float, Action]] = field(default_factory=dict)  # its own
+    refusals: list[Refusal] = field(default_factory=list)
+    used: bool = False  # a request closed: save
+    waiting: list[asyncio.Future[None]] = field(default_factory=list)  # for the save
 
 
 class RedisStates:
@@ -163,6 +133,7 @@ class RedisStates:
         ttl: float = 86_400.0,
         lock_timeout: float = 5.0,
         max_cached: int = 2000,
+        batch: int = 32,
     ) -> None:
         self.link = link
         self.window = window
@@ -171,10 +142,12 @@ class RedisStates:
         self.ttl = max(1, int(ttl))
         self.lock_timeout = lock_timeout
         self.max_cached = max_cached
-        self._local: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> lock, its users
+        self.batch = max(1, batch)
+        self._open: dict[str, _Batch] = {}  # the batch holding each principal in this process
+        self._queued: dict[str, deque[_Batch]] = {}  # the batches waiting for it
         self._cache: OrderedDict[str, tuple[str, PrincipalState]] = OrderedDict()
         self.reads = {"same": 0, "open": 0}  # cache hits and full reads
-        self._unlocking: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStates:
@@ -183,137 +156,282 @@ class RedisStates:
     async def open(
         self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
     ) -> Opened:
-        # a principal's requests in this process queue here, not on Redis's lock: only
-        # requests of other processes ever poll it
-        await self._enter(key)
+        request = _Request(charges, now, asyncio.get_running_loop().create_future())
+        batch = self._open.get(key)
+        if batch is None:  # no request of this process holds the principal: open it now
+            batch = self._open[key] = self._batch(key, quotas)
+            batch.requests.append(request)
+            self._start(batch)
+            try:
+                await self._read(batch)
+            except BaseException:
+                self._end(batch)
+                raise
+        else:  # queue for the next batch (opened by the request that ends this one)
+            queue = self._queued.setdefault(key, deque())
+            if not queue or len(queue[-1].requests) >= self.batch:
+                queue.append(self._batch(key, quotas))
+            batch = queue[-1]
+            batch.requests.append(request)
         try:
-            opened = await self._open(key, quotas, charges, now)
+            opened = await request.turn
+            if opened.state is not None and not batch.inline:
+                for charge in charges:  # buckets elsewhere: taken now, in the request's turn
+                    result = await quotas.take(charge.key, charge.bucket, charge.cost)
+                    if not result.allowed:
+                        opened.state = None
+                        self._pass(batch)
+                        return Opened(key, denied=(charge.key, result), now=now)
         except BaseException:
-            self._leave(key)
+            turn = request.turn
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                opened = turn.result()
+                if opened.state is not None:  # its turn came: pass it on
+                    opened.state = None
+                    self._pass(batch)
             raise
-        if opened.state is None:
-            self._leave(key)
         return opened
 
-    async def _open(
-        self, key: str, quotas: QuotaStore, charges: Sequence[Charge], now: float
-    ) -> Opened:
-        name = self.prefix + key
-        token = os.urandom(TAG // 2).hex()
-        # a request that fails after this leaves no cache behind: the next one reads Redis
-        cached_tag, cached = self._cache.pop(key, ("", None))
-        keys = [name + ":refused", name + ":lock", name, name + ":labels", name + ":rows"]
-        millis = int(self.lock_timeout * 1000)
+    def _batch(self, key: str, quotas: QuotaStore) -> _Batch:
         # the quota buckets in the same script when they live in the same Redis
-        folded = isinstance(quotas, RedisQuotas) and quotas.link is self.link
-        inline = list(charges) if folded else []
-        args: list[Any] = [token, millis, cached_tag, len(inline)]
-        for charge in inline:
-            keys.append(f"{quotas.prefix}{charge.key}")  # type: ignore[attr-defined]
-            args += [charge.bucket.burst, charge.bucket.rate, charge.cost]
+        inline = isinstance(quotas, RedisQuotas) and quotas.link is self.link
+        return _Batch(key, os.urandom(TAG // 2).hex(), quotas, inline)
+
+    def _start(self, batch: _Batch) -> None:
+        """Queue the batch's open script now: after the previous batch's save, in the
+        same write (a request that fails after this leaves no cache behind)."""
+        name = self.prefix + batch.key
+        batch.keys = [name + ":refused", name + ":lock", name, name + ":labels", name + ":rows"]
+        batch.keys.append(name + ":next")
+        cached_tag, batch.cached = self._cache.pop(batch.key, ("", None))
+        millis = int(self.lock_timeout * 1000)
+        live = [r for r in batch.requests if not r.turn.done()]
+        batch.args = [batch.token, millis, cached_tag, 0, max(len(live), 1)]
+        for i, request in enumerate(batch.requests):
+            for charge in request.charges if batch.inline and not request.turn.done() else ():
+                batch.keys.append(f"{batch.quotas.prefix}{charge.key}")  # type: ignore[attr-defined]
+                batch.args += [charge.bucket.burst, charge.bucket.rate, charge.cost, i]
+                batch.charged.append(charge)
+        batch.args[3] = len(batch.charged)
+        batch.sent = self.link.submit(OPEN, batch.keys, batch.args)
+
+    async def _read(self, batch: _Batch) -> None:
+        """Read the open script's answer (trying again while another process holds the
+        lock), then give the first request its turn."""
+        name = self.prefix + batch.key
         try:
-            got = await self.link.run(_OPEN, keys, args)
+            got = await self.link.run(OPEN, batch.keys, batch.args, batch.sent)
+            # the quota buckets that refused, taken by this first try alone
+            denied = got[2] if got[0] in (b"same", b"open") else got[1]
             deadline = time.monotonic() + self.lock_timeout
-            pause = 0.001
+            pause = 0.0005
             while got[0] == b"locked":  # another process serves this principal now
                 if time.monotonic() > deadline:
                     raise StateUnavailable(f"detector state of {name!r} stays locked")
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.008)
-                got = await self.link.run(_OPEN, keys[:5], [token, millis, cached_tag, 0])
+                pause = min(pause * 2, _PAUSE)
+                got = await self.link.run(OPEN, batch.keys[:6], [*batch.args[:3], 0, 1])
         except BaseException:
             # the script may have taken the lock and only its answer been lost: release
             # it now rather than leave the principal's other requests waiting for it
             # to expire (in the background: Redis may be the problem)
-            task = asyncio.ensure_future(self._unlock(name, token))
-            self._unlocking.add(task)
-            task.add_done_callback(self._unlocking.discard)
+            self._later(self._unlock(name, batch.token))
             raise
-        if got[0] == b"refused":
-            return Opened(key, refused=(got[1].decode(), Action(got[2].decode())), now=now)
-        if got[0] == b"quota":
-            charge = inline[int(got[1]) - 1]
-            return Opened(key, denied=(charge.key, QuotaResult(False, float(got[2]))), now=now)
-        try:
-            for charge in [] if folded else charges:
-                result = await quotas.take(charge.key, charge.bucket, charge.cost)
-                if not result.allowed:
-                    await self._unlock(name, token)
-                    return Opened(key, denied=(charge.key, result), now=now)
-            if got[0] == b"same" and cached is not None:
+        status = got[0]
+        if status == b"refused":
+            batch.refused = (got[1].decode(), Action(got[2].decode()))
+        else:
+            for i in range(0, len(denied), 3):
+                charge = batch.charged[int(denied[i + 1]) - 1]
+                result = QuotaResult(False, float(denied[i + 2]))
+                batch.denied[int(denied[i])] = (charge.key, result)
+        if status in (b"same", b"open"):
+            batch.locked = True
+            if status == b"same" and batch.cached is not None:
                 self.reads["same"] += 1
-                state = cached
+                batch.state = batch.cached
             else:
                 self.reads["open"] += 1
-                state = self._decode(got[2], got[3])
-            state.labels = self._labels(got[1])
-        except BaseException:
-            await self._unlock(name, token)
-            raise
-        return Opened(key, state=state, now=now, token=token)
+                batch.state = decode(got[3], got[4], self.window, self.features)
+            batch.state.labels = read_labels(got[1], self.window)
+        elif batch.cached is not None:  # nothing was saved: the cache is still current
+            self._cache[batch.key] = (batch.args[2], batch.cached)
+        self._pass(batch)
+
+    def _pass(self, batch: _Batch) -> bool:
+        """Give the next request of the batch its turn (True), or end the batch (False:
+        its save, or its release, queued now, its outcome read in the background)."""
+        if self._next(batch):
+            return True
+        self._later(self._finish(batch))
+        return False
+
+    def _next(self, batch: _Batch) -> bool:
+        """Give the next request waiting in the batch its turn; False: none is left."""
+        while True:
+            batch.at += 1
+            if batch.at >= len(batch.requests):
+                return False
+            request = batch.requests[batch.at]
+            if request.turn.done():  # cancelled while it waited
+                continue
+            opened = self._opened(batch, request)
+            request.turn.set_result(opened)
+            if opened.state is not None:
+                return True
+
+    def _opened(self, batch: _Batch, request: _Request) -> Opened:
+        key, now = batch.key, request.now
+        if batch.refused is not None:
+            return Opened(key, refused=batch.refused, now=now)
+        for rule_id, (until, action) in batch.blocked.items():  # earned in this batch
+            if until > now:
+                return Opened(key, refused=(rule_id, action), now=now)
+        denial = batch.denied.get(batch.at)
+        if denial is not None or batch.state is None:
+            return Opened(key, denied=denial, now=now)
+        return Opened(key, state=batch.state, now=now, token=batch.token)
 
     async def close(self, opened: Opened, refusals: Sequence[Refusal]) -> None:
-        state = opened.state
-        if state is None:
-            return
-        opened.state = None
-        name = self.prefix + opened.key
-        keys = [name + ":lock", name, name + ":labels", name + ":refused", name + ":rows"]
-        args: list[Any] = [opened.token, self.ttl, self._encode(state), self.features * 4]
-        args.append(len(state.pushed))
-        for slot in state.pushed:  # only the rows this request added
-            args += [slot, state.rows[slot].astype("<f4").tobytes()]
-        args.append(len(refusals))
-        for refusal in refusals:
-            args += [refusal.rule_id, max(refusal.seconds, 0.001), refusal.action.value]
-        try:
-            saved = await self.link.run(_CLOSE, keys, args)
-        finally:
-            self._leave(opened.key)
-        state.pushed.clear()
-        if int(saved) != 1:
-            raise StateUnavailable(f"the lock on {name!r} expired before its state was saved")
-        self._cache[opened.key] = (opened.token, state)
-        while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
-
-    async def abort(self, opened: Opened) -> None:
         if opened.state is None:
             return
         opened.state = None
+        batch = self._open[opened.key]
+        batch.used = True
+        for refusal in refusals:
+            batch.refusals.append(refusal)
+            batch.blocked[refusal.rule_id] = (opened.now + refusal.seconds, refusal.action)
+        await self._done(batch)
+
+    async def abort(self, opened: Opened) -> None:
+        """Pass the turn on; what the request changed is saved only if another request
+        of its batch closes (as the in-process table keeps it)."""
+        if opened.state is None:
+            return
+        opened.state = None
+        with suppress(StateUnavailable):
+            await self._done(self._open[opened.key])
+
+    async def _done(self, batch: _Batch) -> None:
+        """Pass the turn on, then wait for the batch's save (the last request saves)."""
+        if self._next(batch):
+            done = asyncio.get_running_loop().create_future()
+            batch.waiting.append(done)
+            await done
+        else:
+            await self._finish(batch)
+
+    async def _finish(self, batch: _Batch) -> None:
+        """Save the batch (or unlock), start the next one in the same write, and tell
+        the batch's waiting requests how the save went."""
+        name = self.prefix + batch.key
+        release: tuple[str, list[str], list[Any]] = (
+            RELEASE, [name + ":lock", name + ":next"], [batch.token]
+        )  # fmt: skip
+        (script, keys, args), state = release, batch.state
+        error: StateUnavailable | None = None
+        if batch.used and state is not None:
+            try:
+                keys, args = self._saved(name, batch, state)
+                script = CLOSE
+            except (ValueError, TypeError) as e:  # a state that cannot be packed: unlock
+                error = StateUnavailable(f"the state of {name!r} could not be saved: {e}")
+        if script is CLOSE and state is not None:
+            state.pushed.clear()
+            # cached before the save is known: the tag says whether it was (a later batch
+            # uses this state only if Redis holds this tag)
+            self._cache[batch.key] = (batch.token, state)
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+        sent = self.link.submit(script, keys, args) if batch.locked else None
+        self._end(batch)  # the next batch's open leaves in this write
         try:
-            await self._unlock(self.prefix + opened.key, opened.token)
+            if batch.locked:
+                saved = await self.link.run(script, keys, args, sent)
+                if script is CLOSE and int(saved) != 1:
+                    error = StateUnavailable(f"the lock on {name!r} expired before the save")
+        except StateUnavailable as e:
+            error = error or (e if script is CLOSE else None)  # an unlock: it expires
+        except BaseException:
+            error = error or StateUnavailable(f"the save of {name!r} was cancelled")
+            raise
         finally:
-            self._leave(opened.key)
+            for done in batch.waiting:
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+        if error is not None:
+            raise error
+
+    def _saved(
+        self, name: str, batch: _Batch, state: PrincipalState
+    ) -> tuple[list[str], list[Any]]:
+        """The close script's keys and args: the state, the rows added, the refusals."""
+        keys = [name + ":lock", name, name + ":labels", name + ":refused", name + ":rows"]
+        args: list[Any] = [batch.token, self.ttl, encode(state), self.features * 4]
+        pushed = list(dict.fromkeys(state.pushed))  # a slot written twice: its last row
+        args.append(len(pushed))
+        for slot in pushed:
+            args += [slot, state.rows[slot].astype("<f4").tobytes()]
+        args.append(len(batch.refusals))
+        for refusal in batch.refusals:
+            args += [refusal.rule_id, max(refusal.seconds, 0.001), refusal.action.value]
+        return keys, args
+
+    def _end(self, batch: _Batch) -> None:
+        """The principal leaves ``batch``: open the next batch that has a live request."""
+        key = batch.key
+        if self._open.get(key) is batch:
+            del self._open[key]
+        queue = self._queued.get(key)
+        while queue:
+            following = queue.popleft()
+            if all(r.turn.done() for r in following.requests):
+                continue  # every request of it was cancelled
+            self._open[key] = following
+            self._start(following)
+            self._later(self._read_queued(following))
+            break
+        if queue is not None and not queue:
+            del self._queued[key]
+
+    async def _read_queued(self, batch: _Batch) -> None:
+        try:
+            await self._read(batch)
+        except BaseException as e:
+            error = e if isinstance(e, StateUnavailable) else StateUnavailable(str(e))
+            for request in batch.requests:
+                if not request.turn.done():
+                    request.turn.set_exception(error)
+            self._end(batch)
+            if not isinstance(e, Exception):
+                raise
 
     async def _unlock(self, name: str, token: str) -> None:
         with suppress(StateUnavailable):  # else it expires (lock_timeout)
-            await self.link.run(_RELEASE, [name + ":lock"], [token])
+            await self.link.run(RELEASE, [name + ":lock", name + ":next"], [token])
 
-    async def _enter(self, key: str) -> None:
-        lock, users = self._local.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._local[key] = (lock, users + 1)  # bounded: only keys in use are kept
-        try:
-            await lock.acquire()
-        except BaseException:
-            self._forget(key)
-            raise
+    def _later(self, work: Any) -> None:
+        """Run ``work`` (a coroutine) in the background, kept until it ends."""
+        task: asyncio.Future[None] = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._settled)
 
-    def _leave(self, key: str) -> None:
-        self._local[key][0].release()
-        self._forget(key)
+    def _settled(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failure is the requests' to report, not asyncio's
 
-    def _forget(self, key: str) -> None:
-        lock, users = self._local[key]
-        if users <= 1:
-            del self._local[key]
-        else:
-            self._local[key] = (lock, users - 1)
+    async def aclose(self) -> None:
+        """Wait (a second at most) for the saves and unlocks still in flight."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=1.0)
 
     async def refusals(self, key: str, now: float) -> dict[str, tuple[float, Action]]:
-        raw = await self.link.run(_REFUSALS, [self.prefix + key + ":refused"], [])
+        raw = await self.link.run(REFUSALS, [self.prefix + key + ":refused"], [])
         out = {}
         for i in range(0, len(raw), 3):
             out[raw[i].decode()] = (now + float(raw[i + 1]), Action(raw[i + 2].decode()))
@@ -321,50 +439,12 @@ class RedisStates:
 
     async def label(self, key: str, slots: list[int], labels: npt.NDArray[np.int64]) -> None:
         command: list[Any] = ["BITFIELD", self.prefix + key + ":labels"]
+        batch = self._open.get(key)
+        state = batch.state if batch is not None else None  # a batch still open sees it too
         for slot, value in zip(slots, labels, strict=False):
             if 0 <= slot < self.window:
                 command += ["SET", "i32", f"#{slot}", int(value) + 1]
+                if state is not None:
+                    state.label(slot, int(value))
         if len(command) > 2:
             await self.link.command(*command)
-
-    # -- encoding ---------------------------------------------------------------
-
-    def _encode(self, state: PrincipalState) -> bytes:
-        """Everything but the window's rows and labels: counters, bisection flags, spans."""
-        spans = state.spans
-        head = _COUNTERS.pack(_VERSION, *_counters(state), -1 if spans is None else len(spans))
-        body = state.bisecting.tobytes()
-        if spans is not None:
-            body += spans.astype("<f4", copy=False).tobytes()
-        return head + body
-
-    def _decode(self, blob: bytes, rows: bytes) -> PrincipalState:
-        state = PrincipalState(self.window, self.features)
-        if len(blob) < TAG + _COUNTERS.size or blob[TAG] != _VERSION:
-            return state  # none yet, or another release's layout: start afresh
-        try:
-            values = _COUNTERS.unpack_from(blob, TAG)
-            body = memoryview(blob)[TAG + _COUNTERS.size :]
-            state.bisecting = np.frombuffer(body[: self.window], dtype=np.bool_).copy()
-            if len(state.bisecting) != self.window:
-                raise ValueError("truncated bisection flags")
-            spans = values[-1]
-            if spans >= 0:
-                span = body[self.window : self.window + 4 * spans]
-                state.spans = np.frombuffer(span, dtype="<f4").astype(np.float32)
-        except (ValueError, struct.error) as e:
-            raise StateUnavailable(f"malformed detector state in Redis: {e}") from e
-        for name, value in zip(_FIELDS, values[1:-1], strict=True):
-            setattr(state, name, value)
-        cells = self.window * self.features * 4
-        stored = rows[:cells]  # SETRANGE wrote up to the highest slot used
-        flat = np.frombuffer(stored + bytes(cells - len(stored)), dtype="<f4")
-        state.rows = flat.reshape(self.window, self.features).astype(np.float32)
-        return state
-
-    def _labels(self, raw: bytes) -> npt.NDArray[np.int32]:
-        """Labels + 1 as big-endian int32 (0: unknown), up to the highest slot written."""
-        cells = 4 * self.window
-        stored = raw[:cells]
-        flat = np.frombuffer(stored + bytes(cells - len(stored)), dtype=">i4")
-        return (flat - 1).astype(np.int32)

@@ -83,6 +83,10 @@ class StateStore(Protocol):
         """Record the model's answers for the window slots of one request."""
         ...
 
+    async def aclose(self) -> None:
+        """Finish the work still in flight (saves, unlocks) before the loop ends."""
+        ...
+
 
 class MemoryStates:
     """One process's states (bounded by ``max_principals``, LRU); no method suspends."""
@@ -141,3 +145,6 @@ class MemoryStates:
             for slot, value in zip(slots, labels, strict=False):
                 if slot >= 0:
                     state.label(slot, int(value))
+
+    async def aclose(self) -> None:
+        """Nothing runs in the background."""
