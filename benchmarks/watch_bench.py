@@ -28,10 +28,11 @@ PSI band rule that was the default before and a per-minute two-sample KS test.
 white-box on all held-out rows: logistic regressions (each row's exact L2 distance to
 the decision boundary), plain vs noise-augmented and weak vs strong L2 regularisation;
 a torch MLP plain vs noise-augmented (ART's DeepFool in process); and a control (one
-model probed twice, for both victims, over ``--control-seeds``). Each version gets ONE
-black-box probe over HTTP (2,000 queries: HopSkipJump from 40 rows and a surrogate's
-transfer attack); the paired test's verdict is printed beside the ground-truth gap, per
-seed (``--seeds``).
+model probed twice, for both victims, over ``--control-seeds``, served with Gaussian
+noise ``--noise`` on every probability so the labels near the boundary are not
+deterministic). Each version gets ONE black-box probe over HTTP (2,000 queries: random
+rays from 40 rows and a surrogate's transfer attack); the paired test's verdict is
+printed beside the ground-truth gap, per seed (``--seeds``).
 
 Peers, on the same servers and substitutions: a canary set of 200 held-out rows
 compared by label (what a plain "golden set" smoke test does) and the same rows
@@ -324,13 +325,14 @@ def deepfool_distance(model: Any, rows: np.ndarray) -> np.ndarray:
 
 def version(kind: str, params: tuple[float, ...], data: Data, seed: int) -> tuple[Scores, Any]:
     """A served model's scores and its ground-truth distances over all held-out rows."""
-    if kind == "linear":
-        model = linear(data, params[0], params[1], seed)
+    if kind == "linear":  # params: C, sigma and (optional) which noise draw
+        draw = int(params[2]) if len(params) > 2 else 0
+        model = linear(data, params[0], params[1], seed + 1000 * draw)
         truth = boundary_distance(model, data.x_held)
         return lambda r: model.predict_proba(np.asarray(r) / 16.0), truth
     import torch
 
-    net = torch_mlp(data, params[0], seed)
+    net = torch_mlp(data, params[0], seed + 1000 * int(params[1]) if len(params) > 1 else seed)
 
     def scores(r: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -341,20 +343,25 @@ def version(kind: str, params: tuple[float, ...], data: Data, seed: int) -> tupl
 
 
 # (brittle, robust) by the ground truth; a control probes one model twice (attack seeds differ)
+# or two models trained alike (another noise draw or training seed: as robust, other weights)
 PAIRS: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     "noise augmentation (linear, C 100; sigma 0 vs 1)": ("linear", (100.0, 0.0), (100.0, 1.0)),
     "L2 regularisation (linear, C 100 vs 0.01)": ("linear", (100.0, 0.0), (0.01, 0.0)),
     "noise augmentation (torch MLP; sigma 0 vs 0.5)": ("mlp", (0.0,), (0.5,)),
     "control: one model (linear, C 100) probed twice": ("linear", (100.0, 0.0), (100.0, 0.0)),
     "control: one model (torch MLP) probed twice": ("mlp", (0.0,), (0.0,)),
+    "control: noise-augmented linear, two noise draws": ("linear", (100.0, 1.0), (100.0, 1.0, 1)),
+    "control: torch MLP, two training seeds": ("mlp", (0.0,), (0.0, 1)),
 }
 
 
-def _probe_served(scores: Scores, data: Data, rows: int, budget: int, seed: int) -> Any:
+def _probe_served(
+    scores: Scores, data: Data, rows: int, budget: int, seed: int, noise: float = 0.0
+) -> Any:
     """As `watch probe`: the fingerprint's held-out rows are the probe rows and references."""
     from donjon.watch.probe import probe
 
-    victim = Victim(scores)
+    victim = Victim(scores, noise=noise, seed=seed)
     with serve(victim.answer, route="/predict") as url:
         target = HttpModel(url, GatewayAnswerReader("digits"))
         held = data.x_held[:rows]
@@ -370,12 +377,15 @@ def _spearman(estimate: tuple[float, ...], truth: np.ndarray) -> float:
     return float(spearmanr(estimate, truth[: len(estimate)]).statistic)
 
 
-def robustness(budget: int, rows: int, seeds: int, control_seeds: int, first: int = 0) -> list[str]:
+def robustness(
+    budget: int, rows: int, seeds: int, control_seeds: int, first: int = 0, noise: float = 1e-3
+) -> list[str]:
     """Per pair and seed: the white-box ground truth, then ONE black-box probe of each version.
 
     A seed draws another train / held-out split (so other probe rows), another noise
     draw and another attack seed. Both versions are probed over HTTP on the same rows
-    (paired), in alternated order; a control's second run uses another attack seed.
+    (paired), in alternated order; a control's second run uses another attack seed and
+    both its runs a server with ``noise`` on its probabilities (each its own draws).
     Seeds from ``seeds`` to ``control_seeds`` run the controls only; ``first``: the
     first seed (to split a run over processes).
     """
@@ -388,8 +398,8 @@ def robustness(budget: int, rows: int, seeds: int, control_seeds: int, first: in
         f"{budget} queries, {seeds} seeds; controls over {max(seeds, control_seeds)} seeds)",
         "| pair | seed | true median distance, all held-out rows: brittle / robust (ratio) | "
         "true, probe rows: median brittle / robust, robust farther, oracle paired p | "
-        "probe median: brittle / robust | rows attacked | queries | HopSkipJump evaluations "
-        "a row | probe vs truth per row (Spearman): brittle, robust | probe: robust needs "
+        "probe median: brittle / robust | rows attacked | queries | rays a row | "
+        "probe vs truth per row (Spearman): brittle, robust | probe: robust needs "
         "more, median ratio | paired p (one-sided) | separated | CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -398,7 +408,7 @@ def robustness(budget: int, rows: int, seeds: int, control_seeds: int, first: in
         data = Data(seed)
         made: dict[tuple[str, tuple[float, ...]], tuple[Scores, Any]] = {}  # per seed
         for name, (kind, weak, strong) in PAIRS.items():
-            control = weak == strong
+            control = name.startswith("control")
             if seed >= seeds and not control:
                 continue
             begin = time.process_time()
@@ -410,12 +420,15 @@ def robustness(budget: int, rows: int, seeds: int, control_seeds: int, first: in
             near, far = (t[:rows] for t in truth)
             oracle = (
                 float(wilcoxon(far - near, alternative="greater").pvalue)
-                if not control
+                if weak != strong
                 else math.nan
             )
-            runs = [(brittle, seed), (sturdy, seed + 1000 if control else seed)]
+            runs = [(brittle, seed), (sturdy, seed + 1000 if weak == strong else seed)]
             order = runs if seed % 2 == 0 else runs[::-1]  # alternate which is probed first
-            found = {id(run): _probe_served(run[0], data, rows, budget, run[1]) for run in order}
+            found = {
+                id(run): _probe_served(run[0], data, rows, budget, run[1], noise * control)
+                for run in order
+            }
             a, b = (found[id(run)] for run in runs)
             cpu = time.process_time() - begin
             pair = paired(a.perturbations, b.perturbations)
@@ -429,7 +442,7 @@ def robustness(budget: int, rows: int, seeds: int, control_seeds: int, first: in
                 f"{np.median(far):.3f}, {int((far > near).sum())}/{rows}, {oracle:.2g} | "
                 f"{a.robustness:.3f} / {b.robustness:.3f} | "
                 f"{a.attacked}/{b.attacked} of {rows} | {a.queries}/{b.queries} | "
-                f"{a.evaluations}/{b.evaluations} | {_spearman(a.perturbations, near):.2f}, "
+                f"{a.rays}/{b.rays} | {_spearman(a.perturbations, near):.2f}, "
                 f"{_spearman(b.perturbations, far):.2f} | "
                 f"{pair['higher']}/{pair['rows']}, {pair['ratio']:.2f} | {pair['p_value']:.2g} | "
                 f"{'yes' if apart else 'no'} | {cpu:.1f} |"
@@ -562,7 +575,9 @@ def main() -> None:
         print("\n".join(out + drift_table(args.drift_seeds, sizes)), flush=True)
         out = []
     if args.only in (None, "robustness"):
-        found = robustness(args.budget, args.probe_rows, seeds, controls, args.first_seed)
+        found = robustness(
+            args.budget, args.probe_rows, seeds, controls, args.first_seed, args.noise
+        )
         print("\n".join(out + found))
         out = []
     if args.only in ("robustness", "drift"):

@@ -10,10 +10,13 @@ from donjon.watch.pairing import ALPHA, against_previous, paired, previous_probe
 ROWS = "sha256:" + "ab" * 32
 
 
-def _done(perturbations: list[float | None], digest: str | None = ROWS) -> dict[str, object]:
+def _done(
+    perturbations: list[float | None], digest: str | None = ROWS, method: str = "rays"
+) -> dict[str, object]:
     probe: dict[str, object] = {"status": "done", "perturbations": perturbations}
     if digest is not None:
         probe["rows_digest"] = digest
+        probe["method"] = method
     return probe
 
 
@@ -23,11 +26,20 @@ def test_a_new_version_pairs_with_the_last_probe_of_the_highest_earlier_one_on_i
     v3 = [_done([0.4] * 3, digest="sha256:" + "cd" * 32)]  # other rows
     stored_before_digests = [_done([0.5] * 3, digest=None)]
     probes = {1: v1, 2: v2, 3: v3, 4: stored_before_digests, 6: [_done([0.6] * 3)]}
-    assert previous_probe(probes, 5, ROWS) == (2, v2[0])
-    assert previous_probe(probes, 2, ROWS) == (1, v1[1])
-    assert previous_probe(probes, 1, ROWS) is None
-    assert previous_probe({4: stored_before_digests}, 5, ROWS) is None
-    assert previous_probe(probes, 5, "") is None  # a probe without rows pairs with nothing
+    assert previous_probe(probes, 5, ROWS, "rays") == (2, v2[0])
+    assert previous_probe(probes, 2, ROWS, "rays") == (1, v1[1])
+    assert previous_probe(probes, 1, ROWS, "rays") is None
+    assert previous_probe({4: stored_before_digests}, 5, ROWS, "rays") is None
+    assert previous_probe(probes, 5, "", "rays") is None  # a probe without rows pairs with nothing
+
+
+def test_a_probe_pairs_only_with_one_measured_the_same_way() -> None:
+    """HopSkipJump's upper bounds (stored without ``method``) and the rays' estimates are
+    different scales: a ratio between them says nothing about the versions."""
+    hop_skip_jump = {"status": "done", "perturbations": [0.2] * 3, "rows_digest": ROWS}
+    assert previous_probe({1: [hop_skip_jump]}, 2, ROWS, "rays") is None
+    other = _done([0.2] * 3, method="another")
+    assert previous_probe({1: [_done([0.1] * 3), other]}, 2, ROWS, "rays") == (1, _done([0.1] * 3))
 
 
 def test_a_brittler_version_is_less_robust_and_the_fields_are_json() -> None:

@@ -112,7 +112,7 @@ class WatchRunner:
         output: str | None = None,
         seed: int = 0,
     ) -> dict[str, Any]:
-        """One robustness probe (HopSkipJump and a surrogate's transfer attack), recorded and
+        """One robustness probe (random rays and a surrogate's transfer attack), recorded and
         compared row by row with the last probe of the version before (DJ-WT-003)."""
         from donjon.watch.findings import activity, finding_event, less_robust_finding
         from donjon.watch.pairing import against_previous, previous_probe
@@ -142,7 +142,7 @@ class WatchRunner:
             "time": now,
         }
         history = {e.version: e.probes for e in self.watchlist.load() if e.model == entry.model}
-        previous = previous_probe(history, entry.version, result.digest)
+        previous = previous_probe(history, entry.version, result.digest, outcome["method"])
         if previous is not None:
             outcome.update(against_previous(result.perturbations, *previous))
         if outcome.get("less_robust"):

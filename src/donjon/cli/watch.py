@@ -276,7 +276,7 @@ def probe(
     token_env: TokenEnv = TOKEN_ENV,
     server: Server = None,
 ) -> int:
-    """Attack each watched model (HopSkipJump and a surrogate's transfer attack); record it.
+    """Probe each watched model (random rays and a surrogate's transfer attack); record it.
 
     Exit 1 when a probe failed or found a version less robust than the one before."""
     require("art", "watch")

@@ -62,7 +62,7 @@ class DonjonMetrics:
         )  # fmt: skip
         self.robustness = Gauge(
             "donjon_watch_robustness",
-            "Median relative L2 perturbation HopSkipJump needed on a watched model (last probe)",
+            "Median relative L2 distance to the decision boundary of a watched model (last probe)",
             ["model", "version"], registry=r,
         )  # fmt: skip
         self.access = Counter(

@@ -6,7 +6,9 @@ is stored with the probe. The next version's probe is then compared with the
 last probe of the version before it on the same rows: the one-sided Wilcoxon
 signed-rank test of the per-row log ratios (scale-free, so a row near the
 boundary weighs as much as a far one). Below ``ALPHA`` the new version is less
-robust (DJ-WT-003). A probe stored before the rows were recorded pairs with none.
+robust (DJ-WT-003). A probe stored before the rows were recorded, or measured by
+another method (``method``: HopSkipJump's upper bounds before the rays), pairs
+with none.
 """
 
 from __future__ import annotations
@@ -44,16 +46,18 @@ def paired(before: Sequence[float | None], after: Sequence[float | None]) -> dic
 
 
 def previous_probe(
-    probes: Mapping[int, Sequence[dict[str, Any]]], version: int, digest: str
+    probes: Mapping[int, Sequence[dict[str, Any]]], version: int, digest: str, method: str
 ) -> tuple[int, dict[str, Any]] | None:
-    """The last finished probe, on the rows ``digest`` names, of the highest version below
-    ``version``; ``probes``: each version's stored probes, oldest first."""
+    """The last finished probe, on the rows ``digest`` names and measured by ``method``, of
+    the highest version below ``version``; ``probes``: each version's stored probes, oldest
+    first."""
     for earlier in sorted((v for v in probes if v < version), reverse=True):
         for done in reversed(probes[earlier]):
             if (
                 done.get("status") == "done"
                 and digest
                 and done.get("rows_digest") == digest
+                and done.get("method") == method
                 and done.get("perturbations")
             ):
                 return earlier, done

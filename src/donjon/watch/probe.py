@@ -1,32 +1,27 @@
-"""Empirical robustness of a deployed model, measured with real black-box attacks.
+"""Empirical robustness of a deployed model, measured black-box from its labels.
 
-Two attacks from ART share one hard query budget (``budget``, 2,000 by default;
+Two measurements share one hard query budget (``budget``, 2,000 by default;
 labelling the rows counts too). Every call to the endpoint goes through a counter
 that raises before the budget would be exceeded, whatever the attack does.
 
 1. **Transfer from a surrogate** (:mod:`.transfer`, ``transfer_queries``: 10 %
    of the budget, spent first so every version gets the same): transfer success
-   at the fixed relative budgets ``EPSILONS`` with FGSM and PGD, on the first
-   ``TRANSFER_ROWS`` probe rows.
-2. **HopSkipJump** (decision-based: only the endpoint's labels), one gradient
-   step from every probe row (40 by default: the fingerprint's held-out rows).
-   It starts from the nearest reference row the endpoint labels differently
-   (no random search), ART's binary search brings that to the boundary, one
-   gradient estimate there (as many evaluations as the budget left allows each
-   row, planned up front so every row is attacked) gives the step, and a final
-   bisection between the row and HopSkipJump's example brings it back onto the
-   boundary. A row's robustness is the relative L2 perturbation of the
-   adversarial example found, ``||x' - x|| / ||x||``: an upper bound of the
-   smallest one, never larger than the distance to that reference row.
+   at the fixed relative budgets ``EPSILONS`` with ART's FGSM and PGD, on the
+   first ``TRANSFER_ROWS`` probe rows.
+2. **Random rays** (:mod:`.rays`), from every probe row (40 by default: the
+   fingerprint's held-out rows), as many as the budget left allows each row
+   (5 with the defaults), 8 bisection steps each: a row's robustness is the
+   distance to its decision boundary estimated from where the rays cross it,
+   relative to the row's norm (``||x' - x|| / ||x||``); the shortest crossing
+   found is an adversarial example, kept as an upper bound. The rays are the
+   same for every version probed on the same rows.
 
-Many rows at a few dozen queries each, rather than a few rows at 150: versions
-are compared row by row (:mod:`.pairing`; the probe rows are the same for every
-version enrolled from the same data, ``rows_digest`` says which), and the
-spread between rows, not the attack's precision on one row, is what limits that
-comparison. The probe reports the median over rows (the empirical robustness),
-a bootstrap 95 % interval of that median and the success rate at ``EPSILONS``.
-A row the budget cut short is left out (``attacked < rows``), never counted as
-robust.
+Many rows at a few dozen queries each: versions are compared row by row
+(:mod:`.pairing`; the probe rows are the same for every version enrolled from
+the same data, ``rows_digest`` says which). The probe reports the median over
+rows (the empirical robustness), a bootstrap 95 % interval of that median and
+the share of rows within ``EPSILONS``. A row the budget cut short is left out
+(``attacked < rows``), never counted as robust.
 """
 
 from __future__ import annotations
@@ -40,6 +35,7 @@ import numpy as np
 
 from donjon.errors import WatchError
 from donjon.watch.ports import Model, Rows
+from donjon.watch.rays import STEPS, boundary_estimate, directions, ray_distances
 from donjon.watch.transfer import TransferResult, transfer_attack
 
 EPSILONS = (0.05, 0.1, 0.2)
@@ -47,10 +43,8 @@ DEFAULT_BUDGET = 2000
 DEFAULT_ROWS = 40
 TRANSFER_SHARE = 0.1  # of the budget, for the surrogate (200 of 2,000 queries)
 TRANSFER_ROWS = 12  # rows the surrogate's examples are tried on (6 queries each)
-SEARCH_STEPS = 6  # ART's binary search to the boundary from the start row: 1/64 of the way
-FINAL_STEPS = 6  # bisection back onto the boundary: 1/64 of the perturbation
-STEP_SEARCH = 1  # HopSkipJump's step-size search: one query when its first step holds
-MIN_EVALUATIONS = 10  # fewer and the gradient estimate is noise: attack fewer rows
+MIN_RAYS = 2  # one opposite pair: fewer rays a row and no estimate, attack fewer rows
+METHOD = "rays"  # what the per-row figures measure: probes pair only with the same method
 BOOTSTRAP = 2000
 
 
@@ -59,10 +53,9 @@ class _BudgetSpent(Exception):
 
 
 class _Counted:
-    """The endpoint as ART sees it: one-hot labels, queries counted against the budget.
+    """The endpoint as the attacks see it: class indices, queries counted against the budget.
 
-    A row already answered is answered again from memory, without a query (ART asks
-    for the labels of the rows and starts it was given, and of its result)."""
+    A row already answered is answered again from memory, without a query."""
 
     def __init__(self, model: Model, budget: int) -> None:
         self.model = model
@@ -70,7 +63,6 @@ class _Counted:
         self.spent = 0
         self.classes: dict[str, int] = {}
         self.known: dict[bytes, int] = {}
-        self.width = 0  # set once the rows are labelled: the classes seen, plus "another"
 
     def label(self, rows: Rows) -> np.ndarray:
         rows = np.ascontiguousarray(np.atleast_2d(rows), dtype=np.float64)
@@ -84,12 +76,6 @@ class _Counted:
             for key, label in zip(new, answers.labels, strict=True):
                 self.known[key] = self.classes.setdefault(label, len(self.classes))
         return np.asarray([self.known[key] for key in keys])
-
-    def predict(self, rows: Rows) -> np.ndarray:
-        labels = np.minimum(self.label(rows), self.width - 1)
-        out = np.zeros((len(labels), self.width))
-        out[np.arange(len(labels)), labels] = 1.0
-        return out
 
 
 def median_interval(values: tuple[float, ...], seed: int = 0) -> tuple[float, float]:
@@ -112,14 +98,15 @@ def rows_digest(rows: Rows) -> str:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    perturbations: tuple[float, ...]  # relative L2 per attacked row (inf: no adversarial found)
+    perturbations: tuple[float, ...]  # estimated relative L2 per attacked row (inf: no ray met it)
     rows: int
     queries: int
     budget: int
     transfer: TransferResult | None = None
     interval: tuple[float, float] = field(default=(math.nan, math.nan))
     digest: str = ""  # rows_digest of the probe rows
-    evaluations: int = 0  # HopSkipJump's gradient evaluations per row
+    rays: int = 0  # random rays per attacked row
+    bounds: tuple[float, ...] = ()  # per attacked row, the shortest ray that met the boundary
 
     @property
     def attacked(self) -> int:
@@ -130,6 +117,11 @@ class ProbeResult:
         """Median relative perturbation needed to change a prediction (inf when most resist)."""
         return float(np.median(self.perturbations)) if self.perturbations else math.nan
 
+    @property
+    def bound(self) -> float:
+        """Median over rows of the smallest adversarial perturbation found (an upper bound)."""
+        return float(np.median(self.bounds)) if self.bounds else math.nan
+
     def success_at(self, epsilon: float) -> float:
         if not self.perturbations:
             return math.nan
@@ -139,7 +131,7 @@ class ProbeResult:
         low, high = self.interval
         text = (
             f"median perturbation {self.robustness:.3g} (95 % CI {low:.3g}-{high:.3g}), "
-            f"HopSkipJump success at 0.1: {self.success_at(0.1):.0%}"
+            f"within 0.1: {self.success_at(0.1):.0%}, closest found {self.bound:.3g}"
         )
         if self.transfer is not None:
             text += f", transfer (PGD) at 0.1: {self.transfer.pgd.get(0.1, math.nan):.0%}"
@@ -158,7 +150,10 @@ class ProbeResult:
             "queries": self.queries,
             "budget": self.budget,
             "rows_digest": self.digest,
-            "evaluations": self.evaluations,
+            "method": METHOD,
+            "rays": self.rays,
+            "steps": STEPS,
+            "robustness_bound": _finite(self.bound),
             "perturbations": [_finite(p) for p in self.perturbations],
         }
         if self.transfer is not None:
@@ -190,9 +185,9 @@ def probe(
     transfer_queries: int | None = None,
     seed: int = 0,
 ) -> ProbeResult:
-    """Transfer attack, then one HopSkipJump step from each of ``rows``.
+    """Transfer attack, then random rays from each of ``rows`` to the model's boundary.
 
-    ``references``: held-out rows an attack may start from (the probe rows are
+    ``references``: held-out rows the surrogate learns from (the probe rows are
     references of each other too)."""
     rows = np.ascontiguousarray(np.atleast_2d(np.asarray(rows, dtype=np.float64)))
     references = np.atleast_2d(np.asarray(references, dtype=np.float64))
@@ -203,15 +198,15 @@ def probe(
     pool_labels = counted.label(pool)
     if len(counted.classes) < 2:
         raise WatchError("the probe rows all get one label: no boundary to attack")
-    counted.width = len(counted.classes) + 1
     low, high = float(pool.min()), float(pool.max())
     clip = (low - (high - low), high + (high - low))  # room around the data, not its box
     transfer = _transfer(counted, rows, pool, pool_labels, budget, transfer_queries, clip, seed)
-    found = _hop_skip_jump(counted, rows, pool, pool_labels, clip, seed)
+    digest = rows_digest(rows)
+    found = _rays(counted, rows, pool_labels[: len(rows)], digest)
     perturbations = tuple(found[0])
     return ProbeResult(
         perturbations, len(rows), counted.spent, budget, transfer,
-        median_interval(perturbations, seed), rows_digest(rows), found[1],
+        median_interval(perturbations, seed), digest, found[1], found[2],
     )  # fmt: skip
 
 
@@ -240,63 +235,27 @@ def _transfer(
         return None
 
 
-def _hop_skip_jump(
-    counted: _Counted,
-    rows: Rows,
-    pool: Rows,
-    labels: np.ndarray,
-    clip: tuple[float, float],
-    seed: int,
-) -> tuple[list[float], int]:
-    """One HopSkipJump step from each row; before each row, its gradient evaluations are
-    what the budget left allows the rows still to attack."""
-    from art.attacks.evasion.hop_skip_jump import HopSkipJump
-    from art.estimators.classification.blackbox import BlackBoxClassifier
-
-    classifier = BlackBoxClassifier(
-        counted.predict, rows.shape[1:], counted.width, clip_values=clip
-    )
-    overhead = SEARCH_STEPS + STEP_SEARCH + FINAL_STEPS
-    np.random.seed(seed)  # ART's HopSkipJump draws from the global generator
-    found: list[float] = []
-    spent_evaluations: list[int] = []
-    for i, row in enumerate(rows):
-        evaluations = (counted.budget - counted.spent) // (len(rows) - i) - overhead
-        if evaluations < MIN_EVALUATIONS:
-            break  # the rows left are not attacked: never counted as robust
-        attack = HopSkipJump(
-            classifier, targeted=False, norm=2, max_iter=1, max_eval=evaluations,
-            init_eval=evaluations, init_size=1, batch_size=evaluations, verbose=False,
-        )  # fmt: skip
-        attack.theta = 2.0**-SEARCH_STEPS  # ART's binary search threshold (a fraction of the way)
-        others = np.flatnonzero(labels != labels[i])
-        start = pool[others[np.argmin(np.linalg.norm(pool[others] - row, axis=1))]]
-        try:
-            adversarial = attack.generate(row[None], x_adv_init=start[None].copy())[0]
-            adversarial = _back_to_boundary(counted, row, int(labels[i]), adversarial, start)
-        except _BudgetSpent:
+def _rays(
+    counted: _Counted, rows: Rows, labels: np.ndarray, digest: str
+) -> tuple[list[float], int, tuple[float, ...]]:
+    """Per row, the boundary distance estimated from its rays, the fewest rays a row got,
+    and the shortest crossing. Rays go in rounds of one opposite pair a row while the budget
+    left covers a round at its dearest (a censored ray costs one query, not ``STEPS``); the
+    last round takes the first rows it can. Fewer than ``MIN_RAYS`` a row: fewer rows are
+    attacked, the others never counted as robust."""
+    attacked = min(len(rows), (counted.budget - counted.spent) // (MIN_RAYS * STEPS))
+    if attacked == 0:
+        return [], 0, ()
+    rows, labels = rows[:attacked], labels[:attacked]
+    rounds: list[Rows] = []
+    while (fit := (counted.budget - counted.spent) // (2 * STEPS)) > 0:
+        pair = directions(digest, min(fit, attacked), 2 * len(rounds) + 2, rows.shape[1])
+        taken = ray_distances(counted.label, rows[: len(pair)], labels[: len(pair)],
+                              pair[:, -2:])  # fmt: skip
+        rounds.append(np.vstack([taken, np.full((attacked - len(taken), 2), np.nan)]))
+        if len(pair) < attacked:
             break
-        scale = float(np.linalg.norm(row)) or 1.0
-        found.append(float(np.linalg.norm(adversarial - row)) / scale)
-        spent_evaluations.append(evaluations)
-    return found, min(spent_evaluations, default=0)
-
-
-def _back_to_boundary(
-    counted: _Counted, row: Rows, label: int, adversarial: Rows, start: Rows
-) -> Rows:
-    """Bisect between ``row`` and the nearest of its adversarial examples; the end kept is
-    on the adversarial side (an upper bound of the distance)."""
-    if counted.label(adversarial[None])[0] == label:  # answered from memory: ART asked
-        adversarial = start
-    near = row.astype(np.float64)
-    far = adversarial.astype(np.float64)
-    low, high = 0.0, 1.0
-    for _ in range(FINAL_STEPS):
-        middle = (low + high) / 2
-        if counted.label((near + middle * (far - near))[None])[0] == label:
-            low = middle
-        else:
-            high = middle
-    point: Rows = near + high * (far - near)
-    return point
+    distances = np.hstack(rounds)
+    estimate = boundary_estimate(distances, rows.shape[1])
+    fewest = int(np.min(np.sum(~np.isnan(distances), axis=1)))
+    return [float(v) for v in estimate], fewest, tuple(float(v) for v in np.nanmin(distances, 1))

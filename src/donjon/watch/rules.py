@@ -50,8 +50,9 @@ LESS_ROBUST = Rule(
     id="DJ-WT-003",
     title="Deployed version is less robust than the version before it",
     description=(
-        "A robustness probe (HopSkipJump from the fingerprint's held-out rows, the same rows "
-        "for every version enrolled from the same data) needed less perturbation to change "
+        "A robustness probe (random rays to the decision boundary from the fingerprint's "
+        "held-out rows, the same rows and rays for every version enrolled from the same data) "
+        "needed less perturbation to change "
         "the new version's answers than the last probe of the version before it, row by row: "
         "the one-sided Wilcoxon signed-rank test of the per-row log ratios is below alpha. An "
         "attacker needs smaller changes to evade the new version: a retrain without the "
