@@ -450,7 +450,7 @@ def robustness(
     lines.append("\n| pair | separated in one probe run: paired p < 0.05 | p < 0.01 |")
     lines.append("|---|---|---|")
     for name, p_values in tally.items():
-        label = "falsely separated" if name.startswith("control") else "separated"
+        label = "falsely separated" if name.startswith("control: one") else "separated"
         hits = [sum(p < alpha for p in p_values) for alpha in (0.05, 0.01)]
         lines.append(
             f"| {name} | {label} in {hits[0]} of {len(p_values)} seeds | {hits[1]} of "

@@ -9,8 +9,9 @@ that raises before the budget would be exceeded, whatever the attack does.
    at the fixed relative budgets ``EPSILONS`` with ART's FGSM and PGD, on the
    first ``TRANSFER_ROWS`` probe rows.
 2. **Random rays** (:mod:`.rays`), from every probe row (40 by default: the
-   fingerprint's held-out rows), as many as the budget left allows each row
-   (5 with the defaults), 8 bisection steps each: a row's robustness is the
+   fingerprint's held-out rows), in rounds of one opposite pair a row while the
+   budget left covers a round (6-8 rays a row with the defaults; a censored ray
+   costs one query, a crossing ``STEPS``): a row's robustness is the
    distance to its decision boundary estimated from where the rays cross it,
    relative to the row's norm (``||x' - x|| / ||x||``); the shortest crossing
    found is an adversarial example, kept as an upper bound. The rays are the
