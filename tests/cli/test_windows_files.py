@@ -38,6 +38,14 @@ def test_settings_and_policies_saved_by_windows_editors(
     profile = tmp_path / "profile.json"
     table = ["gateway", "profile", str(tmp_path / "train.csv"), "--drop", "label"]
     assert main([*table, "--drop", "source", "-o", str(profile)]) == 0
+    keys = tmp_path / "keys.json"
+    assert main(["gateway", "key", "app", "--principal", "alice", "--file", str(keys)]) == 0
+    _resave(keys, encoding)  # an administrator looked at it in Notepad
+    assert main(["gateway", "key", "ci", "--principal", "ci", "--file", str(keys)]) == 0
+    _resave(keys, encoding)
+    config = (tmp_path / "gateway.toml").read_bytes().decode(encoding)
+    config = config.replace("vault_identities = true", f'api_keys_file = "{keys.name}"')
+    (tmp_path / "gateway.toml").write_bytes(config.encode(encoding))
     assert main(["gateway", "--config", str(tmp_path / "gateway.toml"), "--check"]) == 0
     assert "gateway config OK" in capsys.readouterr().out
 

@@ -178,9 +178,9 @@ def key(
     doc: dict[str, Any] = {"keys": []}
     if file.exists():
         try:
-            doc = json.loads(file.read_text(encoding="utf-8"))
+            doc = json.loads(read_text(file, "API key file"))
             keys = doc["keys"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (InputError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"cannot read API key file {file}: {e}") from e
         if any(entry.get("id") == key_id for entry in keys):
             raise typer.BadParameter(f"key id {key_id!r} already exists in {file}")

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import jwt as pyjwt
 
 from donjon.core.identity import Principal, PrincipalKind
+from donjon.core.textfile import read_text
 from donjon.credentials.secrets import SCOPE_PATTERN
-from donjon.errors import AuthenticationError, ConfigError
+from donjon.errors import AuthenticationError, ConfigError, InputError
 
 ASYMMETRIC = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -74,8 +75,8 @@ class JwksSource:
         if self._client is None:
             assert self._path is not None  # noqa: S101 - exactly one of path and url
             try:
-                data: Any = json.loads(self._path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
+                data: Any = json.loads(read_text(self._path, "JWKS file"))
+            except (InputError, ValueError) as e:
                 raise ConfigError(f"cannot read JWKS file {self._path}: {e}") from e
             if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
                 raise ConfigError("a JWKS must be a JSON object with a 'keys' list")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from donjon.core.identity import Principal, PrincipalKind
+from donjon.core.textfile import read_text
 from donjon.credentials.secrets import hash_secret, new_secret, secrets_match
-from donjon.errors import AuthenticationError, ConfigError
+from donjon.errors import AuthenticationError, ConfigError, InputError
 
 KEY_PREFIX = "djk_"
 _KEY = re.compile(r"^djk_([A-Za-z0-9-]{1,64})_([A-Za-z0-9_-]{16,128})$")
@@ -40,7 +41,7 @@ class KeyFile:
     @classmethod
     def load(cls, path: Path) -> KeyFile:
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(read_text(path, "API key file"))  # a byte-order mark too
             entries = [
                 KeyEntry(
                     key_id=str(item["id"]),
@@ -53,7 +54,7 @@ class KeyFile:
                 )
                 for item in doc["keys"]
             ]
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (InputError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"cannot read API key file {path}: {e}") from e
         bad = [e.key_id for e in entries if not _HASH.match(e.sha256)]
         if bad:
