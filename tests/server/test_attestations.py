@@ -205,6 +205,20 @@ def _tampered_model(lab: Lab, alice: VaultClient) -> tuple[int, str, str]:
     return number, "signature", "changed file"
 
 
+def _folder_signature(lab: Lab, alice: VaultClient) -> tuple[int, str, str]:
+    """The README signs the model folder; a version is the one file pushed from it."""
+    data, model = dataset_file(lab), model_file(lab)
+    folder = lab.folder / "model"
+    folder.mkdir()
+    (folder / model.name).write_bytes(model.read_bytes())
+    (folder / "config.json").write_bytes(b'{"layers": 2}')
+    signature = sign_model(folder, lab.signer(), lab.folder / "folder.sig").signature
+    number = push_trained(lab, alice, model, data)
+    alice.attach(MODEL, number, "signature", signature)
+    alice.attach(MODEL, number, "provenance", attest(lab, model, data))
+    return number, "signature", "signs a folder of 2 files, and a version is one file"
+
+
 def _missing_dataset(lab: Lab, alice: VaultClient) -> tuple[int, str, str]:
     data, model = dataset_file(lab), model_file(lab)
     unknown = dataset_file(lab, "scraped.csv", b"amount,label\n99,1\n")  # never pushed
@@ -238,6 +252,7 @@ def _another_model(lab: Lab, alice: VaultClient) -> tuple[int, str, str]:
         _no_signature,
         _untrusted_key,
         _tampered_model,
+        _folder_signature,
         _missing_dataset,
         _quarantined_dataset,
         _another_model,

@@ -136,7 +136,19 @@ class TrustedSignatureGate:
                     details = {"attachment": str(attachment.digest)}
                     return GateResult(self.name, True, target.value, result.met, details)
                 reasons += [f"{attachment.digest.hex[:12]}: {u.message}" for u in result.unmet]
+                reasons += _folder_hint(attachment)
         return GateResult(self.name, False, target.value, tuple(reasons))
+
+
+def _folder_hint(attachment: Attachment) -> list[str]:
+    """What to do when a folder's signature was attached to a version, which is one file."""
+    files = attachment.summary.get("files")
+    if not isinstance(files, int) or files < 2:
+        return []
+    return [
+        f"{attachment.digest.hex[:12]}: signs a folder of {files} files, and a version is "
+        "one file: sign that file (donjon sign FILE --signature FILE.sig) and attach it"
+    ]
 
 
 class AdmittedProvenanceGate:
