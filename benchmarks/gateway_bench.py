@@ -804,6 +804,9 @@ class Bench:
             f'redis_url = "{redis_url}"\nprincipal_rate = 1e9\nprincipal_burst = 1e9\n'
             "global_rate = 1e9\nglobal_burst = 1e9\n"
             f'[state]\nbackend = "{backend}"\nredis_url = "{redis_url}"\n'
+            # each run starts from empty windows, not from the previous run's (whose
+            # repeated bodies would be duplicates, pushing fewer rows and saving less)
+            f'redis_prefix = "bench:{os.urandom(8).hex()}:"\n'
             '[[models]]\nname = "digits"\nroutes = ["/predict"]\nallow = ["*"]\n'
             'features = 64\nmin_value = 0\nmax_value = 16\nprofile = "profile.json"\n'
             "[models.detectors.extraction]\nbudget = 100000000\n"
