@@ -211,6 +211,10 @@ def test_cli_cut_tail_wiped_ledger_and_missing_head_are_tampered(
     assert main(["audit", "verify"]) == 0
     out = capsys.readouterr().out
     assert "3 witnessed checkpoints match" in out
+    # a ledger export names no checkpoint: it confirms nothing, and says so
+    assert main(["audit", "export", "-o", str(export := home / "ledger.jsonl")]) == 0
+    assert main(["audit", "verify", "--witness", str(export)]) == 2
+    assert "holds none of the ledger's 3 signed checkpoints" in capsys.readouterr().err
 
     try:
         _prev, digest, _body = row(db, 20)

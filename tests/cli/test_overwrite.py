@@ -47,6 +47,8 @@ def test_every_writer_refuses_to_overwrite_without_force(
     table.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
     manifest = tmp_path / "t.manifest.json"
     _refused_then_forced(["data", "manifest", str(table), "-o", str(manifest)], manifest, capsys)
+    posture = tmp_path / "posture.html"
+    _refused_then_forced(["report", "-o", str(posture)], posture, capsys)
 
 
 def test_every_writer_makes_the_folder_of_its_output_and_the_next_command_reads_it(

@@ -101,6 +101,13 @@ def verify(
             raise InputError(f"cannot read public key {public_key}: {e}") from e
     witnessed, witness_path = _witnessed(ctx, witness)
     result = _ledger(ctx).verify(public_key_pem=pem, head=anchor, witnessed=witnessed)
+    if witness is not None and not witnessed and result.ok and result.checkpoints:
+        # asked for outside confirmation and got none: a ledger export, say, is no witness
+        raise InputError(
+            f"{witness} holds none of the ledger's {result.checkpoints} signed checkpoints:"
+            " give the witness file (audit.witness_file) or an event file that received"
+            " the audit.checkpoint announcements"
+        )
     where = cli.settings.sql_url if cli.settings.database_url is None else "database_url"
     if result.ok:
         cli.app.bus.publish(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from donjon.cli.paths import ensure_parent
+from donjon.cli.outputs import Force, refuse_overwrite
 from donjon.cli.state import ExitCode, state
 from donjon.errors import InputError
 
@@ -24,6 +24,7 @@ def report(
         Path | None, typer.Option("--file", help="Event file (default: the settings').")
     ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "Donjon posture report",
+    force: Force = False,
 ) -> None:
     """Findings by severity and ATLAS tactic, unsigned models, access anomalies, ledger.
 
@@ -34,12 +35,12 @@ def report(
     from donjon.soc.report import assess, render_html
 
     cli = state(ctx)
+    refuse_overwrite(output, force, "--output")
     source = path or cli.settings.events_path
     if path is not None and not path.exists():
         raise InputError(f"event file {path} does not exist")
     posture = assess(read_all_events(source)) if source.exists() else assess([])
     delivery = _delivery(cli.app) if path is None else None
-    ensure_parent(output)
     try:
         output.write_text(render_html(posture, delivery=delivery, title=title), encoding="utf-8")
     except OSError as e:
