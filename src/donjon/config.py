@@ -374,6 +374,12 @@ class WatchSettings(Section):
     )
     probe_budget: int = Field(default=2000, ge=50, le=100_000, description="queries per probe")
     probe_rows: int = Field(default=40, ge=1, description="held-out rows a probe attacks from")
+    probe_min_drop: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="DJ-WT-003 needs the new version's median row this much less robust too",
+    )
     models: list[WatchModelSettings] = Field(
         default=[], description="models enrolled when promoted to a watched stage"
     )

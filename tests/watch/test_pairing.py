@@ -56,6 +56,16 @@ def test_a_brittler_version_is_less_robust_and_the_fields_are_json() -> None:
     assert sturdier["paired_brittler"] == 0
 
 
+def test_a_significant_drop_smaller_than_the_minimum_is_no_alert() -> None:
+    before = [0.1 + 0.01 * i for i in range(20)]
+    slightly = against_previous([p * 0.95 for p in before], 1, _done(list(before)))
+    assert slightly["paired_p_value"] < ALPHA  # every row moved the same way
+    assert math.isclose(slightly["paired_ratio"], 0.95)
+    assert slightly["less_robust"] is False  # a retrain can differ this much
+    strict = against_previous([p * 0.95 for p in before], 1, _done(list(before)), min_drop=0.0)
+    assert strict["less_robust"] is True
+
+
 def test_rows_without_a_finite_value_on_both_sides_are_left_out() -> None:
     pair = paired([0.1, None, 0.3, math.inf, 0.2], [0.2, 0.4, None, 0.5, 0.2])
     assert (pair["rows"], pair["higher"]) == (2, 1)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from donjon.core.bus import EventBus
 from donjon.errors import ConfigError, DonjonError, InputError, VerificationError
+from donjon.watch.pairing import MIN_DROP
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,6 +58,7 @@ class WatchRunner:
     read_fingerprint: ReadFingerprint
     keys: Sequence[ec.EllipticCurvePublicKey]
     token: str | None = None
+    min_drop: float = MIN_DROP  # DJ-WT-003's smallest drop (watch.probe_min_drop)
 
     def fingerprint(self, entry: Watched) -> Fingerprint:
         """The enrolled fingerprint, signature checked, of exactly this model version."""
@@ -144,7 +146,7 @@ class WatchRunner:
         history = {e.version: e.probes for e in self.watchlist.load() if e.model == entry.model}
         previous = previous_probe(history, entry.version, result.digest, outcome["method"])
         if previous is not None:
-            outcome.update(against_previous(result.perturbations, *previous))
+            outcome.update(against_previous(result.perturbations, *previous, self.min_drop))
         if outcome.get("less_robust"):
             self.bus.publish(finding_event(less_robust_finding(outcome)))
         attributes = {k: v for k, v in outcome.items() if k not in ("perturbations", "pairs")}

@@ -124,7 +124,12 @@ def up_scheduler(
         )
 
     runner = WatchRunner(
-        watch_list(settings, database), bus, read, keys, token_from(watch.token_env)
+        watch_list(settings, database),
+        bus,
+        read,
+        keys,
+        token_from(watch.token_env),
+        min_drop=watch.probe_min_drop,
     )
     return WatchScheduler(
         runner,

@@ -240,7 +240,14 @@ def _runner(
         data: bytes = client.attachment(entry.model, entry.version, entry.fingerprint)
         return data
 
-    return WatchRunner(watchlist, cli.app.bus, read, keys, token_from(token_env))
+    return WatchRunner(
+        watchlist,
+        cli.app.bus,
+        read,
+        keys,
+        token_from(token_env),
+        min_drop=cli.settings.watch.probe_min_drop,
+    )
 
 
 def _say(cli: CliState, entry: Watched, outcome: dict[str, Any], what: str) -> None:
