@@ -14,6 +14,7 @@ from donjon.cli.main import main
 from donjon.core.events import EventKind, Outcome, SecurityEvent
 from donjon.quickstart.checks import expectations, missing
 from donjon.soc.jsonl import read_all_events
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -201,13 +202,15 @@ def test_up_serves_vault_gateway_metrics_and_stops_them(tmp_path: Path, donjon_h
         runner = threading.Thread(target=lambda: codes.append(main(argv)))
         runner.start()
         with httpx.Client(timeout=5) as http:
-            for _ in range(100):
+
+            def started() -> bool:  # the metrics endpoint starts last; --for counts from then
+                assert runner.is_alive(), f"donjon up stopped before it served: {codes}"
                 try:
-                    if http.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200:
-                        break  # the metrics endpoint starts last
+                    return http.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200
                 except httpx.TransportError:
-                    pass
-                runner.join(0.05)
+                    return False
+
+            wait_until(started, what="donjon up to start its services")
             body = {"inputs": [[1.0, 2.0]]}
             url = f"http://127.0.0.1:{gateway}/predict"
             assert http.post(url, json=body).status_code == 401
