@@ -1370,8 +1370,8 @@ def print_overhead(o: dict[str, Any]) -> None:
     print(
         f"latency direct p50 {o['direct_p50_ms']:.2f} ms p99 {o['direct_p99_ms']:.2f} ms; "
         f"proxied p50 {o['proxy_p50_ms']:.2f} ms p99 {o['proxy_p99_ms']:.2f} ms; "
-        f"added p50 {o['proxy_p50_ms'] - o['direct_p50_ms']:.2f} ms, "
-        f"p99 {o['proxy_p99_ms'] - o['direct_p99_ms']:.2f} ms"
+        f"added p50 {o['proxy_p50_ms'] - o['direct_p50_ms']:.2f} ms; proxied p99 minus direct "
+        f"p99 {o['proxy_p99_ms'] - o['direct_p99_ms']:.2f} ms (two tails, not one request's)"
     )
     print(
         f"throughput at 8 clients: direct {o['direct_rps_8']:.0f} req/s, proxied "

@@ -300,6 +300,8 @@ def _run_on_dask(
         raise DataError("--dask-scheduler needs the 'dask' extra (pip install donjon[dask])") from e
     owned = isinstance(dask, str)
     try:
+        if owned:
+            _refuse_closed_port(dask)
         client = Client(dask, timeout="10s") if owned else dask  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as e:
         raise DataError(f"cannot reach the Dask scheduler {dask}: {e}") from e
@@ -318,6 +320,21 @@ def _run_on_dask(
     finally:
         if owned:
             client.close()
+
+
+def _refuse_closed_port(address: str) -> None:
+    """Fail at once on a TCP scheduler address nothing listens on (connection refused),
+    rather than after the client's 10 s of retries; other schemes are left to Dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if "://" in address and not address.startswith("tcp://"):
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.hostname is None or parts.port is None:
+        return
+    with socket.create_connection((parts.hostname, parts.port), timeout=2):
+        pass
 
 
 def check(
