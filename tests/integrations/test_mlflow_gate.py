@@ -88,15 +88,15 @@ class Stack:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def actions_on(self, model: str, wanted: set[str]) -> set[str]:
-        """The actions recorded on ``model`` once all of ``wanted`` are among them: events
+    def expect_actions(self, model: str, wanted: set[str]) -> None:
+        """Fail unless every action in ``wanted`` is recorded on ``model`` within 30 s: events
         reach the file through the outbox's relay, a moment after the registry changes."""
 
-        def found() -> set[str] | None:
+        def recorded() -> bool:
             actions = {e["action"] for e in self.events() if e["attributes"].get("model") == model}
-            return actions if wanted <= actions else None
+            return wanted <= actions
 
-        return wait_for(found, timeout=30)
+        waiting.wait_until(recorded, 30, f"{sorted(wanted)} on {model}")
 
 
 def _load_key(path: Path) -> Any:
@@ -182,7 +182,7 @@ def test_a_malicious_version_fails_and_loses_its_protected_alias(stack: Stack) -
 
     # each scan finding is an event of its own
     wanted = {"mlflow.verdict", "mlflow.alias_removed", "mlflow.finding"}
-    assert wanted <= stack.actions_on(f"models:/fraud/{version}", wanted)
+    stack.expect_actions(f"models:/fraud/{version}", wanted)
 
 
 def test_an_unsigned_version_fails_the_signature_policy(stack: Stack) -> None:
@@ -204,8 +204,7 @@ def test_edited_verdict_tags_are_put_back(stack: Stack) -> None:
         return tags.get("donjon.scan") == tags.get("donjon.verdict") == "failed" or None
 
     wait_for(restored)
-    wanted = {"mlflow.tags_restored"}
-    assert wanted <= stack.actions_on(f"models:/edited/{version}", wanted)
+    stack.expect_actions(f"models:/edited/{version}", {"mlflow.tags_restored"})
 
 
 def _post(url: str, body: bytes, delivery: str, stamp: str, sig: str | None) -> httpx.Response:
