@@ -16,10 +16,9 @@ HopSkipJump's upper bounds before the rays), pairs with none.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 ALPHA = 0.01
 MIN_DROP = 0.1  # the smallest drop worth an alert (watch.probe_min_drop)
@@ -43,7 +42,7 @@ def paired(before: Sequence[float | None], after: Sequence[float | None]) -> dic
     return {
         "rows": len(pairs),
         "higher": sum(v > 0 for v in logs),
-        "ratio": math.exp(float(np.median(logs))) if logs else math.nan,
+        "ratio": math.exp(statistics.median(logs)) if logs else math.nan,
         "p_value": p_value,
     }
 
